@@ -1,0 +1,200 @@
+"""The MQTT side in the BEMCom message format, over paho-mqtt.
+
+paho runs its network loop in its own thread; everything it delivers is handed to the
+asyncio loop with `call_soon_threadsafe`, so registry and map are only touched from the
+loop thread. Publishing from the loop thread is safe: paho guards its queues with locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from connector import __version__
+from connector.datapoints import Datapoint, now_ms
+from connector.registry import ActuatorRef, DatapointMap, MapError, Registry
+from connector.settings import Settings
+
+LOG = logging.getLogger(__name__)
+
+# New keys arriving within this window go out in one available_datapoints message: a
+# fleet booting at once would otherwise republish a large retained message per key.
+AVAILABLE_DATAPOINTS_COALESCE_S = 0.25
+
+ActuatorHandler = Callable[[str, str, ActuatorRef | None, bytes], None]  # (topic, key, ref, payload)
+
+
+class BemcomMqtt:
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self._settings = settings
+        self._registry = registry
+        name = settings.connector_name
+        self.topics = {
+            part: f"{name}/{part}"
+            for part in ("heartbeat", "logs", "available_datapoints", "datapoint_map", "raw_message_to_db")
+        }
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+        if settings.mqtt_username is not None:
+            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        self._client.reconnect_delay_set(1, 30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._available_changed = asyncio.Event()
+        self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
+        self._last_sent: dict[int, mqtt.MQTTMessageInfo] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self, on_actuator: ActuatorHandler) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._on_actuator = on_actuator
+        host, port = self._settings.mqtt_broker_host, self._settings.mqtt_broker_port
+        LOG.info("connecting to MQTT broker %s:%s", host, port)
+        self._client.connect_async(host, port, keepalive=60)
+        self._client.loop_start()
+
+    async def stop(self, timeout: float) -> None:
+        """Wait (bounded) until what was published reached the broker, then disconnect."""
+        # Brokers acknowledge in the order they received (MQTT 3.1.1 4.6): the last
+        # acknowledged message of each QoS implies all earlier ones of that QoS.
+        for info in self._last_sent.values():
+            try:
+                await asyncio.to_thread(info.wait_for_publish, timeout)
+            except (RuntimeError, ValueError) as error:
+                LOG.warning("messages still queued for the broker are lost at shutdown: %s", error)
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+
+    async def run_heartbeat(self) -> None:
+        interval_ms = int(self._settings.heartbeat_interval * 1000)
+        while True:
+            now = now_ms()
+            self._publish_json(
+                self.topics["heartbeat"],
+                {"this_heartbeats_timestamp": now, "next_heartbeats_timestamp": now + interval_ms},
+                qos=0,
+            )
+            await asyncio.sleep(self._settings.heartbeat_interval)
+
+    async def run_available_datapoints(self) -> None:
+        while True:
+            await self._available_changed.wait()
+            await asyncio.sleep(AVAILABLE_DATAPOINTS_COALESCE_S)
+            self._available_changed.clear()
+            self._publish_json(
+                self.topics["available_datapoints"], self._registry.available_datapoints(), qos=1, retain=True
+            )
+
+    # -- publishing --------------------------------------------------------------------
+
+    def publish_values(self, points: list[Datapoint]) -> None:
+        for point in points:
+            if self._registry.add_sensor(point):
+                self._available_changed.set()
+            topic = self._registry.sensor_topic(point.key)
+            if topic is not None:
+                self._publish_value(topic, point)
+
+    def announce_actuator(self, key: str, ref: ActuatorRef, example: Any) -> None:
+        if self._registry.add_actuator(key, ref, example):
+            self._available_changed.set()
+
+    def publish_raw(self, cp: str, direction: str, frame: str, timestamp: int) -> None:
+        payload = {"raw_message": frame, "timestamp": timestamp, "charge_point_id": cp, "direction": direction}
+        self._publish_json(
+            self.topics["raw_message_to_db"], {"payload": payload, "connector_version": __version__}, qos=2
+        )
+
+    def publish_log(self, record: logging.LogRecord) -> None:
+        message = {
+            "timestamp": int(record.created * 1000),
+            "msg": record.getMessage(),
+            "emitter": record.name,
+            "level": record.levelno,
+        }
+        self._publish_json(self.topics["logs"], message, qos=1)
+
+    def _publish_value(self, topic: str, point: Datapoint) -> None:
+        self._publish_json(topic, {"value": point.value, "timestamp": point.timestamp}, qos=1, retain=True)
+
+    def _publish_json(self, topic: str, message: Any, qos: int, retain: bool = False) -> None:
+        info = self._client.publish(topic, json.dumps(message), qos=qos, retain=retain)
+        if qos:
+            self._last_sent[qos] = info
+
+    # -- receiving (paho thread -> loop thread) ----------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            LOG.error("MQTT broker refused the connection: %s", reason)
+            return
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._subscribe_all)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            LOG.warning("MQTT connection lost (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._dispatch, message.topic, message.payload)
+
+    def _subscribe_all(self) -> None:
+        """After every (re)connect: with a clean session the broker forgot our subscriptions."""
+        LOG.info("connected to MQTT broker")
+        self._client.subscribe(self.topics["datapoint_map"], qos=2)
+        for topic in self._registry.map.actuator:
+            self._client.subscribe(topic, qos=2)
+        self._available_changed.set()  # the broker may have restarted without persistence
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        if topic == self.topics["datapoint_map"]:
+            self._apply_map(payload)
+            return
+        found = self._registry.actuator_for_topic(topic)
+        if found is not None:
+            key, ref = found
+            self._on_actuator(topic, key, ref, payload)
+
+    def _apply_map(self, payload: bytes) -> None:
+        try:
+            new_map = DatapointMap.parse(json.loads(payload))
+        except (ValueError, MapError) as error:
+            LOG.error("ignored malformed datapoint_map (kept the previous one): %s", error)
+            return
+        old_map = self._registry.map
+        self._registry.map = new_map
+        for topic in old_map.actuator.keys() - new_map.actuator.keys():
+            self._client.unsubscribe(topic)
+        for topic in new_map.actuator.keys() - old_map.actuator.keys():
+            self._client.subscribe(topic, qos=2)
+        # A newly mapped sensor gets its latest value at once: some (boot data) never repeat.
+        for key, topic in new_map.sensor.items():
+            latest = self._registry.sensors.get(key)
+            if latest is not None and old_map.sensor.get(key) != topic:
+                self._publish_value(topic, latest)
+        LOG.info(
+            "datapoint_map applied: %d sensors, %d actuators", len(new_map.sensor), len(new_map.actuator)
+        )
+
+
+class MqttLogHandler(logging.Handler):
+    """Sends log records of level INFO and above to `N/logs`."""
+
+    def __init__(self, mqtt_side: BemcomMqtt) -> None:
+        super().__init__(level=logging.INFO)
+        self._mqtt = mqtt_side
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._mqtt.publish_log(record)
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)

@@ -1,0 +1,204 @@
+"""Pure: a charger-initiated OCPP 1.6 message becomes flat sensor datapoints.
+
+Works on the payload exactly as it came off the wire (camelCase), so the hot path pays for
+no case conversion. Each function returns `Datapoint`s in the order they should be
+published; `notes` collects the harmless deviations the caller logs as tolerated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+Scalar = str | int | float | bool | None
+
+# OCPP 1.6 defaults for absent SampledValue fields (7.45, SampledValue).
+DEFAULT_MEASURAND = "Energy.Active.Import.Register"
+DEFAULT_UNIT = "Wh"
+DEFAULT_LOCATION = "Outlet"
+DEFAULT_STOP_REASON = "Local"
+
+BOOT_FIELDS = {
+    "chargePointVendor": "charge_point_vendor",
+    "chargePointModel": "charge_point_model",
+    "chargePointSerialNumber": "charge_point_serial_number",
+    "chargeBoxSerialNumber": "charge_box_serial_number",
+    "firmwareVersion": "firmware_version",
+    "iccid": "iccid",
+    "imsi": "imsi",
+    "meterType": "meter_type",
+    "meterSerialNumber": "meter_serial_number",
+}
+
+STATUS_FIELDS = {
+    "status": "status",
+    "errorCode": "error_code",
+    "info": "info",
+    "vendorId": "vendor_id",
+    "vendorErrorCode": "vendor_error_code",
+}
+
+
+class Datapoint(NamedTuple):
+    key: str
+    value: Scalar
+    timestamp: int  # ms since the epoch, UTC
+
+
+@dataclass(frozen=True)
+class TransactionRecord:
+    """What the connector remembers of a transaction between start and stop."""
+
+    transaction_id: int
+    connector_id: int
+    id_tag: str
+    meter_start: int
+
+
+def key(*parts: object) -> str:
+    return "__".join(str(part) for part in parts)
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def parse_time(text: Any, fallback: int, notes: list[str]) -> int:
+    """An OCPP date-time as ms; the fallback (receive time) if it cannot be read."""
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        notes.append(f"timestamp {text!r} is not ISO 8601; used the time of receipt")
+        return fallback
+    if moment.tzinfo is None:  # OCPP times are UTC; some chargers drop the suffix.
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def sampled_number(text: str) -> Scalar:
+    """A sampled value as a JSON number where it is one, else the text unchanged."""
+    stripped = text.strip()
+    try:
+        return int(stripped)
+    except ValueError:
+        pass
+    try:
+        number = float(stripped)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
+
+
+def boot_notification(cp: str, payload: dict[str, Any], received: int) -> list[Datapoint]:
+    return [
+        Datapoint(key(cp, "BootNotification", name), payload[field], received)
+        for field, name in BOOT_FIELDS.items()
+        if field in payload
+    ]
+
+
+def heartbeat(cp: str, received: int) -> list[Datapoint]:
+    return [Datapoint(key(cp, "Heartbeat"), received, received)]
+
+
+def status_notification(
+    cp: str, payload: dict[str, Any], received: int, notes: list[str]
+) -> list[Datapoint]:
+    at = parse_time(payload["timestamp"], received, notes) if "timestamp" in payload else received
+    prefix = key(cp, "StatusNotification", payload["connectorId"])
+    return [
+        Datapoint(key(prefix, name), payload[field], at)
+        for field, name in STATUS_FIELDS.items()
+        if field in payload
+    ]
+
+
+def meter_values(
+    cp: str, payload: dict[str, Any], received: int, notes: list[str]
+) -> list[Datapoint]:
+    return sampled_values(cp, payload["connectorId"], payload["meterValue"], received, notes)
+
+
+def sampled_values(
+    cp: str, connector_id: int, meter_value: Iterable[dict[str, Any]], received: int, notes: list[str]
+) -> list[Datapoint]:
+    """Every sampled value of every meterValue element, oldest element first."""
+    stamped = [(parse_time(mv.get("timestamp"), received, notes), mv) for mv in meter_value]
+    stamped.sort(key=lambda pair: pair[0])  # stable: equal times keep the charger's order
+    points = []
+    for at, element in stamped:
+        samples = element.get("sampledValue") or []
+        if not samples:
+            notes.append("meterValue element with an empty sampledValue; skipped it")
+        points.extend(Datapoint(sample_key(cp, connector_id, s), sample_value(s), at) for s in samples)
+    return points
+
+
+def sample_key(cp: str, connector_id: int, sample: dict[str, Any]) -> str:
+    parts: list[object] = [cp, "MeterValues", connector_id, sample.get("measurand", DEFAULT_MEASURAND)]
+    if "phase" in sample:
+        parts.append(sample["phase"])
+    location = sample.get("location", DEFAULT_LOCATION)
+    if location != DEFAULT_LOCATION:
+        parts.append(location)
+    parts.append(sample.get("unit", DEFAULT_UNIT))
+    return key(*parts)
+
+
+def sample_value(sample: dict[str, Any]) -> Scalar:
+    if sample.get("format") == "SignedData":
+        return str(sample["value"])  # signed blobs may look numeric; keep them as text
+    return sampled_number(str(sample["value"]))
+
+
+def transaction_started(
+    cp: str, payload: dict[str, Any], record: TransactionRecord, received: int, notes: list[str]
+) -> list[Datapoint]:
+    at = parse_time(payload["timestamp"], received, notes)
+    prefix = key(cp, "Transaction", record.connector_id)
+    values: dict[str, Scalar] = {
+        "active": True,
+        "transaction_id": record.transaction_id,
+        "id_tag": record.id_tag,
+        "meter_start": record.meter_start,
+        # The stop fields describe the current transaction: clear the last one's.
+        "meter_stop": None,
+        "stop_reason": None,
+        "energy": None,
+    }
+    return [Datapoint(key(prefix, name), value, at) for name, value in values.items()]
+
+
+def transaction_stopped(
+    cp: str, payload: dict[str, Any], record: TransactionRecord, received: int, notes: list[str]
+) -> list[Datapoint]:
+    """The stop fields, then any sampled values the charger sent as transactionData."""
+    at = parse_time(payload["timestamp"], received, notes)
+    prefix = key(cp, "Transaction", record.connector_id)
+    meter_stop = payload["meterStop"]
+    values: dict[str, Scalar] = {
+        "active": False,
+        "transaction_id": record.transaction_id,
+        "meter_stop": meter_stop,
+        "stop_reason": payload.get("reason", DEFAULT_STOP_REASON),
+        "energy": meter_stop - record.meter_start,
+    }
+    points = [Datapoint(key(prefix, name), value, at) for name, value in values.items()]
+    data = payload.get("transactionData") or []
+    return sampled_values(cp, record.connector_id, data, received, notes) + points
+
+
+def flat_notification(cp: str, action: str, payload: dict[str, Any], received: int) -> list[Datapoint]:
+    """Status-style notifications (firmware, diagnostics, logs, security events)."""
+    return [
+        Datapoint(key(cp, action, snake_case(field)), value, received)
+        for field, value in payload.items()
+        if isinstance(value, str | int | float | bool)
+    ]
+
+
+def snake_case(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")

@@ -1,0 +1,153 @@
+"""The DeviceDispatcher: hosts the OCPP-J 1.6 WebSocket server and its sessions.
+
+One session per charge point identity (the last URL path segment, percent-decoded). A
+second connection with the same identity takes over at once; the old one is closed in the
+background and, being no longer registered, cannot publish `connected = false` over the
+new one's `true`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, NegotiationError
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from connector.session import ChargePointSession, RawTap, SessionEvents
+from connector.settings import Settings
+from connector.transactions import TransactionStore
+
+LOG = logging.getLogger(__name__)
+
+OCPP16 = Subprotocol("ocpp1.6")
+# Bounds the shutdown: a peer that does not answer our close frame is cut off after this.
+CLOSE_TIMEOUT_S = 2.0
+
+
+class ListenError(Exception):
+    """The OCPP server could not bind OCPP_HOST:OCPP_PORT."""
+
+
+class DispatcherEvents(SessionEvents, Protocol):
+    def connected(self, cp: str, is_connected: bool) -> None: ...
+
+
+def identity_from_path(path: str) -> str:
+    """`/ocpp/CP%201?x=y` -> `CP 1`: the last path segment, percent-decoded."""
+    return unquote(urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    if OCPP16 in offered:
+        return OCPP16
+    if not offered:
+        # Real chargers often send no Sec-WebSocket-Protocol at all; serve them as 1.6.
+        LOG.info("%s: no subprotocol offered; serving OCPP 1.6", identity_from_path(connection.request.path))
+        return None
+    LOG.warning(
+        "%s: refused handshake offering only %s; this server speaks ocpp1.6",
+        identity_from_path(connection.request.path),
+        ", ".join(offered),
+    )
+    raise NegotiationError(f"unsupported subprotocols {', '.join(offered)}; this server speaks ocpp1.6")
+
+
+class DeviceDispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        events: DispatcherEvents,
+        transactions: TransactionStore,
+        raw_tap: RawTap | None = None,
+    ) -> None:
+        self._settings = settings
+        self._events = events
+        self._transactions = transactions
+        self._raw_tap = raw_tap
+        self.sessions: dict[str, ChargePointSession] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self.port: int | None = None
+
+    async def serve_until(self, stop: asyncio.Event, started: asyncio.Event | None = None) -> None:
+        """Serve until `stop` is set; then close every connection with 1001 and wait."""
+        try:
+            server = await self._serve()
+        except OSError as error:
+            where = f"OCPP_HOST={self._settings.ocpp_host} OCPP_PORT={self._settings.ocpp_port}"
+            raise ListenError(f"cannot listen on {where}: {error.strerror or error}") from error
+        async with server:
+            self.port = server.sockets[0].getsockname()[1] if server.sockets else None
+            LOG.info("OCPP server listening on ws://%s:%s", self._settings.ocpp_host, self.port)
+            if started is not None:
+                started.set()
+            await stop.wait()
+            LOG.info("closing %d charge point connections", len(self.sessions))
+            server.close(close_connections=True)
+            await server.wait_closed()
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def _serve(self) -> serve:
+        ping = self._settings.ocpp_ping_interval or None
+        return serve(
+            self._serve_charge_point,
+            self._settings.ocpp_host,
+            self._settings.ocpp_port,
+            subprotocols=[OCPP16],
+            select_subprotocol=select_subprotocol,
+            process_request=self._check_request,
+            # permessage-deflate roughly triples memory per connection; OCPP frames are small.
+            compression=None,
+            ping_interval=ping,
+            ping_timeout=ping,
+            close_timeout=CLOSE_TIMEOUT_S,
+        )
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if not identity_from_path(request.path):
+            LOG.warning("refused connection to %r: no charge point identity in the path", request.path)
+            return connection.respond(HTTPStatus.NOT_FOUND, "charge point identity missing from the URL path\n")
+        return None
+
+    async def _serve_charge_point(self, connection: ServerConnection) -> None:
+        cp = identity_from_path(connection.request.path)
+        session = ChargePointSession(
+            cp,
+            connection,
+            self._events,
+            self._transactions,
+            heartbeat_interval=self._settings.charger_heartbeat_interval,
+            response_timeout=self._settings.ocpp_response_timeout,
+            raw_tap=self._raw_tap,
+        )
+        self._take_over(cp, session)
+        LOG.info("%s: connected from %s", cp, connection.remote_address[0])
+        self._events.connected(cp, True)
+        try:
+            await session.start()
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._end(cp, session, connection)
+
+    def _take_over(self, cp: str, session: ChargePointSession) -> None:
+        previous = self.sessions.get(cp)
+        self.sessions[cp] = session
+        if previous is not None:
+            LOG.warning("%s: new connection replaces the open one; closing the old", cp)
+            task = asyncio.get_running_loop().create_task(previous.close(1000, "replaced by a new connection"))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _end(self, cp: str, session: ChargePointSession, connection: ServerConnection) -> None:
+        await session.stop_tasks()
+        if self.sessions.get(cp) is session:
+            del self.sessions[cp]
+            self._events.connected(cp, False)
+        LOG.info("%s: disconnected (code %s)", cp, connection.close_code)

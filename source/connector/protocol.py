@@ -1,0 +1,155 @@
+"""Pure: OCPP-J 1.6 framing and schema checks, with the tolerance real chargers need.
+
+`parse_frame` turns frame text into the ocpp library's Call / CallResult / CallError, or
+a `FrameProblem` that says whether an answer is possible (OCPP-J 1.6 section 4: without a
+readable unique id there is nobody to address a CALLERROR to). `check_payload` validates
+against the library's OCPP 1.6 schemas and separates deviations that leave no sense to be
+made of a message from harmless ones that are tolerated and reported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from jsonschema import Draft4Validator
+from ocpp.exceptions import (
+    FormationViolationError,
+    NotImplementedError as OcppNotImplementedError,
+    NotSupportedError,
+    OCPPError,
+    OccurenceConstraintViolationError,
+    PropertyConstraintViolationError,
+    ProtocolError,
+    TypeConstraintViolationError,
+)
+from ocpp.messages import Call, CallError, CallResult, MessageType, get_validator
+from ocpp.v16.enums import Action
+
+OCPP_VERSION = "1.6"
+
+# Charger-initiated actions of OCPP 1.6 and its security extension: the ones we answer.
+CHARGER_ACTIONS = frozenset(
+    {
+        "Authorize",
+        "BootNotification",
+        "DataTransfer",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "LogStatusNotification",
+        "MeterValues",
+        "SecurityEventNotification",
+        "SignCertificate",
+        "SignedFirmwareStatusNotification",
+        "StartTransaction",
+        "StatusNotification",
+        "StopTransaction",
+    }
+)
+KNOWN_ACTIONS = frozenset(action.value for action in Action)
+
+# Schema keywords whose violation a charger can commit without making the message
+# meaningless: an unlisted enum value (errorCode "Error", unit "Hz"), an extra field,
+# an over-long string, an empty list. Everything else (a type or a required field)
+# leaves no sense to be made of the message and is refused.
+TOLERATED_KEYWORDS = frozenset({"enum", "additionalProperties", "maxLength", "minItems"})
+
+REFUSAL_BY_KEYWORD: dict[str, type[OCPPError]] = {
+    "type": TypeConstraintViolationError,
+    "required": ProtocolError,
+    "minimum": PropertyConstraintViolationError,
+    "maximum": PropertyConstraintViolationError,
+    "multipleOf": PropertyConstraintViolationError,
+    "pattern": PropertyConstraintViolationError,
+    "maxItems": OccurenceConstraintViolationError,
+}
+
+Message = Call | CallResult | CallError
+
+
+@dataclass(frozen=True)
+class FrameProblem:
+    """A frame that is not an OCPP-J message; `unique_id` is None where no answer is possible."""
+
+    reason: str
+    unique_id: str | int | None = None
+
+
+@dataclass
+class Verdict:
+    refusal: OCPPError | None = None
+    tolerated: list[str] = field(default_factory=list)
+
+
+def parse_frame(text: str | bytes) -> Message | FrameProblem:
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return FrameProblem("frame is not JSON")
+    if not isinstance(frame, list) or len(frame) < 3:
+        return FrameProblem("frame is not an OCPP-J message array")
+    type_id, unique_id = frame[0], frame[1]
+    # Some chargers send numeric ids; they are answered with the same id, as sent.
+    if isinstance(unique_id, bool) or not isinstance(unique_id, str | int) or unique_id == "":
+        return FrameProblem("frame has no unique id")
+    if type_id == MessageType.Call:
+        return _parse_call(frame, unique_id)
+    if type_id == MessageType.CallResult and len(frame) == 3 and isinstance(frame[2], dict):
+        return CallResult(unique_id, frame[2])
+    if type_id == MessageType.CallError and len(frame) >= 4:
+        details = frame[4] if len(frame) > 4 else {}
+        return CallError(unique_id, str(frame[2]), str(frame[3]), details)
+    # OCPP-J 1.6 4.1.3: an unknown message type, or a malformed result, is ignored.
+    return FrameProblem(f"message type {type_id!r} with {len(frame)} elements is not valid")
+
+
+def _parse_call(frame: list[Any], unique_id: str | int) -> Call | FrameProblem:
+    if len(frame) != 4 or not isinstance(frame[2], str) or not isinstance(frame[3], dict):
+        return FrameProblem("CALL must be [2, uniqueId, action, {payload}]", unique_id)
+    return Call(unique_id, frame[2], frame[3])
+
+
+def refusal_for_action(action: str) -> OCPPError | None:
+    """NotImplemented for an unknown action, NotSupported for one we never receive."""
+    if action in CHARGER_ACTIONS:
+        return None
+    if action in KNOWN_ACTIONS:
+        return NotSupportedError(description=f"{action} is sent by the central system, not to it")
+    return OcppNotImplementedError(description=f"unknown action {action!r}")
+
+
+def formation_violation(problem: FrameProblem) -> OCPPError:
+    return FormationViolationError(description=problem.reason)
+
+
+# Schemas with `multipleOf: 0.1` numbers: validated over Decimals, as the ocpp library
+# does (its validator cache is keyed by name only, so we must ask the same way it does).
+_DECIMAL_SCHEMAS = frozenset(
+    {
+        (MessageType.Call, "SetChargingProfile"),
+        (MessageType.Call, "RemoteStartTransaction"),
+        (MessageType.CallResult, "GetCompositeSchedule"),
+    }
+)
+
+
+def check_payload(action: str, payload: dict[str, Any], message_type: int) -> Verdict:
+    """Validate a request (CALL) or a response (CALLRESULT) of `action` against OCPP 1.6."""
+    validator: Draft4Validator
+    if (message_type, action) in _DECIMAL_SCHEMAS:
+        validator = get_validator(message_type, action, OCPP_VERSION, parse_float=Decimal)
+        payload = json.loads(json.dumps(payload), parse_float=Decimal)
+    else:
+        validator = get_validator(message_type, action, OCPP_VERSION)
+    verdict = Verdict()
+    for error in validator.iter_errors(payload):
+        where = "/".join(str(p) for p in error.absolute_path) or "payload"
+        if error.validator in TOLERATED_KEYWORDS:
+            verdict.tolerated.append(f"{where}: {error.message}")
+        elif verdict.refusal is None:
+            refusal = REFUSAL_BY_KEYWORD.get(str(error.validator), FormationViolationError)
+            verdict.refusal = refusal(description=f"{where}: {error.message}")
+    return verdict

@@ -1,0 +1,78 @@
+"""Pure: the datapoints the connector knows and the map that routes them to topics.
+
+Keys are looked up, never split: the registry records, for each actuator key, which charge
+point, actuator and connector it stands for, so identities may contain `__`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from connector.datapoints import Datapoint
+
+
+@dataclass(frozen=True)
+class ActuatorRef:
+    cp: str
+    name: str
+    connector_id: int
+
+
+class MapError(ValueError):
+    """A datapoint_map payload that is not `{"sensor": {key: topic}, "actuator": {topic: key}}`."""
+
+
+@dataclass(frozen=True)
+class DatapointMap:
+    sensor: dict[str, str]  # key -> topic
+    actuator: dict[str, str]  # topic -> key
+
+    @classmethod
+    def parse(cls, message: Any) -> DatapointMap:
+        if not isinstance(message, dict):
+            raise MapError("datapoint_map must be a JSON object")
+        sections = []
+        for name in ("sensor", "actuator"):
+            section = message.get(name, {})
+            if not isinstance(section, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and k and v for k, v in section.items()
+            ):
+                raise MapError(f"datapoint_map.{name} must map non-empty strings to strings")
+            sections.append(section)
+        return cls(sensor=sections[0], actuator=sections[1])
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.sensors: dict[str, Datapoint] = {}  # key -> latest datapoint
+        self.actuators: dict[str, Any] = {}
+        self.actuator_refs: dict[str, ActuatorRef] = {}
+        self.map = DatapointMap({}, {})
+
+    def add_sensor(self, point: Datapoint) -> bool:
+        """Record a sensor's latest value; True if the key is new (announce it)."""
+        is_new = point.key not in self.sensors
+        self.sensors[point.key] = point
+        return is_new
+
+    def add_actuator(self, key: str, ref: ActuatorRef, example: Any) -> bool:
+        if key in self.actuators:
+            return False
+        self.actuators[key] = example
+        self.actuator_refs[key] = ref
+        return True
+
+    def available_datapoints(self) -> dict[str, dict[str, Any]]:
+        sensors = {key: point.value for key, point in self.sensors.items()}
+        return {"sensor": sensors, "actuator": dict(self.actuators)}
+
+    def sensor_topic(self, key: str) -> str | None:
+        return self.map.sensor.get(key)
+
+    def actuator_for_topic(self, topic: str) -> tuple[str, ActuatorRef | None] | None:
+        """(key, ref) for an actuator topic of the map; ref is None for unknown keys."""
+        key = self.map.actuator.get(topic)
+        if key is None:
+            return None
+        return key, self.actuator_refs.get(key)

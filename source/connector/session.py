@@ -1,0 +1,307 @@
+"""One charge point's OCPP 1.6 session: the ocpp library's ChargePoint, specialised.
+
+Handlers are registered with the library's `@on` and receive the wire payload (camelCase)
+in an `Inbound`: the datapoint mapping works in wire terms, and skipping the library's
+recursive case conversion saves a large share of the per-message cost. The session knows
+nothing of MQTT: it hands datapoints, new connector ids and raw frames to `SessionEvents`.
+
+Framing is ours rather than the library's `route_message`, because the library drops a
+malformed CALL without the CALLERROR OCPP-J prescribes, swaps NotImplemented and
+NotSupported, validates in a thread pool, and matches call results through a single
+queue where a late answer to a timed-out call can be taken for the next one's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from ocpp.exceptions import InternalError, OCPPError
+from ocpp.messages import Call, CallError, CallResult, MessageType
+from ocpp.routing import create_route_map, on
+from ocpp.v16 import ChargePoint
+from ocpp.v16.enums import Action
+from websockets.asyncio.server import ServerConnection
+
+from connector import datapoints as dp
+from connector.actuators import OcppCall
+from connector.datapoints import Datapoint
+from connector.protocol import FrameProblem, check_payload, formation_violation, parse_frame, refusal_for_action
+from connector.transactions import TransactionStore
+
+LOG = logging.getLogger(__name__)
+
+ACCEPTED = {"status": "Accepted"}
+
+
+class SessionEvents(Protocol):
+    """What a session tells the rest of the connector."""
+
+    def publish(self, points: list[Datapoint]) -> None: ...
+
+    def connector_seen(self, cp: str, connector_id: int) -> None: ...
+
+
+RawTap = Callable[[str, str, str, int], None]  # (cp, direction, frame, ms)
+
+
+@dataclass
+class Inbound:
+    """A validated CALL as a handler sees it."""
+
+    payload: dict[str, Any]
+    received: int  # ms
+    notes: list[str] = field(default_factory=list)
+
+
+class CommandFailed(Exception):
+    """A call to the charger that got no usable answer: the message is the reason."""
+
+
+def utc_now_text() -> str:
+    """Now in OCPP's date-time form, UTC with a `Z` suffix."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ChargePointSession(ChargePoint):  # type: ignore[misc]
+    def __init__(
+        self,
+        cp_id: str,
+        connection: ServerConnection,
+        events: SessionEvents,
+        transactions: TransactionStore,
+        *,
+        heartbeat_interval: int,
+        response_timeout: float,
+        raw_tap: RawTap | None = None,
+    ) -> None:
+        super().__init__(cp_id, connection, response_timeout=response_timeout, logger=LOG)
+        self._events = events
+        self._transactions = transactions
+        self._heartbeat_interval = heartbeat_interval
+        self._raw_tap = raw_tap
+        self._pending: dict[str, asyncio.Future[CallResult | CallError]] = {}
+        self._connectors: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.log = logging.LoggerAdapter(LOG, {"charge_point": cp_id})
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Serve frames until the connection closes (ConnectionClosed propagates)."""
+        self.connector_seen(0)
+        async for frame in self._connection:
+            received = dp.now_ms()
+            text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+            if self._raw_tap is not None:
+                self._raw_tap(self.id, "in", text, received)
+            await self.route_message(text, received)
+
+    async def route_message(self, raw_msg: str, received: int | None = None) -> None:
+        message = parse_frame(raw_msg)
+        if isinstance(message, FrameProblem):
+            await self._refuse_frame(message, raw_msg)
+        elif isinstance(message, Call):
+            await self._handle_call(message, received or dp.now_ms())
+        else:
+            self._resolve(message)
+
+    async def _refuse_frame(self, problem: FrameProblem, raw_msg: str) -> None:
+        if problem.unique_id is None:
+            # OCPP-J 1.6 4.2.3: without a unique id there is nothing to answer.
+            self.log.warning("%s: dropped frame (%s): %.200s", self.id, problem.reason, raw_msg)
+            return
+        self.log.warning("%s: refused frame (%s): %.200s", self.id, problem.reason, raw_msg)
+        error = formation_violation(problem)
+        await self._send(CallError(problem.unique_id, error.code, error.description, {}).to_json())
+
+    async def _handle_call(self, msg: Call, received: int) -> None:  # type: ignore[override]
+        refusal = refusal_for_action(msg.action) or self._schema_refusal(msg)
+        if refusal is not None:
+            self.log.warning("%s: refused %s: %s %s", self.id, msg.action, refusal.code, refusal.description)
+            await self._send(msg.create_call_error(refusal).to_json())
+            return
+        inbound = Inbound(msg.payload, received)
+        try:
+            response = self._handlers()[msg.action](self, inbound)
+        except Exception as error:  # noqa: BLE001 - a handler bug must not end the session
+            self.log.exception("%s: handling %s failed", self.id, msg.action)
+            reply = InternalError(description=f"{type(error).__name__} while handling {msg.action}")
+            await self._send(msg.create_call_error(reply).to_json())
+            return
+        for note in inbound.notes:
+            self.log.info("%s: tolerated in %s: %s", self.id, msg.action, note)
+        await self._send(msg.create_call_result(response).to_json())
+
+    def _schema_refusal(self, msg: Call) -> OCPPError | None:
+        verdict = check_payload(msg.action, msg.payload, MessageType.Call)
+        for deviation in verdict.tolerated:
+            self.log.warning("%s: tolerated schema deviation in %s: %s", self.id, msg.action, deviation)
+        return verdict.refusal
+
+    @classmethod
+    def _handlers(cls) -> dict[str, Callable[[ChargePointSession, Inbound], dict[str, Any]]]:
+        """Action -> handler function, built once per class rather than per session."""
+        routes = cls.__dict__.get("_route_cache")
+        if routes is None:
+            routes = {action: r["_on_action"] for action, r in create_route_map(cls).items()}
+            cls._route_cache = routes
+        return routes  # type: ignore[no-any-return]
+
+    # -- calling the charger -----------------------------------------------------------
+
+    async def send_call(self, call: OcppCall) -> dict[str, Any]:
+        """Send a CALL and return the CALLRESULT payload; CommandFailed otherwise.
+
+        OCPP-J allows one outstanding CALL per direction, so calls queue on a lock.
+        Never await this from a handler: the answer is read by the same loop.
+        """
+        async with self._call_lock:
+            message = Call(str(uuid.uuid4()), call.action, call.payload)
+            answer: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
+            self._pending[message.unique_id] = answer
+            try:
+                await self._send(message.to_json())
+                async with asyncio.timeout(self._response_timeout):
+                    result = await answer
+            except TimeoutError:
+                raise CommandFailed(f"no answer within {self._response_timeout:g} s") from None
+            finally:
+                del self._pending[message.unique_id]
+        return self._result_payload(call.action, result)
+
+    def _result_payload(self, action: str, result: CallResult | CallError) -> dict[str, Any]:
+        if isinstance(result, CallError):
+            raise CommandFailed(f"charger answered CALLERROR {result.error_code}: {result.error_description}")
+        verdict = check_payload(action, result.payload, MessageType.CallResult)
+        for deviation in verdict.tolerated:
+            self.log.warning("%s: tolerated schema deviation in %s answer: %s", self.id, action, deviation)
+        if verdict.refusal is not None:
+            raise CommandFailed(f"invalid {action} answer: {verdict.refusal.description}")
+        return result.payload  # type: ignore[no-any-return]
+
+    def _resolve(self, result: CallResult | CallError) -> None:
+        answer = self._pending.get(result.unique_id)
+        if answer is None or answer.done():
+            self.log.warning("%s: ignored answer to unknown or expired call %s", self.id, result.unique_id)
+            return
+        answer.set_result(result)
+
+    async def _send(self, message: str) -> None:
+        if self._raw_tap is not None:
+            self._raw_tap(self.id, "out", message, dp.now_ms())
+        await self._connection.send(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._connection.close(code, reason)
+
+    # -- owned background work ---------------------------------------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run work (a command) owned by this session: cancelled when the session ends."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- helpers for handlers ----------------------------------------------------------
+
+    def connector_seen(self, connector_id: int) -> None:
+        if connector_id not in self._connectors:
+            self._connectors.add(connector_id)
+            self._events.connector_seen(self.id, connector_id)
+
+    def publish(self, points: list[Datapoint]) -> None:
+        if points:
+            self._events.publish(points)
+
+    # -- charger-initiated messages ----------------------------------------------------
+
+    @on(Action.boot_notification)
+    def on_boot_notification(self, msg: Inbound) -> dict[str, Any]:
+        self.publish(dp.boot_notification(self.id, msg.payload, msg.received))
+        return {"status": "Accepted", "currentTime": utc_now_text(), "interval": self._heartbeat_interval}
+
+    @on(Action.heartbeat)
+    def on_heartbeat(self, msg: Inbound) -> dict[str, Any]:
+        self.publish(dp.heartbeat(self.id, msg.received))
+        return {"currentTime": utc_now_text()}
+
+    @on(Action.status_notification)
+    def on_status_notification(self, msg: Inbound) -> dict[str, Any]:
+        self.connector_seen(msg.payload["connectorId"])
+        self.publish(dp.status_notification(self.id, msg.payload, msg.received, msg.notes))
+        return {}
+
+    @on(Action.meter_values)
+    def on_meter_values(self, msg: Inbound) -> dict[str, Any]:
+        self.connector_seen(msg.payload["connectorId"])
+        self.publish(dp.meter_values(self.id, msg.payload, msg.received, msg.notes))
+        return {}
+
+    @on(Action.start_transaction)
+    def on_start_transaction(self, msg: Inbound) -> dict[str, Any]:
+        p = msg.payload
+        self.connector_seen(p["connectorId"])
+        record = self._transactions.start(self.id, p["connectorId"], p["idTag"], p["meterStart"])
+        self.publish(dp.transaction_started(self.id, p, record, msg.received, msg.notes))
+        return {"transactionId": record.transaction_id, "idTagInfo": ACCEPTED}
+
+    @on(Action.stop_transaction)
+    def on_stop_transaction(self, msg: Inbound) -> dict[str, Any]:
+        p = msg.payload
+        record = self._transactions.stop(self.id, p["transactionId"])
+        if record is None:
+            msg.notes.append(f"transaction {p['transactionId']} is not open (a repeat, or unknown); published nothing")
+        else:
+            self.publish(dp.transaction_stopped(self.id, p, record, msg.received, msg.notes))
+        return {"idTagInfo": ACCEPTED} if "idTag" in p else {}
+
+    @on(Action.authorize)
+    def on_authorize(self, msg: Inbound) -> dict[str, Any]:
+        return {"idTagInfo": ACCEPTED}
+
+    @on(Action.data_transfer)
+    def on_data_transfer(self, msg: Inbound) -> dict[str, Any]:
+        p = msg.payload
+        parts = [self.id, "DataTransfer", p["vendorId"]] + ([p["messageId"]] if "messageId" in p else [])
+        self.publish([Datapoint(dp.key(*parts), str(p.get("data", "")), msg.received)])
+        return ACCEPTED
+
+    @on(Action.sign_certificate)
+    def on_sign_certificate(self, msg: Inbound) -> dict[str, Any]:
+        msg.notes.append("SignCertificate rejected: this connector runs no certificate authority")
+        return {"status": "Rejected"}
+
+    def _notification(self, action: str, msg: Inbound) -> dict[str, Any]:
+        self.publish(dp.flat_notification(self.id, action, msg.payload, msg.received))
+        return {}
+
+    @on(Action.diagnostics_status_notification)
+    def on_diagnostics_status_notification(self, msg: Inbound) -> dict[str, Any]:
+        return self._notification("DiagnosticsStatusNotification", msg)
+
+    @on(Action.firmware_status_notification)
+    def on_firmware_status_notification(self, msg: Inbound) -> dict[str, Any]:
+        return self._notification("FirmwareStatusNotification", msg)
+
+    @on(Action.log_status_notification)
+    def on_log_status_notification(self, msg: Inbound) -> dict[str, Any]:
+        return self._notification("LogStatusNotification", msg)
+
+    @on(Action.signed_firmware_status_notification)
+    def on_signed_firmware_status_notification(self, msg: Inbound) -> dict[str, Any]:
+        return self._notification("SignedFirmwareStatusNotification", msg)
+
+    @on(Action.security_event_notification)
+    def on_security_event_notification(self, msg: Inbound) -> dict[str, Any]:
+        return self._notification("SecurityEventNotification", msg)

@@ -1,0 +1,151 @@
+"""Settings: the environment turned into one frozen, validated object.
+
+Pure: `Settings.from_env` reads a mapping, so tests pass plain dicts. Every problem is
+collected before anything is raised, so an operator fixes a `.env` in one go instead of
+one restart per mistake (the zigbee2mqtt habit).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from connector.actuators import ACTUATOR_NAMES
+
+T = TypeVar("T")
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+class SettingsError(Exception):
+    """One or more variables hold values the connector cannot use."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    connector_name: str = "ocpp-connector"
+    mqtt_broker_host: str = "localhost"
+    mqtt_broker_port: int = 1883
+    mqtt_username: str | None = None
+    # repr=False: settings are logged at start-up in debug mode; secrets must not be.
+    mqtt_password: str | None = field(default=None, repr=False)
+    send_raw_message_to_db: bool = False
+    debug: bool = False
+    ocpp_host: str = "0.0.0.0"
+    ocpp_port: int = 9000
+    enabled_actuators: frozenset[str] = ACTUATOR_NAMES
+    heartbeat_interval: float = 30.0
+    charger_heartbeat_interval: int = 300
+    ocpp_response_timeout: float = 60.0
+    ocpp_ping_interval: float = 60.0
+    charging_phases: int = 3
+    state_dir: str = "./state"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables, reporting every bad one at once."""
+        reader = _Reader(env)
+        settings = cls(
+            connector_name=reader.text("CONNECTOR_NAME", cls.connector_name),
+            mqtt_broker_host=reader.text("MQTT_BROKER_HOST", cls.mqtt_broker_host),
+            mqtt_broker_port=reader.port("MQTT_BROKER_PORT", cls.mqtt_broker_port, 1),
+            mqtt_username=reader.optional("MQTT_USERNAME"),
+            mqtt_password=reader.optional("MQTT_PASSWORD"),
+            send_raw_message_to_db=reader.flag("SEND_RAW_MESSAGE_TO_DB", False),
+            debug=reader.flag("DEBUG", False),
+            ocpp_host=reader.text("OCPP_HOST", cls.ocpp_host),
+            ocpp_port=reader.port("OCPP_PORT", cls.ocpp_port, 0),
+            enabled_actuators=reader.actuators("OCPP_CONFIG"),
+            heartbeat_interval=reader.number("HEARTBEAT_INTERVAL", 30.0, 0.1, float),
+            charger_heartbeat_interval=reader.number(
+                "OCPP_CHARGER_HEARTBEAT_INTERVAL", 300, 1, int
+            ),
+            ocpp_response_timeout=reader.number("OCPP_RESPONSE_TIMEOUT", 60.0, 0.1, float),
+            ocpp_ping_interval=reader.number("OCPP_PING_INTERVAL", 60.0, 0.0, float),
+            charging_phases=reader.choice("CHARGING_PHASES", 3, {1, 3}),
+            state_dir=reader.text("STATE_DIR", cls.state_dir),
+        )
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return settings
+
+
+class _Reader:
+    """Reads typed variables and collects a problem line for each bad one."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.problems: list[str] = []
+
+    def _raw(self, name: str) -> str | None:
+        value = self._env.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        return self._raw(name) or default
+
+    def optional(self, name: str) -> str | None:
+        return self._raw(name)
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in _TRUE | _FALSE:
+            return raw.lower() in _TRUE
+        self.problems.append(f"{name}={raw!r} is not a boolean; use TRUE or FALSE")
+        return default
+
+    def number(self, name: str, default: T, minimum: float, kind: Callable[[str], T]) -> T:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            value = None
+        if value is None or not float(value) >= minimum:  # type: ignore[arg-type]
+            noun = "a whole number" if kind is int else "a number"
+            self.problems.append(f"{name}={raw!r} is not valid; use {noun} >= {minimum:g}")
+            return default
+        return value
+
+    def port(self, name: str, default: int, minimum: int) -> int:
+        value = self.number(name, default, minimum, int)
+        if value > 65535:
+            self.problems.append(f"{name}={value} is not valid; use a port {minimum}..65535")
+            return default
+        return value
+
+    def choice(self, name: str, default: int, allowed: set[int]) -> int:
+        value = self.number(name, default, min(allowed), int)
+        if value not in allowed:
+            options = " or ".join(str(a) for a in sorted(allowed))
+            self.problems.append(f"{name}={value} is not valid; use {options}")
+            return default
+        return value
+
+    def actuators(self, name: str) -> frozenset[str]:
+        raw = self._raw(name)
+        if raw is None:
+            return ACTUATOR_NAMES
+        accepted = f"use a JSON list of actuator names from: {', '.join(sorted(ACTUATOR_NAMES))}"
+        try:
+            names = json.loads(raw)
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            self.problems.append(f"{name} is not a JSON list of names; {accepted}")
+            return ACTUATOR_NAMES
+        unknown = sorted(set(names) - ACTUATOR_NAMES)
+        if unknown:
+            self.problems.append(f"{name} names unknown actuators {unknown}; {accepted}")
+            return ACTUATOR_NAMES
+        return frozenset(names)

@@ -1,0 +1,86 @@
+"""Transaction ids and open transactions per charge point, kept under STATE_DIR.
+
+Ids must be unique per charge point, also across restarts of the connector. Two guards:
+the last id handed out is persisted (one small file per charge point, replaced
+atomically), and a new id is never below the seconds since 2020, so even a lost state
+directory does not reissue an old id unless the clock went backwards. The number stays
+far below 2**31 for decades: chargers often store it as a signed 32-bit integer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from urllib.parse import quote
+
+from connector.datapoints import TransactionRecord
+
+LOG = logging.getLogger(__name__)
+
+ID_EPOCH = 1577836800  # 2020-01-01T00:00:00Z
+
+
+class TransactionStore:
+    """Per charge point: the last id issued and the transactions not yet stopped."""
+
+    def __init__(self, state_dir: str | Path, clock: Callable[[], float] = time.time) -> None:
+        self._dir = Path(state_dir) / "transactions"
+        self._clock = clock
+        self._last_id: dict[str, int] = {}
+        self._open: dict[str, dict[int, TransactionRecord]] = {}
+
+    def start(self, cp: str, connector_id: int, id_tag: str, meter_start: int) -> TransactionRecord:
+        self._load(cp)
+        floor = int(self._clock()) - ID_EPOCH
+        transaction_id = max(self._last_id[cp] + 1, floor)
+        record = TransactionRecord(transaction_id, connector_id, id_tag, meter_start)
+        self._last_id[cp] = transaction_id
+        self._open[cp][transaction_id] = record
+        self._save(cp)
+        return record
+
+    def stop(self, cp: str, transaction_id: int) -> TransactionRecord | None:
+        """The record of an open transaction, now closed; None if it is not open."""
+        self._load(cp)
+        record = self._open[cp].pop(transaction_id, None)
+        if record is not None:
+            self._save(cp)
+        return record
+
+    def active(self, cp: str, connector_id: int) -> TransactionRecord | None:
+        self._load(cp)
+        return next((r for r in self._open[cp].values() if r.connector_id == connector_id), None)
+
+    def _path(self, cp: str) -> Path:
+        # Percent-encoding makes any identity a safe, reversible file name.
+        return self._dir / f"{quote(cp, safe='')}.json"
+
+    def _load(self, cp: str) -> None:
+        if cp in self._last_id:
+            return
+        self._last_id[cp], self._open[cp] = 0, {}
+        try:
+            state = json.loads(self._path(cp).read_text())
+            self._last_id[cp] = int(state["last_id"])
+            records = (TransactionRecord(**r) for r in state["open"])
+            self._open[cp] = {r.transaction_id: r for r in records}
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError) as error:
+            LOG.error("%s: transaction state %s unreadable (%s); starting afresh", cp, self._path(cp), error)
+
+    def _save(self, cp: str) -> None:
+        state = {"last_id": self._last_id[cp], "open": [asdict(r) for r in self._open[cp].values()]}
+        path = self._path(cp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        with temporary.open("w") as file:
+            json.dump(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
