@@ -149,10 +149,12 @@ class BemcomMqtt:
 
     def _subscribe_all(self) -> None:
         """After every (re)connect: with a clean session the broker forgot our subscriptions."""
-        LOG.info("connected to MQTT broker")
         self._client.subscribe(self.topics["datapoint_map"], qos=2)
         for topic in self._registry.map.actuator:
             self._client.subscribe(topic, qos=2)
+        # Logged after subscribing: the broker handles one client's packets in order, so
+        # whoever sees this line on N/logs knows the subscriptions are in place.
+        LOG.info("connected to MQTT broker; subscribed to %s", self.topics["datapoint_map"])
         self._available_changed.set()  # the broker may have restarted without persistence
 
     def _dispatch(self, topic: str, payload: bytes) -> None:

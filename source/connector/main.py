@@ -18,7 +18,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    logging.basicConfig(format=LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger().setLevel(logging.DEBUG if debug else logging.INFO)
     # The libraries log every frame or handshake at INFO/DEBUG; at fleet scale that
     # floods N/logs. Our own lines already name each charge point and refusal.
     for noisy in ("ocpp", "websockets"):

@@ -1,0 +1,113 @@
+"""Fixtures: one real mosquitto per test run, a connector per test, an MQTT probe."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.main import configure_logging
+from connector.service import Service
+from connector.settings import Settings
+from connector.tests.harness import WAIT_S, Mosquitto, MqttProbe
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def connector_name() -> str:
+    """A fresh topic prefix per test, so retained messages never leak between tests."""
+    return f"test-connector-{next(_names)}"
+
+
+@pytest.fixture
+def settings_env(broker: Mosquitto, connector_name: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "CONNECTOR_NAME": connector_name,
+        "MQTT_BROKER_HOST": "127.0.0.1",
+        "MQTT_BROKER_PORT": str(broker.port),
+        "OCPP_HOST": "127.0.0.1",
+        "OCPP_PORT": "0",
+        "STATE_DIR": str(tmp_path / "state"),
+        "OCPP_RESPONSE_TIMEOUT": "5",
+    }
+
+
+@pytest.fixture
+async def probe(broker: Mosquitto, connector_name: str) -> AsyncIterator[MqttProbe]:
+    client = MqttProbe(broker.port)
+    await client.subscribe(f"{connector_name}/#")
+    yield client
+    client.close()
+
+
+class RunningConnector:
+    def __init__(self, service: Service, task: asyncio.Task[None]) -> None:
+        self.service = service
+        self.task = task
+        self.name = service.settings.connector_name
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.service.dispatcher.port}"
+
+    def topic(self, part: str) -> str:
+        return f"{self.name}/{part}"
+
+    async def stop(self) -> None:
+        self.service.stop.set()
+        async with asyncio.timeout(WAIT_S):
+            await self.task
+
+
+async def start_connector(env: dict[str, str], probe: MqttProbe) -> RunningConnector:
+    """Start a connector in this event loop; return once it serves OCPP and listens on MQTT."""
+    settings = Settings.from_env(env)
+    configure_logging(settings.debug)
+    since = len(probe.messages)
+    service = Service(settings)
+    task = asyncio.create_task(service.run())
+    async with asyncio.timeout(WAIT_S):
+        await service.started.wait()
+    running = RunningConnector(service, task)
+    await probe.wait_for(
+        running.topic("logs"), lambda p: p["msg"].startswith("connected to MQTT broker"), since=since
+    )
+    return running
+
+
+@pytest.fixture
+async def connector(settings_env: dict[str, str], probe: MqttProbe) -> AsyncIterator[RunningConnector]:
+    """A connector running in this test's event loop, against the test broker."""
+    running = await start_connector(settings_env, probe)
+    yield running
+    if not running.task.done():
+        await running.stop()
+
+
+async def map_datapoints(probe: MqttProbe, running: RunningConnector, sensor: dict[str, str], actuator: dict[str, str]) -> None:
+    """Publish a datapoint_map and wait until the connector logged that it applied it."""
+    since = len(probe.messages)
+    probe.publish(running.topic("datapoint_map"), {"sensor": sensor, "actuator": actuator})
+    await probe.wait_for(
+        running.topic("logs"),
+        lambda p: isinstance(p, dict)
+        and p["msg"] == f"datapoint_map applied: {len(sensor)} sensors, {len(actuator)} actuators",
+        since=since,
+    )
+
+
+def values(probe: MqttProbe, topic: str) -> list[Any]:
+    return [p["value"] for p in probe.on(topic)]

@@ -1,0 +1,238 @@
+"""Real peers for the integration tests: mosquitto, an MQTT probe, OCPP charge points.
+
+Nothing here is mocked: the broker is a mosquitto process on a free port, the charge
+points are the ocpp library's client over real WebSockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import websockets
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as OcppClient
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
+
+WAIT_S = 10.0  # upper bound for any awaited event; tests fail, never hang
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, deadline_s: float = WAIT_S) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:port."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.02)
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
+    if found is None:
+        raise RuntimeError("mosquitto is not installed; run the README's test command, which installs it")
+    return found
+
+
+@dataclass
+class Mosquitto:
+    """A mosquitto broker of our own, on 127.0.0.1 and a free port."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        config = self.directory / "mosquitto.conf"
+        config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.process = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=WAIT_S)
+            self.process = None
+
+
+class MqttProbe:
+    """Subscribes like a BEMCom service would and lets tests await what arrives."""
+
+    def __init__(self, port: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.messages: list[tuple[str, Any, bool]] = []  # (topic, decoded payload, retained)
+        self._changed = asyncio.Event()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self._client.on_message = self._on_message
+        self._subscribed = asyncio.Event()
+        self._client.on_subscribe = lambda *args: self._loop.call_soon_threadsafe(self._subscribed.set)
+        self._client.connect("127.0.0.1", port)
+        self._client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            payload = json.loads(message.payload)
+        except ValueError:
+            payload = message.payload
+        item = (message.topic, payload, bool(message.retain))
+        self._loop.call_soon_threadsafe(self._record, item)
+
+    def _record(self, item: tuple[str, Any, bool]) -> None:
+        self.messages.append(item)
+        self._changed.set()
+
+    async def subscribe(self, topic: str, qos: int = 2) -> None:
+        self._subscribed.clear()
+        self._client.subscribe(topic, qos)
+        async with asyncio.timeout(WAIT_S):
+            await self._subscribed.wait()
+
+    def publish(self, topic: str, payload: Any, qos: int = 2, retain: bool = False) -> None:
+        data = payload if isinstance(payload, bytes | str) else json.dumps(payload)
+        self._client.publish(topic, data, qos=qos, retain=retain).wait_for_publish(WAIT_S)
+
+    async def wait_for(
+        self,
+        topic: str,
+        predicate: Callable[[Any], bool] = lambda payload: True,
+        timeout: float = WAIT_S,
+        since: int = 0,
+    ) -> Any:
+        """The first payload on `topic` (from message number `since` on) that satisfies predicate."""
+        async with asyncio.timeout(timeout):
+            seen = since
+            while True:
+                for t, payload, _ in self.messages[seen:]:
+                    if t == topic and predicate(payload):
+                        return payload
+                seen = len(self.messages)
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_value(self, topic: str, value: Any, timeout: float = WAIT_S) -> dict[str, Any]:
+        payload: dict[str, Any] = await self.wait_for(
+            topic, lambda p: isinstance(p, dict) and p.get("value") == value, timeout
+        )
+        return payload
+
+    def on(self, topic: str) -> list[Any]:
+        return [payload for t, payload, _ in self.messages if t == topic]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class Charger(OcppClient):  # type: ignore[misc]
+    """An OCPP 1.6 charge point from the ocpp library, answering our calls."""
+
+    def __init__(self, cp_id: str, connection: Any) -> None:
+        super().__init__(cp_id, connection)
+        self.received: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.answers: dict[str, str] = {}  # action -> status to answer
+
+    def _got(self, action: str, payload: dict[str, Any]) -> str:
+        self.received.put_nowait((action, payload))
+        return self.answers.get(action, "Accepted")
+
+    async def next_call(self) -> tuple[str, dict[str, Any]]:
+        async with asyncio.timeout(WAIT_S):
+            return await self.received.get()
+
+    @on(Action.set_charging_profile)
+    def on_set_charging_profile(self, **payload: Any) -> call_result.SetChargingProfile:
+        return call_result.SetChargingProfile(status=self._got("SetChargingProfile", payload))
+
+    @on(Action.clear_charging_profile)
+    def on_clear_charging_profile(self, **payload: Any) -> call_result.ClearChargingProfile:
+        return call_result.ClearChargingProfile(status=self._got("ClearChargingProfile", payload))
+
+    @on(Action.trigger_message)
+    def on_trigger_message(self, **payload: Any) -> call_result.TriggerMessage:
+        return call_result.TriggerMessage(status=self._got("TriggerMessage", payload))
+
+
+class ChargerLink:
+    """A connected Charger with its read loop running, closed on exit."""
+
+    def __init__(self, url: str, cp_id: str, subprotocols: list[str] | None = None) -> None:
+        self.url, self.cp_id = url, cp_id
+        self.subprotocols = ["ocpp1.6"] if subprotocols is None else subprotocols
+        self.charger: Charger
+        self._task: asyncio.Task[None]
+
+    async def __aenter__(self) -> Charger:
+        self.connection = await websockets.connect(
+            f"{self.url}/{self.cp_id}", subprotocols=self.subprotocols or None, open_timeout=WAIT_S  # type: ignore[arg-type]
+        )
+        self.charger = Charger(self.cp_id, self.connection)
+        self._task = asyncio.create_task(self.charger.start())
+        return self.charger
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.close()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def frame(name: str, **changes: Any) -> tuple[str, dict[str, Any]]:
+    """(action, payload) of a recorded OCPP 1.6 frame, with top-level fields changed."""
+    action, payload = json.loads((FIXTURES / "ocpp16_frames.json").read_text())[name]
+    return action, {**payload, **changes}
+
+
+async def send(charger: OcppClient, name: str, **changes: Any) -> Any:
+    """Send a recorded frame through the ocpp library's client; its typed answer."""
+    from ocpp.charge_point import camel_to_snake_case
+    from ocpp.v16 import call
+
+    action, payload = frame(name, **changes)
+    request = getattr(call, action)(**camel_to_snake_case(payload))
+    async with asyncio.timeout(WAIT_S):
+        return await charger.call(request, suppress=False)
+
+
+class RawLink:
+    """A bare WebSocket for frames the ocpp library would refuse to send."""
+
+    def __init__(self, url: str, cp_id: str) -> None:
+        self.target = f"{url}/{cp_id}"
+
+    async def __aenter__(self) -> RawLink:
+        self.connection = await websockets.connect(self.target, subprotocols=["ocpp1.6"], open_timeout=WAIT_S)  # type: ignore[list-item]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.close()
+
+    async def exchange(self, text: str) -> Any:
+        """Send a frame and return the decoded answer."""
+        await self.connection.send(text)
+        async with asyncio.timeout(WAIT_S):
+            return json.loads(await self.connection.recv())
