@@ -1,0 +1,165 @@
+"""Actuators end to end: MQTT value -> OCPP call on a real charger -> `<key>__status`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from connector.tests.conftest import RunningConnector, map_datapoints, start_connector
+from connector.tests.harness import ChargerLink, MqttProbe, RawLink, send
+
+PROFILE = "CP_1__execute_send_charging_profile__1"
+TRIGGER = "CP_1__execute_trigger_message"
+
+
+async def wire(probe: MqttProbe, connector: RunningConnector, *keys: str) -> dict[str, tuple[str, str]]:
+    """Map each actuator key to a command topic and its status sensor to a status topic."""
+    topics = {k: (connector.topic(f"cmd/{k}"), connector.topic(f"status/{k}")) for k in keys}
+    await map_datapoints(
+        probe,
+        connector,
+        {f"{k}__status": status for k, (_, status) in topics.items()},
+        {command: k for k, (command, _) in topics.items()},
+    )
+    return topics
+
+
+def command(value: Any) -> dict[str, Any]:
+    return {"value": value, "timestamp": 1795256100000}
+
+
+async def test_power_limit_becomes_a_tx_default_profile(connector: RunningConnector, probe: MqttProbe) -> None:
+    """A value in W becomes SetChargingProfile with this connector's fixed TxDefaultProfile; status Accepted."""
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        await send(charger, "status_available")  # connector 1 appears, its actuators with it
+        (cmd, status), = (await wire(probe, connector, PROFILE)).values()
+        probe.publish(cmd, command(11000))
+        action, payload = await charger.next_call()
+        await probe.wait_value(status, "Accepted")
+        probe.publish(cmd, command("7360.55"))
+        _, second = await charger.next_call()
+    assert action == "SetChargingProfile"
+    assert payload["connector_id"] == 1
+    profile = payload["cs_charging_profiles"]
+    assert profile["charging_profile_purpose"] == "TxDefaultProfile"
+    assert profile["charging_schedule"]["charging_rate_unit"] == "W"
+    assert profile["charging_schedule"]["charging_schedule_period"] == [{"start_period": 0, "limit": 11000.0}]
+    assert second["cs_charging_profiles"]["charging_profile_id"] == profile["charging_profile_id"]
+    assert second["cs_charging_profiles"]["charging_schedule"]["charging_schedule_period"][0]["limit"] == 7360.5
+
+
+async def test_null_limit_clears_the_profile(connector: RunningConnector, probe: MqttProbe) -> None:
+    """`null` sends ClearChargingProfile for the same profile id."""
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        await send(charger, "status_available")
+        (cmd, status), = (await wire(probe, connector, PROFILE)).values()
+        probe.publish(cmd, command(4000))
+        _, set_payload = await charger.next_call()
+        await probe.wait_value(status, "Accepted")
+        charger.answers["ClearChargingProfile"] = "Unknown"
+        probe.publish(cmd, command(None))
+        action, payload = await charger.next_call()
+        await probe.wait_value(status, "Unknown")
+    assert action == "ClearChargingProfile"
+    assert payload["id"] == set_payload["cs_charging_profiles"]["charging_profile_id"]
+
+
+@pytest.mark.parametrize(("value", "requested"), [(3, "Heartbeat"), ("MeterValues", "MeterValues"), ("5", "StatusNotification")])
+async def test_trigger_message(connector: RunningConnector, probe: MqttProbe, value: Any, requested: str) -> None:
+    """0..5 or the message name becomes TriggerMessage.req; the charger's answer is the status."""
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        charger.answers["TriggerMessage"] = "Rejected"
+        (cmd, status), = (await wire(probe, connector, TRIGGER)).values()
+        probe.publish(cmd, command(value))
+        assert await charger.next_call() == ("TriggerMessage", {"requested_message": requested})
+        await probe.wait_value(status, "Rejected")
+
+
+@pytest.mark.parametrize(
+    ("key", "payload", "reason"),
+    [
+        (PROFILE, b"not json", "message is not JSON"),
+        (PROFILE, b'{"timestamp": 1}', 'message has no "value"'),
+        (PROFILE, json.dumps(command(-5)).encode(), "value must be a finite number >= 0 or null, got -5"),
+        (PROFILE, json.dumps(command("eleven")).encode(), "value must be a number >= 0 or null, got 'eleven'"),
+        (PROFILE, json.dumps(command(True)).encode(), "value must be a number >= 0 or null, got True"),
+        (TRIGGER, json.dumps(command(9)).encode(), "value must be one of"),
+        (TRIGGER, json.dumps(command("Reboot")).encode(), "value must be one of"),
+    ],
+    ids=["not-json", "no-value", "negative", "not-a-number", "bool", "trigger-out-of-range", "trigger-unknown-name"],
+)
+async def test_bad_actuator_values_are_refused(
+    connector: RunningConnector, probe: MqttProbe, key: str, payload: bytes, reason: str
+) -> None:
+    """A bad actuator message sends nothing, sets `Failed: <reason>` and logs a WARNING naming the topic."""
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        await send(charger, "status_available")
+        topics = await wire(probe, connector, PROFILE, TRIGGER)
+        cmd, status = topics[key]
+        probe.publish(cmd, payload)
+        failed = await probe.wait_for(status, lambda p: p["value"].startswith("Failed: "))
+        log = await probe.wait_for(connector.topic("logs"), lambda p: cmd in p["msg"])
+        # A good command afterwards is the first call the charger sees: nothing was sent before it.
+        probe.publish(topics[TRIGGER][0], command(3))
+        assert (await charger.next_call())[0] == "TriggerMessage"
+    assert failed["value"].startswith(f"Failed: {reason}")
+    assert log["level"] == 30 and reason[:20] in log["msg"]
+
+
+async def test_command_for_a_disconnected_charge_point_fails(connector: RunningConnector, probe: MqttProbe) -> None:
+    """A command for a charge point that is not connected ends in `Failed: ... not connected`."""
+    async with ChargerLink(connector.url, "CP_1"):
+        (cmd, status), = (await wire(probe, connector, TRIGGER)).values()
+    await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("CP_1: disconnected"))
+    probe.publish(cmd, command(0))
+    assert (await probe.wait_for(status))["value"] == "Failed: charge point CP_1 is not connected"
+
+
+async def test_callerror_answer_is_reported(connector: RunningConnector, probe: MqttProbe) -> None:
+    """A charger answering with a CALLERROR gives `Failed: charger answered CALLERROR <code>: ...`."""
+    async with RawLink(connector.url, "CP_1") as link:
+        (cmd, status), = (await wire(probe, connector, TRIGGER)).values()
+        probe.publish(cmd, command("Heartbeat"))
+        async with asyncio.timeout(10):
+            request = json.loads(await link.connection.recv())
+        await link.connection.send(json.dumps([4, request[1], "NotImplemented", "no triggers here", {}]))
+        failed = await probe.wait_for(status)
+    assert failed["value"] == "Failed: charger answered CALLERROR NotImplemented: no triggers here"
+
+
+async def test_silent_charger_times_out(settings_env: dict[str, str], probe: MqttProbe) -> None:
+    """A charger that never answers ends in `Failed: no answer within <timeout> s`, and stays served."""
+    running = await start_connector({**settings_env, "OCPP_RESPONSE_TIMEOUT": "0.5"}, probe)
+    try:
+        async with RawLink(running.url, "CP_1") as link:
+            (cmd, status), = (await wire(probe, running, TRIGGER)).values()
+            probe.publish(cmd, command(3))
+            async with asyncio.timeout(10):
+                request = json.loads(await link.connection.recv())
+            assert request[2] == "TriggerMessage"
+            failed = await probe.wait_for(status)
+            assert (await link.exchange('[2,"h","Heartbeat",{}]'))[:2] == [3, "h"]
+    finally:
+        await running.stop()
+    assert failed["value"] == "Failed: no answer within 0.5 s"
+
+
+async def test_disabled_actuators_are_not_offered_or_run(settings_env: dict[str, str], probe: MqttProbe) -> None:
+    """OCPP_CONFIG limits the actuators: a disabled one is not listed and a mapped one is refused."""
+    running = await start_connector({**settings_env, "OCPP_CONFIG": '["execute_trigger_message"]'}, probe)
+    try:
+        async with ChargerLink(running.url, "CP_1") as charger:
+            await send(charger, "status_available")
+            available = await probe.wait_for(
+                running.topic("available_datapoints"), lambda p: "CP_1__StatusNotification__1__status" in p["sensor"]
+            )
+            (cmd, status), = (await wire(probe, running, PROFILE)).values()
+            probe.publish(cmd, command(1000))
+            failed = await probe.wait_for(status)
+    finally:
+        await running.stop()
+    assert set(available["actuator"]) == {TRIGGER}
+    assert failed["value"].startswith("Failed: no such actuator")

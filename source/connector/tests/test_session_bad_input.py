@@ -1,0 +1,129 @@
+"""Bad and deviant frames from chargers (interface section 7), over a real WebSocket."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from connector.tests.conftest import RunningConnector, map_datapoints
+from connector.tests.harness import MqttProbe, RawLink, frame
+
+
+def call(name: str, unique_id: str = "m1", **changes: object) -> str:
+    action, payload = frame(name, **changes)
+    return json.dumps([2, unique_id, action, payload])
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ('[2,"m1","BootNotification"]', "FormationViolation"),
+        ('[2,"m1","BootNotification",[]]', "FormationViolation"),
+        ('[2,"m1",17,{}]', "FormationViolation"),
+        ('[2,"m1","NoSuchAction",{}]', "NotImplemented"),
+        ('[2,"m1","Reset",{"type":"Hard"}]', "NotSupported"),
+        ('[2,"m1","BootNotification",{"chargePointModel":"X"}]', "ProtocolError"),
+        ('[2,"m1","StatusNotification",{"connectorId":"1","errorCode":"NoError","status":"Available"}]',
+         "TypeConstraintViolation"),
+        ('[2,"m1","MeterValues",{"connectorId":1,"meterValue":[{"timestamp":"2026-11-21T10:00:00Z",'
+         '"sampledValue":[{"unit":"Wh"}]}]}]', "ProtocolError"),
+    ],
+    ids=["no-payload", "payload-not-object", "action-not-string", "unknown-action", "central-system-action",
+         "required-missing", "wrong-type", "sampled-value-without-value"],
+)
+async def test_meaningless_calls_get_the_prescribed_callerror(
+    connector: RunningConnector, probe: MqttProbe, text: str, code: str
+) -> None:
+    """A CALL that leaves no sense to be made of it is answered with the OCPP-J CALLERROR, and logged."""
+    async with RawLink(connector.url, "CP_BAD") as link:
+        answer = await link.exchange(text)
+        assert answer[:3] == [4, "m1", code]
+        assert isinstance(answer[3], str) and answer[3]
+        # the session goes on
+        assert (await link.exchange(call("heartbeat", "m2")))[:2] == [3, "m2"]
+    log = await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("CP_BAD: refused"))
+    assert log["level"] == 30
+
+
+@pytest.mark.parametrize(
+    "text", ["not json", "{}", "[]", '["2"]', "[2]", '[9,"x",{}]', '[2, null, "Heartbeat", {}]'],
+    ids=["not-json", "object", "empty", "short", "no-id", "unknown-type", "null-id"],
+)
+async def test_frames_without_an_answerable_id_are_dropped_with_a_log_line(
+    connector: RunningConnector, probe: MqttProbe, text: str
+) -> None:
+    """Where OCPP-J allows no answer the frame is dropped, logged, and the session goes on."""
+    async with RawLink(connector.url, "CP_JUNK") as link:
+        await link.connection.send(text)
+        assert (await link.exchange(call("heartbeat", "after")))[:2] == [3, "after"]
+    log = await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("CP_JUNK: dropped frame"))
+    assert log["level"] == 30
+
+
+async def test_numeric_message_id_is_answered_with_the_same_id(connector: RunningConnector) -> None:
+    """Some chargers send numbers as unique ids; the answer carries the same id."""
+    async with RawLink(connector.url, "CP_NUM") as link:
+        answer = await link.exchange('[2, 7, "Heartbeat", {}]')
+    assert answer[:2] == [3, 7]
+
+
+async def test_answer_to_unknown_call_is_ignored(connector: RunningConnector) -> None:
+    """A CALLRESULT nobody asked for is logged and ignored; the session goes on."""
+    async with RawLink(connector.url, "CP_X") as link:
+        await link.connection.send('[3,"never-sent",{"status":"Accepted"}]')
+        assert (await link.exchange(call("heartbeat", "h")))[:2] == [3, "h"]
+
+
+async def test_unlisted_enum_values_are_tolerated_and_named_in_the_logs(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """errorCode `Error` is answered as valid, published as sent, and the deviation is logged."""
+    topic = connector.topic("v/error")
+    await map_datapoints(probe, connector, {"CP_T__StatusNotification__1__error_code": topic}, {})
+    async with RawLink(connector.url, "CP_T") as link:
+        assert await link.exchange(call("status_error_code_error")) == [3, "m1", {}]
+    assert (await probe.wait_for(topic))["value"] == "Error"
+    log = await probe.wait_for(connector.topic("logs"), lambda p: "tolerated" in p["msg"] and "Error" in p["msg"])
+    assert log["msg"].startswith("CP_T: tolerated schema deviation in StatusNotification")
+
+
+async def test_padded_numbers_and_unknown_units_are_tolerated(connector: RunningConnector, probe: MqttProbe) -> None:
+    """`" 0.0"` is published as the number 0.0 and a unit `Hz` keeps its data flowing."""
+    power, frequency = connector.topic("v/power"), connector.topic("v/hz")
+    await map_datapoints(
+        probe,
+        connector,
+        {"CP_T__MeterValues__1__Power.Active.Import__W": power, "CP_T__MeterValues__1__Frequency__Hz": frequency},
+        {},
+    )
+    async with RawLink(connector.url, "CP_T") as link:
+        assert await link.exchange(call("meter_values_hz_padded")) == [3, "m1", {}]
+    assert (await probe.wait_for(power))["value"] == 0.0
+    assert (await probe.wait_for(frequency))["value"] == 50.01
+
+
+async def test_empty_sampled_value_is_answered(connector: RunningConnector, probe: MqttProbe) -> None:
+    """A meterValue with an empty sampledValue is answered as valid and named in the logs."""
+    async with RawLink(connector.url, "CP_T") as link:
+        assert await link.exchange(call("meter_values_empty_sampled")) == [3, "m1", {}]
+    await probe.wait_for(connector.topic("logs"), lambda p: "CP_T: tolerated" in p["msg"] and "sampledValue" in p["msg"])
+
+
+async def test_repeated_stop_transaction_is_answered_and_counted_once(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """The same StopTransaction twice: both answered, the energy published once."""
+    topic, heartbeat = connector.topic("v/energy"), connector.topic("v/heartbeat")
+    await map_datapoints(probe, connector, {"CP_T__Transaction__1__energy": topic, "CP_T__Heartbeat": heartbeat}, {})
+    async with RawLink(connector.url, "CP_T") as link:
+        started = await link.exchange(call("start_transaction", "s"))
+        stop = call("stop_transaction", "e1", transactionId=started[2]["transactionId"])
+        assert (await link.exchange(stop))[:2] == [3, "e1"]
+        assert (await link.exchange(stop.replace('"e1"', '"e2"')))[:2] == [3, "e2"]
+        await probe.wait_value(topic, 11500)
+        await link.exchange(call("heartbeat", "sync"))
+        # Published after the repeat on the same MQTT connection: anything the repeat
+        # published would have arrived before it.
+        await probe.wait_for(heartbeat)
+    assert [p["value"] for p in probe.on(topic)] == [None, 11500]
