@@ -1,0 +1,225 @@
+"""build_call: actuator values become schema-valid OCPP 1.6 calls or refusals (INTERFACE.md 4, 7)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from ocpp.messages import MessageType
+
+from connector.actuators import (
+    SEND_CHARGING_PROFILE,
+    TRIGGER_MESSAGE,
+    OcppCall,
+    Refusal,
+    build_call,
+)
+from connector.protocol import check_payload
+
+TRIGGER_NAMES = [
+    "BootNotification",
+    "DiagnosticsStatusNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "MeterValues",
+    "StatusNotification",
+]
+
+
+def assert_schema_valid(call: OcppCall) -> None:
+    verdict = check_payload(call.action, call.payload, MessageType.Call)
+    assert verdict.refusal is None, verdict.refusal
+    assert not verdict.tolerated, verdict.tolerated
+
+
+def set_profile(connector_id: int, value: Any) -> OcppCall:
+    call = build_call(SEND_CHARGING_PROFILE, connector_id, value)
+    assert isinstance(call, OcppCall), call
+    assert call.action == "SetChargingProfile"
+    return call
+
+
+def profile_of(call: OcppCall) -> dict[str, Any]:
+    profile: dict[str, Any] = call.payload["csChargingProfiles"]
+    return profile
+
+
+def limit_of(call: OcppCall) -> Any:
+    return profile_of(call)["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+
+
+# (value from MQTT, the limit in W that reaches the charger)
+LIMITS: list[tuple[Any, float]] = [
+    (11000, 11000.0),
+    (11000.0, 11000.0),
+    ("11000", 11000.0),
+    (" 2300 ", 2300.0),
+    ("1e3", 1000.0),
+    (0, 0.0),
+    ("0", 0.0),
+    (0.0, 0.0),
+    (1.1, 1.1),
+    (3680.75, 3680.7),
+    ("7.99", 7.9),
+    (4140.19, 4140.1),
+    (0.05, 0.0),
+    (0.09999, 0.0),
+    ("22000.0999", 22000.0),
+]
+
+
+@pytest.mark.parametrize(("value", "limit"), LIMITS, ids=[repr(v) for v, _ in LIMITS])
+def test_power_limit_is_sent_rounded_down_to_a_tenth(value: Any, limit: float) -> None:
+    """A number or numeric string >= 0 becomes a SetChargingProfile limit in W, rounded down to 0.1."""
+    call = set_profile(1, value)
+    assert limit_of(call) == pytest.approx(limit, abs=1e-9)
+    assert limit_of(call) <= float(value)
+    assert profile_of(call)["chargingSchedule"]["chargingRateUnit"] == "W"
+
+
+@pytest.mark.parametrize(("value", "limit"), LIMITS, ids=[repr(v) for v, _ in LIMITS])
+def test_set_charging_profile_payload_is_schema_valid(value: Any, limit: float) -> None:
+    """Every SetChargingProfile payload built from a valid value passes the OCPP 1.6 schema untouched."""
+    del limit
+    assert_schema_valid(set_profile(2, value))
+
+
+@pytest.mark.parametrize("connector_id", [0, 1, 2, 7])
+def test_the_profile_is_the_connectors_one_tx_default_profile(connector_id: int) -> None:
+    """The limit goes to the addressed connector as a TxDefaultProfile in effect until the next value."""
+    call = set_profile(connector_id, 7400)
+    profile = profile_of(call)
+    assert call.payload["connectorId"] == connector_id
+    assert profile["chargingProfilePurpose"] == "TxDefaultProfile"
+    assert "validTo" not in profile
+    assert "duration" not in profile["chargingSchedule"]
+    assert profile["chargingSchedule"]["chargingSchedulePeriod"][0]["startPeriod"] == 0
+
+
+@pytest.mark.parametrize("connector_id", [0, 1, 2])
+def test_repeated_values_reuse_the_same_profile_id(connector_id: int) -> None:
+    """Each new value on a connector carries the same profile id, so it replaces the previous limit."""
+    ids = {profile_of(set_profile(connector_id, value))["chargingProfileId"] for value in (11000, "3680", 0, 1.5)}
+    assert len(ids) == 1
+
+
+def test_each_connector_has_its_own_profile_id() -> None:
+    """Different connectors get different profile ids, so a limit on one never replaces another's."""
+    ids = [profile_of(set_profile(connector_id, 11000))["chargingProfileId"] for connector_id in range(5)]
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("connector_id", [0, 1, 3])
+def test_null_clears_the_connectors_profile(connector_id: int) -> None:
+    """None becomes a schema-valid ClearChargingProfile.req for exactly the profile id the limits use."""
+    call = build_call(SEND_CHARGING_PROFILE, connector_id, None)
+    assert isinstance(call, OcppCall), call
+    assert call.action == "ClearChargingProfile"
+    assert call.payload["id"] == profile_of(set_profile(connector_id, 11000))["chargingProfileId"]
+    assert call.payload.get("connectorId", connector_id) == connector_id
+    assert_schema_valid(call)
+
+
+REFUSED_LIMITS: list[Any] = [
+    -1,
+    -0.1,
+    "-5",
+    math.nan,
+    math.inf,
+    -math.inf,
+    "nan",
+    "inf",
+    "Infinity",
+    True,
+    False,
+    "eleven",
+    "",
+    "0x10",
+    {"value": 11000},
+    [11000],
+]
+
+
+@pytest.mark.parametrize("value", REFUSED_LIMITS, ids=[repr(v) for v in REFUSED_LIMITS])
+def test_bad_power_limits_are_refused_with_a_reason(value: Any) -> None:
+    """Negative, non-finite, boolean, non-numeric and structured values are refused with a reason naming the value."""
+    refusal = build_call(SEND_CHARGING_PROFILE, 1, value)
+    assert isinstance(refusal, Refusal), refusal
+    assert refusal.reason
+    assert repr(value)[:20] in refusal.reason
+
+
+HUGE_LIMITS: list[Any] = [1e20, 1e30, 1.7e308, 10**400, "1e30", "9" * 400]
+
+
+@pytest.mark.parametrize("value", HUGE_LIMITS, ids=["1e20", "1e30", "1.7e308", "10**400", "'1e30'", "'9'*400"])
+def test_huge_power_limits_are_sent_or_refused_never_raise(value: Any) -> None:
+    """An absurdly large limit from MQTT becomes a finite limit no higher than asked, or a refusal; it never raises."""
+    call = build_call(SEND_CHARGING_PROFILE, 1, value)
+    if isinstance(call, OcppCall):
+        assert math.isfinite(limit_of(call))
+        assert 0 <= limit_of(call) <= float(value)
+    else:
+        assert isinstance(call, Refusal)
+        assert call.reason
+
+
+@given(st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False))
+def test_rounding_never_exceeds_the_asked_limit(value: float) -> None:
+    """For any limit, the one sent is at most the one asked and less than 0.1 below it, and is schema-valid."""
+    call = set_profile(1, value)
+    sent = limit_of(call)
+    assert sent <= value
+    assert value - sent < 0.1 + 1e-9 * max(1.0, value)
+    assert_schema_valid(call)
+
+
+TRIGGERS: list[tuple[Any, str]] = [
+    *[(number, name) for number, name in enumerate(TRIGGER_NAMES)],
+    *[(str(number), name) for number, name in enumerate(TRIGGER_NAMES)],
+    *[(name, name) for name in TRIGGER_NAMES],
+    ("heartbeat", "Heartbeat"),
+    ("METERVALUES", "MeterValues"),
+    ("statusNotification", "StatusNotification"),
+    (" bootnotification ", "BootNotification"),
+]
+
+
+@pytest.mark.parametrize(("value", "requested"), TRIGGERS, ids=[repr(v) for v, _ in TRIGGERS])
+def test_trigger_message_accepts_numbers_digits_and_names(value: Any, requested: str) -> None:
+    """0..5, "0".."5" and the message names in any case become a schema-valid TriggerMessage.req."""
+    call = build_call(TRIGGER_MESSAGE, 0, value)
+    assert isinstance(call, OcppCall), call
+    assert call.action == "TriggerMessage"
+    assert call.payload["requestedMessage"] == requested
+    assert_schema_valid(call)
+
+
+REFUSED_TRIGGERS: list[Any] = [
+    6,
+    -1,
+    "6",
+    "-1",
+    3.0,
+    True,
+    False,
+    None,
+    "",
+    "Reset",
+    "Meter Values",
+    "²",
+    "9" * 5000,
+    [3],
+    {"value": 3},
+]
+
+
+@pytest.mark.parametrize("value", REFUSED_TRIGGERS, ids=[repr(v)[:20] for v in REFUSED_TRIGGERS])
+def test_bad_trigger_values_are_refused_with_the_choices(value: Any) -> None:
+    """Anything but 0..5 or a triggerable message name is refused with a reason listing the choices."""
+    refusal = build_call(TRIGGER_MESSAGE, 0, value)
+    assert isinstance(refusal, Refusal), refusal
+    assert all(name in refusal.reason for name in TRIGGER_NAMES)

@@ -1,0 +1,347 @@
+"""OCPP-J framing and OCPP 1.6 schema checks with tolerance for real chargers (INTERFACE.md 5, 7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ocpp.messages import Call, CallError, CallResult, MessageType
+
+from connector.protocol import (
+    CHARGER_ACTIONS,
+    FrameProblem,
+    check_payload,
+    formation_violation,
+    parse_frame,
+    refusal_for_action,
+)
+from connector.tests.harness import frame
+
+# (id, frame text, expected unique id of the FrameProblem: None where no answer is possible)
+PROBLEMS: list[tuple[str, str | bytes, str | int | None]] = [
+    ("not JSON", "this is not json", None),
+    ("truncated JSON", '[2, "abc", "Heartbeat", {', None),
+    ("empty frame", "", None),
+    ("JSON object", '{"messageTypeId": 2}', None),
+    ("JSON string", '"[2, \\"abc\\", \\"Heartbeat\\", {}]"', None),
+    ("empty list", "[]", None),
+    ("type only", "[2]", None),
+    ("empty unique id", '[2, "", "Heartbeat", {}]', None),
+    ("null unique id", '[2, null, "Heartbeat", {}]', None),
+    ("boolean unique id", '[2, true, "Heartbeat", {}]', None),
+    ("object unique id", '[2, {"id": 1}, "Heartbeat", {}]', None),
+    ("CALL without action and payload", '[2, "abc"]', "abc"),
+    ("CALL without payload", '[2, "abc", "Heartbeat"]', "abc"),
+    ("CALL with list payload", '[2, "abc", "Heartbeat", []]', "abc"),
+    ("CALL with null payload", '[2, "abc", "Heartbeat", null]', "abc"),
+    ("CALL with numeric action", '[2, "abc", 7, {}]', "abc"),
+    ("CALL with extra element", '[2, "abc", "Heartbeat", {}, {}]', "abc"),
+    ("CALL numeric id without payload", '[2, 17, "Heartbeat"]', 17),
+    ("unknown message type", '[5, "abc", {}]', None),
+    ("message type as string", '["2", "abc", "Heartbeat", {}]', None),
+    ("CALLRESULT with list payload", '[3, "abc", []]', None),
+    ("CALLRESULT with extra element", '[3, "abc", {}, {}]', None),
+    ("CALLERROR too short", '[4, "abc", "GenericError"]', None),
+]
+
+
+@pytest.mark.parametrize(("text", "unique_id"), [p[1:] for p in PROBLEMS], ids=[p[0] for p in PROBLEMS])
+def test_frames_that_are_not_ocpp_j_messages(text: str | bytes, unique_id: str | int | None) -> None:
+    """A frame that is no OCPP-J message is a FrameProblem, with the unique id only where a CALLERROR is possible."""
+    problem = parse_frame(text)
+    assert isinstance(problem, FrameProblem), problem
+    assert problem.unique_id == unique_id
+    assert problem.reason
+
+
+# (id, frame text, expected message type, unique id, action or error code, payload)
+MESSAGES: list[tuple[str, str | bytes, type[Any], str | int, str | None, dict[str, Any]]] = [
+    ("CALL", '[2, "19223201", "Heartbeat", {}]', Call, "19223201", "Heartbeat", {}),
+    ("CALL as bytes", b'[2, "a1", "Heartbeat", {}]', Call, "a1", "Heartbeat", {}),
+    (
+        "CALL with payload",
+        '[2, "u-1", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"}]',
+        Call,
+        "u-1",
+        "StatusNotification",
+        {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+    ),
+    ("CALL numeric id", '[2, 4711, "Heartbeat", {}]', Call, 4711, "Heartbeat", {}),
+    ("CALL unknown action", '[2, "x", "MakeCoffee", {}]', Call, "x", "MakeCoffee", {}),
+    ("CALLRESULT", '[3, "r-1", {"status": "Accepted"}]', CallResult, "r-1", None, {"status": "Accepted"}),
+    ("CALLRESULT empty", '[3, "r-2", {}]', CallResult, "r-2", None, {}),
+    (
+        "CALLERROR with details",
+        '[4, "e-1", "NotSupported", "no such thing", {"hint": 1}]',
+        CallError,
+        "e-1",
+        "NotSupported",
+        {"hint": 1},
+    ),
+    ("CALLERROR without details", '[4, "e-2", "GenericError", ""]', CallError, "e-2", "GenericError", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "unique_id", "name", "payload"), [m[1:] for m in MESSAGES], ids=[m[0] for m in MESSAGES]
+)
+def test_ocpp_j_messages_are_parsed(
+    text: str | bytes, kind: type[Any], unique_id: str | int, name: str | None, payload: dict[str, Any]
+) -> None:
+    """CALL, CALLRESULT and CALLERROR frames parse into the ocpp library's messages, with the unique id as sent."""
+    message = parse_frame(text)
+    assert type(message) is kind
+    assert message.unique_id == unique_id
+    if isinstance(message, Call):
+        assert (message.action, message.payload) == (name, payload)
+    elif isinstance(message, CallResult):
+        assert message.payload == payload
+    else:
+        assert isinstance(message, CallError)
+        assert (message.error_code, message.error_details) == (name, payload)
+
+
+def test_formation_violation_carries_the_reason() -> None:
+    """A FrameProblem becomes a FormationViolation CALLERROR whose description says what was wrong."""
+    error = formation_violation(FrameProblem("CALL must be [2, uniqueId, action, {payload}]", "abc"))
+    assert error.code == "FormationViolation"
+    assert "CALL must be" in error.description
+
+
+ACTIONS: list[tuple[str, str | None]] = [
+    *[(action, None) for action in sorted(CHARGER_ACTIONS)],
+    ("Reset", "NotSupported"),
+    ("RemoteStartTransaction", "NotSupported"),
+    ("SetChargingProfile", "NotSupported"),
+    ("TriggerMessage", "NotSupported"),
+    ("GetConfiguration", "NotSupported"),
+    ("MakeCoffee", "NotImplemented"),
+    ("heartbeat", "NotImplemented"),
+    ("", "NotImplemented"),
+]
+
+
+@pytest.mark.parametrize(("action", "code"), ACTIONS, ids=[a or "empty" for a, _ in ACTIONS])
+def test_refusal_for_action(action: str, code: str | None) -> None:
+    """Charger-initiated actions are answered, central-system actions get NotSupported, unknown ones NotImplemented."""
+    refusal = refusal_for_action(action)
+    assert (refusal.code if refusal is not None else None) == code
+
+
+def test_the_security_extension_is_answered() -> None:
+    """The OCPP 1.6 security extension's charger-initiated messages are among the answered actions."""
+    security = {
+        "SecurityEventNotification",
+        "SignCertificate",
+        "LogStatusNotification",
+        "SignedFirmwareStatusNotification",
+    }
+    assert security <= CHARGER_ACTIONS
+
+
+FIXTURE_NAMES = [
+    "boot_notification",
+    "boot_notification_minimal",
+    "heartbeat",
+    "status_available",
+    "status_faulted_vendor",
+    "meter_values_8",
+    "meter_values_defaults",
+    "meter_values_backlog",
+    "meter_values_inlet_kwh",
+    "start_transaction",
+    "stop_transaction",
+    "stop_transaction_no_id_tag",
+    "authorize",
+    "data_transfer",
+    "firmware_status",
+    "diagnostics_status",
+    "security_event",
+    "sign_certificate",
+    "log_status",
+    "signed_firmware_status",
+]
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_recorded_frames_are_valid(name: str) -> None:
+    """Every recorded well-formed frame passes the schema check without refusal or tolerance."""
+    action, payload = frame(name)
+    verdict = check_payload(action, payload, MessageType.Call)
+    assert verdict.refusal is None
+    assert verdict.tolerated == []
+
+
+def without(name: str, *path: str | int) -> tuple[str, dict[str, Any]]:
+    """A recorded frame with the field at `path` removed."""
+    action, payload = frame(name)
+    parent: Any = payload
+    for step in path[:-1]:
+        parent = parent[step]
+    del parent[path[-1]]
+    return action, payload
+
+
+def changed(name: str, value: Any, *path: str | int) -> tuple[str, dict[str, Any]]:
+    """A recorded frame with the field at `path` set to `value`."""
+    action, payload = frame(name)
+    parent: Any = payload
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = value
+    return action, payload
+
+
+REFUSED: list[tuple[str, tuple[str, dict[str, Any]], str]] = [
+    ("status missing", without("status_available", "status"), "ProtocolError"),
+    ("connectorId missing", without("status_available", "connectorId"), "ProtocolError"),
+    ("vendor missing", without("boot_notification_minimal", "chargePointVendor"), "ProtocolError"),
+    ("meterValue missing", without("meter_values_defaults", "meterValue"), "ProtocolError"),
+    (
+        "sampled value missing",
+        without("meter_values_defaults", "meterValue", 0, "sampledValue", 0, "value"),
+        "ProtocolError",
+    ),
+    ("meterStop missing", without("stop_transaction", "meterStop"), "ProtocolError"),
+    ("connectorId as string", changed("status_available", "1", "connectorId"), "TypeConstraintViolation"),
+    ("meterStart as string", changed("start_transaction", "1234000", "meterStart"), "TypeConstraintViolation"),
+    (
+        "meterValue not a list",
+        changed("meter_values_defaults", {"value": "1"}, "meterValue"),
+        "TypeConstraintViolation",
+    ),
+    (
+        "sampled value a number",
+        changed("meter_values_defaults", 1240000, "meterValue", 0, "sampledValue", 0, "value"),
+        "TypeConstraintViolation",
+    ),
+    ("vendor null", changed("boot_notification_minimal", None, "chargePointVendor"), "TypeConstraintViolation"),
+]
+
+
+@pytest.mark.parametrize(("action", "payload", "code"), [(*r[1], r[2]) for r in REFUSED], ids=[r[0] for r in REFUSED])
+def test_senseless_payloads_are_refused(action: str, payload: dict[str, Any], code: str) -> None:
+    """A missing required field is refused with ProtocolError, a wrong JSON type with TypeConstraintViolation."""
+    verdict = check_payload(action, payload, MessageType.Call)
+    assert verdict.refusal is not None
+    assert verdict.refusal.code == code
+    assert verdict.refusal.description
+
+
+TOLERATED: list[tuple[str, tuple[str, dict[str, Any]]]] = [
+    ("errorCode Error", frame("status_error_code_error")),
+    ("unit Hz", frame("meter_values_hz_padded")),
+    ("empty sampledValue", frame("meter_values_empty_sampled")),
+    ("extra top-level field", frame("status_available", vendorNote="hello")),
+    ("extra nested field", changed("meter_values_defaults", "x", "meterValue", 0, "sampledValue", 0, "extra")),
+    ("unlisted status", changed("status_available", "Occupied", "status")),
+    (
+        "unlisted measurand",
+        changed("meter_values_defaults", "Power.Active", "meterValue", 0, "sampledValue", 0, "measurand"),
+    ),
+    ("over-long info", frame("status_faulted_vendor", info="x" * 60)),
+]
+
+
+@pytest.mark.parametrize(("action", "payload"), [t[1] for t in TOLERATED], ids=[t[0] for t in TOLERATED])
+def test_harmless_deviations_are_tolerated_and_named(action: str, payload: dict[str, Any]) -> None:
+    """Unlisted enum values, extra fields, over-long strings and an empty sampledValue are tolerated and named."""
+    verdict = check_payload(action, payload, MessageType.Call)
+    assert verdict.refusal is None
+    assert len(verdict.tolerated) == 1
+    assert verdict.tolerated[0]
+
+
+def test_padded_number_string_is_schema_valid() -> None:
+    """A sampled value `" 0.0"` is a string, as the schema wants, so only the unlisted unit is named."""
+    action, payload = frame("meter_values_hz_padded")
+    verdict = check_payload(action, payload, MessageType.Call)
+    assert verdict.refusal is None
+    assert ["Hz" in note for note in verdict.tolerated] == [True]
+
+
+def test_refusal_wins_over_tolerance() -> None:
+    """A payload with a tolerated deviation and a missing required field is refused; the deviation is still named."""
+    action, payload = frame("status_error_code_error")
+    del payload["status"]
+    verdict = check_payload(action, payload, MessageType.Call)
+    assert verdict.refusal is not None
+    assert verdict.refusal.code == "ProtocolError"
+    assert verdict.tolerated
+
+
+RESPONSES: list[tuple[str, dict[str, Any], str | None]] = [
+    ("TriggerMessage", {"status": "Accepted"}, None),
+    ("SetChargingProfile", {"status": "Rejected"}, None),
+    ("ClearChargingProfile", {}, "ProtocolError"),
+    ("Reset", {"status": 1}, "TypeConstraintViolation"),
+    (
+        "GetCompositeSchedule",
+        {
+            "status": "Accepted",
+            "connectorId": 1,
+            "chargingSchedule": {
+                "chargingRateUnit": "W",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 7400.1}],
+            },
+        },
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("action", "payload", "code"), RESPONSES, ids=[f"{a}-{c}" for a, _, c in RESPONSES])
+def test_responses_are_checked_against_the_response_schema(
+    action: str, payload: dict[str, Any], code: str | None
+) -> None:
+    """check_payload with CallResult validates a charger's answer against the .conf schema of the action."""
+    verdict = check_payload(action, payload, MessageType.CallResult)
+    assert (verdict.refusal.code if verdict.refusal is not None else None) == code
+
+
+HUGE: list[tuple[str, str, int, dict[str, Any]]] = [
+    (
+        "GetCompositeSchedule answer",
+        "GetCompositeSchedule",
+        MessageType.CallResult,
+        {
+            "status": "Accepted",
+            "connectorId": 1,
+            "chargingSchedule": {
+                "chargingRateUnit": "W",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 1e30}],
+            },
+        },
+    ),
+    (
+        "SetChargingProfile request",
+        "SetChargingProfile",
+        MessageType.Call,
+        {
+            "connectorId": 1,
+            "csChargingProfiles": {
+                "chargingProfileId": 1001,
+                "stackLevel": 0,
+                "chargingProfilePurpose": "TxDefaultProfile",
+                "chargingProfileKind": "Relative",
+                "chargingSchedule": {
+                    "chargingRateUnit": "W",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 1e30}],
+                },
+            },
+        },
+    ),
+    (
+        "StartTransaction with a huge meter",
+        "StartTransaction",
+        MessageType.Call,
+        frame("start_transaction", meterStart=10**30)[1],
+    ),
+]
+
+
+@pytest.mark.parametrize(("action", "message_type", "payload"), [h[1:] for h in HUGE], ids=[h[0] for h in HUGE])
+def test_huge_numbers_give_a_verdict_not_an_exception(action: str, message_type: int, payload: dict[str, Any]) -> None:
+    """A payload holding an enormous number gets a verdict (1e30 is a multiple of 0.1) instead of raising."""
+    verdict = check_payload(action, payload, message_type)
+    assert verdict.refusal is None

@@ -1,0 +1,209 @@
+"""Registry and datapoint_map: known datapoints and their routing to topics (INTERFACE.md 3, 4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connector.datapoints import Datapoint
+from connector.registry import ActuatorRef, DatapointMap, MapError, Registry
+
+VALID_MAPS: list[tuple[str, Any, dict[str, str], dict[str, str]]] = [
+    (
+        "bemcom shape",
+        {
+            "sensor": {"CP_1__connected": "bemcom/ocpp/1", "CP_1__Heartbeat": "bemcom/ocpp/2"},
+            "actuator": {"bemcom/ocpp/3": "CP_1__execute_trigger_message"},
+        },
+        {"CP_1__connected": "bemcom/ocpp/1", "CP_1__Heartbeat": "bemcom/ocpp/2"},
+        {"bemcom/ocpp/3": "CP_1__execute_trigger_message"},
+    ),
+    ("empty object", {}, {}, {}),
+    ("empty sections", {"sensor": {}, "actuator": {}}, {}, {}),
+    ("sensor only", {"sensor": {"a": "t/a"}}, {"a": "t/a"}, {}),
+    ("actuator only", {"actuator": {"t/x": "x"}}, {}, {"t/x": "x"}),
+    (
+        "identity with __",
+        {"sensor": {"site__A__connected": "t/1"}, "actuator": {"t/2": "site__A__execute_send_charging_profile__1"}},
+        {"site__A__connected": "t/1"},
+        {"t/2": "site__A__execute_send_charging_profile__1"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("message", "sensor", "actuator"), [m[1:] for m in VALID_MAPS], ids=[m[0] for m in VALID_MAPS])
+def test_parse_accepts_the_bemcom_shape(message: Any, sensor: dict[str, str], actuator: dict[str, str]) -> None:
+    """A `{"sensor": {key: topic}, "actuator": {topic: key}}` object parses into its two mappings."""
+    parsed = DatapointMap.parse(message)
+    assert parsed.sensor == sensor
+    assert parsed.actuator == actuator
+
+
+INVALID_MAPS: list[tuple[str, Any]] = [
+    ("list", [["CP_1__connected", "t/1"]]),
+    ("string", "sensor"),
+    ("number", 42),
+    ("null", None),
+    ("sensor is a list", {"sensor": ["CP_1__connected"]}),
+    ("actuator is a string", {"actuator": "t/1"}),
+    ("sensor null", {"sensor": None}),
+    ("non-string key", {"sensor": {1: "t/1"}}),
+    ("numeric topic", {"sensor": {"CP_1__connected": 1}}),
+    ("null topic", {"sensor": {"CP_1__connected": None}}),
+    ("nested topic", {"sensor": {"CP_1__connected": {"topic": "t/1"}}}),
+    ("actuator key not a string", {"actuator": {"t/1": ["CP_1__execute_reset"]}}),
+    ("empty sensor key", {"sensor": {"": "t/1"}}),
+    ("empty sensor topic", {"sensor": {"CP_1__connected": ""}}),
+    ("empty actuator topic", {"actuator": {"": "CP_1__execute_reset"}}),
+    ("empty actuator key", {"actuator": {"t/1": ""}}),
+    ("one bad among good", {"sensor": {"a": "t/a", "b": 2}, "actuator": {"t/c": "c"}}),
+]
+
+
+@pytest.mark.parametrize("message", [m[1] for m in INVALID_MAPS], ids=[m[0] for m in INVALID_MAPS])
+def test_parse_refuses_malformed_maps(message: Any) -> None:
+    """Anything but an object of two string-to-non-empty-string mappings raises MapError (a ValueError)."""
+    with pytest.raises(MapError):
+        DatapointMap.parse(message)
+    assert issubclass(MapError, ValueError)
+
+
+def point(key: str, value: Any, timestamp: int = 1) -> Datapoint:
+    return Datapoint(key, value, timestamp)
+
+
+def test_add_sensor_is_true_only_for_new_keys() -> None:
+    """add_sensor reports True the first time a key is seen and False for every later value of it."""
+    registry = Registry()
+    answers = [
+        registry.add_sensor(point("CP_1__connected", True)),
+        registry.add_sensor(point("CP_1__connected", False)),
+        registry.add_sensor(point("CP_1__Heartbeat", 5)),
+        registry.add_sensor(point("CP_1__connected", True)),
+    ]
+    assert answers == [True, False, True, False]
+
+
+def test_add_sensor_keeps_the_latest_value() -> None:
+    """The registry holds the most recently added datapoint of each key."""
+    registry = Registry()
+    for value, at in [(100, 1), (200, 2), (150, 3)]:
+        registry.add_sensor(point("CP_1__MeterValues__1__Energy.Active.Import.Register__Wh", value, at))
+    assert registry.sensors["CP_1__MeterValues__1__Energy.Active.Import.Register__Wh"] == point(
+        "CP_1__MeterValues__1__Energy.Active.Import.Register__Wh", 150, 3
+    )
+
+
+def test_add_actuator_is_true_only_for_new_keys() -> None:
+    """add_actuator reports True for a new key and False for a key already known, keeping the first ref."""
+    registry = Registry()
+    ref = ActuatorRef("CP_1", "execute_trigger_message", 0)
+    other = ActuatorRef("CP_2", "execute_trigger_message", 0)
+    assert registry.add_actuator("CP_1__execute_trigger_message", ref, "MeterValues") is True
+    assert registry.add_actuator("CP_1__execute_trigger_message", other, "Heartbeat") is False
+    assert registry.actuator_refs["CP_1__execute_trigger_message"] == ref
+
+
+def test_available_datapoints_shape() -> None:
+    """available_datapoints is `{"sensor": {key: latest value}, "actuator": {key: example}}`."""
+    registry = Registry()
+    registry.add_sensor(point("CP_1__connected", True))
+    registry.add_sensor(point("CP_1__connected", False))
+    registry.add_sensor(point("CP_1__StatusNotification__1__status", "Available"))
+    registry.add_actuator(
+        "CP_1__execute_send_charging_profile__1", ActuatorRef("CP_1", "execute_send_charging_profile", 1), 11000
+    )
+    registry.add_actuator(
+        "CP_1__execute_trigger_message", ActuatorRef("CP_1", "execute_trigger_message", 0), "MeterValues"
+    )
+    assert registry.available_datapoints() == {
+        "sensor": {"CP_1__connected": False, "CP_1__StatusNotification__1__status": "Available"},
+        "actuator": {"CP_1__execute_send_charging_profile__1": 11000, "CP_1__execute_trigger_message": "MeterValues"},
+    }
+
+
+def test_empty_registry_announces_empty_sections() -> None:
+    """A fresh registry announces both sections, empty."""
+    assert Registry().available_datapoints() == {"sensor": {}, "actuator": {}}
+
+
+def test_available_datapoints_is_a_snapshot() -> None:
+    """Changing the returned dict does not change the registry."""
+    registry = Registry()
+    registry.add_sensor(point("CP_1__connected", True))
+    snapshot = registry.available_datapoints()
+    snapshot["sensor"]["CP_1__connected"] = "tampered"
+    snapshot["actuator"]["CP_1__execute_reset"] = "Soft"
+    assert registry.available_datapoints() == {"sensor": {"CP_1__connected": True}, "actuator": {}}
+
+
+# Two charge points whose identities only differ around `__`: lookups must never confuse them.
+REFS = {
+    "CP__execute_send_charging_profile__1": ActuatorRef("CP", "execute_send_charging_profile", 1),
+    "CP__execute_send_charging_profile__1__execute_send_charging_profile__2": ActuatorRef(
+        "CP__execute_send_charging_profile__1", "execute_send_charging_profile", 2
+    ),
+    "site__A__execute_trigger_message": ActuatorRef("site__A", "execute_trigger_message", 0),
+    "site__execute_trigger_message": ActuatorRef("site", "execute_trigger_message", 0),
+}
+
+LOOKUPS: list[tuple[str, str, tuple[str, ActuatorRef | None] | None]] = [
+    ("mapped known key", "t/1", ("CP__execute_send_charging_profile__1", REFS["CP__execute_send_charging_profile__1"])),
+    (
+        "identity containing an actuator key",
+        "t/2",
+        (
+            "CP__execute_send_charging_profile__1__execute_send_charging_profile__2",
+            ActuatorRef("CP__execute_send_charging_profile__1", "execute_send_charging_profile", 2),
+        ),
+    ),
+    (
+        "identity with __",
+        "t/3",
+        ("site__A__execute_trigger_message", ActuatorRef("site__A", "execute_trigger_message", 0)),
+    ),
+    ("shorter identity", "t/4", ("site__execute_trigger_message", ActuatorRef("site", "execute_trigger_message", 0))),
+    ("mapped unknown key", "t/5", ("site__B__execute_trigger_message", None)),
+    ("unmapped topic", "t/6", None),
+    ("sensor topic is not an actuator topic", "t/sensor", None),
+]
+
+
+@pytest.mark.parametrize(("topic", "expected"), [row[1:] for row in LOOKUPS], ids=[row[0] for row in LOOKUPS])
+def test_actuator_for_topic(topic: str, expected: tuple[str, ActuatorRef | None] | None) -> None:
+    """A mapped topic yields its key and the registered ref (None if unknown); identities with `__` are never split."""
+    registry = Registry()
+    for key, ref in REFS.items():
+        registry.add_actuator(key, ref, 0)
+    registry.map = DatapointMap.parse(
+        {
+            "sensor": {"site__A__connected": "t/sensor"},
+            "actuator": {
+                "t/1": "CP__execute_send_charging_profile__1",
+                "t/2": "CP__execute_send_charging_profile__1__execute_send_charging_profile__2",
+                "t/3": "site__A__execute_trigger_message",
+                "t/4": "site__execute_trigger_message",
+                "t/5": "site__B__execute_trigger_message",
+            },
+        }
+    )
+    assert registry.actuator_for_topic(topic) == expected
+
+
+SENSOR_TOPICS = [("site__A__connected", "t/a"), ("site__connected", None), ("A__connected", None)]
+
+
+@pytest.mark.parametrize(("key", "topic"), SENSOR_TOPICS, ids=[k for k, _ in SENSOR_TOPICS])
+def test_sensor_topic_matches_the_whole_key(key: str, topic: str | None) -> None:
+    """sensor_topic finds a topic only for the exact key of the map, never for a part of it."""
+    registry = Registry()
+    registry.map = DatapointMap.parse({"sensor": {"site__A__connected": "t/a"}})
+    assert registry.sensor_topic(key) == topic
+
+
+def test_fresh_registry_routes_nothing() -> None:
+    """Before a datapoint_map arrives, no sensor or actuator topic is known."""
+    registry = Registry()
+    assert registry.sensor_topic("CP_1__connected") is None
+    assert registry.actuator_for_topic("anything") is None

@@ -1,0 +1,189 @@
+"""Settings.from_env: defaults, parsing, and one problem line per bad variable (INTERFACE.md 1, 2, 6)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from connector.actuators import ACTUATOR_NAMES
+from connector.settings import Settings, SettingsError
+
+DEFAULTS: list[tuple[str, Any]] = [
+    ("connector_name", "ocpp-connector"),
+    ("mqtt_broker_host", "localhost"),
+    ("mqtt_broker_port", 1883),
+    ("mqtt_username", None),
+    ("mqtt_password", None),
+    ("send_raw_message_to_db", False),
+    ("debug", False),
+    ("ocpp_host", "0.0.0.0"),
+    ("ocpp_port", 9000),
+    ("enabled_actuators", ACTUATOR_NAMES),
+    ("heartbeat_interval", 30.0),
+    ("charger_heartbeat_interval", 300),
+    ("ocpp_response_timeout", 60.0),
+    ("ocpp_ping_interval", 60.0),
+    ("charging_phases", 3),
+    ("state_dir", "./state"),
+]
+
+
+@pytest.mark.parametrize(("attribute", "expected"), DEFAULTS, ids=[a for a, _ in DEFAULTS])
+def test_empty_environment_gives_the_documented_defaults(attribute: str, expected: Any) -> None:
+    """An empty environment yields the default of every setting as INTERFACE.md section 2 lists it."""
+    assert getattr(Settings.from_env({}), attribute) == expected
+
+
+@pytest.mark.parametrize("value", ["", "   "], ids=["empty", "blank"])
+def test_empty_values_count_as_unset(value: str) -> None:
+    """A variable set to an empty or blank string falls back to its default instead of being refused."""
+    env = {name: value for name in ("CONNECTOR_NAME", "MQTT_BROKER_PORT", "DEBUG", "OCPP_CONFIG", "HEARTBEAT_INTERVAL")}
+    assert Settings.from_env(env) == Settings.from_env({})
+
+
+PARSED: list[tuple[str, str, str, Any]] = [
+    ("CONNECTOR_NAME", "wallbox-connector", "connector_name", "wallbox-connector"),
+    ("MQTT_BROKER_HOST", "broker.example", "mqtt_broker_host", "broker.example"),
+    ("MQTT_BROKER_PORT", "8883", "mqtt_broker_port", 8883),
+    ("MQTT_BROKER_PORT", " 1884 ", "mqtt_broker_port", 1884),
+    ("MQTT_BROKER_PORT", "65535", "mqtt_broker_port", 65535),
+    ("MQTT_USERNAME", "bemcom", "mqtt_username", "bemcom"),
+    ("MQTT_PASSWORD", "hunter2", "mqtt_password", "hunter2"),
+    ("SEND_RAW_MESSAGE_TO_DB", "TRUE", "send_raw_message_to_db", True),
+    ("DEBUG", "TRUE", "debug", True),
+    ("OCPP_HOST", "127.0.0.1", "ocpp_host", "127.0.0.1"),
+    ("OCPP_PORT", "9220", "ocpp_port", 9220),
+    ("OCPP_PORT", "0", "ocpp_port", 0),
+    ("OCPP_CONFIG", '["execute_trigger_message"]', "enabled_actuators", frozenset({"execute_trigger_message"})),
+    ("OCPP_CONFIG", "[]", "enabled_actuators", frozenset()),
+    ("OCPP_CONFIG", json.dumps(sorted(ACTUATOR_NAMES)), "enabled_actuators", ACTUATOR_NAMES),
+    ("HEARTBEAT_INTERVAL", "5", "heartbeat_interval", 5.0),
+    ("HEARTBEAT_INTERVAL", "0.5", "heartbeat_interval", 0.5),
+    ("OCPP_CHARGER_HEARTBEAT_INTERVAL", "60", "charger_heartbeat_interval", 60),
+    ("OCPP_RESPONSE_TIMEOUT", "10", "ocpp_response_timeout", 10.0),
+    ("OCPP_PING_INTERVAL", "0", "ocpp_ping_interval", 0.0),
+    ("CHARGING_PHASES", "1", "charging_phases", 1),
+    ("CHARGING_PHASES", "3", "charging_phases", 3),
+    ("STATE_DIR", "/var/lib/ocpp", "state_dir", "/var/lib/ocpp"),
+]
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "attribute", "expected"),
+    PARSED,
+    ids=[f"{v}={r.strip() or 'blank'}"[:60] for v, r, _, _ in PARSED],
+)
+def test_each_variable_is_parsed(variable: str, raw: str, attribute: str, expected: Any) -> None:
+    """Each variable's text becomes the typed setting it configures."""
+    settings = Settings.from_env({variable: raw})
+    assert getattr(settings, attribute) == expected
+    assert type(getattr(settings, attribute)) is type(expected)
+
+
+FLAGS = [("TRUE", True), ("FALSE", False), ("true", True), ("false", False), ("1", True), ("0", False)]
+
+
+@pytest.mark.parametrize("variable", ["SEND_RAW_MESSAGE_TO_DB", "DEBUG"])
+@pytest.mark.parametrize(("raw", "expected"), FLAGS, ids=[raw for raw, _ in FLAGS])
+def test_booleans_accept_the_usual_spellings(variable: str, raw: str, expected: bool) -> None:
+    """Boolean variables accept TRUE/FALSE in any case and 1/0."""
+    settings = Settings.from_env({variable: raw})
+    assert getattr(settings, variable.lower()) is expected
+
+
+# (variable, bad value, what the problem line must say is accepted)
+BAD: list[tuple[str, str, str]] = [
+    ("MQTT_BROKER_PORT", "mqtt", "whole number"),
+    ("MQTT_BROKER_PORT", "1883.5", "whole number"),
+    ("MQTT_BROKER_PORT", "0", ">= 1"),
+    ("MQTT_BROKER_PORT", "70000", "1..65535"),
+    ("OCPP_PORT", "-1", ">= 0"),
+    ("OCPP_PORT", "65536", "0..65535"),
+    ("OCPP_PORT", "ninethousand", "whole number"),
+    ("SEND_RAW_MESSAGE_TO_DB", "maybe", "TRUE or FALSE"),
+    ("DEBUG", "2", "TRUE or FALSE"),
+    ("HEARTBEAT_INTERVAL", "soon", "number >= 0.1"),
+    ("HEARTBEAT_INTERVAL", "0", "number >= 0.1"),
+    ("HEARTBEAT_INTERVAL", "nan", "number >= 0.1"),
+    # The heartbeat payload carries `next_heartbeats_timestamp` in integer ms (section 3):
+    # an infinite interval cannot be expressed there, so it is a bad setting.
+    ("HEARTBEAT_INTERVAL", "inf", "number >= 0.1"),
+    ("OCPP_CHARGER_HEARTBEAT_INTERVAL", "0", "whole number >= 1"),
+    ("OCPP_CHARGER_HEARTBEAT_INTERVAL", "1.5", "whole number >= 1"),
+    ("OCPP_RESPONSE_TIMEOUT", "0", "number >= 0.1"),
+    ("OCPP_RESPONSE_TIMEOUT", "never", "number >= 0.1"),
+    ("OCPP_PING_INTERVAL", "-1", "number >= 0"),
+    ("CHARGING_PHASES", "2", "1 or 3"),
+    ("CHARGING_PHASES", "three", "whole number"),
+    ("OCPP_CONFIG", "execute_reset", "JSON list of actuator names"),
+    ("OCPP_CONFIG", '"execute_trigger_message"', "JSON list of actuator names"),
+    ("OCPP_CONFIG", '{"execute_trigger_message": true}', "JSON list of actuator names"),
+    ("OCPP_CONFIG", "[1, 2]", "JSON list of actuator names"),
+    ("OCPP_CONFIG", '["execute_trigger_message", "execute_make_coffee"]', "execute_trigger_message"),
+    ("OCPP_CONFIG", '["trigger_message"]', "execute_send_charging_profile"),
+]
+
+
+@pytest.mark.parametrize(("variable", "raw", "accepted"), BAD, ids=[f"{v}={r}"[:60] for v, r, _ in BAD])
+def test_a_bad_value_gives_one_line_naming_the_variable_and_what_it_accepts(
+    variable: str, raw: str, accepted: str
+) -> None:
+    """A bad value is refused with exactly one single-line problem that names the variable and what it accepts."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: raw})
+    [problem] = caught.value.problems
+    assert variable in problem
+    assert accepted in problem
+    assert "\n" not in problem
+
+
+@pytest.mark.parametrize("unknown", ["execute_make_coffee", "trigger_message"], ids=["made-up", "missing-prefix"])
+def test_unknown_actuator_names_are_named_in_the_problem(unknown: str) -> None:
+    """OCPP_CONFIG naming an unknown actuator is refused and the problem line names the unknown one."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"OCPP_CONFIG": f'["execute_trigger_message", "{unknown}"]'})
+    assert unknown in str(caught.value)
+
+
+def test_several_bad_values_are_reported_at_once() -> None:
+    """Every bad variable gets its own problem line in a single SettingsError, so one fix-up round suffices."""
+    env = {
+        "MQTT_BROKER_PORT": "mqtt",
+        "DEBUG": "sometimes",
+        "OCPP_PORT": "99999",
+        "HEARTBEAT_INTERVAL": "-3",
+        "OCPP_CONFIG": '["execute_nothing"]',
+        "CHARGING_PHASES": "2",
+        "CONNECTOR_NAME": "fine",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    problems = caught.value.problems
+    named = [v for v in env if v != "CONNECTOR_NAME"]
+    assert len(problems) == len(named)
+    for variable in named:
+        assert sum(variable in problem for problem in problems) == 1, variable
+    assert all(problem in str(caught.value) for problem in problems)
+
+
+SECRETS = [
+    ("MQTT_PASSWORD", "Zq7-very-secret"),
+    ("OCPP_BASIC_AUTH", '{"CP_1": "Zq7-very-secret"}'),
+]
+
+
+@pytest.mark.parametrize(("variable", "raw"), SECRETS, ids=[v for v, _ in SECRETS])
+def test_secrets_stay_out_of_the_repr(variable: str, raw: str) -> None:
+    """Settings are logged in debug mode, so no secret appears in repr(settings) or str(settings)."""
+    settings = Settings.from_env({variable: raw, "MQTT_USERNAME": "bemcom"})
+    assert "Zq7-very-secret" not in repr(settings)
+    assert "Zq7-very-secret" not in str(settings)
+
+
+def test_settings_are_frozen() -> None:
+    """Settings cannot be changed after they are built."""
+    settings = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        settings.debug = True  # type: ignore[misc]

@@ -1,0 +1,215 @@
+"""TransactionStore: ids unique per charge point, also across restarts (INTERFACE.md 5, 6)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from connector.datapoints import TransactionRecord
+from connector.transactions import ID_EPOCH, TransactionStore
+
+NOW = 1_795_000_000.0  # a fixed wall clock in 2026, in seconds since 1970
+FLOOR = int(NOW) - ID_EPOCH  # seconds since 2020-01-01: no id may be below this
+
+
+class Clock:
+    """A settable wall clock, so tests move time instead of sleeping."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def store_in(directory: Path, clock: Clock | None = None) -> TransactionStore:
+    return TransactionStore(directory, clock=clock or Clock())
+
+
+def test_many_starts_in_the_same_second_get_unique_ids(tmp_path: Path) -> None:
+    """Hundreds of starts within one second on one charge point all get different ids."""
+    store = store_in(tmp_path)
+    ids = [store.start("CP_1", 1, "TAG", 0).transaction_id for _ in range(300)]
+    assert len(set(ids)) == len(ids)
+
+
+def test_ids_are_unique_across_connectors(tmp_path: Path) -> None:
+    """Starts alternating between two connectors of one charge point never share an id."""
+    store = store_in(tmp_path)
+    ids = [store.start("CP_1", connector, "TAG", 0).transaction_id for _ in range(50) for connector in (1, 2)]
+    assert len(set(ids)) == len(ids)
+
+
+def test_ids_survive_a_restart(tmp_path: Path) -> None:
+    """A new store on the same state directory, at the same second, continues above every id issued before."""
+    before = store_in(tmp_path)
+    issued = {before.start("CP_1", c, "TAG", 0).transaction_id for c in (1, 2, 1, 2)}
+    after = store_in(tmp_path)
+    later = {after.start("CP_1", c, "TAG", 0).transaction_id for c in (1, 2)}
+    assert not issued & later
+    assert min(later) > max(issued)
+
+
+def test_open_transactions_survive_a_restart(tmp_path: Path) -> None:
+    """A transaction started before a restart can be found and stopped after it."""
+    record = store_in(tmp_path).start("CP_1", 2, "04A2B3C4D5E6F7", 1234000)
+    after = store_in(tmp_path)
+    assert after.active("CP_1", 2) == record
+    assert after.stop("CP_1", record.transaction_id) == record
+
+
+@pytest.mark.parametrize(
+    "now",
+    [NOW, NOW + 0.999, float(ID_EPOCH + 1), 1_900_000_000.5],
+    ids=["2026", "2026-fraction", "2020-01-01T00:00:01", "2030"],
+)
+def test_ids_never_go_below_the_seconds_since_2020(tmp_path: Path, now: float) -> None:
+    """With an empty state directory, the first id is at least the whole seconds since 2020-01-01 UTC."""
+    record = store_in(tmp_path, Clock(now)).start("CP_1", 1, "TAG", 0)
+    assert record.transaction_id >= int(now) - ID_EPOCH
+    assert record.transaction_id < 2**31
+
+
+def test_a_lost_state_directory_does_not_reissue_ids(tmp_path: Path) -> None:
+    """Ids issued before the state was lost stay unique as long as the clock moved on."""
+    clock = Clock()
+    first = {store_in(tmp_path / "old", clock).start("CP_1", 1, "TAG", 0).transaction_id for _ in range(5)}
+    clock.now += 10
+    second = store_in(tmp_path / "new", clock).start("CP_1", 1, "TAG", 0).transaction_id
+    assert second not in first
+    assert second > max(first)
+
+
+def test_ids_keep_rising_when_the_clock_jumps_back(tmp_path: Path) -> None:
+    """If the clock goes backwards while running, ids still rise above the last one issued."""
+    clock = Clock()
+    store = store_in(tmp_path, clock)
+    first = store.start("CP_1", 1, "TAG", 0).transaction_id
+    clock.now -= 3600
+    assert store.start("CP_1", 1, "TAG", 0).transaction_id > first
+
+
+def test_charge_points_have_independent_sequences(tmp_path: Path) -> None:
+    """Each charge point's ids are unique on their own; another charge point's starts do not disturb them."""
+    store = store_in(tmp_path)
+    ids: dict[str, list[int]] = {"CP_1": [], "CP_2": []}
+    for _ in range(20):
+        for cp, issued in ids.items():
+            issued.append(store.start(cp, 1, "TAG", 0).transaction_id)
+    for issued in ids.values():
+        assert len(set(issued)) == len(issued)
+
+
+def test_start_returns_the_record(tmp_path: Path) -> None:
+    """start returns a record holding the new id, connector, id tag and meter start."""
+    record = store_in(tmp_path).start("CP_1", 3, "04A2B3C4D5E6F7", 1234000)
+    assert record == TransactionRecord(record.transaction_id, 3, "04A2B3C4D5E6F7", 1234000)
+
+
+def test_stop_returns_the_record_once(tmp_path: Path) -> None:
+    """stop returns the open record the first time and None every time after, also after a restart."""
+    store = store_in(tmp_path)
+    record = store.start("CP_1", 1, "TAG", 100)
+    assert store.stop("CP_1", record.transaction_id) == record
+    assert store.stop("CP_1", record.transaction_id) is None
+    assert store_in(tmp_path).stop("CP_1", record.transaction_id) is None
+
+
+STOP_UNKNOWN = [("never started", 12345), ("zero", 0), ("negative", -1)]
+
+
+@pytest.mark.parametrize("transaction_id", [t for _, t in STOP_UNKNOWN], ids=[n for n, _ in STOP_UNKNOWN])
+def test_stop_of_an_unknown_transaction_is_none(tmp_path: Path, transaction_id: int) -> None:
+    """Stopping an id that is not open returns None and leaves the open ones alone."""
+    store = store_in(tmp_path)
+    record = store.start("CP_1", 1, "TAG", 0)
+    assert store.stop("CP_1", transaction_id) is None
+    assert store.active("CP_1", 1) == record
+
+
+def test_active_finds_the_open_transaction_of_a_connector(tmp_path: Path) -> None:
+    """active returns the open record of the asked connector, and None once it is stopped or for another connector."""
+    store = store_in(tmp_path)
+    one = store.start("CP_1", 1, "A", 0)
+    two = store.start("CP_1", 2, "B", 0)
+    assert (store.active("CP_1", 1), store.active("CP_1", 2), store.active("CP_1", 3)) == (one, two, None)
+    store.stop("CP_1", one.transaction_id)
+    assert store.active("CP_1", 1) is None
+    assert store.active("CP_2", 2) is None
+
+
+CORRUPT: list[tuple[str, bytes]] = [
+    ("not JSON", b"{last_id: 3"),
+    ("truncated", b'{"last_id": 1795'),
+    ("empty file", b""),
+    ("a list", b"[1, 2, 3]"),
+    ("null", b"null"),
+    ("last_id missing", b'{"open": []}'),
+    ("last_id not a number", b'{"last_id": "many", "open": []}'),
+    ("open not a list", b'{"last_id": 5, "open": 7}'),
+    ("open record malformed", b'{"last_id": 5, "open": [{"transaction_id": 5}]}'),
+    ("not UTF-8", b"\xff\xfe\x00garbage"),
+]
+
+
+@pytest.mark.parametrize("content", [c for _, c in CORRUPT], ids=[n for n, _ in CORRUPT])
+def test_a_corrupt_state_file_is_logged_and_recovered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes
+) -> None:
+    """An unreadable state file is logged as an error naming the charge point, and ids start afresh from the clock."""
+    store_in(tmp_path).start("CP_1", 1, "TAG", 0)
+    [state_file] = (tmp_path / "transactions").glob("*.json")
+    state_file.write_bytes(content)
+    with caplog.at_level(logging.ERROR, logger="connector.transactions"):
+        record = store_in(tmp_path, Clock(NOW + 60)).start("CP_1", 1, "TAG", 0)
+    assert record.transaction_id >= FLOOR + 60
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "CP_1" in errors[0].getMessage()
+    assert store_in(tmp_path).active("CP_1", 1) == record
+
+
+IDENTITIES = [
+    "CP_1",
+    "site/A/CP 1",
+    "../../etc/passwd",
+    "a__b",
+    "a b",
+    "a%2Fb",
+    "a/b",
+    ".",
+    "..",
+    "Ladesäule Nord 1",
+]
+
+
+@pytest.mark.parametrize("cp", IDENTITIES)
+def test_identities_are_stored_safely(tmp_path: Path, cp: str) -> None:
+    """Any identity, with `/`, `__`, spaces or dots, stays inside the state directory and is read back after restart."""
+    state = tmp_path / "state"
+    record = store_in(state).start(cp, 1, "TAG", 0)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files
+    assert all(state / "transactions" in p.parents for p in files)
+    assert store_in(state).active(cp, 1) == record
+
+
+def test_similar_identities_do_not_share_state(tmp_path: Path) -> None:
+    """Identities that differ only in how `/`, `%`, `_` or spaces are written keep separate transactions."""
+    store = store_in(tmp_path)
+    for cp in IDENTITIES:
+        store.start(cp, 1, cp, 0)
+    restarted = store_in(tmp_path)
+    for cp in IDENTITIES:
+        record = restarted.active(cp, 1)
+        assert record is not None
+        assert record.id_tag == cp
+
+
+def test_a_long_non_ascii_identity_is_stored(tmp_path: Path) -> None:
+    """A 48-character identity in non-Latin script (OCPP 2.0.1's maximum identity length) is stored and read back."""
+    cp = "充电桩-" * 12
+    record = store_in(tmp_path).start(cp, 1, "TAG", 0)
+    assert store_in(tmp_path).active(cp, 1) == record
