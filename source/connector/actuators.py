@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Context, Decimal
 from typing import Any
 
 SEND_CHARGING_PROFILE = "execute_send_charging_profile"
@@ -62,12 +62,13 @@ def _as_limit(value: Any) -> Decimal | Refusal:
         return Refusal(f"value must be a number >= 0 or null, got {value!r}")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         return Refusal(f"value must be a number >= 0 or null, got {value!r}")
     if not math.isfinite(number) or number < 0:
         return Refusal(f"value must be a finite number >= 0 or null, got {value!r}")
     # OCPP 1.6 limits have multipleOf 0.1; rounding down never exceeds the asked limit.
-    return Decimal(repr(number)).quantize(Decimal("0.1"), rounding=ROUND_DOWN)
+    # 400 digits hold any float to 0.1, so quantize never overflows its context.
+    return Decimal(repr(number)).quantize(Decimal("0.1"), rounding=ROUND_DOWN, context=Context(prec=400))
 
 
 def _set_limit(value: Any, connector_id: int, unit: str) -> OcppCall | Refusal:
@@ -103,14 +104,14 @@ def clear_limit(connector_id: int) -> OcppCall:
 
 def _trigger_message(value: Any, connector_id: int) -> OcppCall | Refusal:
     del connector_id  # TriggerMessage is addressed to the charge point as a whole.
-    names = {name.lower(): name for name in TRIGGERABLE_MESSAGES}
+    by_name = {name.lower(): name for name in TRIGGERABLE_MESSAGES}
+    by_number = {str(number): name for number, name in enumerate(TRIGGERABLE_MESSAGES)}
+    requested = None
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(TRIGGERABLE_MESSAGES):
         requested = TRIGGERABLE_MESSAGES[value]
-    elif isinstance(value, str) and value.strip().isdigit() and int(value) < len(TRIGGERABLE_MESSAGES):
-        requested = TRIGGERABLE_MESSAGES[int(value)]
-    elif isinstance(value, str) and value.strip().lower() in names:
-        requested = names[value.strip().lower()]
-    else:
+    elif isinstance(value, str):
+        requested = by_number.get(value.strip()) or by_name.get(value.strip().lower())
+    if requested is None:
         choices = ", ".join(f"{i} {n}" for i, n in enumerate(TRIGGERABLE_MESSAGES))
         return Refusal(f"value must be one of {choices}; got {value!r}")
     return OcppCall("TriggerMessage", {"requestedMessage": requested})

@@ -15,7 +15,7 @@ from http import HTTPStatus
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
@@ -74,19 +74,23 @@ class DeviceDispatcher:
         self.sessions: dict[str, ChargePointSession] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.port: int | None = None
+        self._server: Server | None = None
 
-    async def serve_until(self, stop: asyncio.Event, started: asyncio.Event | None = None) -> None:
-        """Serve until `stop` is set; then close every connection with 1001 and wait."""
+    async def listen(self) -> None:
+        """Bind OCPP_HOST:OCPP_PORT; ListenError (one line for the operator) if that fails."""
         try:
-            server = await self._serve()
+            self._server = await self._serve()
         except OSError as error:
             where = f"OCPP_HOST={self._settings.ocpp_host} OCPP_PORT={self._settings.ocpp_port}"
             raise ListenError(f"cannot listen on {where}: {error.strerror or error}") from error
-        async with server:
-            self.port = server.sockets[0].getsockname()[1] if server.sockets else None
-            LOG.info("OCPP server listening on ws://%s:%s", self._settings.ocpp_host, self.port)
-            if started is not None:
-                started.set()
+        sockets = list(self._server.sockets)
+        self.port = sockets[0].getsockname()[1] if sockets else None
+        LOG.info("OCPP server listening on ws://%s:%s", self._settings.ocpp_host, self.port)
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set; then close every connection with 1001 and wait."""
+        assert self._server is not None, "listen() first"
+        async with self._server as server:
             await stop.wait()
             LOG.info("closing %d charge point connections", len(self.sessions))
             server.close(close_connections=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from jsonschema import Draft4Validator
@@ -89,7 +89,7 @@ def parse_frame(text: str | bytes) -> Message | FrameProblem:
         frame = json.loads(text)
     except ValueError:
         return FrameProblem("frame is not JSON")
-    if not isinstance(frame, list) or len(frame) < 3:
+    if not isinstance(frame, list) or len(frame) < 2:
         return FrameProblem("frame is not an OCPP-J message array")
     type_id, unique_id = frame[0], frame[1]
     # Some chargers send numeric ids; they are answered with the same id, as sent.
@@ -145,7 +145,14 @@ def check_payload(action: str, payload: dict[str, Any], message_type: int) -> Ve
     else:
         validator = get_validator(message_type, action, OCPP_VERSION)
     verdict = Verdict()
-    for error in validator.iter_errors(payload):
+    try:
+        # multipleOf computes a remainder; 400 digits cover any float-sized number.
+        with localcontext() as context:
+            context.prec = 400
+            errors = list(validator.iter_errors(payload))
+    except InvalidOperation:  # beyond even that: no meaningful OCPP number
+        return Verdict(refusal=PropertyConstraintViolationError(description="a number is out of range"))
+    for error in errors:
         where = "/".join(str(p) for p in error.absolute_path) or "payload"
         if error.validator in TOLERATED_KEYWORDS:
             verdict.tolerated.append(f"{where}: {error.message}")

@@ -67,6 +67,8 @@ class Service:
         self.started = asyncio.Event()
 
     async def run(self) -> None:
+        await self.dispatcher.listen()
+        self.started.set()
         log_handler = MqttLogHandler(self.mqtt)
         logging.getLogger().addHandler(log_handler)
         self.mqtt.start(self.commands.submit)
@@ -76,7 +78,7 @@ class Service:
                     tasks.create_task(self.mqtt.run_heartbeat()),
                     tasks.create_task(self.mqtt.run_available_datapoints()),
                 ]
-                await self.dispatcher.serve_until(self.stop, self.started)
+                await self.dispatcher.serve_until(self.stop)
                 for task in background:
                     task.cancel()
         finally:

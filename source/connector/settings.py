@@ -8,6 +8,7 @@ one restart per mistake (the zigbee2mqtt habit).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -109,9 +110,11 @@ class _Reader:
             return default
         try:
             value = kind(raw)
-        except ValueError:
-            value = None
-        if value is None or not float(value) >= minimum:  # type: ignore[arg-type]
+            # isfinite refuses inf and NaN (no interval or port can be either).
+            valid = math.isfinite(value) and value >= minimum  # type: ignore[arg-type, operator]
+        except (ValueError, OverflowError):
+            valid = False
+        if not valid:
             noun = "a whole number" if kind is int else "a number"
             self.problems.append(f"{name}={raw!r} is not valid; use {noun} >= {minimum:g}")
             return default

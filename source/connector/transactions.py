@@ -9,6 +9,7 @@ far below 2**31 for decades: chargers often store it as a signed 32-bit integer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from connector.datapoints import TransactionRecord
 LOG = logging.getLogger(__name__)
 
 ID_EPOCH = 1577836800  # 2020-01-01T00:00:00Z
+MAX_NAME = 200
 
 
 class TransactionStore:
@@ -57,8 +59,12 @@ class TransactionStore:
         return next((r for r in self._open[cp].values() if r.connector_id == connector_id), None)
 
     def _path(self, cp: str) -> Path:
-        # Percent-encoding makes any identity a safe, reversible file name.
-        return self._dir / f"{quote(cp, safe='')}.json"
+        # Percent-encoding makes any identity a safe file name; one too long for the file
+        # system (255 bytes) is named by its hash instead.
+        name = quote(cp, safe="")
+        if len(name) > MAX_NAME:
+            name = hashlib.sha256(cp.encode()).hexdigest()
+        return self._dir / f"{name}.json"
 
     def _load(self, cp: str) -> None:
         if cp in self._last_id:

@@ -87,8 +87,12 @@ class MqttProbe:
         self._changed = asyncio.Event()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         self._client.on_message = self._on_message
+        self._topics: list[tuple[str, int]] = []
+        # Re-subscribe after a broker restart (tests restart mosquitto on purpose).
+        self._client.on_connect = lambda client, *args: [client.subscribe(t, q) for t, q in self._topics]
         self._subscribed = asyncio.Event()
         self._client.on_subscribe = lambda *args: self._loop.call_soon_threadsafe(self._subscribed.set)
+        self._client.reconnect_delay_set(0, 1)
         self._client.connect("127.0.0.1", port)
         self._client.loop_start()
 
@@ -106,6 +110,7 @@ class MqttProbe:
 
     async def subscribe(self, topic: str, qos: int = 2) -> None:
         self._subscribed.clear()
+        self._topics.append((topic, qos))
         self._client.subscribe(topic, qos)
         async with asyncio.timeout(WAIT_S):
             await self._subscribed.wait()

@@ -1,0 +1,128 @@
+"""The BEMCom MQTT side against a real mosquitto: formats, retention, map handling, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from connector.tests.conftest import RunningConnector, map_datapoints, start_connector
+from connector.tests.harness import ChargerLink, Mosquitto, MqttProbe, send
+
+
+async def test_heartbeat_format_and_interval(settings_env: dict[str, str], probe: MqttProbe) -> None:
+    """`N/heartbeat` carries this and next timestamp, HEARTBEAT_INTERVAL apart, and repeats."""
+    running = await start_connector({**settings_env, "HEARTBEAT_INTERVAL": "0.2"}, probe)
+    try:
+        topic = running.topic("heartbeat")
+        first = await probe.wait_for(topic)
+        second = await probe.wait_for(topic, lambda p: p["this_heartbeats_timestamp"] > first["this_heartbeats_timestamp"])
+    finally:
+        await running.stop()
+    assert set(first) == {"this_heartbeats_timestamp", "next_heartbeats_timestamp"}
+    assert first["next_heartbeats_timestamp"] - first["this_heartbeats_timestamp"] == 200
+    assert second["this_heartbeats_timestamp"] > first["this_heartbeats_timestamp"]
+
+
+async def test_log_messages_have_the_bemcom_shape(connector: RunningConnector, probe: MqttProbe) -> None:
+    """`N/logs` carries timestamp, msg, emitter and the numeric level of INFO and above."""
+    async with ChargerLink(connector.url, "CP_LOG"):
+        log = await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("CP_LOG: connected"))
+    assert set(log) == {"timestamp", "msg", "emitter", "level"}
+    assert log["emitter"] == "connector.ocpp_server" and log["level"] == 20
+    assert isinstance(log["timestamp"], int)
+    assert all(p["level"] >= 20 for p in probe.on(connector.topic("logs")))
+
+
+async def test_values_and_available_datapoints_are_retained(
+    connector: RunningConnector, probe: MqttProbe, broker: Mosquitto
+) -> None:
+    """A subscriber arriving later still gets available_datapoints and the latest mapped value."""
+    topic = connector.topic("v/model")
+    await map_datapoints(probe, connector, {"CP_R__BootNotification__charge_point_model": topic}, {})
+    async with ChargerLink(connector.url, "CP_R") as charger:
+        await send(charger, "boot_notification_minimal", chargePointModel="first")
+        await send(charger, "boot_notification_minimal", chargePointModel="second")
+        await probe.wait_value(topic, "second")
+        await probe.wait_for(connector.topic("available_datapoints"), lambda p: "CP_R__connected" in p["sensor"])
+    late = MqttProbe(broker.port)
+    try:
+        await late.subscribe(topic)
+        await late.subscribe(connector.topic("available_datapoints"))
+        value = await late.wait_for(topic)
+        await late.wait_for(connector.topic("available_datapoints"))
+    finally:
+        late.close()
+    assert value["value"] == "second"
+    assert all(retained for _, _, retained in late.messages)
+
+
+@pytest.mark.parametrize(
+    "bad_map",
+    [b"not json", b'["a"]', b'{"sensor": ["x"]}', b'{"sensor": {"k": 5}}', b'{"actuator": {"t": ""}}'],
+    ids=["not-json", "list", "sensor-list", "topic-not-string", "empty-key"],
+)
+async def test_malformed_map_is_logged_and_the_previous_one_kept(
+    connector: RunningConnector, probe: MqttProbe, bad_map: bytes
+) -> None:
+    """A malformed datapoint_map is logged as an ERROR and ignored; values keep their old topics."""
+    topic = connector.topic("v/heartbeat")
+    await map_datapoints(probe, connector, {"CP_M__Heartbeat": topic}, {})
+    probe.publish(connector.topic("datapoint_map"), bad_map)
+    log = await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("ignored malformed datapoint_map"))
+    async with ChargerLink(connector.url, "CP_M") as charger:
+        await send(charger, "heartbeat")
+        await probe.wait_for(topic)
+    assert log["level"] == 40
+
+
+async def test_new_keys_arriving_together_are_coalesced(connector: RunningConnector, probe: MqttProbe) -> None:
+    """Twenty chargers booting at once produce far fewer available_datapoints messages than new keys."""
+    async def boot(identity: str) -> None:
+        async with ChargerLink(connector.url, identity) as charger:
+            await send(charger, "boot_notification")
+
+    await asyncio.gather(*(boot(f"CO_{i}") for i in range(20)))
+    final = await probe.wait_for(
+        connector.topic("available_datapoints"),
+        lambda p: all(f"CO_{i}__BootNotification__meter_type" in p["sensor"] for i in range(20)),
+    )
+    assert len(final["sensor"]) == 20 * 10
+    assert len(probe.on(connector.topic("available_datapoints"))) < 20
+
+
+@pytest.fixture
+async def own_broker(tmp_path: Path) -> AsyncIterator[Mosquitto]:
+    """A broker this test may stop and restart on the same port."""
+    server = Mosquitto(tmp_path / "broker")
+    server.directory.mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_subscriptions_survive_a_broker_restart(
+    settings_env: dict[str, str], own_broker: Mosquitto, connector_name: str
+) -> None:
+    """After mosquitto restarts, the connector reconnects, re-subscribes its actuators and republishes."""
+    env = {**settings_env, "MQTT_BROKER_PORT": str(own_broker.port)}
+    probe = MqttProbe(own_broker.port)
+    await probe.subscribe(f"{connector_name}/#")
+    running = await start_connector(env, probe)
+    try:
+        async with ChargerLink(running.url, "CP_1") as charger:
+            command = running.topic("cmd/trigger")
+            await map_datapoints(probe, running, {}, {command: "CP_1__execute_trigger_message"})
+            own_broker.stop()
+            since = len(probe.messages)
+            own_broker.start()
+            # Published after the re-subscription, on the same connection: once seen, the
+            # connector listens again.
+            await probe.wait_for(running.topic("available_datapoints"), since=since, timeout=20)
+            probe.publish(command, {"value": 3, "timestamp": 0})
+            assert await charger.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
+    finally:
+        await running.stop()
+        probe.close()

@@ -1,0 +1,153 @@
+"""The process: start-up, configuration mistakes, `.env`, and shutdown on signals (section 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import websockets
+
+from connector.tests.conftest import map_datapoints
+from connector.tests.harness import WAIT_S, ChargerLink, Mosquitto, MqttProbe, send
+
+
+def run_sync(env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "connector"], env=env, cwd=cwd, capture_output=True, text=True, timeout=WAIT_S
+    )
+    return done.returncode, done.stderr
+
+
+def base_env(broker: Mosquitto, name: str, tmp_path: Path) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV")}
+    return {
+        **keep,
+        "CONNECTOR_NAME": name,
+        "MQTT_BROKER_HOST": "127.0.0.1",
+        "MQTT_BROKER_PORT": str(broker.port),
+        "OCPP_HOST": "127.0.0.1",
+        "OCPP_PORT": "0",
+        "STATE_DIR": str(tmp_path / "state"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepts"),
+    [
+        ("OCPP_PORT", "nine", "whole number"),
+        ("MQTT_BROKER_PORT", "70000", "port"),
+        ("HEARTBEAT_INTERVAL", "-1", "number >= 0.1"),
+        ("DEBUG", "maybe", "TRUE or FALSE"),
+        ("SEND_RAW_MESSAGE_TO_DB", "yes please", "TRUE or FALSE"),
+        ("OCPP_CONFIG", '["execute_launch_rocket"]', "execute_trigger_message"),
+        ("OCPP_CONFIG", "execute_trigger_message", "JSON list"),
+    ],
+)
+def test_bad_setting_exits_2_with_one_line(
+    broker: Mosquitto, connector_name: str, tmp_path: Path, variable: str, value: str, accepts: str
+) -> None:
+    """A bad variable stops the start with status 2 and one stderr line naming it and what it accepts."""
+    code, stderr = run_sync({**base_env(broker, connector_name, tmp_path), variable: value}, tmp_path)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert variable in lines[0] and accepts in lines[0]
+    assert "Traceback" not in stderr
+
+
+def test_dotenv_is_read_but_never_overrides_the_environment(
+    broker: Mosquitto, connector_name: str, tmp_path: Path
+) -> None:
+    """`.env` in the working directory is loaded, and variables already set win over it."""
+    (tmp_path / ".env").write_text("HEARTBEAT_INTERVAL=not-a-number\n")
+    env = base_env(broker, connector_name, tmp_path)
+    code, stderr = run_sync(env, tmp_path)
+    assert code == 2 and "HEARTBEAT_INTERVAL" in stderr  # read from .env
+    (tmp_path / ".env").write_text("HEARTBEAT_INTERVAL=not-a-number\nDEBUG=also-bad\n")
+    code, stderr = run_sync({**env, "HEARTBEAT_INTERVAL": "5"}, tmp_path)
+    assert code == 2 and "DEBUG" in stderr and "HEARTBEAT_INTERVAL" not in stderr
+
+
+def test_port_in_use_exits_2_naming_the_variable(broker: Mosquitto, connector_name: str, tmp_path: Path) -> None:
+    """An OCPP port that is taken stops the start with status 2 and a line naming OCPP_PORT."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, stderr = run_sync({**base_env(broker, connector_name, tmp_path), "OCPP_PORT": str(port)}, tmp_path)
+    assert code == 2
+    assert f"OCPP_PORT={port}" in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1 or "cannot listen" in stderr.strip().splitlines()[-1]
+
+
+class ConnectorProcess:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+
+    async def wait_for_line(self, pattern: str) -> re.Match[str]:
+        assert self.process.stderr is not None
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                line = (await self.process.stderr.readline()).decode()
+                if not line:
+                    raise AssertionError(f"connector exited before logging {pattern!r}: {self.lines}")
+                self.lines.append(line)
+                found = re.search(pattern, line)
+                if found:
+                    return found
+
+
+@pytest.fixture
+async def process(broker: Mosquitto, connector_name: str, tmp_path: Path) -> AsyncIterator[ConnectorProcess]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "connector",
+        env=base_env(broker, connector_name, tmp_path), cwd=tmp_path, stderr=asyncio.subprocess.PIPE,
+    )
+    yield ConnectorProcess(proc)
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_signal_closes_chargers_publishes_disconnect_and_exits_0(
+    process: ConnectorProcess, probe: MqttProbe, connector_name: str, signum: signal.Signals
+) -> None:
+    """On SIGTERM/SIGINT chargers get close 1001, `connected = false` is published, exit 0 within 5 s."""
+    port = (await process.wait_for_line(r"OCPP server listening on ws://[\d.]+:(\d+)")).group(1)
+    await process.wait_for_line("connected to MQTT broker")
+
+    class Named:
+        name = connector_name
+
+        def topic(self, part: str) -> str:
+            return f"{connector_name}/{part}"
+
+    connected = f"{connector_name}/v/connected"
+    await map_datapoints(probe, Named(), {"CP_1__connected": connected}, {})  # type: ignore[arg-type]
+    async with ChargerLink(f"ws://127.0.0.1:{port}", "CP_1") as charger:
+        await send(charger, "boot_notification")
+        await probe.wait_value(connected, True)
+        started = time.monotonic()
+        process.process.send_signal(signum)
+        async with asyncio.timeout(5):
+            code = await process.process.wait()
+        elapsed = time.monotonic() - started
+        link_closed = charger._connection
+        assert isinstance(link_closed, websockets.ClientConnection)
+        await link_closed.wait_closed()
+    assert code == 0
+    assert elapsed < 5
+    assert link_closed.close_code == 1001
+    await probe.wait_value(connected, False)
