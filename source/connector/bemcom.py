@@ -27,7 +27,7 @@ LOG = logging.getLogger(__name__)
 # fleet booting at once would otherwise republish a large retained message per key.
 AVAILABLE_DATAPOINTS_COALESCE_S = 0.25
 
-ActuatorHandler = Callable[[str, str, ActuatorRef | None, bytes], None]  # (topic, key, ref, payload)
+ActuatorHandler = Callable[[str, str, ActuatorRef | None, bytes | bytearray], None]  # (topic, key, ref, payload)
 
 
 class BemcomMqtt:
@@ -61,13 +61,13 @@ class BemcomMqtt:
         self._client.connect_async(host, port, keepalive=60)
         self._client.loop_start()
 
-    async def stop(self, timeout: float) -> None:
+    async def stop(self, flush_within: float) -> None:
         """Wait (bounded) until what was published reached the broker, then disconnect."""
         # Brokers acknowledge in the order they received (MQTT 3.1.1 4.6): the last
         # acknowledged message of each QoS implies all earlier ones of that QoS.
         for info in self._last_sent.values():
             try:
-                await asyncio.to_thread(info.wait_for_publish, timeout)
+                await asyncio.to_thread(info.wait_for_publish, flush_within)
             except (RuntimeError, ValueError) as error:
                 LOG.warning("messages still queued for the broker are lost at shutdown: %s", error)
         self._client.disconnect()
@@ -157,7 +157,7 @@ class BemcomMqtt:
         LOG.info("connected to MQTT broker; subscribed to %s", self.topics["datapoint_map"])
         self._available_changed.set()  # the broker may have restarted without persistence
 
-    def _dispatch(self, topic: str, payload: bytes) -> None:
+    def _dispatch(self, topic: str, payload: bytes | bytearray) -> None:
         if topic == self.topics["datapoint_map"]:
             self._apply_map(payload)
             return
@@ -166,7 +166,7 @@ class BemcomMqtt:
             key, ref = found
             self._on_actuator(topic, key, ref, payload)
 
-    def _apply_map(self, payload: bytes) -> None:
+    def _apply_map(self, payload: bytes | bytearray) -> None:
         try:
             new_map = DatapointMap.parse(json.loads(payload))
         except (ValueError, MapError) as error:
@@ -183,9 +183,7 @@ class BemcomMqtt:
             latest = self._registry.sensors.get(key)
             if latest is not None and old_map.sensor.get(key) != topic:
                 self._publish_value(topic, latest)
-        LOG.info(
-            "datapoint_map applied: %d sensors, %d actuators", len(new_map.sensor), len(new_map.actuator)
-        )
+        LOG.info("datapoint_map applied: %d sensors, %d actuators", len(new_map.sensor), len(new_map.actuator))
 
 
 class MqttLogHandler(logging.Handler):

@@ -18,12 +18,12 @@ from websockets.exceptions import ConnectionClosed
 from connector.actuators import OcppCall, Refusal, build_call
 from connector.datapoints import Datapoint, key, now_ms
 from connector.registry import ActuatorRef
-from connector.session import ChargePointSession, CommandFailed
+from connector.session import ChargePointSession, CommandError
 
 LOG = logging.getLogger(__name__)
 
 
-def actuator_value(payload: bytes) -> Any:
+def actuator_value(payload: bytes | bytearray) -> Any:
     """The `value` of a BEMCom actuator message, or a Refusal saying what is wrong."""
     try:
         message = json.loads(payload)
@@ -43,7 +43,7 @@ class CommandRunner:
         self._session_for = session_for
         self._publish = publish
 
-    def submit(self, topic: str, actuator_key: str, ref: ActuatorRef | None, payload: bytes) -> None:
+    def submit(self, topic: str, actuator_key: str, ref: ActuatorRef | None, payload: bytes | bytearray) -> None:
         """Handle one actuator message (on the loop thread); never raises."""
         if ref is None:
             self._fail(topic, actuator_key, "no such actuator (unknown key, or not enabled in OCPP_CONFIG)")
@@ -63,7 +63,7 @@ class CommandRunner:
     async def _run(self, session: ChargePointSession, topic: str, actuator_key: str, call: OcppCall) -> None:
         try:
             answer = await session.send_call(call)
-        except CommandFailed as error:
+        except CommandError as error:
             self._fail(topic, actuator_key, str(error))
             return
         except ConnectionClosed:

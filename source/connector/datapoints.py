@@ -104,21 +104,15 @@ def heartbeat(cp: str, received: int) -> list[Datapoint]:
     return [Datapoint(key(cp, "Heartbeat"), received, received)]
 
 
-def status_notification(
-    cp: str, payload: dict[str, Any], received: int, notes: list[str]
-) -> list[Datapoint]:
+def status_notification(cp: str, payload: dict[str, Any], received: int, notes: list[str]) -> list[Datapoint]:
     at = parse_time(payload["timestamp"], received, notes) if "timestamp" in payload else received
     prefix = key(cp, "StatusNotification", payload["connectorId"])
     return [
-        Datapoint(key(prefix, name), payload[field], at)
-        for field, name in STATUS_FIELDS.items()
-        if field in payload
+        Datapoint(key(prefix, name), payload[field], at) for field, name in STATUS_FIELDS.items() if field in payload
     ]
 
 
-def meter_values(
-    cp: str, payload: dict[str, Any], received: int, notes: list[str]
-) -> list[Datapoint]:
+def meter_values(cp: str, payload: dict[str, Any], received: int, notes: list[str]) -> list[Datapoint]:
     return sampled_values(cp, payload["connectorId"], payload["meterValue"], received, notes)
 
 
@@ -128,7 +122,7 @@ def sampled_values(
     """Every sampled value of every meterValue element, oldest element first."""
     stamped = [(parse_time(mv.get("timestamp"), received, notes), mv) for mv in meter_value]
     stamped.sort(key=lambda pair: pair[0])  # stable: equal times keep the charger's order
-    points = []
+    points: list[Datapoint] = []
     for at, element in stamped:
         samples = element.get("sampledValue") or []
         if not samples:

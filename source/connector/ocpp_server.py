@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from http import HTTPStatus
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -44,16 +44,22 @@ def identity_from_path(path: str) -> str:
     return unquote(urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1])
 
 
+def connection_identity(connection: ServerConnection) -> str:
+    # The request is set once the handshake has been read, before any of our hooks run.
+    assert connection.request is not None
+    return identity_from_path(connection.request.path)
+
+
 def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
     if OCPP16 in offered:
         return OCPP16
     if not offered:
         # Real chargers often send no Sec-WebSocket-Protocol at all; serve them as 1.6.
-        LOG.info("%s: no subprotocol offered; serving OCPP 1.6", identity_from_path(connection.request.path))
+        LOG.info("%s: no subprotocol offered; serving OCPP 1.6", connection_identity(connection))
         return None
     LOG.warning(
         "%s: refused handshake offering only %s; this server speaks ocpp1.6",
-        identity_from_path(connection.request.path),
+        connection_identity(connection),
         ", ".join(offered),
     )
     raise NegotiationError(f"unsupported subprotocols {', '.join(offered)}; this server speaks ocpp1.6")
@@ -79,7 +85,7 @@ class DeviceDispatcher:
     async def listen(self) -> None:
         """Bind OCPP_HOST:OCPP_PORT; ListenError (one line for the operator) if that fails."""
         try:
-            self._server = await self._serve()
+            self._server = await self._serve()  # binds here
         except OSError as error:
             where = f"OCPP_HOST={self._settings.ocpp_host} OCPP_PORT={self._settings.ocpp_port}"
             raise ListenError(f"cannot listen on {where}: {error.strerror or error}") from error
@@ -97,7 +103,7 @@ class DeviceDispatcher:
             await server.wait_closed()
         await asyncio.gather(*self._closing, return_exceptions=True)
 
-    def _serve(self) -> serve:
+    def _serve(self) -> Awaitable[Server]:
         ping = self._settings.ocpp_ping_interval or None
         return serve(
             self._serve_charge_point,
@@ -120,7 +126,7 @@ class DeviceDispatcher:
         return None
 
     async def _serve_charge_point(self, connection: ServerConnection) -> None:
-        cp = identity_from_path(connection.request.path)
+        cp = connection_identity(connection)
         session = ChargePointSession(
             cp,
             connection,

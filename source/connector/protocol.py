@@ -12,18 +12,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
-from typing import Any
+from typing import Any, TypeAlias
 
 from jsonschema import Draft4Validator
 from ocpp.exceptions import (
     FormationViolationError,
-    NotImplementedError as OcppNotImplementedError,
     NotSupportedError,
-    OCPPError,
     OccurenceConstraintViolationError,
+    OCPPError,
     PropertyConstraintViolationError,
     ProtocolError,
     TypeConstraintViolationError,
+)
+from ocpp.exceptions import (
+    NotImplementedError as OcppNotImplementedError,
 )
 from ocpp.messages import Call, CallError, CallResult, MessageType, get_validator
 from ocpp.v16.enums import Action
@@ -67,7 +69,7 @@ REFUSAL_BY_KEYWORD: dict[str, type[OCPPError]] = {
     "maxItems": OccurenceConstraintViolationError,
 }
 
-Message = Call | CallResult | CallError
+Message: TypeAlias = "Call | CallResult | CallError"
 
 
 @dataclass(frozen=True)

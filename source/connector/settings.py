@@ -65,9 +65,7 @@ class Settings:
             ocpp_port=reader.port("OCPP_PORT", cls.ocpp_port, 0),
             enabled_actuators=reader.actuators("OCPP_CONFIG"),
             heartbeat_interval=reader.number("HEARTBEAT_INTERVAL", 30.0, 0.1, float),
-            charger_heartbeat_interval=reader.number(
-                "OCPP_CHARGER_HEARTBEAT_INTERVAL", 300, 1, int
-            ),
+            charger_heartbeat_interval=reader.number("OCPP_CHARGER_HEARTBEAT_INTERVAL", 300, 1, int),
             ocpp_response_timeout=reader.number("OCPP_RESPONSE_TIMEOUT", 60.0, 0.1, float),
             ocpp_ping_interval=reader.number("OCPP_PING_INTERVAL", 60.0, 0.0, float),
             charging_phases=reader.choice("CHARGING_PHASES", 3, {1, 3}),

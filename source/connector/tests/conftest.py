@@ -82,9 +82,7 @@ async def start_connector(env: dict[str, str], probe: MqttProbe) -> RunningConne
     async with asyncio.timeout(WAIT_S):
         await service.started.wait()
     running = RunningConnector(service, task)
-    await probe.wait_for(
-        running.topic("logs"), lambda p: p["msg"].startswith("connected to MQTT broker"), since=since
-    )
+    await probe.wait_for(running.topic("logs"), lambda p: p["msg"].startswith("connected to MQTT broker"), since=since)
     return running
 
 
@@ -97,14 +95,18 @@ async def connector(settings_env: dict[str, str], probe: MqttProbe) -> AsyncIter
         await running.stop()
 
 
-async def map_datapoints(probe: MqttProbe, running: RunningConnector, sensor: dict[str, str], actuator: dict[str, str]) -> None:
+async def map_datapoints(
+    probe: MqttProbe, running: RunningConnector, sensor: dict[str, str], actuator: dict[str, str]
+) -> None:
     """Publish a datapoint_map and wait until the connector logged that it applied it."""
     since = len(probe.messages)
     probe.publish(running.topic("datapoint_map"), {"sensor": sensor, "actuator": actuator})
     await probe.wait_for(
         running.topic("logs"),
-        lambda p: isinstance(p, dict)
-        and p["msg"] == f"datapoint_map applied: {len(sensor)} sensors, {len(actuator)} actuators",
+        lambda p: (
+            isinstance(p, dict)
+            and p["msg"] == f"datapoint_map applied: {len(sensor)} sensors, {len(actuator)} actuators"
+        ),
         since=since,
     )
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import paho.mqtt.client as mqtt
 import websockets
@@ -23,6 +23,16 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint as OcppClient
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
+from paho.mqtt.enums import CallbackAPIVersion
+from websockets.typing import Subprotocol
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def answers(action: Action) -> Callable[[F], F]:
+    """The ocpp library's `@on`, typed (the library ships no type information)."""
+    return cast(Callable[[F], F], on(action))
+
 
 WAIT_S = 10.0  # upper bound for any awaited event; tests fail, never hang
 
@@ -85,16 +95,23 @@ class MqttProbe:
         self._loop = asyncio.get_running_loop()
         self.messages: list[tuple[str, Any, bool]] = []  # (topic, decoded payload, retained)
         self._changed = asyncio.Event()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2)
         self._client.on_message = self._on_message
         self._topics: list[tuple[str, int]] = []
-        # Re-subscribe after a broker restart (tests restart mosquitto on purpose).
-        self._client.on_connect = lambda client, *args: [client.subscribe(t, q) for t, q in self._topics]
+        self._client.on_connect = self._on_connect
         self._subscribed = asyncio.Event()
-        self._client.on_subscribe = lambda *args: self._loop.call_soon_threadsafe(self._subscribed.set)
+        self._client.on_subscribe = self._on_subscribe
         self._client.reconnect_delay_set(0, 1)
         self._client.connect("127.0.0.1", port)
         self._client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        # Re-subscribe after a broker restart (tests restart mosquitto on purpose).
+        for topic, qos in self._topics:
+            client.subscribe(topic, qos)
+
+    def _on_subscribe(self, *args: Any) -> None:
+        self._loop.call_soon_threadsafe(self._subscribed.set)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -123,11 +140,11 @@ class MqttProbe:
         self,
         topic: str,
         predicate: Callable[[Any], bool] = lambda payload: True,
-        timeout: float = WAIT_S,
+        within: float = WAIT_S,
         since: int = 0,
     ) -> Any:
         """The first payload on `topic` (from message number `since` on) that satisfies predicate."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             seen = since
             while True:
                 for t, payload, _ in self.messages[seen:]:
@@ -137,9 +154,9 @@ class MqttProbe:
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def wait_value(self, topic: str, value: Any, timeout: float = WAIT_S) -> dict[str, Any]:
+    async def wait_value(self, topic: str, value: Any, within: float = WAIT_S) -> dict[str, Any]:
         payload: dict[str, Any] = await self.wait_for(
-            topic, lambda p: isinstance(p, dict) and p.get("value") == value, timeout
+            topic, lambda p: isinstance(p, dict) and p.get("value") == value, within
         )
         return payload
 
@@ -167,15 +184,15 @@ class Charger(OcppClient):  # type: ignore[misc]
         async with asyncio.timeout(WAIT_S):
             return await self.received.get()
 
-    @on(Action.set_charging_profile)
+    @answers(Action.set_charging_profile)
     def on_set_charging_profile(self, **payload: Any) -> call_result.SetChargingProfile:
         return call_result.SetChargingProfile(status=self._got("SetChargingProfile", payload))
 
-    @on(Action.clear_charging_profile)
+    @answers(Action.clear_charging_profile)
     def on_clear_charging_profile(self, **payload: Any) -> call_result.ClearChargingProfile:
         return call_result.ClearChargingProfile(status=self._got("ClearChargingProfile", payload))
 
-    @on(Action.trigger_message)
+    @answers(Action.trigger_message)
     def on_trigger_message(self, **payload: Any) -> call_result.TriggerMessage:
         return call_result.TriggerMessage(status=self._got("TriggerMessage", payload))
 
@@ -185,13 +202,15 @@ class ChargerLink:
 
     def __init__(self, url: str, cp_id: str, subprotocols: list[str] | None = None) -> None:
         self.url, self.cp_id = url, cp_id
-        self.subprotocols = ["ocpp1.6"] if subprotocols is None else subprotocols
+        self.subprotocols = [Subprotocol(p) for p in (["ocpp1.6"] if subprotocols is None else subprotocols)]
         self.charger: Charger
         self._task: asyncio.Task[None]
 
     async def __aenter__(self) -> Charger:
         self.connection = await websockets.connect(
-            f"{self.url}/{self.cp_id}", subprotocols=self.subprotocols or None, open_timeout=WAIT_S  # type: ignore[arg-type]
+            f"{self.url}/{self.cp_id}",
+            subprotocols=self.subprotocols or None,
+            open_timeout=WAIT_S,
         )
         self.charger = Charger(self.cp_id, self.connection)
         self._task = asyncio.create_task(self.charger.start())

@@ -18,7 +18,9 @@ async def test_heartbeat_format_and_interval(settings_env: dict[str, str], probe
     try:
         topic = running.topic("heartbeat")
         first = await probe.wait_for(topic)
-        second = await probe.wait_for(topic, lambda p: p["this_heartbeats_timestamp"] > first["this_heartbeats_timestamp"])
+        second = await probe.wait_for(
+            topic, lambda p: p["this_heartbeats_timestamp"] > first["this_heartbeats_timestamp"]
+        )
     finally:
         await running.stop()
     assert set(first) == {"this_heartbeats_timestamp", "next_heartbeats_timestamp"}
@@ -71,7 +73,9 @@ async def test_malformed_map_is_logged_and_the_previous_one_kept(
     topic = connector.topic("v/heartbeat")
     await map_datapoints(probe, connector, {"CP_M__Heartbeat": topic}, {})
     probe.publish(connector.topic("datapoint_map"), bad_map)
-    log = await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("ignored malformed datapoint_map"))
+    log = await probe.wait_for(
+        connector.topic("logs"), lambda p: p["msg"].startswith("ignored malformed datapoint_map")
+    )
     async with ChargerLink(connector.url, "CP_M") as charger:
         await send(charger, "heartbeat")
         await probe.wait_for(topic)
@@ -80,6 +84,7 @@ async def test_malformed_map_is_logged_and_the_previous_one_kept(
 
 async def test_new_keys_arriving_together_are_coalesced(connector: RunningConnector, probe: MqttProbe) -> None:
     """Twenty chargers booting at once produce far fewer available_datapoints messages than new keys."""
+
     async def boot(identity: str) -> None:
         async with ChargerLink(connector.url, identity) as charger:
             await send(charger, "boot_notification")
@@ -120,7 +125,7 @@ async def test_subscriptions_survive_a_broker_restart(
             own_broker.start()
             # Published after the re-subscription, on the same connection: once seen, the
             # connector listens again.
-            await probe.wait_for(running.topic("available_datapoints"), since=since, timeout=20)
+            await probe.wait_for(running.topic("available_datapoints"), since=since, within=20)
             probe.publish(command, {"value": 3, "timestamp": 0})
             assert await charger.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
     finally:

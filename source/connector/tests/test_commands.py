@@ -35,7 +35,7 @@ async def test_power_limit_becomes_a_tx_default_profile(connector: RunningConnec
     """A value in W becomes SetChargingProfile with this connector's fixed TxDefaultProfile; status Accepted."""
     async with ChargerLink(connector.url, "CP_1") as charger:
         await send(charger, "status_available")  # connector 1 appears, its actuators with it
-        (cmd, status), = (await wire(probe, connector, PROFILE)).values()
+        ((cmd, status),) = (await wire(probe, connector, PROFILE)).values()
         probe.publish(cmd, command(11000))
         action, payload = await charger.next_call()
         await probe.wait_value(status, "Accepted")
@@ -55,7 +55,7 @@ async def test_null_limit_clears_the_profile(connector: RunningConnector, probe:
     """`null` sends ClearChargingProfile for the same profile id."""
     async with ChargerLink(connector.url, "CP_1") as charger:
         await send(charger, "status_available")
-        (cmd, status), = (await wire(probe, connector, PROFILE)).values()
+        ((cmd, status),) = (await wire(probe, connector, PROFILE)).values()
         probe.publish(cmd, command(4000))
         _, set_payload = await charger.next_call()
         await probe.wait_value(status, "Accepted")
@@ -67,12 +67,14 @@ async def test_null_limit_clears_the_profile(connector: RunningConnector, probe:
     assert payload["id"] == set_payload["cs_charging_profiles"]["charging_profile_id"]
 
 
-@pytest.mark.parametrize(("value", "requested"), [(3, "Heartbeat"), ("MeterValues", "MeterValues"), ("5", "StatusNotification")])
+@pytest.mark.parametrize(
+    ("value", "requested"), [(3, "Heartbeat"), ("MeterValues", "MeterValues"), ("5", "StatusNotification")]
+)
 async def test_trigger_message(connector: RunningConnector, probe: MqttProbe, value: Any, requested: str) -> None:
     """0..5 or the message name becomes TriggerMessage.req; the charger's answer is the status."""
     async with ChargerLink(connector.url, "CP_1") as charger:
         charger.answers["TriggerMessage"] = "Rejected"
-        (cmd, status), = (await wire(probe, connector, TRIGGER)).values()
+        ((cmd, status),) = (await wire(probe, connector, TRIGGER)).values()
         probe.publish(cmd, command(value))
         assert await charger.next_call() == ("TriggerMessage", {"requested_message": requested})
         await probe.wait_value(status, "Rejected")
@@ -112,7 +114,7 @@ async def test_bad_actuator_values_are_refused(
 async def test_command_for_a_disconnected_charge_point_fails(connector: RunningConnector, probe: MqttProbe) -> None:
     """A command for a charge point that is not connected ends in `Failed: ... not connected`."""
     async with ChargerLink(connector.url, "CP_1"):
-        (cmd, status), = (await wire(probe, connector, TRIGGER)).values()
+        ((cmd, status),) = (await wire(probe, connector, TRIGGER)).values()
     await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("CP_1: disconnected"))
     probe.publish(cmd, command(0))
     assert (await probe.wait_for(status))["value"] == "Failed: charge point CP_1 is not connected"
@@ -121,7 +123,7 @@ async def test_command_for_a_disconnected_charge_point_fails(connector: RunningC
 async def test_callerror_answer_is_reported(connector: RunningConnector, probe: MqttProbe) -> None:
     """A charger answering with a CALLERROR gives `Failed: charger answered CALLERROR <code>: ...`."""
     async with RawLink(connector.url, "CP_1") as link:
-        (cmd, status), = (await wire(probe, connector, TRIGGER)).values()
+        ((cmd, status),) = (await wire(probe, connector, TRIGGER)).values()
         probe.publish(cmd, command("Heartbeat"))
         async with asyncio.timeout(10):
             request = json.loads(await link.connection.recv())
@@ -135,7 +137,7 @@ async def test_silent_charger_times_out(settings_env: dict[str, str], probe: Mqt
     running = await start_connector({**settings_env, "OCPP_RESPONSE_TIMEOUT": "0.5"}, probe)
     try:
         async with RawLink(running.url, "CP_1") as link:
-            (cmd, status), = (await wire(probe, running, TRIGGER)).values()
+            ((cmd, status),) = (await wire(probe, running, TRIGGER)).values()
             probe.publish(cmd, command(3))
             async with asyncio.timeout(10):
                 request = json.loads(await link.connection.recv())
@@ -156,7 +158,7 @@ async def test_disabled_actuators_are_not_offered_or_run(settings_env: dict[str,
             available = await probe.wait_for(
                 running.topic("available_datapoints"), lambda p: "CP_1__StatusNotification__1__status" in p["sensor"]
             )
-            (cmd, status), = (await wire(probe, running, PROFILE)).values()
+            ((cmd, status),) = (await wire(probe, running, PROFILE)).values()
             probe.publish(cmd, command(1000))
             failed = await probe.wait_for(status)
     finally:

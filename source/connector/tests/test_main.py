@@ -23,7 +23,13 @@ def run_sync(env: dict[str, str], cwd: Path) -> tuple[int, str]:
     import subprocess
 
     done = subprocess.run(
-        [sys.executable, "-m", "connector"], env=env, cwd=cwd, capture_output=True, text=True, timeout=WAIT_S
+        [sys.executable, "-m", "connector"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
     )
     return done.returncode, done.stderr
 
@@ -111,8 +117,12 @@ class ConnectorProcess:
 @pytest.fixture
 async def process(broker: Mosquitto, connector_name: str, tmp_path: Path) -> AsyncIterator[ConnectorProcess]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "connector",
-        env=base_env(broker, connector_name, tmp_path), cwd=tmp_path, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "connector",
+        env=base_env(broker, connector_name, tmp_path),
+        cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE,
     )
     yield ConnectorProcess(proc)
     if proc.returncode is None:

@@ -8,9 +8,9 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
+from connector.ocpp_server import identity_from_path
 from connector.tests.conftest import RunningConnector, map_datapoints, values
 from connector.tests.harness import ChargerLink, MqttProbe, RawLink, send
-from connector.ocpp_server import identity_from_path
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,9 @@ async def test_path_without_identity_is_refused(connector: RunningConnector) -> 
 async def test_percent_encoded_identity_is_used_decoded(connector: RunningConnector, probe: MqttProbe) -> None:
     """`/ocpp/CP%201` is the charge point `CP 1` in datapoint keys."""
     async with ChargerLink(f"{connector.url}/ocpp", "CP%201"):
-        available = await probe.wait_for(connector.topic("available_datapoints"), lambda p: "CP 1__connected" in p["sensor"])
+        available = await probe.wait_for(
+            connector.topic("available_datapoints"), lambda p: "CP 1__connected" in p["sensor"]
+        )
     assert available["sensor"]["CP 1__connected"] is True
 
 

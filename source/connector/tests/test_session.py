@@ -28,7 +28,10 @@ async def test_boot_fields_reach_mapped_topics_even_when_mapped_later(
         await map_datapoints(
             probe,
             connector,
-            {"CP_1__BootNotification__charge_point_vendor": connector.topic("v/vendor"), "CP_1__BootNotification__meter_type": connector.topic("v/meter")},
+            {
+                "CP_1__BootNotification__charge_point_vendor": connector.topic("v/vendor"),
+                "CP_1__BootNotification__meter_type": connector.topic("v/meter"),
+            },
             {},
         )
         assert (await probe.wait_for(connector.topic("v/vendor")))["value"] == "Alfen BV"
@@ -142,18 +145,26 @@ async def test_transaction_ids_are_unique_per_charge_point(connector: RunningCon
 async def test_every_charger_initiated_message_gets_a_schema_valid_answer(connector: RunningConnector) -> None:
     """Each charger-initiated action of 1.6 and the security extension is answered (the client validates)."""
     names = [
-        "boot_notification", "heartbeat", "status_available", "meter_values_8", "authorize", "data_transfer",
-        "firmware_status", "diagnostics_status", "security_event", "sign_certificate", "log_status",
-        "signed_firmware_status", "start_transaction",
+        "boot_notification",
+        "heartbeat",
+        "status_available",
+        "meter_values_8",
+        "authorize",
+        "data_transfer",
+        "firmware_status",
+        "diagnostics_status",
+        "security_event",
+        "sign_certificate",
+        "log_status",
+        "signed_firmware_status",
+        "start_transaction",
     ]
     async with ChargerLink(connector.url, "CP_1") as charger:
         for name in names:
             await send(charger, name)  # the library client raises on a CALLERROR or an invalid answer
 
 
-async def test_raw_frames_reach_raw_message_to_db(
-    settings_env: dict[str, str], probe: MqttProbe
-) -> None:
+async def test_raw_frames_reach_raw_message_to_db(settings_env: dict[str, str], probe: MqttProbe) -> None:
     """With SEND_RAW_MESSAGE_TO_DB=TRUE both directions are published exactly as on the wire."""
     from connector.tests.conftest import start_connector
 
@@ -184,8 +195,9 @@ async def test_connected_is_true_then_false(connector: RunningConnector, probe: 
 
 def test_fixture_frames_are_valid_ocpp() -> None:
     """The recorded frames used by these tests pass the OCPP 1.6 schemas, except the deviant ones."""
-    from connector.protocol import check_payload
     from ocpp.messages import MessageType
+
+    from connector.protocol import check_payload
 
     deviant = {"status_error_code_error", "meter_values_hz_padded", "meter_values_empty_sampled"}
     for name in json.loads((__import__("pathlib").Path(__file__).parent / "fixtures/ocpp16_frames.json").read_text()):

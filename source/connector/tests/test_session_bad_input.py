@@ -24,13 +24,26 @@ def call(name: str, unique_id: str = "m1", **changes: object) -> str:
         ('[2,"m1","NoSuchAction",{}]', "NotImplemented"),
         ('[2,"m1","Reset",{"type":"Hard"}]', "NotSupported"),
         ('[2,"m1","BootNotification",{"chargePointModel":"X"}]', "ProtocolError"),
-        ('[2,"m1","StatusNotification",{"connectorId":"1","errorCode":"NoError","status":"Available"}]',
-         "TypeConstraintViolation"),
-        ('[2,"m1","MeterValues",{"connectorId":1,"meterValue":[{"timestamp":"2026-11-21T10:00:00Z",'
-         '"sampledValue":[{"unit":"Wh"}]}]}]', "ProtocolError"),
+        (
+            '[2,"m1","StatusNotification",{"connectorId":"1","errorCode":"NoError","status":"Available"}]',
+            "TypeConstraintViolation",
+        ),
+        (
+            '[2,"m1","MeterValues",{"connectorId":1,"meterValue":[{"timestamp":"2026-11-21T10:00:00Z",'
+            '"sampledValue":[{"unit":"Wh"}]}]}]',
+            "ProtocolError",
+        ),
     ],
-    ids=["no-payload", "payload-not-object", "action-not-string", "unknown-action", "central-system-action",
-         "required-missing", "wrong-type", "sampled-value-without-value"],
+    ids=[
+        "no-payload",
+        "payload-not-object",
+        "action-not-string",
+        "unknown-action",
+        "central-system-action",
+        "required-missing",
+        "wrong-type",
+        "sampled-value-without-value",
+    ],
 )
 async def test_meaningless_calls_get_the_prescribed_callerror(
     connector: RunningConnector, probe: MqttProbe, text: str, code: str
@@ -47,7 +60,8 @@ async def test_meaningless_calls_get_the_prescribed_callerror(
 
 
 @pytest.mark.parametrize(
-    "text", ["not json", "{}", "[]", '["2"]', "[2]", '[9,"x",{}]', '[2, null, "Heartbeat", {}]'],
+    "text",
+    ["not json", "{}", "[]", '["2"]', "[2]", '[9,"x",{}]', '[2, null, "Heartbeat", {}]'],
     ids=["not-json", "object", "empty", "short", "no-id", "unknown-type", "null-id"],
 )
 async def test_frames_without_an_answerable_id_are_dropped_with_a_log_line(
@@ -107,7 +121,9 @@ async def test_empty_sampled_value_is_answered(connector: RunningConnector, prob
     """A meterValue with an empty sampledValue is answered as valid and named in the logs."""
     async with RawLink(connector.url, "CP_T") as link:
         assert await link.exchange(call("meter_values_empty_sampled")) == [3, "m1", {}]
-    await probe.wait_for(connector.topic("logs"), lambda p: "CP_T: tolerated" in p["msg"] and "sampledValue" in p["msg"])
+    await probe.wait_for(
+        connector.topic("logs"), lambda p: "CP_T: tolerated" in p["msg"] and "sampledValue" in p["msg"]
+    )
 
 
 async def test_repeated_stop_transaction_is_answered_and_counted_once(
