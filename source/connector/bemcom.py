@@ -18,10 +18,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from connector import __version__
 from connector.datapoints import Datapoint, now_ms
+from connector.outbox import Outbox
 from connector.registry import ActuatorRef, DatapointMap, MapError, Registry
 from connector.settings import Settings
 
 LOG = logging.getLogger(__name__)
+
+# On the wire at once; paho's default of 20 makes throughput one round trip per 20 values.
+MAX_INFLIGHT = 1000
 
 # New keys arriving within this window go out in one available_datapoints message: a
 # fleet booting at once would otherwise republish a large retained message per key.
@@ -43,18 +47,20 @@ class BemcomMqtt:
         if settings.mqtt_username is not None:
             self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
         self._client.reconnect_delay_set(1, 30)
+        self._client.max_inflight_messages_set(MAX_INFLIGHT)
+        self.outbox = Outbox(self._client, settings.mqtt_queue_limit)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._loop: asyncio.AbstractEventLoop | None = None
         self._available_changed = asyncio.Event()
         self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
-        self._last_sent: dict[int, mqtt.MQTTMessageInfo] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, on_actuator: ActuatorHandler) -> None:
         self._loop = asyncio.get_running_loop()
+        self.outbox.start(self._loop)
         self._on_actuator = on_actuator
         host, port = self._settings.mqtt_broker_host, self._settings.mqtt_broker_port
         LOG.info("connecting to MQTT broker %s:%s", host, port)
@@ -62,14 +68,9 @@ class BemcomMqtt:
         self._client.loop_start()
 
     async def stop(self, flush_within: float) -> None:
-        """Wait (bounded) until what was published reached the broker, then disconnect."""
-        # Brokers acknowledge in the order they received (MQTT 3.1.1 4.6): the last
-        # acknowledged message of each QoS implies all earlier ones of that QoS.
-        for info in self._last_sent.values():
-            try:
-                await asyncio.to_thread(info.wait_for_publish, flush_within)
-            except (RuntimeError, ValueError) as error:
-                LOG.warning("messages still queued for the broker are lost at shutdown: %s", error)
+        """Wait (bounded) until the broker acknowledged what was published, then disconnect."""
+        if not await self.outbox.flush(flush_within):
+            LOG.warning("%d messages not yet acknowledged by the broker are lost at shutdown", self.outbox.pending)
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
 
@@ -126,9 +127,7 @@ class BemcomMqtt:
         self._publish_json(topic, {"value": point.value, "timestamp": point.timestamp}, qos=1, retain=True)
 
     def _publish_json(self, topic: str, message: Any, qos: int, retain: bool = False) -> None:
-        info = self._client.publish(topic, json.dumps(message), qos=qos, retain=retain)
-        if qos:
-            self._last_sent[qos] = info
+        self.outbox.put(topic, json.dumps(message).encode(), qos, retain)
 
     # -- receiving (paho thread -> loop thread) ----------------------------------------
 

@@ -17,6 +17,17 @@ from connector.actuators import ACTUATOR_NAMES
 
 T = TypeVar("T")
 
+# Interface section 6 variables this version does not implement yet. Starting anyway would
+# let an operator believe chargers or the broker link are protected when they are not.
+NOT_YET_SUPPORTED = (
+    "OCPP_BASIC_AUTH",
+    "OCPP_ALLOWED_CHARGE_POINTS",
+    "OCPP_TLS_CERT_FILE",
+    "OCPP_TLS_KEY_FILE",
+    "OCPP_TLS_CA_FILE",
+    "MQTT_TLS_CA_FILE",
+)
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -37,6 +48,7 @@ class Settings:
     mqtt_username: str | None = None
     # repr=False: settings are logged at start-up in debug mode; secrets must not be.
     mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_queue_limit: int = 1_000_000
     send_raw_message_to_db: bool = False
     debug: bool = False
     ocpp_host: str = "0.0.0.0"
@@ -59,6 +71,7 @@ class Settings:
             mqtt_broker_port=reader.port("MQTT_BROKER_PORT", cls.mqtt_broker_port, 1),
             mqtt_username=reader.optional("MQTT_USERNAME"),
             mqtt_password=reader.optional("MQTT_PASSWORD"),
+            mqtt_queue_limit=reader.number("MQTT_QUEUE_LIMIT", 1_000_000, 1, int),
             send_raw_message_to_db=reader.flag("SEND_RAW_MESSAGE_TO_DB", False),
             debug=reader.flag("DEBUG", False),
             ocpp_host=reader.text("OCPP_HOST", cls.ocpp_host),
@@ -71,6 +84,7 @@ class Settings:
             charging_phases=reader.choice("CHARGING_PHASES", 3, {1, 3}),
             state_dir=reader.text("STATE_DIR", cls.state_dir),
         )
+        reader.refuse_set(NOT_YET_SUPPORTED, "is not supported by this version; unset it")
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
@@ -132,6 +146,9 @@ class _Reader:
             self.problems.append(f"{name}={value} is not valid; use {options}")
             return default
         return value
+
+    def refuse_set(self, names: tuple[str, ...], why: str) -> None:
+        self.problems.extend(f"{name} {why}" for name in names if self._raw(name) is not None)
 
     def actuators(self, name: str) -> frozenset[str]:
         raw = self._raw(name)

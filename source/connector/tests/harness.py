@@ -72,13 +72,15 @@ class Mosquitto:
     directory: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_config: str = ""
 
     def start(self) -> None:
         config = self.directory / "mosquitto.conf"
-        config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.process = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n{self.extra_config}"
         )
+        with (self.directory / "mosquitto.log").open("ab") as log:
+            self.process = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stdout=log, stderr=log)
         wait_for_port(self.port)
 
     def stop(self) -> None:

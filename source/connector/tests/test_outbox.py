@@ -1,0 +1,98 @@
+"""The outbox against a real mosquitto: nothing lost past paho's 65535 ids, order kept, bounds honoured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from connector.outbox import WINDOW, Outbox
+from connector.tests.harness import Mosquitto, MqttProbe
+
+
+@pytest.fixture
+async def link(tmp_path: Path) -> AsyncIterator[tuple[mqtt.Client, Mosquitto]]:
+    broker = Mosquitto(tmp_path, extra_config="max_queued_messages 0\n")
+    broker.start()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.max_inflight_messages_set(1000)
+    client.reconnect_delay_set(0, 1)
+    yield client, broker
+    client.loop_stop()
+    broker.stop()
+
+
+async def connected(client: mqtt.Client, port: int) -> None:
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_connect(*args: object) -> None:
+        loop.call_soon_threadsafe(done.set)
+
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    async with asyncio.timeout(10):
+        await done.wait()
+
+
+async def test_more_messages_than_paho_has_ids_all_arrive_in_order(link: tuple[mqtt.Client, Mosquitto]) -> None:
+    """70,000 QoS 1 messages (past paho's 65535 ids) put at once all arrive, in order, never over WINDOW in paho."""
+    client, broker = link
+    outbox = Outbox(client, limit=1_000_000)
+    outbox.start(asyncio.get_running_loop())
+    probe = MqttProbe(broker.port)
+    await probe.subscribe("o/#", qos=1)
+    await connected(client, broker.port)
+    total = 70_000
+    held = 0
+    for i in range(total):
+        outbox.put("o/seq", str(i).encode(), qos=1)
+        held = max(held, outbox._handed - outbox._acked)
+    assert await outbox.flush(within=60)
+    await probe.wait_for("o/seq", lambda p: p == total - 1, within=60)
+    probe.close()
+    assert [p for t, p, _ in probe.messages if t == "o/seq"] == list(range(total))
+    assert held <= WINDOW
+    assert outbox.pending == 0 and outbox.dropped == 0
+
+
+async def test_full_queue_drops_the_oldest_counts_and_logs(
+    link: tuple[mqtt.Client, Mosquitto], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Beyond the limit the oldest waiting messages are dropped, counted, and reported in one WARNING."""
+    client, broker = link
+    outbox = Outbox(client, limit=10)
+    outbox.start(asyncio.get_running_loop())
+    with caplog.at_level(logging.WARNING, logger="connector.outbox"):
+        for i in range(WINDOW + 100):  # not connected: the window fills, then the queue
+            outbox.put("o/x", str(i).encode(), qos=1)
+    assert outbox.dropped == 90
+    assert outbox.pending == WINDOW + 10
+    assert [r.getMessage() for r in caplog.records] == [
+        "MQTT queue full (10 messages): dropped 1 oldest since the last report, 1 in all"
+    ]
+    probe = MqttProbe(broker.port)
+    await probe.subscribe("o/#", qos=1)
+    await connected(client, broker.port)
+    assert await outbox.flush(within=30)
+    await probe.wait_for("o/x", lambda p: p == WINDOW + 99)
+    received = [p for t, p, _ in probe.messages if t == "o/x"]
+    probe.close()
+    expected = list(range(WINDOW)) + list(range(WINDOW + 90, WINDOW + 100))
+    assert received == expected
+
+
+async def test_qos0_while_disconnected_is_not_counted_as_pending(link: tuple[mqtt.Client, Mosquitto]) -> None:
+    """A QoS 0 message paho refuses while disconnected (a heartbeat) does not hold up a flush."""
+    client, _ = link
+    outbox = Outbox(client, limit=10)
+    outbox.start(asyncio.get_running_loop())
+    outbox.put("o/heartbeat", b"{}", qos=0)
+    assert outbox.pending == 0
+    assert await outbox.flush(within=1)
