@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,14 +19,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from connector import __version__
 from connector.datapoints import Datapoint, now_ms
-from connector.outbox import Outbox
+from connector.outbox import WINDOW, Outbox
 from connector.registry import ActuatorRef, DatapointMap, MapError, Registry
 from connector.settings import Settings
 
 LOG = logging.getLogger(__name__)
 
-# On the wire at once; paho's default of 20 makes throughput one round trip per 20 values.
-MAX_INFLIGHT = 1000
+# On the wire at once: all the outbox hands over (paho's default of 20 would make
+# throughput one round trip per 20 values).
+MAX_INFLIGHT = WINDOW
 
 # New keys arriving within this window go out in one available_datapoints message: a
 # fleet booting at once would otherwise republish a large retained message per key.
@@ -53,6 +55,7 @@ class BemcomMqtt:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._available_changed = asyncio.Event()
         self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
 
@@ -60,6 +63,7 @@ class BemcomMqtt:
 
     def start(self, on_actuator: ActuatorHandler) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self.outbox.start(self._loop)
         self._on_actuator = on_actuator
         host, port = self._settings.mqtt_broker_host, self._settings.mqtt_broker_port
@@ -121,7 +125,10 @@ class BemcomMqtt:
             "emitter": record.name,
             "level": record.levelno,
         }
-        self._publish_json(self.topics["logs"], message, qos=1)
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            self._publish_json(self.topics["logs"], message, qos=1)
+        else:  # e.g. paho's thread: the outbox is touched by the loop thread only
+            self._loop.call_soon_threadsafe(self._publish_json, self.topics["logs"], message, 1)
 
     def _publish_value(self, topic: str, point: Datapoint) -> None:
         self._publish_json(topic, {"value": point.value, "timestamp": point.timestamp}, qos=1, retain=True)

@@ -131,3 +131,14 @@ async def test_subscriptions_survive_a_broker_restart(
     finally:
         await running.stop()
         probe.close()
+
+
+async def test_log_records_from_other_threads_reach_the_logs_topic(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """A record logged on another thread (paho's, say) is handed to the loop and published."""
+    import logging
+
+    await asyncio.to_thread(logging.getLogger("connector.elsewhere").warning, "from another thread")
+    log = await probe.wait_for(connector.topic("logs"), lambda p: p["msg"] == "from another thread")
+    assert log["emitter"] == "connector.elsewhere" and log["level"] == 30
