@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from connector import __version__
 from connector.datapoints import Datapoint, now_ms
 from connector.outbox import WINDOW, Outbox
+from connector.protocol import load_json
 from connector.registry import ActuatorRef, DatapointMap, MapError, Registry
 from connector.settings import Settings
 
@@ -28,6 +29,10 @@ LOG = logging.getLogger(__name__)
 # On the wire at once: all the outbox hands over (paho's default of 20 would make
 # throughput one round trip per 20 values).
 MAX_INFLIGHT = WINDOW
+
+CONNECT_TIMEOUT_S = 1.0
+# paho's thread is joined for at most this long at shutdown (it is a daemon thread).
+LOOP_STOP_TIMEOUT_S = 1.5
 
 # New keys arriving within this window go out in one available_datapoints message: a
 # fleet booting at once would otherwise republish a large retained message per key.
@@ -50,6 +55,8 @@ class BemcomMqtt:
             self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
         self._client.reconnect_delay_set(1, 30)
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
+        # paho's default of 5 s would let a broker that never answers hold up shutdown.
+        self._client.connect_timeout = CONNECT_TIMEOUT_S
         self.outbox = Outbox(self._client, settings.mqtt_queue_limit)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -76,7 +83,20 @@ class BemcomMqtt:
         if not await self.outbox.flush(flush_within):
             LOG.warning("%d messages not yet acknowledged by the broker are lost at shutdown", self.outbox.pending)
         self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        # Not asyncio.to_thread: asyncio.run would wait for that thread at exit, unbounded.
+        stopped = asyncio.get_running_loop().create_future()
+        thread = threading.Thread(target=self._stop_loop, args=(stopped,), daemon=True)
+        thread.start()
+        try:
+            async with asyncio.timeout(LOOP_STOP_TIMEOUT_S):
+                await stopped
+        except TimeoutError:
+            LOG.warning("MQTT network thread did not stop in time; exiting without it")
+
+    def _stop_loop(self, stopped: asyncio.Future[None]) -> None:
+        self._client.loop_stop()
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_resolve, stopped)
 
     async def run_heartbeat(self) -> None:
         interval_ms = int(self._settings.heartbeat_interval * 1000)
@@ -134,7 +154,8 @@ class BemcomMqtt:
         self._publish_json(topic, {"value": point.value, "timestamp": point.timestamp}, qos=1, retain=True)
 
     def _publish_json(self, topic: str, message: Any, qos: int, retain: bool = False) -> None:
-        self.outbox.put(topic, json.dumps(message).encode(), qos, retain)
+        # allow_nan=False: a NaN would make the message unreadable to strict JSON consumers.
+        self.outbox.put(topic, json.dumps(message, allow_nan=False).encode(), qos, retain)
 
     # -- receiving (paho thread -> loop thread) ----------------------------------------
 
@@ -174,7 +195,7 @@ class BemcomMqtt:
 
     def _apply_map(self, payload: bytes | bytearray) -> None:
         try:
-            new_map = DatapointMap.parse(json.loads(payload))
+            new_map = DatapointMap.parse(load_json(payload))
         except (ValueError, MapError) as error:
             LOG.error("ignored malformed datapoint_map (kept the previous one): %s", error)
             return
@@ -190,6 +211,11 @@ class BemcomMqtt:
             if latest is not None and old_map.sensor.get(key) != topic:
                 self._publish_value(topic, latest)
         LOG.info("datapoint_map applied: %d sensors, %d actuators", len(new_map.sensor), len(new_map.actuator))
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # the waiter may have given up already
+        future.set_result(None)
 
 
 class MqttLogHandler(logging.Handler):

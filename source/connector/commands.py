@@ -8,7 +8,6 @@ connected, or no usable answer comes back.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from connector.actuators import OcppCall, Refusal, build_call
 from connector.datapoints import Datapoint, key, now_ms
+from connector.protocol import load_json
 from connector.registry import ActuatorRef
 from connector.session import ChargePointSession, CommandError
 
@@ -26,7 +26,7 @@ LOG = logging.getLogger(__name__)
 def actuator_value(payload: bytes | bytearray) -> Any:
     """The `value` of a BEMCom actuator message, or a Refusal saying what is wrong."""
     try:
-        message = json.loads(payload)
+        message = load_json(payload)
     except ValueError:
         return Refusal("message is not JSON")
     if not isinstance(message, dict) or "value" not in message:
@@ -42,6 +42,9 @@ class CommandRunner:
     ) -> None:
         self._session_for = session_for
         self._publish = publish
+        # The newest command per actuator key: an older one still waiting its turn is
+        # dropped, so a burst of limits ends in the last, not in a queue of stale ones.
+        self._newest: dict[str, object] = {}
 
     def submit(self, topic: str, actuator_key: str, ref: ActuatorRef | None, payload: bytes | bytearray) -> None:
         """Handle one actuator message (on the loop thread); never raises."""
@@ -58,11 +61,19 @@ class CommandRunner:
             self._fail(topic, actuator_key, f"charge point {ref.cp} is not connected")
             return
         LOG.info("%s: %s -> %s", ref.cp, actuator_key, call.action)
-        session.spawn(self._run(session, topic, actuator_key, call))
+        token = self._newest[actuator_key] = object()
+        session.spawn(self._run(session, topic, actuator_key, call, lambda: self._newest.get(actuator_key) is token))
 
-    async def _run(self, session: ChargePointSession, topic: str, actuator_key: str, call: OcppCall) -> None:
+    async def _run(
+        self,
+        session: ChargePointSession,
+        topic: str,
+        actuator_key: str,
+        call: OcppCall,
+        still_wanted: Callable[[], bool],
+    ) -> None:
         try:
-            answer = await session.send_call(call)
+            answer = await session.send_call(call, still_wanted)
         except CommandError as error:
             self._fail(topic, actuator_key, str(error))
             return

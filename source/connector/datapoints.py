@@ -8,6 +8,7 @@ published; `notes` collects the harmless deviations the caller logs as tolerated
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,18 +79,23 @@ def parse_time(text: Any, fallback: int, notes: list[str]) -> int:
     return int(moment.timestamp() * 1000)
 
 
+# JSON's number grammar (RFC 8259 section 6). Python's int()/float() also take "1_000",
+# "inf" and non-ASCII digits, none of which a meter means as a number.
+NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+SIGNIFICANT_DIGITS = 12  # beyond any meter's precision; drops float noise like 0.15006999999999998
+
+
 def sampled_number(text: str) -> Scalar:
     """A sampled value as a JSON number where it is one, else the text unchanged."""
     stripped = text.strip()
-    try:
-        return int(stripped)
-    except ValueError:
-        pass
-    try:
-        number = float(stripped)
-    except ValueError:
+    if not NUMBER.fullmatch(stripped):
         return text
-    return number if math.isfinite(number) else text
+    if stripped.lstrip("-").isdigit():
+        return int(stripped)
+    number = float(stripped)
+    if not math.isfinite(number):
+        return text
+    return float(f"{number:.{SIGNIFICANT_DIGITS}g}")
 
 
 def boot_notification(cp: str, payload: dict[str, Any], received: int) -> list[Datapoint]:
@@ -127,7 +133,7 @@ def sampled_values(
         samples = element.get("sampledValue") or []
         if not samples:
             notes.append("meterValue element with an empty sampledValue; skipped it")
-        points.extend(Datapoint(sample_key(cp, connector_id, s), sample_value(s), at) for s in samples)
+        points.extend(Datapoint(sample_key(cp, connector_id, s), sample_value(s, notes), at) for s in samples)
     return points
 
 
@@ -142,10 +148,13 @@ def sample_key(cp: str, connector_id: int, sample: dict[str, Any]) -> str:
     return key(*parts)
 
 
-def sample_value(sample: dict[str, Any]) -> Scalar:
+def sample_value(sample: dict[str, Any], notes: list[str]) -> Scalar:
+    text = str(sample["value"])
     if sample.get("format") == "SignedData":
-        return str(sample["value"])  # signed blobs may look numeric; keep them as text
-    return sampled_number(str(sample["value"]))
+        return text  # signed blobs may look numeric; keep them as text
+    if text != text.strip():
+        notes.append(f"value {text!r} padded with spaces; read as {text.strip()!r}")
+    return sampled_number(text)
 
 
 def transaction_started(
@@ -185,12 +194,18 @@ def transaction_stopped(
     return sampled_values(cp, record.connector_id, data, received, notes) + points
 
 
-def flat_notification(cp: str, action: str, payload: dict[str, Any], received: int) -> list[Datapoint]:
-    """Status-style notifications (firmware, diagnostics, logs, security events)."""
+def flat_notification(
+    cp: str, action: str, payload: dict[str, Any], received: int, fields: frozenset[str]
+) -> list[Datapoint]:
+    """Status-style notifications (firmware, diagnostics, logs, security events).
+
+    Only `fields` (those the schema defines) become datapoints: a tolerated extra field
+    must not mint keys at a charger's whim.
+    """
     return [
         Datapoint(key(cp, action, snake_case(field)), value, received)
         for field, value in payload.items()
-        if isinstance(value, str | int | float | bool)
+        if field in fields and isinstance(value, str | int | float | bool)
     ]
 
 

@@ -13,6 +13,7 @@ from dotenv import load_dotenv
 from connector import service
 from connector.ocpp_server import ListenError
 from connector.settings import Settings, SettingsError
+from connector.transactions import StateDirError, check_state_dir
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -22,8 +23,10 @@ def configure_logging(debug: bool) -> None:
     logging.getLogger().setLevel(logging.DEBUG if debug else logging.INFO)
     # The libraries log every frame or handshake at INFO/DEBUG; at fleet scale that
     # floods N/logs. Our own lines already name each charge point and refusal.
-    for noisy in ("ocpp", "websockets"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("ocpp").setLevel(logging.DEBUG if debug else logging.WARNING)
+    # Never DEBUG for websockets: at that level it logs every request header, credentials
+    # (Authorization: Basic ...) included.
+    logging.getLogger("websockets").setLevel(logging.INFO if debug else logging.WARNING)
 
 
 def main() -> int:
@@ -32,6 +35,11 @@ def main() -> int:
     try:
         settings = Settings.from_env(os.environ)
     except SettingsError as error:
+        print(f"ocpp-connector: configuration error: {error}", file=sys.stderr)
+        return 2
+    try:
+        check_state_dir(settings.state_dir)
+    except StateDirError as error:
         print(f"ocpp-connector: configuration error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.debug)

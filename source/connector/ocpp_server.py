@@ -40,8 +40,15 @@ class DispatcherEvents(SessionEvents, Protocol):
 
 
 def identity_from_path(path: str) -> str:
-    """`/ocpp/CP%201?x=y` -> `CP 1`: the last path segment, percent-decoded."""
-    return unquote(urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1])
+    """`/ocpp/CP%201?x=y` -> `CP 1`: the last path segment, percent-decoded.
+
+    "" when there is none, or when it does not decode to UTF-8 (replacing bad bytes would
+    let `%FF` and `%FE` become the same charge point).
+    """
+    try:
+        return unquote(urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1], errors="strict")
+    except UnicodeDecodeError:
+        return ""
 
 
 def connection_identity(connection: ServerConnection) -> str:
@@ -121,7 +128,7 @@ class DeviceDispatcher:
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if not identity_from_path(request.path):
-            LOG.warning("refused connection to %r: no charge point identity in the path", request.path)
+            LOG.warning("refused connection to %.200r: no charge point identity in the path", request.path)
             return connection.respond(HTTPStatus.NOT_FOUND, "charge point identity missing from the URL path\n")
         return None
 
@@ -138,8 +145,8 @@ class DeviceDispatcher:
         )
         self._take_over(cp, session)
         LOG.info("%s: connected from %s", cp, connection.remote_address[0])
-        self._events.connected(cp, True)
         try:
+            self._events.connected(cp, True)
             await session.start()
         except ConnectionClosed:
             pass

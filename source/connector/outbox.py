@@ -74,7 +74,11 @@ class Outbox:
         self._drain()  # acknowledgements may have freed the window meanwhile
 
     def _hand(self, message: Message) -> None:
-        info = self._client.publish(*message)
+        try:
+            info = self._client.publish(*message)
+        except ValueError as error:  # a topic paho refuses; the map validates, this is the last guard
+            LOG.error("dropped message to %.200r: %s", message.topic, error)
+            return
         # Only messages paho will report through on_publish count as held: QoS 0 while
         # disconnected is refused outright (heartbeats, nothing lost worth keeping).
         if info.rc == mqtt.MQTT_ERR_SUCCESS or message.qos > 0:
@@ -101,13 +105,15 @@ class Outbox:
     def _report_drops(self) -> None:
         now = time.monotonic()
         if now - self._last_report >= DROP_REPORT_INTERVAL_S:
+            since_last = self.dropped - self._reported_drops
+            # Book-keeping first: the warning itself goes to N/logs through this outbox.
+            self._reported_drops, self._last_report = self.dropped, now
             LOG.warning(
                 "MQTT queue full (%d messages): dropped %d oldest since the last report, %d in all",
                 self._limit,
-                self.dropped - self._reported_drops,
+                since_last,
                 self.dropped,
             )
-            self._reported_drops, self._last_report = self.dropped, now
 
     async def flush(self, within: float) -> bool:
         """Wait until the broker acknowledged everything (True) or `within` s passed."""

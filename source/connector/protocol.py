@@ -9,6 +9,7 @@ made of a message from harmless ones that are tolerated and reported.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
@@ -72,6 +73,30 @@ REFUSAL_BY_KEYWORD: dict[str, type[OCPPError]] = {
 Message: TypeAlias = "Call | CallResult | CallError"
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range")
+    return number
+
+
+def load_json(text: str | bytes | bytearray) -> Any:
+    """json.loads that refuses what strict JSON consumers would choke on.
+
+    NaN, Infinity and numbers beyond float range are not JSON (RFC 8259 section 6) and would
+    poison every retained message they reach; nesting deep enough to exhaust the stack is
+    refused as well. Both raise ValueError, like any other text that is not JSON.
+    """
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 @dataclass(frozen=True)
 class FrameProblem:
     """A frame that is not an OCPP-J message; `unique_id` is None where no answer is possible."""
@@ -88,7 +113,7 @@ class Verdict:
 
 def parse_frame(text: str | bytes) -> Message | FrameProblem:
     try:
-        frame = json.loads(text)
+        frame = load_json(text)
     except ValueError:
         return FrameProblem("frame is not JSON")
     if not isinstance(frame, list) or len(frame) < 2:
@@ -114,13 +139,20 @@ def _parse_call(frame: list[Any], unique_id: str | int) -> Call | FrameProblem:
     return Call(unique_id, frame[2], frame[3])
 
 
+@functools.cache
+def schema_fields(action: str) -> frozenset[str]:
+    """The top-level fields OCPP 1.6 defines for a charger's `action` request."""
+    validator: Draft4Validator = get_validator(MessageType.Call, action, OCPP_VERSION)
+    return frozenset(validator.schema.get("properties", {}))
+
+
 def refusal_for_action(action: str) -> OCPPError | None:
     """NotImplemented for an unknown action, NotSupported for one we never receive."""
     if action in CHARGER_ACTIONS:
         return None
     if action in KNOWN_ACTIONS:
         return NotSupportedError(description=f"{action} is sent by the central system, not to it")
-    return OcppNotImplementedError(description=f"unknown action {action!r}")
+    return OcppNotImplementedError(description=f"unknown action {action[:100]!r}")
 
 
 def formation_violation(problem: FrameProblem) -> OCPPError:
@@ -155,10 +187,12 @@ def check_payload(action: str, payload: dict[str, Any], message_type: int) -> Ve
     except InvalidOperation:  # beyond even that: no meaningful OCPP number
         return Verdict(refusal=PropertyConstraintViolationError(description="a number is out of range"))
     for error in errors:
-        where = "/".join(str(p) for p in error.absolute_path) or "payload"
+        where = "/".join(str(p) for p in error.absolute_path)[:100] or "payload"
+        # jsonschema quotes the offending value, which a charger controls: keep it short.
+        message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
         if error.validator in TOLERATED_KEYWORDS:
-            verdict.tolerated.append(f"{where}: {error.message}")
+            verdict.tolerated.append(f"{where}: {message}")
         elif verdict.refusal is None:
             refusal = REFUSAL_BY_KEYWORD.get(str(error.validator), FormationViolationError)
-            verdict.refusal = refusal(description=f"{where}: {error.message}")
+            verdict.refusal = refusal(description=f"{where}: {message}")
     return verdict

@@ -23,6 +23,22 @@ class MapError(ValueError):
     """A datapoint_map payload that is not `{"sensor": {key: topic}, "actuator": {topic: key}}`."""
 
 
+MAX_TOPIC_BYTES = 65535  # MQTT 3.1.1 1.5.3
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why `topic` cannot be published to or subscribed as one exact topic; None if it can."""
+    if not topic:
+        return "empty topic"
+    if "+" in topic or "#" in topic:
+        return f"wildcard in topic {topic!r}"
+    if "\0" in topic:
+        return "NUL in topic"
+    if len(topic.encode()) > MAX_TOPIC_BYTES:
+        return "topic longer than 65535 bytes"
+    return None
+
+
 @dataclass(frozen=True)
 class DatapointMap:
     sensor: dict[str, str]  # key -> topic
@@ -40,7 +56,12 @@ class DatapointMap:
             ):
                 raise MapError(f"datapoint_map.{name} must map non-empty strings to strings")
             sections.append(section)
-        return cls(sensor=sections[0], actuator=sections[1])
+        sensor, actuator = sections
+        for topic in [*sensor.values(), *actuator.keys()]:
+            problem = topic_problem(topic)
+            if problem is not None:
+                raise MapError(f"datapoint_map: {problem}")
+        return cls(sensor=sensor, actuator=actuator)
 
 
 class Registry:

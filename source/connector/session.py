@@ -27,11 +27,19 @@ from ocpp.routing import create_route_map, on
 from ocpp.v16 import ChargePoint
 from ocpp.v16.enums import Action
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 
 from connector import datapoints as dp
 from connector.actuators import OcppCall
 from connector.datapoints import Datapoint
-from connector.protocol import FrameProblem, check_payload, formation_violation, parse_frame, refusal_for_action
+from connector.protocol import (
+    FrameProblem,
+    check_payload,
+    formation_violation,
+    parse_frame,
+    refusal_for_action,
+    schema_fields,
+)
 from connector.transactions import TransactionStore
 
 LOG = logging.getLogger(__name__)
@@ -96,6 +104,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self._pending: dict[str, asyncio.Future[CallResult | CallError]] = {}
         self._connectors: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timeouts = 0  # calls that went unanswered: fails the ones queued behind them
         self.log = logging.LoggerAdapter(LOG, {"charge_point": cp_id})
 
     # -- reading -----------------------------------------------------------------------
@@ -108,7 +117,12 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
             if self._raw_tap is not None:
                 self._raw_tap(self.id, "in", text, received)
-            await self.route_message(text, received)
+            try:
+                await self.route_message(text, received)
+            except ConnectionClosed:
+                raise
+            except Exception:
+                self.log.exception("%s: frame could not be handled: %.200s", self.id, text)
 
     async def route_message(self, raw_msg: str, received: int | None = None) -> None:
         message = parse_frame(raw_msg)
@@ -131,7 +145,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     async def _handle_call(self, msg: Call, received: int) -> None:
         refusal = refusal_for_action(msg.action) or self._schema_refusal(msg)
         if refusal is not None:
-            self.log.warning("%s: refused %s: %s %s", self.id, msg.action, refusal.code, refusal.description)
+            self.log.warning("%s: refused %.100s: %s %s", self.id, msg.action, refusal.code, refusal.description)
             await self._send(msg.create_call_error(refusal).to_json())
             return
         inbound = Inbound(msg.payload, received)
@@ -163,25 +177,41 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
 
     # -- calling the charger -----------------------------------------------------------
 
-    async def send_call(self, call: OcppCall) -> dict[str, Any]:
+    async def send_call(self, call: OcppCall, still_wanted: Callable[[], bool] = lambda: True) -> dict[str, Any]:
         """Send a CALL and return the CALLRESULT payload; CommandError otherwise.
 
-        OCPP-J allows one outstanding CALL per direction, so calls queue on a lock.
+        OCPP-J allows one outstanding CALL per direction, so calls queue on a lock. Each
+        call sent gets the full response timeout. When one times out, the calls that were
+        waiting behind it fail unsent at once instead of each waiting out its own timeout
+        against a charger that has stopped answering; calls made later get a fresh chance.
+        `still_wanted` is asked when the call's turn comes (a newer value may replace it).
         Never await this from a handler: the answer is read by the same loop.
         """
+        timeouts_before = self._timeouts
         async with self._call_lock:
-            message = Call(str(uuid.uuid4()), call.action, call.payload)
-            answer: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
-            self._pending[message.unique_id] = answer
+            if self._timeouts != timeouts_before:
+                raise CommandError(
+                    f"not sent: the charger left an earlier command unanswered for {self._response_timeout:g} s"
+                )
+            if not still_wanted():
+                raise CommandError("superseded by a newer value before it was sent")
             try:
-                await self._send(message.to_json())
                 async with asyncio.timeout(self._response_timeout):
-                    result = await answer
+                    result = await self._exchange(call)
             except TimeoutError:
+                self._timeouts += 1
                 raise CommandError(f"no answer within {self._response_timeout:g} s") from None
-            finally:
-                del self._pending[message.unique_id]
         return self._result_payload(call.action, result)
+
+    async def _exchange(self, call: OcppCall) -> CallResult | CallError:
+        message = Call(str(uuid.uuid4()), call.action, call.payload)
+        answer: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
+        self._pending[message.unique_id] = answer
+        try:
+            await self._send(message.to_json())
+            return await answer
+        finally:
+            del self._pending[message.unique_id]
 
     def _result_payload(self, action: str, result: CallResult | CallError) -> dict[str, Any]:
         if isinstance(result, CallError):
@@ -291,7 +321,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         return {"status": "Rejected"}
 
     def _notification(self, action: str, msg: Inbound) -> dict[str, Any]:
-        self.publish(dp.flat_notification(self.id, action, msg.payload, msg.received))
+        self.publish(dp.flat_notification(self.id, action, msg.payload, msg.received, schema_fields(action)))
         return {}
 
     @handles(Action.diagnostics_status_notification)

@@ -66,7 +66,7 @@ class Settings:
         """Build settings from environment variables, reporting every bad one at once."""
         reader = _Reader(env)
         settings = cls(
-            connector_name=reader.text("CONNECTOR_NAME", cls.connector_name),
+            connector_name=reader.topic_prefix("CONNECTOR_NAME", cls.connector_name),
             mqtt_broker_host=reader.text("MQTT_BROKER_HOST", cls.mqtt_broker_host),
             mqtt_broker_port=reader.port("MQTT_BROKER_PORT", cls.mqtt_broker_port, 1),
             mqtt_username=reader.optional("MQTT_USERNAME"),
@@ -144,6 +144,13 @@ class _Reader:
         if value not in allowed:
             options = " or ".join(str(a) for a in sorted(allowed))
             self.problems.append(f"{name}={value} is not valid; use {options}")
+            return default
+        return value
+
+    def topic_prefix(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if any(c in value for c in "+#\0"):
+            self.problems.append(f"{name}={value!r} is not valid; use MQTT topic text without + # or NUL")
             return default
         return value
 

@@ -27,6 +27,21 @@ ID_EPOCH = 1577836800  # 2020-01-01T00:00:00Z
 MAX_NAME = 200
 
 
+class StateDirError(Exception):
+    """STATE_DIR cannot hold the connector's state."""
+
+
+def check_state_dir(state_dir: str | Path) -> None:
+    """Create STATE_DIR and prove it writable now, not at the first StartTransaction."""
+    probe = Path(state_dir) / "transactions" / ".writable"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise StateDirError(f"STATE_DIR={state_dir} is not a writable directory ({error.strerror or error})") from None
+
+
 class TransactionStore:
     """Per charge point: the last id issued and the transactions not yet stopped."""
 
@@ -81,12 +96,16 @@ class TransactionStore:
             LOG.error("%s: transaction state %s unreadable (%s); starting afresh", cp, self._path(cp), error)
 
     def _save(self, cp: str) -> None:
+        """Persist; on failure keep serving from memory (ids stay unique while we run)."""
         state = {"last_id": self._last_id[cp], "open": [asdict(r) for r in self._open[cp].values()]}
         path = self._path(cp)
-        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
-        with temporary.open("w") as file:
-            json.dump(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with temporary.open("w") as file:
+                json.dump(state, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except OSError as error:
+            LOG.error("%s: could not save transaction state to %s (%s); kept in memory only", cp, path, error)

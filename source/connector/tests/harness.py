@@ -118,7 +118,7 @@ class MqttProbe:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
             payload = json.loads(message.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             payload = message.payload
         item = (message.topic, payload, bool(message.retain))
         self._loop.call_soon_threadsafe(self._record, item)
@@ -153,6 +153,13 @@ class MqttProbe:
                     if t == topic and predicate(payload):
                         return payload
                 seen = len(self.messages)
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_until(self, condition: Callable[[], bool], within: float = WAIT_S) -> None:
+        """Until `condition()` holds, re-checked whenever a message arrives."""
+        async with asyncio.timeout(within):
+            while not condition():
                 self._changed.clear()
                 await self._changed.wait()
 

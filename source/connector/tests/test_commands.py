@@ -165,3 +165,54 @@ async def test_disabled_actuators_are_not_offered_or_run(settings_env: dict[str,
         await running.stop()
     assert set(available["actuator"]) == {TRIGGER}
     assert failed["value"].startswith("Failed: no such actuator")
+
+
+async def test_a_newer_value_supersedes_one_still_waiting(settings_env: dict[str, str], probe: MqttProbe) -> None:
+    """Behind an unanswered call, only the newest of several queued values is sent; the rest fail as superseded."""
+    running = await start_connector({**settings_env, "OCPP_RESPONSE_TIMEOUT": "3"}, probe)
+    try:
+        async with RawLink(running.url, "CP_1") as link:
+            await link.exchange(
+                '[2,"s","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Available"}]'
+            )
+            ((cmd, status),) = (await wire(probe, running, PROFILE)).values()
+            probe.publish(cmd, command(1000))
+            async with asyncio.timeout(10):
+                first = json.loads(await link.connection.recv())
+            for value in (2000, 3000, 4000):
+                probe.publish(cmd, command(value))
+            submitted = f"CP_1: {PROFILE} -> SetChargingProfile"
+            await probe.wait_until(lambda: sum(p["msg"] == submitted for p in probe.on(running.topic("logs"))) == 4)
+            await link.connection.send(json.dumps([3, first[1], {"status": "Accepted"}]))
+            async with asyncio.timeout(10):
+                second = json.loads(await link.connection.recv())
+            await link.connection.send(json.dumps([3, second[1], {"status": "Accepted"}]))
+            await probe.wait_until(lambda: [p["value"] for p in probe.on(status)].count("Accepted") == 2)
+    finally:
+        await running.stop()
+    limits = second[3]["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+    assert limits == 4000.0
+    statuses = [p["value"] for p in probe.on(status)]
+    assert statuses.count("Failed: superseded by a newer value before it was sent") == 2
+    assert statuses[-1] == "Accepted"
+
+
+async def test_commands_behind_a_silent_charger_fail_within_the_timeout(
+    settings_env: dict[str, str], probe: MqttProbe
+) -> None:
+    """A command queued behind one the charger leaves unanswered fails unsent when that one times out."""
+    running = await start_connector({**settings_env, "OCPP_RESPONSE_TIMEOUT": "0.5"}, probe)
+    try:
+        async with RawLink(running.url, "CP_1") as link:
+            topics = await wire(probe, running, TRIGGER, "CP_1__execute_send_charging_profile__0")
+            probe.publish(topics[TRIGGER][0], command(3))
+            probe.publish(topics["CP_1__execute_send_charging_profile__0"][0], command(100))
+            first = await probe.wait_for(topics[TRIGGER][1])
+            second = await probe.wait_for(topics["CP_1__execute_send_charging_profile__0"][1])
+            async with asyncio.timeout(10):
+                only = json.loads(await link.connection.recv())
+    finally:
+        await running.stop()
+    assert only[2] == "TriggerMessage"
+    assert first["value"] == "Failed: no answer within 0.5 s"
+    assert second["value"] == "Failed: not sent: the charger left an earlier command unanswered for 0.5 s"

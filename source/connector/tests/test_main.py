@@ -57,6 +57,8 @@ def base_env(broker: Mosquitto, name: str, tmp_path: Path) -> dict[str, str]:
         ("SEND_RAW_MESSAGE_TO_DB", "yes please", "TRUE or FALSE"),
         ("OCPP_CONFIG", '["execute_launch_rocket"]', "execute_trigger_message"),
         ("OCPP_CONFIG", "execute_trigger_message", "JSON list"),
+        ("CONNECTOR_NAME", "site/+", "without + # or NUL"),
+        ("STATE_DIR", "/dev/null/state", "not a writable directory"),
     ],
 )
 def test_bad_setting_exits_2_with_one_line(

@@ -23,6 +23,8 @@ from connector.tests.harness import ChargerLink, MqttProbe, RawLink, send
         ("/CP_1?token=x", "CP_1"),
         ("/a__b", "a__b"),
         ("/", ""),
+        ("/%FF", ""),
+        ("/%E2%82%AC", "\u20ac"),
     ],
 )
 def test_identity_is_the_last_path_segment_percent_decoded(path: str, identity: str) -> None:

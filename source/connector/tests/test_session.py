@@ -157,11 +157,13 @@ async def test_every_charger_initiated_message_gets_a_schema_valid_answer(connec
         "sign_certificate",
         "log_status",
         "signed_firmware_status",
-        "start_transaction",
     ]
     async with ChargerLink(connector.url, "CP_1") as charger:
         for name in names:
             await send(charger, name)  # the library client raises on a CALLERROR or an invalid answer
+        started = await send(charger, "start_transaction")
+        await send(charger, "stop_transaction", transactionId=started.transaction_id)
+        await send(charger, "stop_transaction_no_id_tag", transactionId=started.transaction_id)
 
 
 async def test_raw_frames_reach_raw_message_to_db(settings_env: dict[str, str], probe: MqttProbe) -> None:

@@ -61,8 +61,30 @@ async def test_meaningless_calls_get_the_prescribed_callerror(
 
 @pytest.mark.parametrize(
     "text",
-    ["not json", "{}", "[]", '["2"]', "[2]", '[9,"x",{}]', '[2, null, "Heartbeat", {}]'],
-    ids=["not-json", "object", "empty", "short", "no-id", "unknown-type", "null-id"],
+    [
+        "not json",
+        "{}",
+        "[]",
+        '["2"]',
+        "[2]",
+        '[9,"x",{}]',
+        '[2, null, "Heartbeat", {}]',
+        "[" * 100_000,
+        '[2,"n","MeterValues",{"connectorId":1,"meterValue":[],"x":NaN}]',
+        '[2,"i","Heartbeat",{"x":1e999}]',
+    ],
+    ids=[
+        "not-json",
+        "object",
+        "empty",
+        "short",
+        "no-id",
+        "unknown-type",
+        "null-id",
+        "nested-too-deep",
+        "nan",
+        "infinity",
+    ],
 )
 async def test_frames_without_an_answerable_id_are_dropped_with_a_log_line(
     connector: RunningConnector, probe: MqttProbe, text: str
@@ -82,11 +104,13 @@ async def test_numeric_message_id_is_answered_with_the_same_id(connector: Runnin
     assert answer[:2] == [3, 7]
 
 
-async def test_answer_to_unknown_call_is_ignored(connector: RunningConnector) -> None:
+async def test_answer_to_unknown_call_is_ignored(connector: RunningConnector, probe: MqttProbe) -> None:
     """A CALLRESULT nobody asked for is logged and ignored; the session goes on."""
     async with RawLink(connector.url, "CP_X") as link:
         await link.connection.send('[3,"never-sent",{"status":"Accepted"}]')
         assert (await link.exchange(call("heartbeat", "h")))[:2] == [3, "h"]
+    log = await probe.wait_for(connector.topic("logs"), lambda p: "never-sent" in p["msg"])
+    assert log["msg"] == "CP_X: ignored answer to unknown or expired call never-sent" and log["level"] == 30
 
 
 async def test_unlisted_enum_values_are_tolerated_and_named_in_the_logs(
@@ -115,6 +139,11 @@ async def test_padded_numbers_and_unknown_units_are_tolerated(connector: Running
         assert await link.exchange(call("meter_values_hz_padded")) == [3, "m1", {}]
     assert (await probe.wait_for(power))["value"] == 0.0
     assert (await probe.wait_for(frequency))["value"] == 50.01
+    padded = await probe.wait_for(connector.topic("logs"), lambda p: "padded with spaces" in p["msg"])
+    assert padded["msg"] == "CP_T: tolerated in MeterValues: value ' 0.0' padded with spaces; read as '0.0'"
+    await probe.wait_for(
+        connector.topic("logs"), lambda p: "tolerated schema deviation" in p["msg"] and "Hz" in p["msg"]
+    )
 
 
 async def test_empty_sampled_value_is_answered(connector: RunningConnector, probe: MqttProbe) -> None:
@@ -143,3 +172,13 @@ async def test_repeated_stop_transaction_is_answered_and_counted_once(
         # published would have arrived before it.
         await probe.wait_for(heartbeat)
     assert [p["value"] for p in probe.on(topic)] == [None, 11500]
+
+
+async def test_extra_fields_do_not_become_datapoints(connector: RunningConnector) -> None:
+    """A tolerated extra field in a notification is answered but mints no datapoint key."""
+    async with RawLink(connector.url, "CP_E") as link:
+        frame_text = '[2,"f","FirmwareStatusNotification",{"status":"Installed","madeUp":"x"}]'
+        assert await link.exchange(frame_text) == [3, "f", {}]
+    sensors = connector.service.registry.sensors
+    assert sensors["CP_E__FirmwareStatusNotification__status"].value == "Installed"
+    assert not any("made_up" in k for k in sensors)

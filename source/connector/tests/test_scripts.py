@@ -1,0 +1,63 @@
+"""The README's run command: ./run.sh sets up, starts a private broker where none answers, runs, stops."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+from connector.tests.harness import free_port
+
+REPO = Path(__file__).resolve().parents[3]
+DEADLINE_S = 120  # the first run may install the runtime packages into .venv
+
+
+def read_until(process: subprocess.Popen[str], lines: list[str], pattern: str, seen: threading.Event) -> None:
+    assert process.stderr is not None
+    for line in process.stderr:
+        lines.append(line)
+        if re.search(pattern, line):
+            seen.set()
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_run_sh_starts_a_private_broker_and_stops_cleanly(tmp_path: Path) -> None:
+    """With no broker at the configured local port, run.sh starts one there, runs the connector, and stops both."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MQTT_BROKER_HOST": "127.0.0.1",
+        "MQTT_BROKER_PORT": str(port),
+        "OCPP_HOST": "127.0.0.1",
+        "OCPP_PORT": "0",
+        "STATE_DIR": str(tmp_path / "state"),
+        "CONNECTOR_NAME": "run-sh-test",
+    }
+    process = subprocess.Popen(["./run.sh"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    ready = threading.Event()
+    reader = threading.Thread(target=read_until, args=(process, lines, "connected to MQTT broker", ready), daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(DEADLINE_S), "".join(lines)
+        assert any(f"started a local mosquitto on 127.0.0.1:{port}" in line for line in lines)
+        assert any("OCPP server listening on ws://127.0.0.1:" in line for line in lines)
+        assert accepts(port)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(timeout=5)
+    assert not accepts(port), "the private broker outlived run.sh"
