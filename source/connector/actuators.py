@@ -1,20 +1,33 @@
-"""Pure: an actuator value becomes the OCPP 1.6 call that carries it, or a refusal.
+"""Pure: an actuator value becomes the OCPP 1.6 call that carries it, or a refusal; the
+charger's answer becomes a status and, for some actuators, sensor datapoints.
 
-Nothing here does I/O. `build_call` is the single entry: the command runner hands it the
-actuator name, the connector id from the key and the value from MQTT, and sends whatever
-`OcppCall` comes back. A `Refusal` carries the reason that ends up in `Failed: <reason>`.
+Nothing here does I/O. The command runner hands `build_call` the actuator name, the
+connector id from the key, the value from MQTT and a snapshot of what the connector knows
+about the charger (`ChargerFacts`); it sends whatever `OcppCall` comes back. A `Refusal`
+carries the reason that ends up in `Failed: <reason>`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Context, Decimal
 from typing import Any
 
+from ocpp.messages import MessageType
+
+from connector.datapoints import Datapoint, Scalar, key
+from connector.protocol import CHARGER_ACTIONS, KNOWN_ACTIONS, check_payload
+
 SEND_CHARGING_PROFILE = "execute_send_charging_profile"
+SEND_CHARGING_PROFILE_CURRENT = "execute_send_charging_profile_current"
 TRIGGER_MESSAGE = "execute_trigger_message"
+GET_CONFIGURATION = "execute_get_configuration"
+
+RATE_UNIT_KEY = "ChargingScheduleAllowedChargingRateUnit"
 
 # OCPP 1.6 TriggerMessage.req requestedMessage, numbered as the interface numbers them.
 TRIGGERABLE_MESSAGES = (
@@ -28,9 +41,28 @@ TRIGGERABLE_MESSAGES = (
 
 # One fixed TxDefaultProfile id per connector: OCPP 1.6 3.13.2 says a profile with the
 # same id replaces the installed one, so each new limit supersedes the last instead of
-# stacking up. The offset keeps clear of the small ids other back ends tend to use.
+# stacking up. W and A limits share it: the newest limit wins, whatever its unit. The
+# offset keeps clear of the small ids other back ends tend to use.
 CHARGING_PROFILE_ID_BASE = 1000
 CHARGING_PROFILE_STACK_LEVEL = 0
+DEFAULT_VOLTAGE = 230.0
+# Calls an operator may send with execute_ocpp_call: what a central system sends.
+CENTRAL_SYSTEM_ACTIONS = frozenset(KNOWN_ACTIONS - CHARGER_ACTIONS | {"DataTransfer"})
+
+
+@dataclass(frozen=True)
+class ChargerFacts:
+    """What a command may need to know about the charger, as of now."""
+
+    transaction_id: int | None = None  # active on the addressed connector
+    reservation_id: int | None = None  # open on the addressed connector
+    new_reservation_id: Callable[[], int] = field(default=lambda: 1)  # called only to reserve
+    allowed_rate_units: frozenset[str] | None = None  # {"W", "A"} subset; None: not known
+    voltage: float | None = None  # last measured phase voltage
+    phases: int = 3
+    reservation_expiry_s: int = 3600
+    id_tag_allowed: Callable[[str], bool] = field(default=lambda tag: True)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -44,40 +76,116 @@ class Refusal:
     reason: str
 
 
+Build = Callable[[Any, int, ChargerFacts], "OcppCall | Refusal"]
+Answer = Callable[[str, int, "OcppCall", dict[str, Any], int], list[Datapoint]]  # (cp, c, call, answer, ms)
+
+
+def no_datapoints(cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
+    return []
+
+
 @dataclass(frozen=True)
 class Actuator:
     name: str
     per_connector: bool
     example: Any
-    build: Callable[[Any, int], OcppCall | Refusal]
+    build: Build
+    answer: Answer = no_datapoints
+    needs_rate_units: bool = False
 
 
 def charging_profile_id(connector_id: int) -> int:
     return CHARGING_PROFILE_ID_BASE + connector_id
 
 
-def _as_limit(value: Any) -> Decimal | Refusal:
-    """A non-negative finite number, or a numeric string, rounded down to 0.1."""
+def status_of(payload: dict[str, Any]) -> str:
+    """The charger's answer as a status: its `status`, or Accepted for answers without one."""
+    return str(payload.get("status", "Accepted"))
+
+
+# -- value parsing ---------------------------------------------------------------------
+
+
+def _number(value: Any, what: str) -> float | Refusal:
+    """A finite number >= 0 from a JSON number or a numeric string."""
+    refusal = Refusal(f"value must be {what}, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return Refusal(f"value must be a number >= 0 or null, got {value!r}")
+        return refusal
     try:
         number = float(value)
     except (ValueError, OverflowError):
-        return Refusal(f"value must be a number >= 0 or null, got {value!r}")
+        return refusal
     if not math.isfinite(number) or number < 0:
-        return Refusal(f"value must be a finite number >= 0 or null, got {value!r}")
+        return refusal
+    return number
+
+
+def _tenths(number: float) -> Decimal:
     # OCPP 1.6 limits have multipleOf 0.1; rounding down never exceeds the asked limit.
     # 400 digits hold any float to 0.1, so quantize never overflows its context.
     return Decimal(repr(number)).quantize(Decimal("0.1"), rounding=ROUND_DOWN, context=Context(prec=400))
 
 
-def _set_limit(value: Any, connector_id: int, unit: str) -> OcppCall | Refusal:
-    if value is None:
-        return clear_limit(connector_id)
-    limit = _as_limit(value)
-    if isinstance(limit, Refusal):
-        return limit
-    return set_limit(connector_id, limit, unit)
+def _text(value: Any, what: str, max_length: int | None = None) -> str | Refusal:
+    if not isinstance(value, str) or not value.strip():
+        return Refusal(f"value must be {what}, got {value!r}")
+    text = value.strip()
+    if max_length is not None and len(text) > max_length:
+        return Refusal(f"value must be {what} of at most {max_length} characters, got {len(text)}")
+    return text
+
+
+def _choice(value: Any, options: tuple[str, ...]) -> str | Refusal:
+    by_lower = {option.lower(): option for option in options}
+    if isinstance(value, str) and value.strip().lower() in by_lower:
+        return by_lower[value.strip().lower()]
+    return Refusal(f"value must be one of {', '.join(options)}; got {value!r}")
+
+
+def _json_object(value: Any, what: str) -> dict[str, Any] | Refusal:
+    """A JSON object given as JSON text (the interface's form) or as an object already."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return Refusal(f"value must be JSON text of {what}")
+    if not isinstance(value, dict):
+        return Refusal(f"value must be JSON text of {what}")
+    return value
+
+
+def _schema_checked(call: OcppCall) -> OcppCall | Refusal:
+    """Refuse a call the OCPP 1.6 schema refuses: an operator's typo must not reach a charger."""
+    verdict = check_payload(call.action, call.payload, MessageType.Call)
+    problems = ([verdict.refusal.description] if verdict.refusal else []) + verdict.tolerated
+    return Refusal(f"{call.action} payload breaks the OCPP 1.6 schema: {problems[0]}") if problems else call
+
+
+# -- charging limits -------------------------------------------------------------------
+
+
+def limit_in(limit: float, unit: str, facts: ChargerFacts) -> tuple[float, str]:
+    """The limit in a unit the charger allows: W <-> A over the last voltage and the phases."""
+    allowed = facts.allowed_rate_units
+    if allowed is None or unit in allowed or not allowed:
+        return limit, unit
+    volts_times_phases = (facts.voltage or DEFAULT_VOLTAGE) * facts.phases
+    if unit == "W":
+        return limit / volts_times_phases, "A"
+    return limit * volts_times_phases, "W"
+
+
+def _limit(unit: str) -> Build:
+    def build(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+        if value is None:
+            return clear_limit(connector_id)
+        number = _number(value, f"a number >= 0 ({unit}) or null")
+        if isinstance(number, Refusal):
+            return number
+        sent, sent_unit = limit_in(number, unit, facts)
+        return set_limit(connector_id, _tenths(sent), sent_unit)
+
+    return build
 
 
 def set_limit(connector_id: int, limit: Decimal, unit: str) -> OcppCall:
@@ -102,8 +210,23 @@ def clear_limit(connector_id: int) -> OcppCall:
     return OcppCall("ClearChargingProfile", payload)
 
 
-def _trigger_message(value: Any, connector_id: int) -> OcppCall | Refusal:
-    del connector_id  # TriggerMessage is addressed to the charge point as a whole.
+def parse_rate_units(text: Any) -> frozenset[str] | None:
+    """ChargingScheduleAllowedChargingRateUnit as chargers send it -> {"A", "W"} subset.
+
+    Seen: "Current", "Power", "Current,Power", "current, power", "Current;Power". None
+    (unknown: both assumed) when absent or when nothing in it is recognisable.
+    """
+    if not isinstance(text, str):
+        return None
+    words = text.replace(";", ",").replace(" ", ",").lower().split(",")
+    units = frozenset({"current": "A", "power": "W"}[w] for w in words if w in ("current", "power"))
+    return units or None
+
+
+# -- the other calls -------------------------------------------------------------------
+
+
+def _trigger_message(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     by_name = {name.lower(): name for name in TRIGGERABLE_MESSAGES}
     by_number = {str(number): name for number, name in enumerate(TRIGGERABLE_MESSAGES)}
     requested = None
@@ -117,22 +240,208 @@ def _trigger_message(value: Any, connector_id: int) -> OcppCall | Refusal:
     return OcppCall("TriggerMessage", {"requestedMessage": requested})
 
 
+def _remote_start(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    id_tag = _text(value, "an id tag", 20)
+    if isinstance(id_tag, Refusal):
+        return id_tag
+    if not facts.id_tag_allowed(id_tag):
+        return Refusal(f"id tag {id_tag!r} is not allowed (OCPP_ALLOWED_ID_TAGS)")
+    payload: dict[str, Any] = {"idTag": id_tag}
+    if connector_id:  # connector 0: the charger chooses (OCPP 1.6 5.11)
+        payload["connectorId"] = connector_id
+    return OcppCall("RemoteStartTransaction", payload)
+
+
+def _remote_stop(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    if facts.transaction_id is None:
+        return Refusal(f"no transaction is active on connector {connector_id}")
+    return OcppCall("RemoteStopTransaction", {"transactionId": facts.transaction_id})
+
+
+def _change_availability(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    kind = _choice(value, ("Operative", "Inoperative"))
+    if isinstance(kind, Refusal):
+        return kind
+    return OcppCall("ChangeAvailability", {"connectorId": connector_id, "type": kind})
+
+
+def _reset(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    kind = _choice(value, ("Soft", "Hard"))
+    return kind if isinstance(kind, Refusal) else OcppCall("Reset", {"type": kind})
+
+
+def _unlock(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    if connector_id == 0:
+        return Refusal("UnlockConnector needs a connector id > 0")
+    return OcppCall("UnlockConnector", {"connectorId": connector_id})
+
+
+def _change_configuration(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    if not isinstance(value, str) or "=" not in value or not value.split("=", 1)[0].strip():
+        return Refusal(f'value must be "Key=Value", got {value!r}')
+    name, setting = value.split("=", 1)
+    return _schema_checked(OcppCall("ChangeConfiguration", {"key": name.strip(), "value": setting}))
+
+
+def _get_configuration(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    if not isinstance(value, str):
+        return Refusal(f'value must be a configuration key, or "" for all; got {value!r}')
+    name = value.strip()
+    return _schema_checked(OcppCall("GetConfiguration", {"key": [name]} if name else {}))
+
+
+def _configuration_answer(
+    cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int
+) -> list[Datapoint]:
+    return [
+        Datapoint(key(cp, "Configuration", entry["key"]), entry.get("value"), at)
+        for entry in payload.get("configurationKey", [])
+    ]
+
+
+def _clear_profiles(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    return OcppCall("ClearChargingProfile", {"connectorId": connector_id})
+
+
+def _composite_schedule(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    duration = _number(value, "a duration in whole seconds > 0")
+    if isinstance(duration, Refusal) or duration != int(duration) or duration <= 0:
+        return Refusal(f"value must be a duration in whole seconds > 0, got {value!r}")
+    return OcppCall("GetCompositeSchedule", {"connectorId": connector_id, "duration": int(duration)})
+
+
+def _composite_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
+    schedule = payload.get("chargingSchedule") or {}
+    periods = schedule.get("chargingSchedulePeriod") or []
+    fields: dict[str, Scalar] = {
+        "status": payload.get("status"),
+        "schedule_start": payload.get("scheduleStart"),
+        "duration": schedule.get("duration"),
+        "charging_rate_unit": schedule.get("chargingRateUnit"),
+        "min_charging_rate": schedule.get("minChargingRate"),
+        "limit": periods[0].get("limit") if periods else None,  # the limit in effect at the start
+        "periods": json.dumps(periods),
+    }
+    return [Datapoint(key(cp, "CompositeSchedule", connector_id, name), v, at) for name, v in fields.items()]
+
+
+def _reserve_now(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    id_tag = _text(value, "an id tag", 20)
+    if isinstance(id_tag, Refusal):
+        return id_tag
+    expiry = facts.now + timedelta(seconds=facts.reservation_expiry_s)
+    payload = {
+        "connectorId": connector_id,
+        "expiryDate": expiry.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "idTag": id_tag,
+        "reservationId": facts.new_reservation_id(),
+    }
+    return OcppCall("ReserveNow", payload)
+
+
+def reservation_datapoints(cp: str, connector_id: int, fields: dict[str, Scalar], at: int) -> list[Datapoint]:
+    return [Datapoint(key(cp, "Reservation", connector_id, name), v, at) for name, v in fields.items()]
+
+
+def _reservation_answer(
+    cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int
+) -> list[Datapoint]:
+    fields: dict[str, Scalar] = {
+        "reservation_id": call.payload["reservationId"],
+        "id_tag": call.payload["idTag"],
+        "expiry_date": call.payload["expiryDate"],
+        "status": status_of(payload),
+    }
+    return reservation_datapoints(cp, connector_id, fields, at)
+
+
+def _cancel_reservation(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    if facts.reservation_id is None:
+        return Refusal(f"no reservation is open on connector {connector_id}")
+    return OcppCall("CancelReservation", {"reservationId": facts.reservation_id})
+
+
+def _cancel_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
+    cancelled = status_of(payload) == "Accepted"
+    return reservation_datapoints(cp, connector_id, {"status": "Cancelled"}, at) if cancelled else []
+
+
+def _data_transfer(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    what = '{"vendor_id": ..., "message_id": ..., "data": ...}'
+    request = _json_object(value, what)
+    if isinstance(request, Refusal):
+        return request
+    if not isinstance(request.get("vendor_id"), str):
+        return Refusal(f"value must be JSON text of {what} with a vendor_id string")
+    payload: dict[str, Any] = {"vendorId": request["vendor_id"]}
+    if "message_id" in request:
+        payload["messageId"] = request["message_id"]
+    if "data" in request:
+        data = request["data"]
+        payload["data"] = data if isinstance(data, str) else json.dumps(data)
+    return _schema_checked(OcppCall("DataTransfer", payload))
+
+
+def _data_transfer_answer(
+    cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int
+) -> list[Datapoint]:
+    return [Datapoint(key(cp, "execute_data_transfer", "data"), payload.get("data"), at)]
+
+
+def _ocpp_call(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    what = '{"action": "<OCPP 1.6 action>", "payload": {...}}'
+    request = _json_object(value, what)
+    if isinstance(request, Refusal):
+        return request
+    action, payload = request.get("action"), request.get("payload", {})
+    if action not in CENTRAL_SYSTEM_ACTIONS:
+        return Refusal(f"action must be one a central system sends in OCPP 1.6, got {action!r}")
+    if not isinstance(payload, dict):
+        return Refusal(f"payload must be a JSON object, got {payload!r}")
+    return _schema_checked(OcppCall(str(action), payload))
+
+
+def _ocpp_call_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
+    return [Datapoint(key(cp, "execute_ocpp_call", "response"), json.dumps(payload), at)]
+
+
 ACTUATORS: dict[str, Actuator] = {
     a.name: a
     for a in (
+        Actuator(SEND_CHARGING_PROFILE, True, 11000, _limit("W"), needs_rate_units=True),
+        Actuator(SEND_CHARGING_PROFILE_CURRENT, True, 16, _limit("A"), needs_rate_units=True),
+        Actuator(TRIGGER_MESSAGE, False, "MeterValues", _trigger_message),
+        Actuator("execute_remote_start_transaction", True, "04A2B3C4D5E6F7", _remote_start),
+        Actuator("execute_remote_stop_transaction", True, True, _remote_stop),
+        Actuator("execute_change_availability", True, "Operative", _change_availability),
+        Actuator("execute_reset", False, "Soft", _reset),
+        Actuator("execute_unlock_connector", True, True, _unlock),
+        Actuator("execute_change_configuration", False, "HeartbeatInterval=300", _change_configuration),
+        Actuator(GET_CONFIGURATION, False, "", _get_configuration, _configuration_answer),
+        Actuator("execute_clear_charging_profile", True, True, _clear_profiles),
+        Actuator("execute_get_composite_schedule", True, 3600, _composite_schedule, _composite_answer),
+        Actuator("execute_reserve_now", True, "04A2B3C4D5E6F7", _reserve_now, _reservation_answer),
+        Actuator("execute_cancel_reservation", True, True, _cancel_reservation, _cancel_answer),
         Actuator(
-            SEND_CHARGING_PROFILE,
-            per_connector=True,
-            example=11000,
-            build=lambda value, c: _set_limit(value, c, "W"),
+            "execute_data_transfer",
+            False,
+            '{"vendor_id": "com.example", "message_id": "Hello", "data": ""}',
+            _data_transfer,
+            _data_transfer_answer,
         ),
-        Actuator(TRIGGER_MESSAGE, per_connector=False, example="MeterValues", build=_trigger_message),
+        Actuator(
+            "execute_ocpp_call",
+            False,
+            '{"action": "GetLocalListVersion", "payload": {}}',
+            _ocpp_call,
+            _ocpp_call_answer,
+        ),
     )
 }
 
 ACTUATOR_NAMES = frozenset(ACTUATORS)
 
 
-def build_call(name: str, connector_id: int, value: Any) -> OcppCall | Refusal:
+def build_call(name: str, connector_id: int, value: Any, facts: ChargerFacts | None = None) -> OcppCall | Refusal:
     """The OCPP call for `value` on actuator `name` (connector `connector_id`)."""
-    return ACTUATORS[name].build(value, connector_id)
+    return ACTUATORS[name].build(value, connector_id, facts or ChargerFacts())

@@ -1,8 +1,8 @@
 """Actuator messages from MQTT become OCPP calls; the answer lands on `<key>__status`.
 
-Every way a command can end is published: the charger's `status`, or `Failed: <reason>`
-with a WARNING that names the topic, when the value is refused, the charge point is not
-connected, or no usable answer comes back.
+Every way a command can end is published: the charger's `status` (plus the sensors some
+answers carry), or `Failed: <reason>` with a WARNING that names the topic, when the value
+is refused, the charge point is not connected, or no usable answer comes back.
 """
 
 from __future__ import annotations
@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from connector.actuators import OcppCall, Refusal, build_call
+from connector.actuators import ACTUATORS, Actuator, ChargerFacts, OcppCall, Refusal, status_of
 from connector.datapoints import Datapoint, key, now_ms
 from connector.protocol import load_json
 from connector.registry import ActuatorRef
 from connector.session import ChargePointSession, CommandError
+from connector.settings import Settings
+from connector.transactions import TransactionStore
 
 LOG = logging.getLogger(__name__)
 
@@ -39,9 +42,13 @@ class CommandRunner:
         self,
         session_for: Callable[[str], ChargePointSession | None],
         publish: Callable[[list[Datapoint]], None],
+        transactions: TransactionStore,
+        settings: Settings,
     ) -> None:
         self._session_for = session_for
         self._publish = publish
+        self._transactions = transactions
+        self._settings = settings
         # The newest command per actuator key: an older one still waiting its turn is
         # dropped, so a burst of limits ends in the last, not in a queue of stale ones.
         self._newest: dict[str, object] = {}
@@ -52,42 +59,92 @@ class CommandRunner:
             self._fail(topic, actuator_key, "no such actuator (unknown key, or not enabled in OCPP_CONFIG)")
             return
         value = actuator_value(payload)
-        call = value if isinstance(value, Refusal) else build_call(ref.name, ref.connector_id, value)
-        if isinstance(call, Refusal):
-            self._fail(topic, actuator_key, call.reason)
+        if isinstance(value, Refusal):
+            self._fail(topic, actuator_key, value.reason)
             return
         session = self._session_for(ref.cp)
         if session is None:
             self._fail(topic, actuator_key, f"charge point {ref.cp} is not connected")
             return
+        actuator = ACTUATORS[ref.name]
+        call = actuator.build(value, ref.connector_id, self._facts(session, ref))
+        if isinstance(call, Refusal):
+            self._fail(topic, actuator_key, call.reason)
+            return
         LOG.info("%s: %s -> %s", ref.cp, actuator_key, call.action)
         token = self._newest[actuator_key] = object()
-        session.spawn(self._run(session, topic, actuator_key, call, lambda: self._newest.get(actuator_key) is token))
+        command = Command(
+            topic,
+            actuator_key,
+            ref,
+            actuator,
+            value,
+            still_wanted=lambda: self._newest.get(actuator_key) is token,
+            queued_at=session.unanswered,
+        )
+        session.spawn(self._run(session, command, call))
 
-    async def _run(
-        self,
-        session: ChargePointSession,
-        topic: str,
-        actuator_key: str,
-        call: OcppCall,
-        still_wanted: Callable[[], bool],
-    ) -> None:
+    def _facts(self, session: ChargePointSession, ref: ActuatorRef) -> ChargerFacts:
+        active = self._transactions.active(ref.cp, ref.connector_id)
+        return ChargerFacts(
+            transaction_id=active.transaction_id if active else None,
+            reservation_id=session.state.reservations.get(ref.connector_id),
+            new_reservation_id=lambda: self._transactions.new_id(ref.cp),
+            allowed_rate_units=session.state.allowed_rate_units,
+            voltage=session.state.voltage,
+            phases=self._settings.charging_phases,
+            reservation_expiry_s=self._settings.reservation_expiry,
+            id_tag_allowed=self._settings.id_tags.allows,
+        )
+
+    async def _run(self, session: ChargePointSession, command: Command, call: OcppCall | Refusal) -> None:
         try:
-            answer = await session.send_call(call, still_wanted)
+            if command.actuator.needs_rate_units and not session.state.rate_units_asked:
+                # Not read yet (no BootNotification since we started): read it first, then
+                # build again, so the limit goes out in a unit this charger takes.
+                await session.refresh_rate_units(command.queued_at)
+                call = command.actuator.build(
+                    command.value, command.ref.connector_id, self._facts(session, command.ref)
+                )
+            if isinstance(call, Refusal):
+                raise CommandError(call.reason)
+            answer = await session.send_call(call, command.still_wanted, command.queued_at)
         except CommandError as error:
-            self._fail(topic, actuator_key, str(error))
+            self._fail(command.topic, command.key, str(error))
             return
         except ConnectionClosed:
-            self._fail(topic, actuator_key, "connection closed before the charger answered")
+            self._fail(command.topic, command.key, "connection closed before the charger answered")
             return
         except asyncio.CancelledError:
-            self._fail(topic, actuator_key, "connection closed before the charger answered")
+            self._fail(command.topic, command.key, "connection closed before the charger answered")
             raise
-        self._status(actuator_key, str(answer.get("status", "Accepted")))
+        self._answered(session, command, call, answer)
+
+    def _answered(self, session: ChargePointSession, command: Command, call: OcppCall, answer: dict[str, Any]) -> None:
+        ref, at = command.ref, now_ms()
+        accepted = status_of(answer) == "Accepted"
+        if call.action == "ReserveNow" and accepted:
+            session.state.reservations[ref.connector_id] = call.payload["reservationId"]
+        elif call.action == "CancelReservation" and accepted:
+            session.state.reservations.pop(ref.connector_id, None)
+        elif call.action == "GetConfiguration":
+            session.remember_rate_units(answer)
+        points = command.actuator.answer(ref.cp, ref.connector_id, call, answer, at)
+        self._publish([*points, Datapoint(key(command.key, "status"), status_of(answer), at)])
 
     def _fail(self, topic: str, actuator_key: str, reason: str) -> None:
         LOG.warning("actuator %s (topic %s): Failed: %s", actuator_key, topic, reason)
-        self._status(actuator_key, f"Failed: {reason}")
+        self._publish([Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())])
 
-    def _status(self, actuator_key: str, status: str) -> None:
-        self._publish([Datapoint(key(actuator_key, "status"), status, now_ms())])
+
+@dataclass(frozen=True)
+class Command:
+    """One actuator message on its way to the charger."""
+
+    topic: str
+    key: str
+    ref: ActuatorRef
+    actuator: Actuator
+    value: Any
+    still_wanted: Callable[[], bool]
+    queued_at: int  # the session's unanswered count when it arrived

@@ -157,6 +157,26 @@ def sample_value(sample: dict[str, Any], notes: list[str]) -> Scalar:
     return sampled_number(text)
 
 
+LINE_TO_LINE = frozenset({"L1-L2", "L2-L3", "L3-L1"})
+
+
+def phase_voltage(meter_value: Iterable[dict[str, Any]]) -> float | None:
+    """The last phase-to-neutral voltage among the samples, or None if there is none.
+
+    Phase labels vary ("L1" or "L1-N" for the same thing); a line-to-line voltage
+    ("L1-L2") is converted to phase-to-neutral by dividing by the square root of 3.
+    """
+    voltage = None
+    for element in meter_value:
+        for sample in element.get("sampledValue") or []:
+            if sample.get("measurand") != "Voltage" or sample.get("unit", "V") != "V":
+                continue
+            number = sampled_number(str(sample.get("value", "")))
+            if isinstance(number, int | float) and number > 0:
+                voltage = number / math.sqrt(3) if sample.get("phase") in LINE_TO_LINE else float(number)
+    return voltage
+
+
 def transaction_started(
     cp: str, payload: dict[str, Any], record: TransactionRecord, received: int, notes: list[str]
 ) -> list[Datapoint]:

@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from connector.charger import ChargerState
 from connector.session import ChargePointSession, RawTap, SessionEvents
 from connector.settings import Settings
 from connector.transactions import TransactionStore
@@ -85,6 +86,7 @@ class DeviceDispatcher:
         self._transactions = transactions
         self._raw_tap = raw_tap
         self.sessions: dict[str, ChargePointSession] = {}
+        self.chargers: dict[str, ChargerState] = {}  # outlives sessions: reconnects keep it
         self._closing: set[asyncio.Task[None]] = set()
         self.port: int | None = None
         self._server: Server | None = None
@@ -139,6 +141,8 @@ class DeviceDispatcher:
             connection,
             self._events,
             self._transactions,
+            state=self.chargers.setdefault(cp, ChargerState()),
+            id_tags=self._settings.id_tags,
             heartbeat_interval=self._settings.charger_heartbeat_interval,
             response_timeout=self._settings.ocpp_response_timeout,
             raw_tap=self._raw_tap,

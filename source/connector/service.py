@@ -61,8 +61,9 @@ class Service:
         self.mqtt = BemcomMqtt(settings, self.registry)
         raw_tap = self.mqtt.publish_raw if settings.send_raw_message_to_db else None
         self.events = ConnectorEvents(self.mqtt, settings.enabled_actuators)
-        self.dispatcher = DeviceDispatcher(settings, self.events, TransactionStore(settings.state_dir), raw_tap)
-        self.commands = CommandRunner(self.dispatcher.sessions.get, self.mqtt.publish_values)
+        transactions = TransactionStore(settings.state_dir)
+        self.dispatcher = DeviceDispatcher(settings, self.events, transactions, raw_tap)
+        self.commands = CommandRunner(self.dispatcher.sessions.get, self.mqtt.publish_values, transactions, settings)
         self.stop = asyncio.Event()
         self.started = asyncio.Event()
 

@@ -30,7 +30,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from connector import datapoints as dp
-from connector.actuators import OcppCall
+from connector.actuators import ACTUATORS, GET_CONFIGURATION, RATE_UNIT_KEY, OcppCall, parse_rate_units
+from connector.authorization import IdTagPolicy
+from connector.charger import ChargerState
 from connector.datapoints import Datapoint
 from connector.protocol import (
     FrameProblem,
@@ -73,6 +75,9 @@ class Inbound:
     payload: dict[str, Any]
     received: int  # ms
     notes: list[str] = field(default_factory=list)
+    # Work to start once the answer is on the wire (a call to the charger must not
+    # overtake the answer that lets it talk, e.g. BootNotification's Accepted).
+    after: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
 
 class CommandError(Exception):
@@ -92,6 +97,8 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         events: SessionEvents,
         transactions: TransactionStore,
         *,
+        state: ChargerState,
+        id_tags: IdTagPolicy,
         heartbeat_interval: int,
         response_timeout: float,
         raw_tap: RawTap | None = None,
@@ -99,6 +106,8 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         super().__init__(cp_id, connection, response_timeout=response_timeout, logger=LOG)
         self._events = events
         self._transactions = transactions
+        self.state = state
+        self._id_tags = id_tags
         self._heartbeat_interval = heartbeat_interval
         self._raw_tap = raw_tap
         self._pending: dict[str, asyncio.Future[CallResult | CallError]] = {}
@@ -159,6 +168,8 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         for note in inbound.notes:
             self.log.info("%s: tolerated in %s: %s", self.id, msg.action, note)
         await self._send(msg.create_call_result(response).to_json())
+        for work in inbound.after:
+            self.spawn(work())
 
     def _schema_refusal(self, msg: Call) -> OCPPError | None:
         verdict = check_payload(msg.action, msg.payload, MessageType.Call)
@@ -177,7 +188,14 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
 
     # -- calling the charger -----------------------------------------------------------
 
-    async def send_call(self, call: OcppCall, still_wanted: Callable[[], bool] = lambda: True) -> dict[str, Any]:
+    @property
+    def unanswered(self) -> int:
+        """How many calls went unanswered so far; pass it as `queued_at` when a command arrives."""
+        return self._timeouts
+
+    async def send_call(
+        self, call: OcppCall, still_wanted: Callable[[], bool] = lambda: True, queued_at: int | None = None
+    ) -> dict[str, Any]:
         """Send a CALL and return the CALLRESULT payload; CommandError otherwise.
 
         OCPP-J allows one outstanding CALL per direction, so calls queue on a lock. Each
@@ -187,7 +205,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         `still_wanted` is asked when the call's turn comes (a newer value may replace it).
         Never await this from a handler: the answer is read by the same loop.
         """
-        timeouts_before = self._timeouts
+        timeouts_before = self._timeouts if queued_at is None else queued_at
         async with self._call_lock:
             if self._timeouts != timeouts_before:
                 raise CommandError(
@@ -238,6 +256,26 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     async def close(self, code: int, reason: str) -> None:
         await self._connection.close(code, reason)
 
+    async def refresh_rate_units(self, queued_at: int | None = None) -> None:
+        """Read ChargingScheduleAllowedChargingRateUnit, so limits go out in a unit the charger takes."""
+        self.state.rate_units_asked = True
+        call = OcppCall("GetConfiguration", {"key": [RATE_UNIT_KEY]})
+        try:
+            answer = await self.send_call(call, queued_at=queued_at)
+        except (CommandError, ConnectionClosed) as error:
+            self.log.warning(
+                "%s: could not read %s (%s); limits go out in the unit given", self.id, RATE_UNIT_KEY, error
+            )
+            return
+        self.publish(ACTUATORS[GET_CONFIGURATION].answer(self.id, 0, call, answer, dp.now_ms()))
+        self.remember_rate_units(answer)
+
+    def remember_rate_units(self, answer: dict[str, Any]) -> None:
+        for entry in answer.get("configurationKey", []):
+            if entry.get("key") == RATE_UNIT_KEY:
+                self.state.allowed_rate_units = parse_rate_units(entry.get("value"))
+                self.log.info("%s: allowed charging rate units: %s", self.id, entry.get("value"))
+
     # -- owned background work ---------------------------------------------------------
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -267,6 +305,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     @handles(Action.boot_notification)
     def on_boot_notification(self, msg: Inbound) -> dict[str, Any]:
         self.publish(dp.boot_notification(self.id, msg.payload, msg.received))
+        msg.after.append(self.refresh_rate_units)  # a reboot may come with new firmware
         return {"status": "Accepted", "currentTime": utc_now_text(), "interval": self._heartbeat_interval}
 
     @handles(Action.heartbeat)
@@ -284,15 +323,28 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     def on_meter_values(self, msg: Inbound) -> dict[str, Any]:
         self.connector_seen(msg.payload["connectorId"])
         self.publish(dp.meter_values(self.id, msg.payload, msg.received, msg.notes))
+        voltage = dp.phase_voltage(msg.payload["meterValue"])
+        if voltage is not None:
+            self.state.voltage = voltage
         return {}
 
     @handles(Action.start_transaction)
     def on_start_transaction(self, msg: Inbound) -> dict[str, Any]:
         p = msg.payload
         self.connector_seen(p["connectorId"])
+        # An id tag refused here still gets a transaction id: the charger may have started
+        # already and will send StopTransaction for it (OCPP 1.6 5.16).
         record = self._transactions.start(self.id, p["connectorId"], p["idTag"], p["meterStart"])
         self.publish(dp.transaction_started(self.id, p, record, msg.received, msg.notes))
-        return {"transactionId": record.transaction_id, "idTagInfo": ACCEPTED}
+        if "reservationId" in p:
+            self._reservation_used(p["connectorId"], p["reservationId"], msg.received)
+        return {"transactionId": record.transaction_id, "idTagInfo": self._id_tags.id_tag_info(p["idTag"])}
+
+    def _reservation_used(self, connector_id: int, reservation_id: int, at: int) -> None:
+        for reserved_on, reserved in list(self.state.reservations.items()):
+            if reserved == reservation_id:
+                del self.state.reservations[reserved_on]
+                self.publish([Datapoint(dp.key(self.id, "Reservation", reserved_on, "status"), "Used", at)])
 
     @handles(Action.stop_transaction)
     def on_stop_transaction(self, msg: Inbound) -> dict[str, Any]:
@@ -302,11 +354,11 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             msg.notes.append(f"transaction {p['transactionId']} is not open (a repeat, or unknown); published nothing")
         else:
             self.publish(dp.transaction_stopped(self.id, p, record, msg.received, msg.notes))
-        return {"idTagInfo": ACCEPTED} if "idTag" in p else {}
+        return {"idTagInfo": self._id_tags.id_tag_info(p["idTag"])} if "idTag" in p else {}
 
     @handles(Action.authorize)
     def on_authorize(self, msg: Inbound) -> dict[str, Any]:
-        return {"idTagInfo": ACCEPTED}
+        return {"idTagInfo": self._id_tags.id_tag_info(msg.payload["idTag"])}
 
     @handles(Action.data_transfer)
     def on_data_transfer(self, msg: Inbound) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from connector.actuators import ACTUATOR_NAMES
+from connector.authorization import IdTagPolicy
 
 T = TypeVar("T")
 
@@ -59,6 +60,8 @@ class Settings:
     ocpp_response_timeout: float = 60.0
     ocpp_ping_interval: float = 60.0
     charging_phases: int = 3
+    reservation_expiry: int = 3600
+    id_tags: IdTagPolicy = field(default_factory=IdTagPolicy)
     state_dir: str = "./state"
 
     @classmethod
@@ -82,6 +85,8 @@ class Settings:
             ocpp_response_timeout=reader.number("OCPP_RESPONSE_TIMEOUT", 60.0, 0.1, float),
             ocpp_ping_interval=reader.number("OCPP_PING_INTERVAL", 60.0, 0.0, float),
             charging_phases=reader.choice("CHARGING_PHASES", 3, {1, 3}),
+            reservation_expiry=reader.number("OCPP_RESERVATION_EXPIRY", 3600, 1, int),
+            id_tags=reader.id_tags("OCPP_ALLOWED_ID_TAGS"),
             state_dir=reader.text("STATE_DIR", cls.state_dir),
         )
         reader.refuse_set(NOT_YET_SUPPORTED, "is not supported by this version; unset it")
@@ -153,6 +158,10 @@ class _Reader:
             self.problems.append(f"{name}={value!r} is not valid; use MQTT topic text without + # or NUL")
             return default
         return value
+
+    def id_tags(self, name: str) -> IdTagPolicy:
+        raw = self._raw(name)
+        return IdTagPolicy() if raw is None else IdTagPolicy.allow_list(raw.split(","))
 
     def refuse_set(self, names: tuple[str, ...], why: str) -> None:
         self.problems.extend(f"{name} {why}" for name in names if self._raw(name) is not None)

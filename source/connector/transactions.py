@@ -52,14 +52,22 @@ class TransactionStore:
         self._open: dict[str, dict[int, TransactionRecord]] = {}
 
     def start(self, cp: str, connector_id: int, id_tag: str, meter_start: int) -> TransactionRecord:
-        self._load(cp)
-        floor = int(self._clock()) - ID_EPOCH
-        transaction_id = max(self._last_id[cp] + 1, floor)
-        record = TransactionRecord(transaction_id, connector_id, id_tag, meter_start)
-        self._last_id[cp] = transaction_id
-        self._open[cp][transaction_id] = record
+        record = TransactionRecord(self._next_id(cp), connector_id, id_tag, meter_start)
+        self._open[cp][record.transaction_id] = record
         self._save(cp)
         return record
+
+    def new_id(self, cp: str) -> int:
+        """A fresh id from the same sequence (reservations use it), persisted."""
+        issued = self._next_id(cp)
+        self._save(cp)
+        return issued
+
+    def _next_id(self, cp: str) -> int:
+        self._load(cp)
+        floor = int(self._clock()) - ID_EPOCH
+        self._last_id[cp] = max(self._last_id[cp] + 1, floor)
+        return self._last_id[cp]
 
     def stop(self, cp: str, transaction_id: int) -> TransactionRecord | None:
         """The record of an open transaction, now closed; None if it is not open."""

@@ -85,9 +85,9 @@ async def test_trigger_message(connector: RunningConnector, probe: MqttProbe, va
     [
         (PROFILE, b"not json", "message is not JSON"),
         (PROFILE, b'{"timestamp": 1}', 'message has no "value"'),
-        (PROFILE, json.dumps(command(-5)).encode(), "value must be a finite number >= 0 or null, got -5"),
-        (PROFILE, json.dumps(command("eleven")).encode(), "value must be a number >= 0 or null, got 'eleven'"),
-        (PROFILE, json.dumps(command(True)).encode(), "value must be a number >= 0 or null, got True"),
+        (PROFILE, json.dumps(command(-5)).encode(), "value must be a number >= 0 (W) or null, got -5"),
+        (PROFILE, json.dumps(command("eleven")).encode(), "value must be a number >= 0 (W) or null, got 'eleven'"),
+        (PROFILE, json.dumps(command(True)).encode(), "value must be a number >= 0 (W) or null, got True"),
         (TRIGGER, json.dumps(command(9)).encode(), "value must be one of"),
         (TRIGGER, json.dumps(command("Reboot")).encode(), "value must be one of"),
     ],
@@ -178,6 +178,8 @@ async def test_a_newer_value_supersedes_one_still_waiting(settings_env: dict[str
             ((cmd, status),) = (await wire(probe, running, PROFILE)).values()
             probe.publish(cmd, command(1000))
             async with asyncio.timeout(10):
+                query = json.loads(await link.connection.recv())  # rate units, read before the first limit
+                await link.connection.send(json.dumps([3, query[1], {"configurationKey": []}]))
                 first = json.loads(await link.connection.recv())
             for value in (2000, 3000, 4000):
                 probe.publish(cmd, command(value))
