@@ -133,7 +133,12 @@ def sampled_values(
         samples = element.get("sampledValue") or []
         if not samples:
             notes.append("meterValue element with an empty sampledValue; skipped it")
-        points.extend(Datapoint(sample_key(cp, connector_id, s), sample_value(s, notes), at) for s in samples)
+        for sample in samples:
+            if str(sample["value"]).strip() == "":
+                # No reading: publishing "" would overwrite a number on a numeric sensor.
+                notes.append(f"empty value for {sample_key(cp, connector_id, sample)}; skipped it")
+                continue
+            points.append(Datapoint(sample_key(cp, connector_id, sample), sample_value(sample, notes), at))
     return points
 
 

@@ -223,3 +223,57 @@ def test_bad_trigger_values_are_refused_with_the_choices(value: Any) -> None:
     refusal = build_call(TRIGGER_MESSAGE, 0, value)
     assert isinstance(refusal, Refusal), refusal
     assert all(name in refusal.reason for name in TRIGGER_NAMES)
+
+
+RATE_UNITS = [
+    ("Current", frozenset({"A"})),
+    ("Power", frozenset({"W"})),
+    ("Current,Power", frozenset({"A", "W"})),
+    ("current, power", frozenset({"A", "W"})),
+    ("Current;Power", frozenset({"A", "W"})),
+    ("", None),
+    ("Amps", None),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize(("text", "units"), RATE_UNITS, ids=[str(t) for t, _ in RATE_UNITS])
+def test_allowed_rate_units_as_chargers_send_them(text: object, units: frozenset[str] | None) -> None:
+    """ChargingScheduleAllowedChargingRateUnit is read in every spelling seen; nothing recognisable is unknown."""
+    from connector.actuators import parse_rate_units
+
+    assert parse_rate_units(text) == units
+
+
+CONVERSIONS = [
+    # (value, unit asked, allowed, voltage, phases, expected limit, expected unit)
+    (11000, "W", frozenset({"A"}), None, 3, 15.9, "A"),  # 11000 / (230 * 3) = 15.94
+    (11000, "W", frozenset({"A"}), 240.0, 3, 15.2, "A"),  # 11000 / 720 = 15.27
+    (3680, "W", frozenset({"A"}), None, 1, 16.0, "A"),
+    (16, "A", frozenset({"W"}), None, 3, 11040.0, "W"),
+    (16, "A", frozenset({"W"}), 231.3, 1, 3700.8, "W"),
+    (11000, "W", frozenset({"A", "W"}), None, 3, 11000.0, "W"),
+    (16, "A", None, None, 3, 16.0, "A"),  # not known: sent as asked
+]
+
+
+@pytest.mark.parametrize(("value", "unit", "allowed", "voltage", "phases", "limit", "sent_unit"), CONVERSIONS)
+def test_limits_are_converted_to_a_unit_the_charger_allows(
+    value: float,
+    unit: str,
+    allowed: frozenset[str] | None,
+    voltage: float | None,
+    phases: int,
+    limit: float,
+    sent_unit: str,
+) -> None:
+    """W <-> A over the last voltage (else 230 V) and phases, rounded down to 0.1, where the unit is not allowed."""
+    from connector.actuators import SEND_CHARGING_PROFILE, SEND_CHARGING_PROFILE_CURRENT, ChargerFacts
+
+    name = SEND_CHARGING_PROFILE if unit == "W" else SEND_CHARGING_PROFILE_CURRENT
+    facts = ChargerFacts(allowed_rate_units=allowed, voltage=voltage, phases=phases)
+    call = build_call(name, 1, value, facts)
+    assert isinstance(call, OcppCall)
+    schedule = call.payload["csChargingProfiles"]["chargingSchedule"]
+    assert schedule["chargingRateUnit"] == sent_unit
+    assert schedule["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": limit}]

@@ -444,7 +444,12 @@ def test_every_value_is_a_json_scalar(text: str, value_format: str | None, ident
     if value_format is not None:
         sample["format"] = value_format
     payload = {"connectorId": 1, "meterValue": [{"timestamp": "2026-11-21T10:00:00Z", "sampledValue": [sample]}]}
-    [point] = meter_values(CP, payload, RECEIVED, [])
+    notes: list[str] = []
+    points = meter_values(CP, payload, RECEIVED, notes)
+    if not text.strip():  # an empty reading is skipped, and named
+        assert points == [] and notes and "empty value" in notes[0]
+        return
+    [point] = points
     assert isinstance(point.value, str | int | float | bool) or point.value is None
     if isinstance(point.value, float):
         assert math.isfinite(point.value)
@@ -452,3 +457,28 @@ def test_every_value_is_a_json_scalar(text: str, value_format: str | None, ident
     assert type(point.timestamp) is int
     if value_format == "SignedData":
         assert point.value == text
+
+
+VOLTAGES = [
+    ([{"measurand": "Voltage", "phase": "L1-N", "unit": "V", "value": "231.2"}], 231.2),
+    ([{"measurand": "Voltage", "phase": "L1", "unit": "V", "value": "229"}], 229.0),
+    ([{"measurand": "Voltage", "value": "230.5"}], 230.5),
+    ([{"measurand": "Voltage", "phase": "L1-L2", "unit": "V", "value": "400"}], 400 / 3**0.5),
+    (
+        [{"measurand": "Voltage", "unit": "V", "value": "230"}, {"measurand": "Voltage", "unit": "V", "value": "232"}],
+        232.0,
+    ),
+    ([{"measurand": "Voltage", "unit": "kV", "value": "0.23"}], None),
+    ([{"measurand": "Voltage", "unit": "V", "value": "n/a"}], None),
+    ([{"measurand": "Power.Active.Import", "unit": "W", "value": "230"}], None),
+    ([], None),
+]
+
+
+@pytest.mark.parametrize(("samples", "expected"), VOLTAGES)
+def test_phase_voltage_for_power_conversion(samples: list[dict[str, str]], expected: float | None) -> None:
+    """The last phase-to-neutral voltage in V (L1 and L1-N alike; line-to-line divided by sqrt 3), else None."""
+    from connector.datapoints import phase_voltage
+
+    found = phase_voltage([{"timestamp": "2026-11-21T10:00:00Z", "sampledValue": samples}])
+    assert found == pytest.approx(expected) if expected is not None else found is None
