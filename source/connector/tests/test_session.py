@@ -209,3 +209,24 @@ def test_fixture_frames_are_valid_ocpp() -> None:
         verdict = check_payload(action, payload, MessageType.Call)
         assert verdict.refusal is None, name
         assert bool(verdict.tolerated) == (name in deviant), name
+
+
+async def test_transactions_survive_a_connector_restart(settings_env: dict[str, str], probe: MqttProbe) -> None:
+    """Ids stay unique across a restart on the same STATE_DIR, and a stop after it still counts the energy."""
+    from connector.tests.conftest import start_connector
+
+    first = await start_connector(settings_env, probe)
+    async with ChargerLink(first.url, "CP_1") as charger:
+        before = await send(charger, "start_transaction", connectorId=1)
+    await first.stop()
+    second = await start_connector(settings_env, probe)
+    try:
+        topic = second.topic("v/energy")
+        await map_datapoints(probe, second, {"CP_1__Transaction__1__energy": topic}, {})
+        async with ChargerLink(second.url, "CP_1") as charger:
+            after = await send(charger, "start_transaction", connectorId=2)
+            await send(charger, "stop_transaction", transactionId=before.transaction_id)
+            await probe.wait_value(topic, 11500)
+    finally:
+        await second.stop()
+    assert after.transaction_id > before.transaction_id
