@@ -220,15 +220,17 @@ def transaction_stopped(
 
 
 def flat_notification(
-    cp: str, action: str, payload: dict[str, Any], received: int, fields: frozenset[str]
+    cp: str, action: str, payload: dict[str, Any], received: int, *, fields: frozenset[str], notes: list[str]
 ) -> list[Datapoint]:
     """Status-style notifications (firmware, diagnostics, logs, security events).
 
     Only `fields` (those the schema defines) become datapoints: a tolerated extra field
-    must not mint keys at a charger's whim.
+    must not mint keys at a charger's whim. A `timestamp` (a security event's time of
+    occurrence; chargers send stored ones after a reconnect) stamps them all.
     """
+    at = parse_time(payload["timestamp"], received, notes) if "timestamp" in payload else received
     return [
-        Datapoint(key(cp, action, snake_case(field)), value, received)
+        Datapoint(key(cp, action, snake_case(field)), value, at)
         for field, value in payload.items()
         if field in fields and isinstance(value, str | int | float | bool)
     ]

@@ -47,6 +47,7 @@ from connector.transactions import TransactionStore
 LOG = logging.getLogger(__name__)
 
 ACCEPTED = {"status": "Accepted"}
+MAX_NAMED_DEVIATIONS = 100  # per connection; bounds memory against a charger that varies them
 
 
 Handler = Callable[["ChargePointSession", "Inbound"], dict[str, Any]]
@@ -114,6 +115,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self._connectors: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._timeouts = 0  # calls that went unanswered: fails the ones queued behind them
+        self._named: set[str] = set()  # deviations already logged on this connection
         self.log = logging.LoggerAdapter(LOG, {"charge_point": cp_id})
 
     # -- reading -----------------------------------------------------------------------
@@ -166,7 +168,8 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             await self._send(msg.create_call_error(reply).to_json())
             return
         for note in inbound.notes:
-            self.log.info("%s: tolerated in %s: %s", self.id, msg.action, note)
+            if self._first_time(f"{msg.action}: {note}"):
+                self.log.info("%s: tolerated in %s: %s", self.id, msg.action, note)
         await self._send(msg.create_call_result(response).to_json())
         for work in inbound.after:
             self.spawn(work())
@@ -174,8 +177,17 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     def _schema_refusal(self, msg: Call) -> OCPPError | None:
         verdict = check_payload(msg.action, msg.payload, MessageType.Call)
         for deviation in verdict.tolerated:
-            self.log.warning("%s: tolerated schema deviation in %s: %s", self.id, msg.action, deviation)
+            if self._first_time(f"{msg.action}: {deviation}"):
+                self.log.warning("%s: tolerated schema deviation in %s: %s", self.id, msg.action, deviation)
         return verdict.refusal
+
+    def _first_time(self, deviation: str) -> bool:
+        """Name each distinct deviation once per connection: a charger repeats its quirks
+        every meter interval, and a fleet's logs topic must stay readable."""
+        if deviation in self._named or len(self._named) >= MAX_NAMED_DEVIATIONS:
+            return False
+        self._named.add(deviation)
+        return True
 
     @classmethod
     def _handlers(cls) -> dict[str, Handler]:
@@ -369,11 +381,12 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
 
     @handles(Action.sign_certificate)
     def on_sign_certificate(self, msg: Inbound) -> dict[str, Any]:
-        msg.notes.append("SignCertificate rejected: this connector runs no certificate authority")
+        self.log.info("%s: SignCertificate rejected: this connector runs no certificate authority", self.id)
         return {"status": "Rejected"}
 
     def _notification(self, action: str, msg: Inbound) -> dict[str, Any]:
-        self.publish(dp.flat_notification(self.id, action, msg.payload, msg.received, schema_fields(action)))
+        fields = schema_fields(action)
+        self.publish(dp.flat_notification(self.id, action, msg.payload, msg.received, fields=fields, notes=msg.notes))
         return {}
 
     @handles(Action.diagnostics_status_notification)

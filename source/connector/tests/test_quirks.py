@@ -696,7 +696,7 @@ async def test_security_extension_messages_get_schema_valid_answers(
     assert got == dict(zip(keys, expected, strict=True))
     note = await logged(probe, connector, "SignCertificate rejected")
     assert note["msg"] == (
-        f"{cp}: tolerated in SignCertificate: SignCertificate rejected: this connector runs no certificate authority"
+        f"{cp}: SignCertificate rejected: this connector runs no certificate authority"
     )
 
 
