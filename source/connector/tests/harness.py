@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 
 import paho.mqtt.client as mqtt
 import websockets
+from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as OcppClient
 from ocpp.v16 import call_result
@@ -184,10 +185,20 @@ class Charger(OcppClient):  # type: ignore[misc]
         super().__init__(cp_id, connection)
         self.received: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self.answers: dict[str, str] = {}  # action -> status to answer
+        # action -> keyword arguments of its ocpp.v16.call_result answer (snake_case), laid
+        # over the default answer (`status` from `answers`). GetConfiguration is answered
+        # only when it has an entry here: without one it gets the CALLERROR NotImplemented
+        # it always got and is not recorded, so tests that ignore the connector's own
+        # rate-unit query see the same calls as before.
+        self.replies: dict[str, dict[str, Any]] = {}
 
     def _got(self, action: str, payload: dict[str, Any]) -> str:
         self.received.put_nowait((action, payload))
         return self.answers.get(action, "Accepted")
+
+    def _reply(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Record the call; the answer's fields: `status` from `answers`, then `replies`."""
+        return {"status": self._got(action, payload), **self.replies.get(action, {})}
 
     async def next_call(self) -> tuple[str, dict[str, Any]]:
         async with asyncio.timeout(WAIT_S):
@@ -204,6 +215,66 @@ class Charger(OcppClient):  # type: ignore[misc]
     @answers(Action.trigger_message)
     def on_trigger_message(self, **payload: Any) -> call_result.TriggerMessage:
         return call_result.TriggerMessage(status=self._got("TriggerMessage", payload))
+
+    @answers(Action.remote_start_transaction)
+    def on_remote_start_transaction(self, **payload: Any) -> call_result.RemoteStartTransaction:
+        return call_result.RemoteStartTransaction(**self._reply("RemoteStartTransaction", payload))
+
+    @answers(Action.remote_stop_transaction)
+    def on_remote_stop_transaction(self, **payload: Any) -> call_result.RemoteStopTransaction:
+        return call_result.RemoteStopTransaction(**self._reply("RemoteStopTransaction", payload))
+
+    @answers(Action.change_availability)
+    def on_change_availability(self, **payload: Any) -> call_result.ChangeAvailability:
+        return call_result.ChangeAvailability(**self._reply("ChangeAvailability", payload))
+
+    @answers(Action.reset)
+    def on_reset(self, **payload: Any) -> call_result.Reset:
+        return call_result.Reset(**self._reply("Reset", payload))
+
+    @answers(Action.unlock_connector)
+    def on_unlock_connector(self, **payload: Any) -> call_result.UnlockConnector:
+        return call_result.UnlockConnector(**self._reply("UnlockConnector", payload))
+
+    @answers(Action.change_configuration)
+    def on_change_configuration(self, **payload: Any) -> call_result.ChangeConfiguration:
+        return call_result.ChangeConfiguration(**self._reply("ChangeConfiguration", payload))
+
+    @answers(Action.get_composite_schedule)
+    def on_get_composite_schedule(self, **payload: Any) -> call_result.GetCompositeSchedule:
+        return call_result.GetCompositeSchedule(**self._reply("GetCompositeSchedule", payload))
+
+    @answers(Action.reserve_now)
+    def on_reserve_now(self, **payload: Any) -> call_result.ReserveNow:
+        return call_result.ReserveNow(**self._reply("ReserveNow", payload))
+
+    @answers(Action.cancel_reservation)
+    def on_cancel_reservation(self, **payload: Any) -> call_result.CancelReservation:
+        return call_result.CancelReservation(**self._reply("CancelReservation", payload))
+
+    @answers(Action.data_transfer)
+    def on_data_transfer(self, **payload: Any) -> call_result.DataTransfer:
+        return call_result.DataTransfer(**self._reply("DataTransfer", payload))
+
+    @answers(Action.clear_cache)
+    def on_clear_cache(self, **payload: Any) -> call_result.ClearCache:
+        return call_result.ClearCache(**self._reply("ClearCache", payload))
+
+    @answers(Action.send_local_list)
+    def on_send_local_list(self, **payload: Any) -> call_result.SendLocalList:
+        return call_result.SendLocalList(**self._reply("SendLocalList", payload))
+
+    @answers(Action.get_configuration)
+    def on_get_configuration(self, **payload: Any) -> call_result.GetConfiguration:
+        if "GetConfiguration" not in self.replies:
+            raise OcppNotImplemented(details={"cause": "No handler for GetConfiguration registered."})
+        self._got("GetConfiguration", payload)
+        return call_result.GetConfiguration(**self.replies["GetConfiguration"])
+
+    @answers(Action.get_local_list_version)
+    def on_get_local_list_version(self, **payload: Any) -> call_result.GetLocalListVersion:
+        self._got("GetLocalListVersion", payload)
+        return call_result.GetLocalListVersion(**{"list_version": 0, **self.replies.get("GetLocalListVersion", {})})
 
 
 class ChargerLink:
