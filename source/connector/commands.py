@@ -67,6 +67,7 @@ class CommandRunner:
             self._fail(topic, actuator_key, f"charge point {ref.cp} is not connected")
             return
         actuator = ACTUATORS[ref.name]
+        # Built now to refuse a bad value at once; built again when its turn comes.
         call = actuator.build(value, ref.connector_id, self._facts(session, ref))
         if isinstance(call, Refusal):
             self._fail(topic, actuator_key, call.reason)
@@ -82,7 +83,7 @@ class CommandRunner:
             still_wanted=lambda: self._newest.get(actuator_key) is token,
             queued_at=session.unanswered,
         )
-        session.spawn(self._run(session, command, call))
+        session.spawn(self._run(session, command))
 
     def _facts(self, session: ChargePointSession, ref: ActuatorRef) -> ChargerFacts:
         active = self._transactions.active(ref.cp, ref.connector_id)
@@ -97,18 +98,15 @@ class CommandRunner:
             id_tag_allowed=self._settings.id_tags.allows,
         )
 
-    async def _run(self, session: ChargePointSession, command: Command, call: OcppCall | Refusal) -> None:
+    async def _run(self, session: ChargePointSession, command: Command) -> None:
+        def build() -> OcppCall | Refusal:  # at the call's turn, with what is known by then
+            return command.actuator.build(command.value, command.ref.connector_id, self._facts(session, command.ref))
+
         try:
             if command.actuator.needs_rate_units and not session.state.rate_units_asked:
-                # Not read yet (no BootNotification since we started): read it first, then
-                # build again, so the limit goes out in a unit this charger takes.
+                # Not read yet (no BootNotification since we started): read it first.
                 await session.refresh_rate_units(command.queued_at)
-                call = command.actuator.build(
-                    command.value, command.ref.connector_id, self._facts(session, command.ref)
-                )
-            if isinstance(call, Refusal):
-                raise CommandError(call.reason)
-            answer = await session.send_call(call, command.still_wanted, command.queued_at)
+            call, answer = await session.send_call(build, command.still_wanted, command.queued_at)
         except CommandError as error:
             self._fail(command.topic, command.key, str(error))
             return

@@ -30,7 +30,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from connector import datapoints as dp
-from connector.actuators import ACTUATORS, GET_CONFIGURATION, RATE_UNIT_KEY, OcppCall, parse_rate_units
+from connector.actuators import ACTUATORS, GET_CONFIGURATION, RATE_UNIT_KEY, OcppCall, Refusal, parse_rate_units
 from connector.authorization import IdTagPolicy
 from connector.charger import ChargerState
 from connector.datapoints import Datapoint
@@ -206,9 +206,15 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         return self._timeouts
 
     async def send_call(
-        self, call: OcppCall, still_wanted: Callable[[], bool] = lambda: True, queued_at: int | None = None
-    ) -> dict[str, Any]:
-        """Send a CALL and return the CALLRESULT payload; CommandError otherwise.
+        self,
+        build: Callable[[], OcppCall | Refusal],
+        still_wanted: Callable[[], bool] = lambda: True,
+        queued_at: int | None = None,
+    ) -> tuple[OcppCall, dict[str, Any]]:
+        """Send the CALL `build` makes when its turn comes; (call, CALLRESULT payload), or CommandError.
+
+        Built at its turn, not before: a call queued behind another (the read of the
+        charger's rate units after a boot) is made with what that one's answer taught.
 
         OCPP-J allows one outstanding CALL per direction, so calls queue on a lock. Each
         call sent gets the full response timeout. When one times out, the calls that were
@@ -225,13 +231,16 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
                 )
             if not still_wanted():
                 raise CommandError("superseded by a newer value before it was sent")
+            call = build()
+            if isinstance(call, Refusal):
+                raise CommandError(call.reason)
             try:
                 async with asyncio.timeout(self._response_timeout):
                     result = await self._exchange(call)
             except TimeoutError:
                 self._timeouts += 1
                 raise CommandError(f"no answer within {self._response_timeout:g} s") from None
-        return self._result_payload(call.action, result)
+        return call, self._result_payload(call.action, result)
 
     async def _exchange(self, call: OcppCall) -> CallResult | CallError:
         message = Call(str(uuid.uuid4()), call.action, call.payload)
@@ -271,9 +280,10 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     async def refresh_rate_units(self, queued_at: int | None = None) -> None:
         """Read ChargingScheduleAllowedChargingRateUnit, so limits go out in a unit the charger takes."""
         self.state.rate_units_asked = True
-        call = OcppCall("GetConfiguration", {"key": [RATE_UNIT_KEY]})
         try:
-            answer = await self.send_call(call, queued_at=queued_at)
+            call, answer = await self.send_call(
+                lambda: OcppCall("GetConfiguration", {"key": [RATE_UNIT_KEY]}), queued_at=queued_at
+            )
         except (CommandError, ConnectionClosed) as error:
             self.log.warning(
                 "%s: could not read %s (%s); limits go out in the unit given", self.id, RATE_UNIT_KEY, error

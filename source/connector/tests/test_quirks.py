@@ -695,9 +695,7 @@ async def test_security_extension_messages_get_schema_valid_answers(
     expected = ["StartupOfTheDevice", "The Charge Point has booted", "Uploading", 12, "SignatureVerified", 4]
     assert got == dict(zip(keys, expected, strict=True))
     note = await logged(probe, connector, "SignCertificate rejected")
-    assert note["msg"] == (
-        f"{cp}: SignCertificate rejected: this connector runs no certificate authority"
-    )
+    assert note["msg"] == (f"{cp}: SignCertificate rejected: this connector runs no certificate authority")
 
 
 async def test_security_event_is_stamped_with_the_time_it_occurred(
