@@ -168,7 +168,9 @@ async def measure(
     identities = [f"CP{i:05d}" for i in range(chargers)]
     mapping = {"sensor": {k: f"{NAME}/v/{k}" for cp in identities for k in keys_of(cp)}, "actuator": {}}
     counter = ValueCounter(broker.port, chargers * rounds * len(SAMPLES), asyncio.get_running_loop())
-    counter.client.publish(f"{NAME}/datapoint_map", json.dumps(mapping), qos=2).wait_for_publish(10)
+    # Retained, as BEMCom publishes it: heard even if it reaches the broker before the
+    # connector's subscription does.
+    counter.client.publish(f"{NAME}/datapoint_map", json.dumps(mapping), qos=2, retain=True).wait_for_publish(10)
     watch.wait_for("datapoint_map applied")
     rss_before = rss_kb(process.pid)
 

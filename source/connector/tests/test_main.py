@@ -134,11 +134,13 @@ async def process(broker: Mosquitto, connector_name: str, tmp_path: Path) -> Asy
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_signal_closes_chargers_publishes_disconnect_and_exits_0(
-    process: ConnectorProcess, probe: MqttProbe, connector_name: str, signum: signal.Signals
+    probe: MqttProbe, process: ConnectorProcess, connector_name: str, signum: signal.Signals
 ) -> None:
     """On SIGTERM/SIGINT chargers get close 1001, `connected = false` is published, exit 0 within 5 s."""
     port = (await process.wait_for_line(r"OCPP server listening on ws://[\d.]+:(\d+)")).group(1)
-    await process.wait_for_line("connected to MQTT broker")
+    # The MQTT log line, not stderr: it leaves after the SUBSCRIBE on the same connection,
+    # so once the probe (subscribed before the process started) sees it, a map is heard.
+    await probe.wait_for(f"{connector_name}/logs", lambda p: p["msg"].startswith("connected to MQTT broker"))
 
     class Named:
         name = connector_name
