@@ -19,8 +19,8 @@ from typing import Any
 
 from ocpp.messages import MessageType
 
-from connector.datapoints import Datapoint, Scalar, key
-from connector.protocol import CHARGER_ACTIONS, KNOWN_ACTIONS, check_payload
+from connector.datapoints import NUMBER, Datapoint, Scalar, key
+from connector.protocol import CHARGER_ACTIONS, KNOWN_ACTIONS, check_payload, load_json
 
 SEND_CHARGING_PROFILE = "execute_send_charging_profile"
 SEND_CHARGING_PROFILE_CURRENT = "execute_send_charging_profile_current"
@@ -46,6 +46,7 @@ TRIGGERABLE_MESSAGES = (
 CHARGING_PROFILE_ID_BASE = 1000
 CHARGING_PROFILE_STACK_LEVEL = 0
 DEFAULT_VOLTAGE = 230.0
+MAX_INT32 = 2**31 - 1  # chargers store OCPP integers in 32 bits
 # Calls an operator may send with execute_ocpp_call: what a central system sends.
 CENTRAL_SYSTEM_ACTIONS = frozenset(KNOWN_ACTIONS - CHARGER_ACTIONS | {"DataTransfer"})
 
@@ -103,6 +104,11 @@ def status_of(payload: dict[str, Any]) -> str:
     return str(payload.get("status", "Accepted"))
 
 
+def accepted(payload: dict[str, Any]) -> bool:
+    """For the connector's own book-keeping; some chargers answer "accepted"."""
+    return status_of(payload).lower() == "accepted"
+
+
 # -- value parsing ---------------------------------------------------------------------
 
 
@@ -111,6 +117,8 @@ def _number(value: Any, what: str) -> float | Refusal:
     refusal = Refusal(f"value must be {what}, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return refusal
+    if isinstance(value, str) and not NUMBER.fullmatch(value.strip()):
+        return refusal  # JSON's number grammar: no "1_000", "inf" or non-ASCII digits
     try:
         number = float(value)
     except (ValueError, OverflowError):
@@ -146,8 +154,8 @@ def _json_object(value: Any, what: str) -> dict[str, Any] | Refusal:
     """A JSON object given as JSON text (the interface's form) or as an object already."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):
+            value = load_json(value)  # NaN, Infinity and deep nesting are not JSON here either
+        except ValueError:
             return Refusal(f"value must be JSON text of {what}")
     if not isinstance(value, dict):
         return Refusal(f"value must be JSON text of {what}")
@@ -183,6 +191,8 @@ def _limit(unit: str) -> Build:
         if isinstance(number, Refusal):
             return number
         sent, sent_unit = limit_in(number, unit, facts)
+        if not math.isfinite(sent):
+            return Refusal(f"value {value!r} {unit} is out of range in {sent_unit}")
         return set_limit(connector_id, _tenths(sent), sent_unit)
 
     return build
@@ -230,6 +240,8 @@ def _trigger_message(value: Any, connector_id: int, facts: ChargerFacts) -> Ocpp
     by_name = {name.lower(): name for name in TRIGGERABLE_MESSAGES}
     by_number = {str(number): name for number, name in enumerate(TRIGGERABLE_MESSAGES)}
     requested = None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 3.0 is the JSON number 3
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(TRIGGERABLE_MESSAGES):
         requested = TRIGGERABLE_MESSAGES[value]
     elif isinstance(value, str):
@@ -305,8 +317,8 @@ def _clear_profiles(value: Any, connector_id: int, facts: ChargerFacts) -> OcppC
 
 def _composite_schedule(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     duration = _number(value, "a duration in whole seconds > 0")
-    if isinstance(duration, Refusal) or duration != int(duration) or duration <= 0:
-        return Refusal(f"value must be a duration in whole seconds > 0, got {value!r}")
+    if isinstance(duration, Refusal) or duration != int(duration) or not 0 < duration <= MAX_INT32:
+        return Refusal(f"value must be a duration in whole seconds, 1..{MAX_INT32}, got {value!r}")
     return OcppCall("GetCompositeSchedule", {"connectorId": connector_id, "duration": int(duration)})
 
 
@@ -329,6 +341,8 @@ def _reserve_now(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall
     id_tag = _text(value, "an id tag", 20)
     if isinstance(id_tag, Refusal):
         return id_tag
+    if not facts.id_tag_allowed(id_tag):
+        return Refusal(f"id tag {id_tag!r} is not allowed (OCPP_ALLOWED_ID_TAGS)")
     expiry = facts.now + timedelta(seconds=facts.reservation_expiry_s)
     payload = {
         "connectorId": connector_id,
@@ -362,8 +376,7 @@ def _cancel_reservation(value: Any, connector_id: int, facts: ChargerFacts) -> O
 
 
 def _cancel_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
-    cancelled = status_of(payload) == "Accepted"
-    return reservation_datapoints(cp, connector_id, {"status": "Cancelled"}, at) if cancelled else []
+    return reservation_datapoints(cp, connector_id, {"status": "Cancelled"}, at) if accepted(payload) else []
 
 
 def _data_transfer(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
@@ -394,11 +407,18 @@ def _ocpp_call(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall |
     if isinstance(request, Refusal):
         return request
     action, payload = request.get("action"), request.get("payload", {})
-    if action not in CENTRAL_SYSTEM_ACTIONS:
+    if not isinstance(action, str) or action not in CENTRAL_SYSTEM_ACTIONS:
         return Refusal(f"action must be one a central system sends in OCPP 1.6, got {action!r}")
     if not isinstance(payload, dict):
         return Refusal(f"payload must be a JSON object, got {payload!r}")
-    return _schema_checked(OcppCall(str(action), payload))
+    id_tag = payload.get("idTag")
+    if (
+        action in ("RemoteStartTransaction", "ReserveNow")
+        and isinstance(id_tag, str)
+        and not facts.id_tag_allowed(id_tag)
+    ):
+        return Refusal(f"id tag {id_tag!r} is not allowed (OCPP_ALLOWED_ID_TAGS)")
+    return _schema_checked(OcppCall(action, payload))
 
 
 def _ocpp_call_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from connector.actuators import ACTUATORS, Actuator, ChargerFacts, OcppCall, Refusal, status_of
+from connector.actuators import ACTUATORS, Actuator, ChargerFacts, OcppCall, Refusal, accepted, status_of
 from connector.datapoints import Datapoint, key, now_ms
 from connector.protocol import load_json
 from connector.registry import ActuatorRef
@@ -67,8 +67,13 @@ class CommandRunner:
             self._fail(topic, actuator_key, f"charge point {ref.cp} is not connected")
             return
         actuator = ACTUATORS[ref.name]
-        # Built now to refuse a bad value at once; built again when its turn comes.
-        call = actuator.build(value, ref.connector_id, self._facts(session, ref))
+        # Built now to refuse a bad value at once (allocating no reservation id); built
+        # again when its turn comes.
+        try:
+            call = actuator.build(value, ref.connector_id, self._facts(session, ref, allocate=False))
+        except Exception as error:  # a bug in a builder must still end in a status
+            LOG.exception("actuator %s: building the call failed", actuator_key)
+            call = Refusal(f"internal error ({type(error).__name__}) building the call")
         if isinstance(call, Refusal):
             self._fail(topic, actuator_key, call.reason)
             return
@@ -85,12 +90,12 @@ class CommandRunner:
         )
         session.spawn(self._run(session, command))
 
-    def _facts(self, session: ChargePointSession, ref: ActuatorRef) -> ChargerFacts:
+    def _facts(self, session: ChargePointSession, ref: ActuatorRef, allocate: bool = True) -> ChargerFacts:
         active = self._transactions.active(ref.cp, ref.connector_id)
         return ChargerFacts(
             transaction_id=active.transaction_id if active else None,
             reservation_id=session.state.reservations.get(ref.connector_id),
-            new_reservation_id=lambda: self._transactions.new_id(ref.cp),
+            new_reservation_id=(lambda: self._transactions.new_id(ref.cp)) if allocate else (lambda: 0),
             allowed_rate_units=session.state.allowed_rate_units,
             voltage=session.state.voltage,
             phases=self._settings.charging_phases,
@@ -120,19 +125,30 @@ class CommandRunner:
 
     def _answered(self, session: ChargePointSession, command: Command, call: OcppCall, answer: dict[str, Any]) -> None:
         ref, at = command.ref, now_ms()
-        accepted = status_of(answer) == "Accepted"
-        if call.action == "ReserveNow" and accepted:
-            session.state.reservations[ref.connector_id] = call.payload["reservationId"]
-        elif call.action == "CancelReservation" and accepted:
-            session.state.reservations.pop(ref.connector_id, None)
-        elif call.action == "GetConfiguration":
-            session.remember_rate_units(answer)
-        points = command.actuator.answer(ref.cp, ref.connector_id, call, answer, at)
+        remember(session, call, answer)
+        try:
+            points = command.actuator.answer(ref.cp, ref.connector_id, call, answer, at)
+        except Exception:  # a bug in an answer mapping must not swallow the status
+            LOG.exception("actuator %s: mapping the answer failed", command.key)
+            points = []
         self._publish([*points, Datapoint(key(command.key, "status"), status_of(answer), at)])
 
     def _fail(self, topic: str, actuator_key: str, reason: str) -> None:
         LOG.warning("actuator %s (topic %s): Failed: %s", actuator_key, topic, reason)
         self._publish([Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())])
+
+
+def remember(session: ChargePointSession, call: OcppCall, answer: dict[str, Any]) -> None:
+    """What an answer teaches about the charger, whichever actuator sent the call."""
+    reservations = session.state.reservations
+    if call.action == "ReserveNow" and accepted(answer):
+        reservations[call.payload["connectorId"]] = call.payload["reservationId"]
+    elif call.action == "CancelReservation" and accepted(answer):
+        for connector_id, reservation_id in list(reservations.items()):
+            if reservation_id == call.payload["reservationId"]:
+                del reservations[connector_id]
+    elif call.action == "GetConfiguration":
+        session.remember_rate_units(call, answer)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class TransactionRecord:
     connector_id: int
     id_tag: str
     meter_start: int
+    started: str = ""  # the charger's timestamp, as sent: tells a replayed start from a new one
 
 
 def key(*parts: object) -> str:

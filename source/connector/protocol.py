@@ -184,7 +184,7 @@ def check_payload(action: str, payload: dict[str, Any], message_type: int) -> Ve
         with localcontext() as context:
             context.prec = 400
             errors = list(validator.iter_errors(payload))
-    except InvalidOperation:  # beyond even that: no meaningful OCPP number
+    except (InvalidOperation, TypeError, ValueError):  # beyond even that: no meaningful OCPP number
         return Verdict(refusal=PropertyConstraintViolationError(description="a number is out of range"))
     for error in errors:
         where = "/".join(str(p) for p in error.absolute_path)[:100] or "payload"

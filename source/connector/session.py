@@ -279,24 +279,30 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
 
     async def refresh_rate_units(self, queued_at: int | None = None) -> None:
         """Read ChargingScheduleAllowedChargingRateUnit, so limits go out in a unit the charger takes."""
-        self.state.rate_units_asked = True
+        self.state.rate_units_asked = True  # a limit arriving meanwhile queues behind this read
         try:
             call, answer = await self.send_call(
                 lambda: OcppCall("GetConfiguration", {"key": [RATE_UNIT_KEY]}), queued_at=queued_at
             )
         except (CommandError, ConnectionClosed) as error:
+            self.state.rate_units_asked = False  # the next limit tries again
             self.log.warning(
                 "%s: could not read %s (%s); limits go out in the unit given", self.id, RATE_UNIT_KEY, error
             )
             return
         self.publish(ACTUATORS[GET_CONFIGURATION].answer(self.id, 0, call, answer, dp.now_ms()))
-        self.remember_rate_units(answer)
+        self.remember_rate_units(call, answer)
 
-    def remember_rate_units(self, answer: dict[str, Any]) -> None:
-        for entry in answer.get("configurationKey", []):
-            if entry.get("key") == RATE_UNIT_KEY:
-                self.state.allowed_rate_units = parse_rate_units(entry.get("value"))
-                self.log.info("%s: allowed charging rate units: %s", self.id, entry.get("value"))
+    def remember_rate_units(self, call: OcppCall, answer: dict[str, Any]) -> None:
+        """Learn the allowed units from a GetConfiguration answer that covers the key."""
+        asked = call.payload.get("key")
+        if asked is not None and RATE_UNIT_KEY not in asked:
+            return  # a read of other keys says nothing about this one
+        entry = next((e for e in answer.get("configurationKey", []) if e.get("key") == RATE_UNIT_KEY), None)
+        # Not reported (unknownKey, or missing): unknown now, whatever older firmware said.
+        self.state.allowed_rate_units = parse_rate_units(entry.get("value")) if entry else None
+        reported = entry.get("value") if entry else "not reported"
+        self.log.info("%s: allowed charging rate units: %s", self.id, reported)
 
     # -- owned background work ---------------------------------------------------------
 
@@ -356,7 +362,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self.connector_seen(p["connectorId"])
         # An id tag refused here still gets a transaction id: the charger may have started
         # already and will send StopTransaction for it (OCPP 1.6 5.16).
-        record = self._transactions.start(self.id, p["connectorId"], p["idTag"], p["meterStart"])
+        record = self._transactions.start(self.id, p["connectorId"], p["idTag"], p["meterStart"], p["timestamp"])
         self.publish(dp.transaction_started(self.id, p, record, msg.received, msg.notes))
         if "reservationId" in p:
             self._reservation_used(p["connectorId"], p["reservationId"], msg.received)

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -51,8 +51,15 @@ class TransactionStore:
         self._last_id: dict[str, int] = {}
         self._open: dict[str, dict[int, TransactionRecord]] = {}
 
-    def start(self, cp: str, connector_id: int, id_tag: str, meter_start: int) -> TransactionRecord:
-        record = TransactionRecord(self._next_id(cp), connector_id, id_tag, meter_start)
+    def start(self, cp: str, connector_id: int, id_tag: str, meter_start: int, started: str = "") -> TransactionRecord:
+        """A new transaction; or, for a replay of an open one (a charger that never got our
+        answer sends the same StartTransaction again, timestamp and all), the id already issued."""
+        self._load(cp)
+        candidate = TransactionRecord(0, connector_id, id_tag, meter_start, started)
+        for record in self._open[cp].values():
+            if started and replace(record, transaction_id=0) == candidate:
+                return record
+        record = replace(candidate, transaction_id=self._next_id(cp))
         self._open[cp][record.transaction_id] = record
         self._save(cp)
         return record
@@ -79,7 +86,9 @@ class TransactionStore:
 
     def active(self, cp: str, connector_id: int) -> TransactionRecord | None:
         self._load(cp)
-        return next((r for r in self._open[cp].values() if r.connector_id == connector_id), None)
+        # The newest: an older one left open (its stop lost) is not what runs now.
+        on_connector = [r for r in self._open[cp].values() if r.connector_id == connector_id]
+        return max(on_connector, key=lambda r: r.transaction_id, default=None)
 
     def _path(self, cp: str) -> Path:
         # Percent-encoding makes any identity a safe file name; one too long for the file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -185,6 +186,7 @@ TRIGGERS: list[tuple[Any, str]] = [
     ("METERVALUES", "MeterValues"),
     ("statusNotification", "StatusNotification"),
     (" bootnotification ", "BootNotification"),
+    (3.0, "Heartbeat"),  # the JSON number 3, written as 3.0 by some clients
 ]
 
 
@@ -203,7 +205,7 @@ REFUSED_TRIGGERS: list[Any] = [
     -1,
     "6",
     "-1",
-    3.0,
+    3.5,
     True,
     False,
     None,
@@ -277,3 +279,66 @@ def test_limits_are_converted_to_a_unit_the_charger_allows(
     schedule = call.payload["csChargingProfiles"]["chargingSchedule"]
     assert schedule["chargingRateUnit"] == sent_unit
     assert schedule["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": limit}]
+
+
+ODD_VALUES = [
+    ("execute_ocpp_call", '{"action": [1], "payload": {}}', "action must be one a central system sends"),
+    ("execute_ocpp_call", {"action": {"a": 1}}, "action must be one a central system sends"),
+    ("execute_ocpp_call", '{"action": "SetChargingProfile", "payload": {"limit": NaN}}', "value must be JSON text"),
+    ("execute_data_transfer", '{"vendor_id": "v", "data": {"a": Infinity}}', "value must be JSON text"),
+    ("execute_get_composite_schedule", 1e20, "1..2147483647"),
+    ("execute_get_composite_schedule", 2**31, "1..2147483647"),
+    ("execute_send_charging_profile", "1_000", "value must be a number"),
+    ("execute_send_charging_profile", "١٢", "value must be a number"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "reason"), ODD_VALUES, ids=[f"{n}-{v!r}"[:60] for n, v, _ in ODD_VALUES])
+def test_odd_values_are_refused_not_raised(name: str, value: Any, reason: str) -> None:
+    """Values that are JSON but odd (unhashable action, NaN, out-of-range integers, Python-only numbers) are refused."""
+    refused = build_call(name, 1, value)
+    assert isinstance(refused, Refusal) and reason in refused.reason
+
+
+@pytest.mark.parametrize("allowed", [frozenset({"A"}), frozenset({"W"})], ids=["A-only", "W-only"])
+@pytest.mark.parametrize("value", [1e308, "1e308", 1.7976931348623157e308])
+def test_huge_limits_on_converting_chargers_are_refused_or_sent(allowed: frozenset[str], value: Any) -> None:
+    """A limit whose W<->A conversion overflows is refused with a reason, never raised."""
+    from connector.actuators import SEND_CHARGING_PROFILE, SEND_CHARGING_PROFILE_CURRENT, ChargerFacts
+
+    for name in (SEND_CHARGING_PROFILE, SEND_CHARGING_PROFILE_CURRENT):
+        result = build_call(name, 1, value, ChargerFacts(allowed_rate_units=allowed))
+        assert isinstance(result, OcppCall | Refusal)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("execute_remote_start_transaction", "DEADBEEF"),
+        ("execute_reserve_now", "DEADBEEF"),
+        ("execute_ocpp_call", '{"action": "RemoteStartTransaction", "payload": {"idTag": "DEADBEEF"}}'),
+        (
+            "execute_ocpp_call",
+            json.dumps(
+                {
+                    "action": "ReserveNow",
+                    "payload": {
+                        "connectorId": 1,
+                        "expiryDate": "2026-11-21T12:00:00Z",
+                        "idTag": "DEADBEEF",
+                        "reservationId": 5,
+                    },
+                }
+            ),
+        ),
+    ],
+    ids=["remote-start", "reserve-now", "ocpp-call-remote-start", "ocpp-call-reserve-now"],
+)
+def test_the_id_tag_policy_applies_to_every_way_of_starting_or_reserving(name: str, value: Any) -> None:
+    """A tag outside OCPP_ALLOWED_ID_TAGS is refused for remote starts and reservations, generic calls included."""
+    from connector.actuators import ChargerFacts
+    from connector.authorization import IdTagPolicy
+
+    facts = ChargerFacts(id_tag_allowed=IdTagPolicy.allow_list(["04A2B3C4"]).allows)
+    refused = build_call(name, 1, value, facts)
+    assert isinstance(refused, Refusal) and "is not allowed" in refused.reason

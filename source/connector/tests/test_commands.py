@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from connector.actuators import OcppCall
+from connector.charger import ChargerState
+from connector.commands import remember
 from connector.tests.conftest import RunningConnector, map_datapoints, start_connector
 from connector.tests.harness import ChargerLink, MqttProbe, RawLink, send
 
@@ -218,3 +221,76 @@ async def test_commands_behind_a_silent_charger_fail_within_the_timeout(
     assert only[2] == "TriggerMessage"
     assert first["value"] == "Failed: no answer within 0.5 s"
     assert second["value"] == "Failed: not sent: the charger left an earlier command unanswered for 0.5 s"
+
+
+async def test_a_failed_rate_unit_read_is_retried_by_the_next_limit(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """If the read after boot fails, the next limit reads again and goes out in the unit the charger allows."""
+    async with RawLink(connector.url, "CP_1") as link:
+        ((cmd, status),) = (await wire(probe, connector, "CP_1__execute_send_charging_profile__0")).values()
+        await link.connection.send('[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+        async with asyncio.timeout(10):
+            assert json.loads(await link.connection.recv())[0] == 3  # the boot answer comes first
+            query = json.loads(await link.connection.recv())
+            assert query[2:] == ["GetConfiguration", {"key": ["ChargingScheduleAllowedChargingRateUnit"]}]
+            await link.connection.send(json.dumps([4, query[1], "InternalError", "busy booting", {}]))
+        await probe.wait_for(connector.topic("logs"), lambda p: "could not read" in p["msg"])
+        probe.publish(cmd, command(6900))
+        async with asyncio.timeout(10):
+            again = json.loads(await link.connection.recv())
+            assert again[2] == "GetConfiguration"
+            answer = {
+                "configurationKey": [
+                    {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current"}
+                ]
+            }
+            await link.connection.send(json.dumps([3, again[1], answer]))
+            limit = json.loads(await link.connection.recv())
+            await link.connection.send(json.dumps([3, limit[1], {"status": "Accepted"}]))
+        await probe.wait_value(status, "Accepted")
+    schedule = limit[3]["csChargingProfiles"]["chargingSchedule"]
+    assert schedule["chargingRateUnit"] == "A"
+    assert schedule["chargingSchedulePeriod"][0]["limit"] == 10.0  # 6900 / (230 * 3)
+
+
+class SessionStub:
+    """Only what `remember` reads: the charger state (and rate-unit learning, unused here)."""
+
+    def __init__(self) -> None:
+        self.state = ChargerState()
+
+    def remember_rate_units(self, call: OcppCall, answer: dict[str, Any]) -> None:
+        raise AssertionError("not a GetConfiguration")
+
+
+def reserve(connector_id: int, reservation_id: int) -> OcppCall:
+    payload = {
+        "connectorId": connector_id,
+        "expiryDate": "2026-11-21T12:00:00Z",
+        "idTag": "T",
+        "reservationId": reservation_id,
+    }
+    return OcppCall("ReserveNow", payload)
+
+
+def test_a_reservation_is_remembered_on_the_connector_its_payload_names() -> None:
+    """ReserveNow sent through execute_ocpp_call (connector 0 in the key) is recorded on the payload's connector."""
+    session = SessionStub()
+    remember(session, reserve(2, 77), {"status": "accepted"})  # type: ignore[arg-type]
+    assert session.state.reservations == {2: 77}
+
+
+def test_a_cancel_forgets_the_reservation_by_its_id() -> None:
+    """CancelReservation Accepted removes the reservation with that id, wherever it is."""
+    session = SessionStub()
+    session.state.reservations = {1: 5, 2: 77}
+    remember(session, OcppCall("CancelReservation", {"reservationId": 77}), {"status": "Accepted"})  # type: ignore[arg-type]
+    assert session.state.reservations == {1: 5}
+
+
+def test_a_rejected_reservation_is_not_remembered() -> None:
+    """Only an accepted ReserveNow opens a reservation."""
+    session = SessionStub()
+    remember(session, reserve(1, 5), {"status": "Occupied"})  # type: ignore[arg-type]
+    assert session.state.reservations == {}

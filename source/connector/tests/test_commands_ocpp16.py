@@ -572,7 +572,7 @@ async def test_ocpp_call_of_clear_cache(rig: Rig) -> None:
 NOT_A_LIMIT = "value must be a number >= 0 (A) or null"
 NOT_AN_ID_TAG = "value must be an id tag"
 NOT_KEY_VALUE = 'value must be "Key=Value"'
-NOT_A_DURATION = "value must be a duration in whole seconds > 0"
+NOT_A_DURATION = "value must be a duration in whole seconds, 1..2147483647"
 NOT_DATA_TRANSFER = "value must be JSON text of"
 NOT_A_CS_ACTION = "action must be one a central system sends in OCPP 1.6"
 

@@ -213,3 +213,22 @@ def test_a_long_non_ascii_identity_is_stored(tmp_path: Path) -> None:
     cp = "充电桩-" * 12
     record = store_in(tmp_path).start(cp, 1, "TAG", 0)
     assert store_in(tmp_path).active(cp, 1) == record
+
+
+def test_a_replayed_start_gets_the_id_already_issued(tmp_path: Path) -> None:
+    """The same StartTransaction again (timestamp and all) is a replay: same id, no second open transaction."""
+    store = TransactionStore(tmp_path)
+    first = store.start("CP_1", 1, "TAG", 100, "2026-11-21T10:00:00Z")
+    again = store.start("CP_1", 1, "TAG", 100, "2026-11-21T10:00:00Z")
+    later = store.start("CP_1", 1, "TAG", 100, "2026-11-21T11:00:00Z")
+    assert again == first
+    assert later.transaction_id != first.transaction_id
+
+
+def test_the_active_transaction_is_the_newest_open_one(tmp_path: Path) -> None:
+    """With an older start whose stop was lost, the connector's active transaction is the newest."""
+    store = TransactionStore(tmp_path)
+    stale = store.start("CP_1", 1, "TAG", 100, "2026-11-21T10:00:00Z")
+    current = store.start("CP_1", 1, "TAG", 200, "2026-11-21T11:00:00Z")
+    active = store.active("CP_1", 1)
+    assert active is not None and active.transaction_id == current.transaction_id > stale.transaction_id
