@@ -34,6 +34,9 @@ from connector.tests.harness import Mosquitto
 
 TICKS = os.sysconf("SC_CLK_TCK")
 NAME = "bench"
+RATE_UNITS_ANSWER = {
+    "configurationKey": [{"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current,Power"}]
+}
 SAMPLES = [
     ("Energy.Active.Import.Register", None, "Wh", "1234567"),
     ("Power.Active.Import", None, "W", "11040.5"),
@@ -135,15 +138,25 @@ class Fleet:
     async def charger(self, cp: str) -> None:
         async with websockets.connect(f"{self.url}/{cp}", subprotocols=["ocpp1.6"], compression=None) as ws:  # type: ignore[list-item]
             await ws.send(json.dumps([2, "b", "BootNotification", {"chargePointVendor": "B", "chargePointModel": "M"}]))
-            await ws.recv()
+            await self.answer_of(ws, "b")
             self.booted += 1
             if self.booted == len(self.identities):
                 self.all_booted.set()
             await self.go.wait()
             for i in range(self.rounds):
                 await ws.send(f'[2,"m{i}","MeterValues",{self.payload}]')
-                answer = await ws.recv()
-                assert isinstance(answer, str) and answer.startswith("[3,"), answer
+                await self.answer_of(ws, f"m{i}")
+
+    @staticmethod
+    async def answer_of(ws: websockets.ClientConnection, unique_id: str) -> None:
+        """Wait for the answer to our call, answering the connector's calls meanwhile (like a charger)."""
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame[0] == 2:  # the connector reads ChargingScheduleAllowedChargingRateUnit after boot
+                await ws.send(json.dumps([3, frame[1], RATE_UNITS_ANSWER]))
+            elif frame[1] == unique_id:
+                assert frame[0] == 3, frame
+                return
 
 
 def start_connector(tmp: str, broker: Mosquitto) -> tuple[subprocess.Popen[str], StderrWatch]:
