@@ -252,12 +252,18 @@ def _trigger_message(value: Any, connector_id: int, facts: ChargerFacts) -> Ocpp
     return OcppCall("TriggerMessage", {"requestedMessage": requested})
 
 
-def _remote_start(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+def _allowed_id_tag(value: Any, facts: ChargerFacts) -> str | Refusal:
+    """An id tag (OCPP 1.6 IdToken: at most 20 characters) that the id-tag policy allows."""
     id_tag = _text(value, "an id tag", 20)
+    if isinstance(id_tag, Refusal) or facts.id_tag_allowed(id_tag):
+        return id_tag
+    return Refusal(f"id tag {id_tag!r} is not allowed (OCPP_ALLOWED_ID_TAGS)")
+
+
+def _remote_start(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    id_tag = _allowed_id_tag(value, facts)
     if isinstance(id_tag, Refusal):
         return id_tag
-    if not facts.id_tag_allowed(id_tag):
-        return Refusal(f"id tag {id_tag!r} is not allowed (OCPP_ALLOWED_ID_TAGS)")
     payload: dict[str, Any] = {"idTag": id_tag}
     if connector_id:  # connector 0: the charger chooses (OCPP 1.6 5.11)
         payload["connectorId"] = connector_id
@@ -338,11 +344,9 @@ def _composite_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[
 
 
 def _reserve_now(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    id_tag = _text(value, "an id tag", 20)
+    id_tag = _allowed_id_tag(value, facts)
     if isinstance(id_tag, Refusal):
         return id_tag
-    if not facts.id_tag_allowed(id_tag):
-        return Refusal(f"id tag {id_tag!r} is not allowed (OCPP_ALLOWED_ID_TAGS)")
     expiry = facts.now + timedelta(seconds=facts.reservation_expiry_s)
     payload = {
         "connectorId": connector_id,
@@ -411,13 +415,10 @@ def _ocpp_call(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall |
         return Refusal(f"action must be one a central system sends in OCPP 1.6, got {action!r}")
     if not isinstance(payload, dict):
         return Refusal(f"payload must be a JSON object, got {payload!r}")
-    id_tag = payload.get("idTag")
-    if (
-        action in ("RemoteStartTransaction", "ReserveNow")
-        and isinstance(id_tag, str)
-        and not facts.id_tag_allowed(id_tag)
-    ):
-        return Refusal(f"id tag {id_tag!r} is not allowed (OCPP_ALLOWED_ID_TAGS)")
+    if action in ("RemoteStartTransaction", "ReserveNow") and isinstance(payload.get("idTag"), str):
+        id_tag = _allowed_id_tag(payload["idTag"], facts)
+        if isinstance(id_tag, Refusal):
+            return id_tag
     return _schema_checked(OcppCall(action, payload))
 
 
