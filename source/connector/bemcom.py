@@ -42,7 +42,7 @@ ActuatorHandler = Callable[[str, str, ActuatorRef | None, bytes | bytearray], No
 
 
 class BemcomMqtt:
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(self, settings: Settings, registry: Registry, tls_ca_file: str | None = None) -> None:
         self._settings = settings
         self._registry = registry
         name = settings.connector_name
@@ -53,6 +53,8 @@ class BemcomMqtt:
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
         if settings.mqtt_username is not None:
             self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        if tls_ca_file is not None:
+            self._client.tls_set(ca_certs=tls_ca_file)  # the broker is verified against this CA
         self._client.reconnect_delay_set(1, 30)
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
         # paho's default of 5 s would let a broker that never answers hold up shutdown.

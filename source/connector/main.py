@@ -12,6 +12,8 @@ from dotenv import load_dotenv
 
 from connector import service
 from connector.ocpp_server import ListenError
+from connector.security import SecurityConfigError
+from connector.security import load as load_security
 from connector.settings import Settings, SettingsError
 from connector.transactions import StateDirError, check_state_dir
 
@@ -39,13 +41,14 @@ def main() -> int:
         return 2
     try:
         check_state_dir(settings.state_dir)
-    except StateDirError as error:
+        security = load_security(settings)
+    except (StateDirError, SecurityConfigError) as error:
         print(f"ocpp-connector: configuration error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.debug)
     logging.getLogger(__name__).debug("settings: %s", settings)
     try:
-        asyncio.run(service.run(settings))
+        asyncio.run(service.run(settings, security))
     except ListenError as error:
         print(f"ocpp-connector: {error}", file=sys.stderr)
         return 2

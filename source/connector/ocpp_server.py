@@ -21,6 +21,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from connector.charger import ChargerState
+from connector.security import Security, basic_auth_refusal
 from connector.session import ChargePointSession, RawTap, SessionEvents
 from connector.settings import Settings
 from connector.transactions import TransactionStore
@@ -79,9 +80,11 @@ class DeviceDispatcher:
         settings: Settings,
         events: DispatcherEvents,
         transactions: TransactionStore,
+        security: Security,
         raw_tap: RawTap | None = None,
     ) -> None:
         self._settings = settings
+        self._security = security
         self._events = events
         self._transactions = transactions
         self._raw_tap = raw_tap
@@ -100,7 +103,8 @@ class DeviceDispatcher:
             raise ListenError(f"cannot listen on {where}: {error.strerror or error}") from error
         sockets = list(self._server.sockets)
         self.port = sockets[0].getsockname()[1] if sockets else None
-        LOG.info("OCPP server listening on ws://%s:%s", self._settings.ocpp_host, self.port)
+        scheme = "wss" if self._security.ocpp_tls else "ws"
+        LOG.info("OCPP server listening on %s://%s:%s", scheme, self._settings.ocpp_host, self.port)
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; then close every connection with 1001 and wait."""
@@ -126,12 +130,24 @@ class DeviceDispatcher:
             ping_interval=ping,
             ping_timeout=ping,
             close_timeout=CLOSE_TIMEOUT_S,
+            ssl=self._security.ocpp_tls,
         )
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if not identity_from_path(request.path):
+        """Refuse before the WebSocket opens: no identity (404), not allowed (403), profile 1 (401)."""
+        identity = identity_from_path(request.path)
+        if not identity:
             LOG.warning("refused connection to %.200r: no charge point identity in the path", request.path)
             return connection.respond(HTTPStatus.NOT_FOUND, "charge point identity missing from the URL path\n")
+        if self._security.allowed is not None and identity not in self._security.allowed:
+            LOG.warning("%.100s: refused: not in OCPP_ALLOWED_CHARGE_POINTS", identity)
+            return connection.respond(HTTPStatus.FORBIDDEN, "charge point not allowed\n")
+        refusal = basic_auth_refusal(self._security, identity, request.headers.get("Authorization"))
+        if refusal is not None:
+            LOG.warning("%.100s: refused: %s", identity, refusal)
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "HTTP Basic authentication required\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+            return response
         return None
 
     async def _serve_charge_point(self, connection: ServerConnection) -> None:

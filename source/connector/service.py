@@ -19,6 +19,8 @@ from connector.commands import CommandRunner
 from connector.datapoints import Datapoint, key, now_ms
 from connector.ocpp_server import DeviceDispatcher
 from connector.registry import ActuatorRef, Registry
+from connector.security import Security
+from connector.security import load as load_security
 from connector.settings import Settings
 from connector.transactions import TransactionStore
 
@@ -55,14 +57,15 @@ class ConnectorEvents:
 
 
 class Service:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, security: Security | None = None) -> None:
         self.settings = settings
+        security = security or load_security(settings)
         self.registry = Registry()
-        self.mqtt = BemcomMqtt(settings, self.registry)
+        self.mqtt = BemcomMqtt(settings, self.registry, security.mqtt_ca_file)
         raw_tap = self.mqtt.publish_raw if settings.send_raw_message_to_db else None
         self.events = ConnectorEvents(self.mqtt, settings.enabled_actuators)
         transactions = TransactionStore(settings.state_dir)
-        self.dispatcher = DeviceDispatcher(settings, self.events, transactions, raw_tap)
+        self.dispatcher = DeviceDispatcher(settings, self.events, transactions, security, raw_tap)
         self.commands = CommandRunner(self.dispatcher.sessions.get, self.mqtt.publish_values, transactions, settings)
         self.stop = asyncio.Event()
         self.started = asyncio.Event()
@@ -88,9 +91,9 @@ class Service:
             await self.mqtt.stop(MQTT_FLUSH_TIMEOUT_S)
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, security: Security) -> None:
     """Run until SIGINT or SIGTERM."""
-    service = Service(settings)
+    service = Service(settings, security)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, service.stop.set)

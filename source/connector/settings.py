@@ -18,17 +18,6 @@ from connector.authorization import IdTagPolicy
 
 T = TypeVar("T")
 
-# Interface section 6 variables this version does not implement yet. Starting anyway would
-# let an operator believe chargers or the broker link are protected when they are not.
-NOT_YET_SUPPORTED = (
-    "OCPP_BASIC_AUTH",
-    "OCPP_ALLOWED_CHARGE_POINTS",
-    "OCPP_TLS_CERT_FILE",
-    "OCPP_TLS_KEY_FILE",
-    "OCPP_TLS_CA_FILE",
-    "MQTT_TLS_CA_FILE",
-)
-
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -50,6 +39,13 @@ class Settings:
     # repr=False: settings are logged at start-up in debug mode; secrets must not be.
     mqtt_password: str | None = field(default=None, repr=False)
     mqtt_queue_limit: int = 1_000_000
+    mqtt_tls_ca_file: str | None = None
+    # repr=False: a JSON object of passwords, or the path of a file holding one.
+    ocpp_basic_auth: str | None = field(default=None, repr=False)
+    allowed_charge_points: frozenset[str] | None = None
+    ocpp_tls_cert_file: str | None = None
+    ocpp_tls_key_file: str | None = None
+    ocpp_tls_ca_file: str | None = None
     send_raw_message_to_db: bool = False
     debug: bool = False
     ocpp_host: str = "0.0.0.0"
@@ -75,6 +71,12 @@ class Settings:
             mqtt_username=reader.optional("MQTT_USERNAME"),
             mqtt_password=reader.optional("MQTT_PASSWORD"),
             mqtt_queue_limit=reader.number("MQTT_QUEUE_LIMIT", 1_000_000, 1, int),
+            mqtt_tls_ca_file=reader.optional("MQTT_TLS_CA_FILE"),
+            ocpp_basic_auth=reader.optional("OCPP_BASIC_AUTH"),
+            allowed_charge_points=reader.identities("OCPP_ALLOWED_CHARGE_POINTS"),
+            ocpp_tls_cert_file=reader.optional("OCPP_TLS_CERT_FILE"),
+            ocpp_tls_key_file=reader.optional("OCPP_TLS_KEY_FILE"),
+            ocpp_tls_ca_file=reader.optional("OCPP_TLS_CA_FILE"),
             send_raw_message_to_db=reader.flag("SEND_RAW_MESSAGE_TO_DB", False),
             debug=reader.flag("DEBUG", False),
             ocpp_host=reader.text("OCPP_HOST", cls.ocpp_host),
@@ -89,7 +91,6 @@ class Settings:
             id_tags=reader.id_tags("OCPP_ALLOWED_ID_TAGS"),
             state_dir=reader.text("STATE_DIR", cls.state_dir),
         )
-        reader.refuse_set(NOT_YET_SUPPORTED, "is not supported by this version; unset it")
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
@@ -163,8 +164,9 @@ class _Reader:
         raw = self._raw(name)
         return IdTagPolicy() if raw is None else IdTagPolicy.allow_list(raw.split(","))
 
-    def refuse_set(self, names: tuple[str, ...], why: str) -> None:
-        self.problems.extend(f"{name} {why}" for name in names if self._raw(name) is not None)
+    def identities(self, name: str) -> frozenset[str] | None:
+        raw = self._raw(name)
+        return None if raw is None else frozenset(cp.strip() for cp in raw.split(",") if cp.strip())
 
     def actuators(self, name: str) -> frozenset[str]:
         raw = self._raw(name)

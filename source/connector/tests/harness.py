@@ -94,7 +94,7 @@ class Mosquitto:
 class MqttProbe:
     """Subscribes like a BEMCom service would and lets tests await what arrives."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, credentials: tuple[str, str] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self.messages: list[tuple[str, Any, bool]] = []  # (topic, decoded payload, retained)
         self._changed = asyncio.Event()
@@ -105,6 +105,8 @@ class MqttProbe:
         self._subscribed = asyncio.Event()
         self._client.on_subscribe = self._on_subscribe
         self._client.reconnect_delay_set(0, 1)
+        if credentials is not None:
+            self._client.username_pw_set(*credentials)
         self._client.connect("127.0.0.1", port)
         self._client.loop_start()
 

@@ -1,0 +1,254 @@
+"""Security profiles 1 to 3 and MQTT credentials and TLS, against real handshakes and a real broker."""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import json
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+import websockets
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
+
+from connector.security import Security, SecurityConfigError, basic_auth_refusal, load
+from connector.settings import Settings
+from connector.tests.conftest import start_connector
+from connector.tests.harness import WAIT_S, MqttProbe, frame, free_port, mosquitto_binary, wait_for_port
+
+PASSWORDS = {"CP_1": "s3cret-Zq7", "CP_2": "other"}
+OCPP16 = [Subprotocol("ocpp1.6")]
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("identity", "header", "refused"),
+    [
+        ("CP_1", basic("CP_1", "s3cret-Zq7"), None),
+        ("CP_1", basic("CP_1", "s3cret-Zq8"), "wrong identity or password"),
+        ("CP_1", basic("CP_2", "other"), "wrong identity or password"),
+        ("CP_9", basic("CP_9", "anything"), "wrong identity or password"),
+        ("CP_1", None, "no HTTP Basic credentials"),
+        ("CP_1", "Bearer abc", "no HTTP Basic credentials"),
+        ("CP_1", "Basic !!!", "malformed HTTP Basic credentials"),
+        ("CP_1", basic("CP_1", "s3cret-Zq7:extra"), "wrong identity or password"),
+    ],
+    ids=["right", "wrong-password", "other-identity", "unknown", "none", "bearer", "garbage", "extra"],
+)
+def test_basic_auth_per_charge_point(identity: str, header: str | None, refused: str | None) -> None:
+    """Profile 1: the user must be the identity and the password its own; the reason never holds a secret."""
+    security = Security(passwords=PASSWORDS, allowed=None, ocpp_tls=None, mqtt_ca_file=None)
+    assert basic_auth_refusal(security, identity, header) == refused
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OCPP_BASIC_AUTH": '{"CP_1": 5}'}, "OCPP_BASIC_AUTH must be a JSON object"),
+        ({"OCPP_BASIC_AUTH": "{not json, s3cret"}, "OCPP_BASIC_AUTH must be a JSON object"),
+        ({"OCPP_BASIC_AUTH": "/no/such/file"}, "OCPP_BASIC_AUTH=/no/such/file is not a readable file"),
+        ({"OCPP_TLS_CERT_FILE": "/no/cert"}, "must be set together"),
+        ({"OCPP_TLS_CA_FILE": "/no/ca"}, "OCPP_TLS_CA_FILE needs"),
+        ({"OCPP_TLS_CERT_FILE": "/no/cert", "OCPP_TLS_KEY_FILE": "/no/key"}, "OCPP_TLS_CERT_FILE=/no/cert"),
+        ({"MQTT_TLS_CA_FILE": "/no/ca"}, "MQTT_TLS_CA_FILE=/no/ca is not a readable file"),
+    ],
+)
+def test_unusable_security_settings_are_refused_at_start(env: dict[str, str], message: str) -> None:
+    """A security setting that cannot be used stops the start, naming the variable and never a password."""
+    with pytest.raises(SecurityConfigError) as error:
+        load(Settings.from_env(env))
+    assert message in str(error.value)
+    assert "s3cret" not in str(error.value)
+
+
+def test_basic_auth_from_a_file(tmp_path: Path) -> None:
+    """OCPP_BASIC_AUTH may name a file holding the JSON object."""
+    path = tmp_path / "passwords.json"
+    path.write_text(json.dumps(PASSWORDS))
+    assert load(Settings.from_env({"OCPP_BASIC_AUTH": str(path)})).passwords == PASSWORDS
+
+
+def test_bad_security_setting_exits_2_without_the_secret(tmp_path: Path) -> None:
+    """The process exits 2 with one stderr line naming OCPP_BASIC_AUTH, and the password is not in it."""
+    import os
+    import sys
+
+    env = {**os.environ, "OCPP_BASIC_AUTH": '{"CP_1": ["s3cret-Zq7"]}', "STATE_DIR": str(tmp_path / "s")}
+    done = subprocess.run(
+        [sys.executable, "-m", "connector"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "OCPP_BASIC_AUTH" in done.stderr
+    assert "s3cret" not in done.stderr
+
+
+async def test_profile_1_refuses_before_the_websocket_opens(settings_env: dict[str, str], probe: MqttProbe) -> None:
+    """Wrong or missing credentials get HTTP 401 (with a logged reason, no password); right ones are served."""
+    running = await start_connector(
+        {**settings_env, "OCPP_BASIC_AUTH": json.dumps(PASSWORDS), "OCPP_ALLOWED_CHARGE_POINTS": "CP_1,CP_2"}, probe
+    )
+    try:
+        for header in ({}, {"Authorization": basic("CP_1", "wrong")}):
+            with pytest.raises(InvalidStatus) as refused:
+                await websockets.connect(f"{running.url}/CP_1", subprotocols=OCPP16, additional_headers=header)
+            assert refused.value.response.status_code == 401
+            assert refused.value.response.headers["WWW-Authenticate"].startswith("Basic")
+        with pytest.raises(InvalidStatus) as forbidden:
+            await websockets.connect(
+                f"{running.url}/CP_3",
+                subprotocols=OCPP16,
+                additional_headers={"Authorization": basic("CP_3", "x")},
+            )
+        assert forbidden.value.response.status_code == 403
+        async with websockets.connect(
+            f"{running.url}/CP_1",
+            subprotocols=OCPP16,
+            additional_headers={"Authorization": basic("CP_1", "s3cret-Zq7")},
+        ) as ws:
+            await ws.send(json.dumps([2, "h", *frame("heartbeat")]))
+            assert json.loads(await ws.recv())[:2] == [3, "h"]
+        expected = {
+            "CP_1: refused: no HTTP Basic credentials",
+            "CP_1: refused: wrong identity or password",
+            "CP_3: refused: not in OCPP_ALLOWED_CHARGE_POINTS",
+        }
+
+        def logged() -> list[str]:
+            return [p["msg"] for p in probe.on(running.topic("logs"))]
+
+        await probe.wait_until(lambda: expected <= set(logged()))
+        logs = logged()
+    finally:
+        await running.stop()
+    assert not any("s3cret" in line for line in logs)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_files(ca: trustme.CA, tmp_path: Path) -> Iterator[dict[str, str]]:
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    files = {"cert": tmp_path / "server.pem", "key": tmp_path / "server.key", "ca": tmp_path / "ca.pem"}
+    server.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    server.private_key_pem.write_to_path(str(files["key"]))
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    yield {name: str(path) for name, path in files.items()}
+
+
+def client_context(ca: trustme.CA, with_certificate: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    if with_certificate:
+        ca.issue_cert("cp1.chargers.example").configure_cert(context)
+    return context
+
+
+async def test_profile_2_serves_wss_only(
+    settings_env: dict[str, str], probe: MqttProbe, tls_files: dict[str, str], ca: trustme.CA
+) -> None:
+    """With certificate and key the server speaks wss:// (verified against the operator's CA) and not ws://."""
+    running = await start_connector(
+        {**settings_env, "OCPP_TLS_CERT_FILE": tls_files["cert"], "OCPP_TLS_KEY_FILE": tls_files["key"]}, probe
+    )
+    port = running.service.dispatcher.port
+    try:
+        async with websockets.connect(
+            f"wss://127.0.0.1:{port}/CP_1",
+            subprotocols=OCPP16,
+            ssl=client_context(ca, False),
+        ) as ws:
+            await ws.send(json.dumps([2, "h", *frame("heartbeat")]))
+            assert json.loads(await ws.recv())[:2] == [3, "h"]
+        with pytest.raises(Exception):  # noqa: B017 - a plain handshake on a TLS port fails, however it fails
+            await websockets.connect(f"ws://127.0.0.1:{port}/CP_1", subprotocols=OCPP16, open_timeout=WAIT_S)
+    finally:
+        await running.stop()
+
+
+async def test_profile_3_requires_a_client_certificate_from_the_ca(
+    settings_env: dict[str, str], probe: MqttProbe, tls_files: dict[str, str], ca: trustme.CA
+) -> None:
+    """With OCPP_TLS_CA_FILE a charger without a certificate signed by that CA cannot connect; one with it can."""
+    env = {
+        **settings_env,
+        "OCPP_TLS_CERT_FILE": tls_files["cert"],
+        "OCPP_TLS_KEY_FILE": tls_files["key"],
+        "OCPP_TLS_CA_FILE": tls_files["ca"],
+    }
+    running = await start_connector(env, probe)
+    url = f"wss://127.0.0.1:{running.service.dispatcher.port}/CP_1"
+    try:
+        with pytest.raises((ssl.SSLError, ConnectionError, websockets.exceptions.InvalidMessage)):
+            async with websockets.connect(url, subprotocols=OCPP16, ssl=client_context(ca, False)) as ws:
+                await ws.send(json.dumps([2, "h", *frame("heartbeat")]))
+                await ws.recv()
+        async with websockets.connect(url, subprotocols=OCPP16, ssl=client_context(ca, True)) as ws:
+            await ws.send(json.dumps([2, "h", *frame("heartbeat")]))
+            assert json.loads(await ws.recv())[:2] == [3, "h"]
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+def secured_broker(tls_files: dict[str, str], tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """A mosquitto that demands a password: a plain listener (for the probe) and a TLS one."""
+    passwords = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "bemcom", "mqtt-Zq7"], check=True)
+    plain_port, tls_port = free_port(), free_port()
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(
+        # `user`: started as root, mosquitto would drop to its own user and lose access to tmp_path.
+        f"user {getpass.getuser()}\n"
+        f"per_listener_settings false\nallow_anonymous false\npassword_file {passwords}\npersistence false\n"
+        f"listener {plain_port} 127.0.0.1\n"
+        f"listener {tls_port} 127.0.0.1\ncafile {tls_files['ca']}\ncertfile {tls_files['cert']}\n"
+        f"keyfile {tls_files['key']}\n"
+    )
+    log = (tmp_path / "mosquitto.log").open("w")
+    broker = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stderr=log, stdout=log)
+    try:
+        wait_for_port(plain_port)
+        wait_for_port(tls_port)
+        yield plain_port, tls_port
+    finally:
+        broker.terminate()
+        broker.wait(timeout=WAIT_S)
+
+
+async def test_mqtt_with_credentials_and_tls(
+    settings_env: dict[str, str], tls_files: dict[str, str], secured_broker: tuple[int, int], connector_name: str
+) -> None:
+    """With MQTT_USERNAME/MQTT_PASSWORD and MQTT_TLS_CA_FILE the connector reaches a broker that demands both."""
+    plain_port, tls_port = secured_broker
+    probe = MqttProbe(plain_port, credentials=("bemcom", "mqtt-Zq7"))  # the plain listener, for watching
+    await probe.subscribe(f"{connector_name}/#")
+    env = {
+        **settings_env,
+        "MQTT_BROKER_PORT": str(tls_port),
+        "MQTT_USERNAME": "bemcom",
+        "MQTT_PASSWORD": "mqtt-Zq7",
+        "MQTT_TLS_CA_FILE": tls_files["ca"],
+    }
+    running = await start_connector(env, probe)  # returns once the connector logged over TLS
+    await running.stop()
+    logs = [p["msg"] for p in probe.on(f"{connector_name}/logs")]
+    probe.close()
+    assert any(line.startswith("connected to MQTT broker") for line in logs)
+    assert not any("mqtt-Zq7" in line for line in logs)
