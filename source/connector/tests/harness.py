@@ -94,11 +94,12 @@ class Mosquitto:
 class MqttProbe:
     """Subscribes like a BEMCom service would and lets tests await what arrives."""
 
-    def __init__(self, port: int, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(self, port: int, credentials: tuple[str, str] | None = None, client_id: str = "") -> None:
         self._loop = asyncio.get_running_loop()
         self.messages: list[tuple[str, Any, bool]] = []  # (topic, decoded payload, retained)
         self._changed = asyncio.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        # With a client id the broker keeps our session (and queues for us) while we are away.
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not client_id)
         self._client.on_message = self._on_message
         self._topics: list[tuple[str, int]] = []
         self._client.on_connect = self._on_connect

@@ -174,3 +174,61 @@ async def test_log_records_from_other_threads_reach_the_logs_topic(
     log = await probe.wait_for(connector.topic("logs"), lambda p: p["msg"] == "from another thread")
     assert log["emitter"] == "connector.elsewhere" and log["level"] == 30
     assert put_threads and set(put_threads) == {threading.get_ident()}
+
+
+def reading(value: int) -> list[dict[str, object]]:
+    """One meterValue element with an energy reading, `value` seconds into the day."""
+    at = f"2026-11-21T10:{value // 60:02d}:{value % 60:02d}Z"
+    return [{"timestamp": at, "sampledValue": [{"value": str(value)}]}]
+
+
+@pytest.fixture
+async def persistent_broker(tmp_path: Path) -> AsyncIterator[Mosquitto]:
+    """A broker that keeps sessions and retained messages across its own restarts."""
+    store = tmp_path / "store"
+    store.mkdir()
+    import getpass
+
+    server = Mosquitto(
+        tmp_path / "pbroker",
+        extra_config=(
+            f"user {getpass.getuser()}\npersistence true\npersistence_location {store}/\nmax_queued_messages 0\n"
+        ),
+    )
+    server.directory.mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
+    settings_env: dict[str, str], persistent_broker: Mosquitto, connector_name: str
+) -> None:
+    """While mosquitto is down chargers are answered; afterwards every value arrives in order, the newest retained."""
+    env = {**settings_env, "MQTT_BROKER_PORT": str(persistent_broker.port)}
+    probe = MqttProbe(persistent_broker.port, client_id=f"{connector_name}-probe")  # a session that survives
+    await probe.subscribe(f"{connector_name}/#", qos=1)
+    running = await start_connector(env, probe)
+    topic = running.topic("v/energy")
+    await map_datapoints(probe, running, {"CP_O__MeterValues__1__Energy.Active.Import.Register__Wh": topic}, {})
+    try:
+        async with ChargerLink(running.url, "CP_O") as charger:
+            await send(charger, "meter_values_defaults", meterValue=reading(0))
+            await probe.wait_value(topic, 0)
+            persistent_broker.stop()
+            produced = list(range(1, 201))
+            for value in produced:  # answered although the broker is away
+                await send(charger, "meter_values_defaults", meterValue=reading(value))
+            assert running.service.mqtt.outbox.pending >= len(produced)
+            persistent_broker.start()
+            await probe.wait_value(topic, produced[-1], within=30)
+    finally:
+        await running.stop()
+        probe.close()
+    # Live deliveries only: re-subscribing after the restart also brings the retained value again.
+    received = [p["value"] for t, p, retained in probe.messages if t == topic and not retained]
+    assert received == [0, *produced]
+    late = MqttProbe(persistent_broker.port)
+    await late.subscribe(topic)
+    assert (await late.wait_for(topic))["value"] == produced[-1]  # the retained value is the newest
+    late.close()
