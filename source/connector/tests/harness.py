@@ -343,3 +343,19 @@ class RawLink:
         await self.connection.send(text)
         async with asyncio.timeout(WAIT_S):
             return json.loads(await self.connection.recv())
+
+
+def run_connector(env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run `python -m connector` to its end (a start that must fail); (exit status, stderr)."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "connector"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+    return done.returncode, done.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,14 +119,18 @@ async def test_new_keys_arriving_together_are_coalesced(connector: RunningConnec
     assert len(probe.on(connector.topic("available_datapoints"))) < 100
 
 
-@pytest.fixture
-async def own_broker(tmp_path: Path) -> AsyncIterator[Mosquitto]:
-    """A broker this test may stop and restart on the same port."""
-    server = Mosquitto(tmp_path / "broker")
-    server.directory.mkdir()
+def broker_in(directory: Path, extra_config: str = "") -> Iterator[Mosquitto]:
+    """A broker of the test's own, which it may stop and restart on the same port."""
+    directory.mkdir()
+    server = Mosquitto(directory, extra_config=extra_config)
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    yield from broker_in(tmp_path / "broker")
 
 
 async def test_subscriptions_survive_a_broker_restart(
@@ -183,22 +187,15 @@ def reading(value: int) -> list[dict[str, object]]:
 
 
 @pytest.fixture
-async def persistent_broker(tmp_path: Path) -> AsyncIterator[Mosquitto]:
+def persistent_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     """A broker that keeps sessions and retained messages across its own restarts."""
-    store = tmp_path / "store"
-    store.mkdir()
     import getpass
 
-    server = Mosquitto(
-        tmp_path / "pbroker",
-        extra_config=(
-            f"user {getpass.getuser()}\npersistence true\npersistence_location {store}/\nmax_queued_messages 0\n"
-        ),
-    )
-    server.directory.mkdir()
-    server.start()
-    yield server
-    server.stop()
+    store = tmp_path / "store"
+    store.mkdir()
+    # `user`: started as root, mosquitto would drop to its own user and lose access to tmp_path.
+    config = f"user {getpass.getuser()}\npersistence true\npersistence_location {store}/\nmax_queued_messages 0\n"
+    yield from broker_in(tmp_path / "pbroker", config)
 
 
 async def test_values_produced_during_a_broker_outage_arrive_oldest_first(

@@ -16,22 +16,7 @@ import pytest
 import websockets
 
 from connector.tests.conftest import map_datapoints
-from connector.tests.harness import WAIT_S, ChargerLink, Mosquitto, MqttProbe, send
-
-
-def run_sync(env: dict[str, str], cwd: Path) -> tuple[int, str]:
-    import subprocess
-
-    done = subprocess.run(
-        [sys.executable, "-m", "connector"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-        check=False,
-    )
-    return done.returncode, done.stderr
+from connector.tests.harness import WAIT_S, ChargerLink, Mosquitto, MqttProbe, run_connector, send
 
 
 def base_env(broker: Mosquitto, name: str, tmp_path: Path) -> dict[str, str]:
@@ -65,7 +50,7 @@ def test_bad_setting_exits_2_with_one_line(
     broker: Mosquitto, connector_name: str, tmp_path: Path, variable: str, value: str, accepts: str
 ) -> None:
     """A bad variable stops the start with status 2 and one stderr line naming it and what it accepts."""
-    code, stderr = run_sync({**base_env(broker, connector_name, tmp_path), variable: value}, tmp_path)
+    code, stderr = run_connector({**base_env(broker, connector_name, tmp_path), variable: value}, tmp_path)
     assert code == 2
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
@@ -79,10 +64,10 @@ def test_dotenv_is_read_but_never_overrides_the_environment(
     """`.env` in the working directory is loaded, and variables already set win over it."""
     (tmp_path / ".env").write_text("HEARTBEAT_INTERVAL=not-a-number\n")
     env = base_env(broker, connector_name, tmp_path)
-    code, stderr = run_sync(env, tmp_path)
+    code, stderr = run_connector(env, tmp_path)
     assert code == 2 and "HEARTBEAT_INTERVAL" in stderr  # read from .env
     (tmp_path / ".env").write_text("HEARTBEAT_INTERVAL=not-a-number\nDEBUG=also-bad\n")
-    code, stderr = run_sync({**env, "HEARTBEAT_INTERVAL": "5"}, tmp_path)
+    code, stderr = run_connector({**env, "HEARTBEAT_INTERVAL": "5"}, tmp_path)
     assert code == 2 and "DEBUG" in stderr and "HEARTBEAT_INTERVAL" not in stderr
 
 
@@ -92,7 +77,7 @@ def test_port_in_use_exits_2_naming_the_variable(broker: Mosquitto, connector_na
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, stderr = run_sync({**base_env(broker, connector_name, tmp_path), "OCPP_PORT": str(port)}, tmp_path)
+        code, stderr = run_connector({**base_env(broker, connector_name, tmp_path), "OCPP_PORT": str(port)}, tmp_path)
     assert code == 2
     assert f"OCPP_PORT={port}" in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1 or "cannot listen" in stderr.strip().splitlines()[-1]

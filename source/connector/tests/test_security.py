@@ -19,7 +19,7 @@ from websockets.typing import Subprotocol
 from connector.security import Security, SecurityConfigError, basic_auth_refusal, load
 from connector.settings import Settings
 from connector.tests.conftest import start_connector
-from connector.tests.harness import WAIT_S, MqttProbe, frame, free_port, mosquitto_binary, wait_for_port
+from connector.tests.harness import WAIT_S, MqttProbe, frame, free_port, mosquitto_binary, run_connector, wait_for_port
 
 PASSWORDS = {"CP_1": "s3cret-Zq7", "CP_2": "other"}
 OCPP16 = [Subprotocol("ocpp1.6")]
@@ -79,21 +79,12 @@ def test_basic_auth_from_a_file(tmp_path: Path) -> None:
 def test_bad_security_setting_exits_2_without_the_secret(tmp_path: Path) -> None:
     """The process exits 2 with one stderr line naming OCPP_BASIC_AUTH, and the password is not in it."""
     import os
-    import sys
 
     env = {**os.environ, "OCPP_BASIC_AUTH": '{"CP_1": ["s3cret-Zq7"]}', "STATE_DIR": str(tmp_path / "s")}
-    done = subprocess.run(
-        [sys.executable, "-m", "connector"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert len(done.stderr.strip().splitlines()) == 1 and "OCPP_BASIC_AUTH" in done.stderr
-    assert "s3cret" not in done.stderr
+    code, stderr = run_connector(env, tmp_path)
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and "OCPP_BASIC_AUTH" in stderr
+    assert "s3cret" not in stderr
 
 
 async def test_profile_1_refuses_before_the_websocket_opens(settings_env: dict[str, str], probe: MqttProbe) -> None:
