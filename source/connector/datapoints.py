@@ -119,17 +119,31 @@ def status_notification(cp: str, payload: dict[str, Any], received: int, notes: 
     ]
 
 
+Reading = tuple[dict[str, Any], Datapoint]  # a sampled value as sent, and its datapoint
+
+
 def meter_values(cp: str, payload: dict[str, Any], received: int, notes: list[str]) -> list[Datapoint]:
-    return sampled_values(cp, payload["connectorId"], payload["meterValue"], received, notes)
+    return [point for _, point in meter_readings(cp, payload, received, notes)]
+
+
+def meter_readings(cp: str, payload: dict[str, Any], received: int, notes: list[str]) -> list[Reading]:
+    """MeterValues.req as (sample, datapoint) pairs: each value parsed once, for publishing and for phase_voltage."""
+    return sampled_readings(cp, payload["connectorId"], payload["meterValue"], received, notes)
 
 
 def sampled_values(
     cp: str, connector_id: int, meter_value: Iterable[dict[str, Any]], received: int, notes: list[str]
 ) -> list[Datapoint]:
+    return [point for _, point in sampled_readings(cp, connector_id, meter_value, received, notes)]
+
+
+def sampled_readings(
+    cp: str, connector_id: int, meter_value: Iterable[dict[str, Any]], received: int, notes: list[str]
+) -> list[Reading]:
     """Every sampled value of every meterValue element, oldest element first."""
     stamped = [(parse_time(mv.get("timestamp"), received, notes), mv) for mv in meter_value]
     stamped.sort(key=lambda pair: pair[0])  # stable: equal times keep the charger's order
-    points: list[Datapoint] = []
+    readings: list[Reading] = []
     for at, element in stamped:
         samples = element.get("sampledValue") or []
         if not samples:
@@ -139,8 +153,9 @@ def sampled_values(
                 # No reading: publishing "" would overwrite a number on a numeric sensor.
                 notes.append(f"empty value for {sample_key(cp, connector_id, sample)}; skipped it")
                 continue
-            points.append(Datapoint(sample_key(cp, connector_id, sample), sample_value(sample, notes), at))
-    return points
+            point = Datapoint(sample_key(cp, connector_id, sample), sample_value(sample, notes), at)
+            readings.append((sample, point))
+    return readings
 
 
 def sample_key(cp: str, connector_id: int, sample: dict[str, Any]) -> str:
@@ -166,20 +181,18 @@ def sample_value(sample: dict[str, Any], notes: list[str]) -> Scalar:
 LINE_TO_LINE = frozenset({"L1-L2", "L2-L3", "L3-L1"})
 
 
-def phase_voltage(meter_value: Iterable[dict[str, Any]]) -> float | None:
-    """The last phase-to-neutral voltage among the samples, or None if there is none.
+def phase_voltage(readings: Iterable[Reading]) -> float | None:
+    """The last phase-to-neutral voltage among the readings, or None if there is none.
 
     Phase labels vary ("L1" or "L1-N" for the same thing); a line-to-line voltage
     ("L1-L2") is converted to phase-to-neutral by dividing by the square root of 3.
     """
     voltage = None
-    for element in meter_value:
-        for sample in element.get("sampledValue") or []:
-            if sample.get("measurand") != "Voltage" or sample.get("unit", "V") != "V":
-                continue
-            number = sampled_number(str(sample.get("value", "")))
-            if isinstance(number, int | float) and number > 0:
-                voltage = number / math.sqrt(3) if sample.get("phase") in LINE_TO_LINE else float(number)
+    for sample, point in readings:
+        if sample.get("measurand") != "Voltage" or sample.get("unit", "V") != "V":
+            continue
+        if isinstance(point.value, int | float) and not isinstance(point.value, bool) and point.value > 0:
+            voltage = point.value / math.sqrt(3) if sample.get("phase") in LINE_TO_LINE else float(point.value)
     return voltage
 
 

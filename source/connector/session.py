@@ -350,8 +350,9 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     @handles(Action.meter_values)
     def on_meter_values(self, msg: Inbound) -> dict[str, Any]:
         self.connector_seen(msg.payload["connectorId"])
-        self.publish(dp.meter_values(self.id, msg.payload, msg.received, msg.notes))
-        voltage = dp.phase_voltage(msg.payload["meterValue"])
+        readings = dp.meter_readings(self.id, msg.payload, msg.received, msg.notes)
+        self.publish([point for _, point in readings])
+        voltage = dp.phase_voltage(readings)
         if voltage is not None:
             self.state.voltage = voltage
         return {}

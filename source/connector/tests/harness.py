@@ -307,6 +307,18 @@ class ChargerLink:
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# What the recorded `meter_values_8` frame maps to (interface section 4), written out once.
+METER_VALUES_8 = {
+    "CP_1__MeterValues__1__Energy.Active.Import.Register__Wh": 1234567,
+    "CP_1__MeterValues__1__Power.Active.Import__W": 11040.5,
+    "CP_1__MeterValues__1__Voltage__L1-N__V": 231.2,
+    "CP_1__MeterValues__1__Voltage__L2-N__V": 230.8,
+    "CP_1__MeterValues__1__Voltage__L3-N__V": 229.9,
+    "CP_1__MeterValues__1__Current.Import__L1__A": 16.02,
+    "CP_1__MeterValues__1__Current.Import__L2__A": 15.98,
+    "CP_1__MeterValues__1__Current.Import__L3__A": 16.0,
+}
+
 
 def frame(name: str, **changes: Any) -> tuple[str, dict[str, Any]]:
     """(action, payload) of a recorded OCPP 1.6 frame, with top-level fields changed."""

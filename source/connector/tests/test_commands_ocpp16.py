@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from connector.datapoints import key as join_key
 from connector.tests.conftest import RunningConnector, map_datapoints, start_connector
 from connector.tests.harness import WAIT_S, Charger, ChargerLink, MqttProbe, RawLink, send
 
@@ -25,7 +26,7 @@ RATE_UNIT = "ChargingScheduleAllowedChargingRateUnit"
 
 
 def key(*parts: object) -> str:
-    return "__".join(str(part) for part in (CP, *parts))
+    return join_key(CP, *parts)
 
 
 TRIGGER = key("execute_trigger_message")

@@ -21,7 +21,7 @@ from connector.datapoints import (
     transaction_started,
     transaction_stopped,
 )
-from connector.tests.harness import frame
+from connector.tests.harness import METER_VALUES_8, frame
 
 CP = "CP_1"
 RECEIVED = 1_800_000_000_000  # ms; deliberately unlike any timestamp in the fixtures
@@ -121,16 +121,7 @@ def test_status_notification_keys_and_timestamp(name: str, expected: dict[str, A
 METER: list[tuple[str, dict[str, Any], int]] = [
     (
         "meter_values_8",
-        {
-            "CP_1__MeterValues__1__Energy.Active.Import.Register__Wh": 1234567,
-            "CP_1__MeterValues__1__Power.Active.Import__W": 11040.5,
-            "CP_1__MeterValues__1__Voltage__L1-N__V": 231.2,
-            "CP_1__MeterValues__1__Voltage__L2-N__V": 230.8,
-            "CP_1__MeterValues__1__Voltage__L3-N__V": 229.9,
-            "CP_1__MeterValues__1__Current.Import__L1__A": 16.02,
-            "CP_1__MeterValues__1__Current.Import__L2__A": 15.98,
-            "CP_1__MeterValues__1__Current.Import__L3__A": 16.0,
-        },
+        METER_VALUES_8,
         utc_ms(2026, 11, 21, 10, 15),
     ),
     (
@@ -478,7 +469,9 @@ VOLTAGES = [
 @pytest.mark.parametrize(("samples", "expected"), VOLTAGES)
 def test_phase_voltage_for_power_conversion(samples: list[dict[str, str]], expected: float | None) -> None:
     """The last phase-to-neutral voltage in V (L1 and L1-N alike; line-to-line divided by sqrt 3), else None."""
-    from connector.datapoints import phase_voltage
+    from connector.datapoints import phase_voltage, sampled_readings
 
-    found = phase_voltage([{"timestamp": "2026-11-21T10:00:00Z", "sampledValue": samples}])
+    found = phase_voltage(
+        sampled_readings("CP", 1, [{"timestamp": "2026-11-21T10:00:00Z", "sampledValue": samples}], 0, [])
+    )
     assert found == pytest.approx(expected) if expected is not None else found is None

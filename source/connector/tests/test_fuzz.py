@@ -78,7 +78,7 @@ def map_payload(action: str, payload: dict[str, Any]) -> list[dp.Datapoint]:
     }
     points = mapping.get(action, lambda: [])()
     if action == "MeterValues":
-        dp.phase_voltage(payload["meterValue"])
+        dp.phase_voltage(dp.meter_readings("CP", payload, 0, notes))
     return points
 
 

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 
 from connector.tests.conftest import RunningConnector, map_datapoints, values
-from connector.tests.harness import ChargerLink, MqttProbe, RawLink, frame, send
+from connector.tests.harness import METER_VALUES_8, ChargerLink, MqttProbe, RawLink, frame, send
 
 
 async def test_boot_notification_is_accepted_with_the_configured_interval(connector: RunningConnector) -> None:
@@ -55,16 +55,7 @@ async def test_meter_values_publish_every_sample_with_its_measurement_time(
     connector: RunningConnector, probe: MqttProbe
 ) -> None:
     """All 8 samples of a MeterValues.req reach their topics as numbers, stamped with the meter time."""
-    keys = {
-        "CP_1__MeterValues__1__Energy.Active.Import.Register__Wh": 1234567,
-        "CP_1__MeterValues__1__Power.Active.Import__W": 11040.5,
-        "CP_1__MeterValues__1__Voltage__L1-N__V": 231.2,
-        "CP_1__MeterValues__1__Voltage__L2-N__V": 230.8,
-        "CP_1__MeterValues__1__Voltage__L3-N__V": 229.9,
-        "CP_1__MeterValues__1__Current.Import__L1__A": 16.02,
-        "CP_1__MeterValues__1__Current.Import__L2__A": 15.98,
-        "CP_1__MeterValues__1__Current.Import__L3__A": 16.0,
-    }
+    keys = METER_VALUES_8
     await map_datapoints(probe, connector, {k: connector.topic(f"v/{i}") for i, k in enumerate(keys)}, {})
     async with ChargerLink(connector.url, "CP_1") as charger:
         await send(charger, "meter_values_8")
