@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import shutil
 import socket
 import subprocess
@@ -39,9 +40,21 @@ WAIT_S = 10.0  # upper bound for any awaited event; tests fail, never hang
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below the kernel's ephemeral range.
+
+    Not bind(0): that hands out an ephemeral port, and while a test's broker is stopped,
+    clients retrying 127.0.0.1:port get ephemeral local ports too; Linux can then
+    self-connect one of them to that very port and the broker cannot restart on it.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(10000, min(low, 32768)), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def wait_for_port(port: int, deadline_s: float = WAIT_S) -> None:

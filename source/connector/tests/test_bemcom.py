@@ -212,6 +212,7 @@ async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
         async with ChargerLink(running.url, "CP_O") as charger:
             await send(charger, "meter_values_defaults", meterValue=reading(0))
             await probe.wait_value(topic, 0)
+            assert await running.service.mqtt.outbox.flush(within=10)  # the broker has acknowledged all so far
             persistent_broker.stop()
             produced = list(range(1, 201))
             for value in produced:  # answered although the broker is away
@@ -224,7 +225,10 @@ async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
         probe.close()
     # Live deliveries only: re-subscribing after the restart also brings the retained value again.
     received = [p["value"] for t, p, retained in probe.messages if t == topic and not retained]
-    assert received == [0, *produced]
+    # QoS 1 is at least once: a delivery whose acknowledgement was cut off by the stop is
+    # repeated right where it was. Collapsed, nothing is missing and the order holds.
+    collapsed = [v for i, v in enumerate(received) if i == 0 or v != received[i - 1]]
+    assert collapsed == [0, *produced]
     late = MqttProbe(persistent_broker.port)
     await late.subscribe(topic)
     assert (await late.wait_for(topic))["value"] == produced[-1]  # the retained value is the newest
