@@ -38,6 +38,11 @@ LOOP_STOP_TIMEOUT_S = 1.5
 # fleet booting at once would otherwise republish a large retained message per key.
 AVAILABLE_DATAPOINTS_COALESCE_S = 0.25
 
+# `N/state` (retained), as zigbee2mqtt's bridge/state: online while connected; offline
+# on a clean shutdown and, as the last will, when the connection dies.
+ONLINE = json.dumps({"state": "online"}).encode()
+OFFLINE = json.dumps({"state": "offline"}).encode()
+
 ActuatorHandler = Callable[[str, str, ActuatorRef | None, bytes | bytearray], None]  # (topic, key, ref, payload)
 
 
@@ -48,13 +53,16 @@ class BemcomMqtt:
         name = settings.connector_name
         self.topics = {
             part: f"{name}/{part}"
-            for part in ("heartbeat", "logs", "available_datapoints", "datapoint_map", "raw_message_to_db")
+            for part in ("heartbeat", "logs", "available_datapoints", "datapoint_map", "raw_message_to_db", "state")
         }
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
         if settings.mqtt_username is not None:
             self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
         if tls_ca_file is not None:
             self._client.tls_set(ca_certs=tls_ca_file)  # the broker is verified against this CA
+        # The broker publishes this if the connector vanishes without a clean disconnect
+        # (killed, network gone): retained, so a dashboard arriving later sees it too.
+        self._client.will_set(self.topics["state"], OFFLINE, qos=1, retain=True)
         self._client.reconnect_delay_set(1, 30)
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
         # paho's default of 5 s would let a broker that never answers hold up shutdown.
@@ -67,6 +75,7 @@ class BemcomMqtt:
         self._loop_thread: int | None = None
         self._available_changed = asyncio.Event()
         self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
+        self._over_key_limit: set[str | None] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -82,6 +91,8 @@ class BemcomMqtt:
 
     async def stop(self, flush_within: float) -> None:
         """Wait (bounded) until the broker acknowledged what was published, then disconnect."""
+        # A clean disconnect makes the broker discard the will: say offline ourselves.
+        self.outbox.put(self.topics["state"], OFFLINE, qos=1, retain=True)
         if not await self.outbox.flush(flush_within):
             LOG.warning("%d messages not yet acknowledged by the broker are lost at shutdown", self.outbox.pending)
         self._client.disconnect()
@@ -122,17 +133,33 @@ class BemcomMqtt:
 
     # -- publishing --------------------------------------------------------------------
 
-    def publish_values(self, points: list[Datapoint]) -> None:
+    def publish_values(self, points: list[Datapoint], cp: str | None = None) -> None:
+        """Record and publish (where mapped) values; `cp` the charge point they belong to."""
         for point in points:
-            if self._registry.add_sensor(point):
+            if not self._registry.admits(point.key, cp):
+                self._key_limit_reached(cp, point.key)
+                continue
+            if self._registry.add_sensor(point, cp):
                 self._available_changed.set()
             topic = self._registry.sensor_topic(point.key)
             if topic is not None:
                 self._publish_value(topic, point)
 
     def announce_actuator(self, key: str, ref: ActuatorRef, example: Any) -> None:
-        if self._registry.add_actuator(key, ref, example):
+        if not self._registry.admits(key, ref.cp):
+            self._key_limit_reached(ref.cp, key)
+        elif self._registry.add_actuator(key, ref, example):
             self._available_changed.set()
+
+    def _key_limit_reached(self, cp: str | None, key: str) -> None:
+        if cp not in self._over_key_limit:  # once per charge point: it will keep trying
+            self._over_key_limit.add(cp)
+            LOG.warning(
+                "%s: has %d datapoint keys, OCPP_MAX_KEYS_PER_CHARGE_POINT; new keys such as %.200r are not published",
+                cp,
+                self._registry.max_keys_per_cp,
+                key,
+            )
 
     def publish_raw(self, cp: str, direction: str, frame: str, timestamp: int) -> None:
         payload = {"raw_message": frame, "timestamp": timestamp, "charge_point_id": cp, "direction": direction}
@@ -178,6 +205,8 @@ class BemcomMqtt:
 
     def _subscribe_all(self) -> None:
         """After every (re)connect: with a clean session the broker forgot our subscriptions."""
+        # Ahead of any backlog: the values queued during an outage are not the news.
+        self.outbox.put_first(self.topics["state"], ONLINE, qos=1, retain=True)
         self._client.subscribe(self.topics["datapoint_map"], qos=2)
         for topic in self._registry.map.actuator:
             self._client.subscribe(topic, qos=2)

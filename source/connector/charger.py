@@ -1,12 +1,13 @@
 """What the connector knows of a charge point beyond one connection.
 
 Kept per identity by the dispatcher, so a charger that reconnects without a new
-BootNotification keeps its allowed rate units, last voltage and open reservations.
+BootNotification keeps its allowed rate units and last voltage. (Reservations, which must
+also survive a restart of the connector, live in the TransactionStore.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -14,4 +15,3 @@ class ChargerState:
     allowed_rate_units: frozenset[str] | None = None  # {"W", "A"} subset; None: not known
     rate_units_asked: bool = False  # asked since start (an answer of None stays unknown)
     voltage: float | None = None  # last measured phase voltage
-    reservations: dict[int, int] = field(default_factory=dict)  # connector id -> reservation id

@@ -94,7 +94,7 @@ class CommandRunner:
         active = self._transactions.active(ref.cp, ref.connector_id)
         return ChargerFacts(
             transaction_id=active.transaction_id if active else None,
-            reservation_id=session.state.reservations.get(ref.connector_id),
+            reservation_id=self._transactions.reservation(ref.cp, ref.connector_id),
             new_reservation_id=(lambda: self._transactions.new_id(ref.cp)) if allocate else (lambda: 0),
             allowed_rate_units=session.state.allowed_rate_units,
             voltage=session.state.voltage,
@@ -125,7 +125,7 @@ class CommandRunner:
 
     def _answered(self, session: ChargePointSession, command: Command, call: OcppCall, answer: dict[str, Any]) -> None:
         ref, at = command.ref, now_ms()
-        remember(session, call, answer)
+        remember(session, self._transactions, call, answer)
         try:
             points = command.actuator.answer(ref.cp, ref.connector_id, call, answer, at)
         except Exception:  # a bug in an answer mapping must not swallow the status
@@ -138,15 +138,15 @@ class CommandRunner:
         self._publish([Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())])
 
 
-def remember(session: ChargePointSession, call: OcppCall, answer: dict[str, Any]) -> None:
+def remember(
+    session: ChargePointSession, transactions: TransactionStore, call: OcppCall, answer: dict[str, Any]
+) -> None:
     """What an answer teaches about the charger, whichever actuator sent the call."""
-    reservations = session.state.reservations
+    p = call.payload
     if call.action == "ReserveNow" and accepted(answer):
-        reservations[call.payload["connectorId"]] = call.payload["reservationId"]
+        transactions.reserve(session.id, p["connectorId"], p["reservationId"], p["expiryDate"])
     elif call.action == "CancelReservation" and accepted(answer):
-        for connector_id, reservation_id in list(reservations.items()):
-            if reservation_id == call.payload["reservationId"]:
-                del reservations[connector_id]
+        transactions.end_reservation(session.id, p["reservationId"])
     elif call.action == "GetConfiguration":
         session.remember_rate_units(call, answer)
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from http import HTTPStatus
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -21,6 +21,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from connector.charger import ChargerState
+from connector.limits import Throttled, raise_open_files_limit
 from connector.security import Security, basic_auth_refusal
 from connector.session import ChargePointSession, RawTap, SessionEvents
 from connector.settings import Settings
@@ -31,6 +32,14 @@ LOG = logging.getLogger(__name__)
 OCPP16 = Subprotocol("ocpp1.6")
 # Bounds the shutdown: a peer that does not answer our close frame is cut off after this.
 CLOSE_TIMEOUT_S = 2.0
+
+
+# Why we closed a connection, by our close code, for the log line an operator reads.
+CLOSE_EXPLANATIONS = {
+    1008: "sent more frames than OCPP_MAX_MESSAGE_RATE allows",
+    1009: "sent a frame larger than OCPP_MAX_FRAME_SIZE",
+    1011: "did not answer pings (dead or unreachable; OCPP_PING_INTERVAL)",
+}
 
 
 class ListenError(Exception):
@@ -74,6 +83,38 @@ def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotoc
     raise NegotiationError(f"unsupported subprotocols {', '.join(offered)}; this server speaks ocpp1.6")
 
 
+class TrackedConnection(ServerConnection):
+    """A server connection that counts itself while its TCP connection lasts and bounds
+    its opening handshake with a log line (websockets drops a slow one silently)."""
+
+    _dispatcher: DeviceDispatcher  # set on the subclass each dispatcher makes
+
+    @classmethod
+    def of(cls, dispatcher: DeviceDispatcher) -> type[TrackedConnection]:
+        """The class websockets instantiates for `dispatcher`'s connections."""
+        return type("DispatcherConnection", (cls,), {"_dispatcher": dispatcher})
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._dispatcher.tcp_connections += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._dispatcher.tcp_connections -= 1
+        super().connection_lost(exc)
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        timeout = self._dispatcher.handshake_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await super().handshake(*args, **kwargs)
+        except TimeoutError:
+            peer = self.remote_address[0] if self.remote_address else "?"
+            LOG.warning(
+                "connection from %s dropped: no opening handshake within %g s (OCPP_HANDSHAKE_TIMEOUT)", peer, timeout
+            )
+            raise
+
+
 class DeviceDispatcher:
     def __init__(
         self,
@@ -93,9 +134,20 @@ class DeviceDispatcher:
         self._closing: set[asyncio.Task[None]] = set()
         self.port: int | None = None
         self._server: Server | None = None
+        self.tcp_connections = 0  # open TCP connections, handshakes included
+        self.handshake_timeout = settings.ocpp_handshake_timeout
+        self.capacity = settings.ocpp_max_connections
+        self._refusals = Throttled()
 
     async def listen(self) -> None:
         """Bind OCPP_HOST:OCPP_PORT; ListenError (one line for the operator) if that fails."""
+        self.capacity = raise_open_files_limit(self._settings.ocpp_max_connections)
+        if self.capacity < self._settings.ocpp_max_connections:
+            LOG.warning(
+                "the open files limit allows only %d charger connections (OCPP_MAX_CONNECTIONS=%d); raise `ulimit -n`",
+                self.capacity,
+                self._settings.ocpp_max_connections,
+            )
         try:
             self._server = await self._serve()  # binds here
         except OSError as error:
@@ -118,6 +170,9 @@ class DeviceDispatcher:
 
     def _serve(self) -> Awaitable[Server]:
         ping = self._settings.ocpp_ping_interval or None
+        tls: dict[str, Any] = {}
+        if self._security.ocpp_tls is not None:
+            tls = {"ssl": self._security.ocpp_tls, "ssl_handshake_timeout": self.handshake_timeout}
         return serve(
             self._serve_charge_point,
             self._settings.ocpp_host,
@@ -130,11 +185,28 @@ class DeviceDispatcher:
             ping_interval=ping,
             ping_timeout=ping,
             close_timeout=CLOSE_TIMEOUT_S,
-            ssl=self._security.ocpp_tls,
+            max_size=self._settings.ocpp_max_frame_size,
+            # Our TrackedConnection bounds (and logs) the handshake; this is only a backstop.
+            open_timeout=self.handshake_timeout + 1,
+            create_connection=TrackedConnection.of(self),
+            **tls,
         )
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Refuse before the WebSocket opens: no identity (404), not allowed (403), profile 1 (401)."""
+        """Refuse before the WebSocket opens: full (503), no identity (404), not allowed (403), profile 1 (401)."""
+        if self.tcp_connections > self.capacity:  # this one is counted already
+            if self._refusals.ready():
+                LOG.warning(
+                    "refused connection from %s with HTTP 503: %d connections open, OCPP_MAX_CONNECTIONS is %d"
+                    " (%d more refused since the last report)",
+                    connection.remote_address[0] if connection.remote_address else "?",
+                    self.tcp_connections - 1,
+                    self.capacity,
+                    self._refusals.take_suppressed(),
+                )
+            response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
+            response.headers["Retry-After"] = "60"
+            return response
         identity = identity_from_path(request.path)
         if not identity:
             LOG.warning("refused connection to %.200r: no charge point identity in the path", request.path)
@@ -161,6 +233,7 @@ class DeviceDispatcher:
             id_tags=self._settings.id_tags,
             heartbeat_interval=self._settings.charger_heartbeat_interval,
             response_timeout=self._settings.ocpp_response_timeout,
+            max_message_rate=self._settings.ocpp_max_message_rate,
             raw_tap=self._raw_tap,
         )
         self._take_over(cp, session)
@@ -187,4 +260,10 @@ class DeviceDispatcher:
         if self.sessions.get(cp) is session:
             del self.sessions[cp]
             self._events.connected(cp, False)
-        LOG.info("%s: disconnected (code %s)", cp, connection.close_code)
+        sent = connection.protocol.close_sent
+        if sent is not None and sent.code in CLOSE_EXPLANATIONS:
+            LOG.warning(
+                "%s: disconnected with close code %d: the charger %s", cp, sent.code, CLOSE_EXPLANATIONS[sent.code]
+            )
+        else:
+            LOG.info("%s: disconnected (code %s)", cp, connection.close_code)

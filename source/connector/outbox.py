@@ -73,6 +73,10 @@ class Outbox:
             self._report_drops()
         self._drain()  # acknowledgements may have freed the window meanwhile
 
+    def put_first(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
+        """Hand over at once, ahead of what waits (one message beyond the window is harmless)."""
+        self._hand(Message(topic, payload, qos, retain))
+
     def _hand(self, message: Message) -> None:
         try:
             info = self._client.publish(*message)

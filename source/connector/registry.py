@@ -65,16 +65,33 @@ class DatapointMap:
 
 
 class Registry:
-    def __init__(self) -> None:
+    """Every key seen, with the latest sensor values; at most `max_keys_per_cp` per charge point.
+
+    The bound matters: keys come from what chargers send (connector ids, enum values a
+    charger invents, DataTransfer vendor ids), and each is kept for the connector's life
+    and listed in every available_datapoints message.
+    """
+
+    def __init__(self, max_keys_per_cp: int = 2000) -> None:
         self.sensors: dict[str, Datapoint] = {}  # key -> latest datapoint
         self.actuators: dict[str, Any] = {}
         self.actuator_refs: dict[str, ActuatorRef] = {}
         self.map = DatapointMap({}, {})
+        self.max_keys_per_cp = max_keys_per_cp
+        self._keys_of: dict[str, int] = {}  # charge point -> keys it has
 
-    def add_sensor(self, point: Datapoint) -> bool:
-        """Record a sensor's latest value; True if the key is new (announce it)."""
+    def admits(self, key: str, cp: str | None) -> bool:
+        """False for a new key of a charge point that has used up its keys."""
+        if cp is None or key in self.sensors or key in self.actuators:
+            return True
+        return self._keys_of.get(cp, 0) < self.max_keys_per_cp
+
+    def add_sensor(self, point: Datapoint, cp: str | None = None) -> bool:
+        """Record a sensor's latest value; True if the key is new (announce it). Check `admits` first."""
         is_new = point.key not in self.sensors
         self.sensors[point.key] = point
+        if is_new and cp is not None:
+            self._keys_of[cp] = self._keys_of.get(cp, 0) + 1
         return is_new
 
     def add_actuator(self, key: str, ref: ActuatorRef, example: Any) -> bool:
@@ -82,6 +99,7 @@ class Registry:
             return False
         self.actuators[key] = example
         self.actuator_refs[key] = ref
+        self._keys_of[ref.cp] = self._keys_of.get(ref.cp, 0) + 1
         return True
 
     def available_datapoints(self) -> dict[str, dict[str, Any]]:

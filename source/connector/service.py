@@ -36,11 +36,11 @@ class ConnectorEvents:
         self._mqtt = mqtt_side
         self._enabled = [ACTUATORS[name] for name in sorted(enabled_actuators)]
 
-    def publish(self, points: list[Datapoint]) -> None:
-        self._mqtt.publish_values(points)
+    def publish(self, cp: str, points: list[Datapoint]) -> None:
+        self._mqtt.publish_values(points, cp)
 
     def connected(self, cp: str, is_connected: bool) -> None:
-        self._mqtt.publish_values([Datapoint(key(cp, "connected"), is_connected, now_ms())])
+        self._mqtt.publish_values([Datapoint(key(cp, "connected"), is_connected, now_ms())], cp)
         if is_connected:
             for actuator in self._enabled:
                 if not actuator.per_connector:
@@ -60,7 +60,7 @@ class Service:
     def __init__(self, settings: Settings, security: Security | None = None) -> None:
         self.settings = settings
         security = security or load_security(settings)
-        self.registry = Registry()
+        self.registry = Registry(settings.max_keys_per_charge_point)
         self.mqtt = BemcomMqtt(settings, self.registry, security.mqtt_ca_file)
         raw_tap = self.mqtt.publish_raw if settings.send_raw_message_to_db else None
         self.events = ConnectorEvents(self.mqtt, settings.enabled_actuators)

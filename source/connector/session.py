@@ -34,6 +34,7 @@ from connector.actuators import ACTUATORS, GET_CONFIGURATION, RATE_UNIT_KEY, Ocp
 from connector.authorization import IdTagPolicy
 from connector.charger import ChargerState
 from connector.datapoints import Datapoint
+from connector.limits import MessageRate
 from connector.protocol import (
     FrameProblem,
     check_payload,
@@ -47,6 +48,7 @@ from connector.transactions import TransactionStore
 LOG = logging.getLogger(__name__)
 
 ACCEPTED = {"status": "Accepted"}
+RATE_CLOSE_CODE = 1008  # policy violation
 MAX_NAMED_DEVIATIONS = 100  # per connection; bounds memory against a charger that varies them
 
 
@@ -61,7 +63,7 @@ def handles(action: Action) -> Callable[[Handler], Handler]:
 class SessionEvents(Protocol):
     """What a session tells the rest of the connector."""
 
-    def publish(self, points: list[Datapoint]) -> None: ...
+    def publish(self, cp: str, points: list[Datapoint]) -> None: ...
 
     def connector_seen(self, cp: str, connector_id: int) -> None: ...
 
@@ -102,6 +104,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         id_tags: IdTagPolicy,
         heartbeat_interval: int,
         response_timeout: float,
+        max_message_rate: float = 0.0,
         raw_tap: RawTap | None = None,
     ) -> None:
         super().__init__(cp_id, connection, response_timeout=response_timeout, logger=LOG)
@@ -116,6 +119,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self._tasks: set[asyncio.Task[None]] = set()
         self._timeouts = 0  # calls that went unanswered: fails the ones queued behind them
         self._named: set[str] = set()  # deviations already logged on this connection
+        self._rate = MessageRate(max_message_rate)
         self.log = logging.LoggerAdapter(LOG, {"charge_point": cp_id})
 
     # -- reading -----------------------------------------------------------------------
@@ -124,6 +128,10 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         """Serve frames until the connection closes (ConnectionClosed propagates)."""
         self.connector_seen(0)
         async for frame in self._connection:
+            if not self._rate.allow():
+                # The dispatcher logs why, from the close code.
+                await self._connection.close(RATE_CLOSE_CODE, "message rate limit exceeded")
+                return
             received = dp.now_ms()
             text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
             if self._raw_tap is not None:
@@ -326,7 +334,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
 
     def publish(self, points: list[Datapoint]) -> None:
         if points:
-            self._events.publish(points)
+            self._events.publish(self.id, points)
 
     # -- charger-initiated messages ----------------------------------------------------
 
@@ -370,10 +378,8 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         return {"transactionId": record.transaction_id, "idTagInfo": self._id_tags.id_tag_info(p["idTag"])}
 
     def _reservation_used(self, connector_id: int, reservation_id: int, at: int) -> None:
-        for reserved_on, reserved in list(self.state.reservations.items()):
-            if reserved == reservation_id:
-                del self.state.reservations[reserved_on]
-                self.publish([Datapoint(dp.key(self.id, "Reservation", reserved_on, "status"), "Used", at)])
+        for reserved_on in self._transactions.end_reservation(self.id, reservation_id):
+            self.publish([Datapoint(dp.key(self.id, "Reservation", reserved_on, "status"), "Used", at)])
 
     @handles(Action.stop_transaction)
     def on_stop_transaction(self, msg: Inbound) -> dict[str, Any]:

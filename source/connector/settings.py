@@ -59,6 +59,12 @@ class Settings:
     reservation_expiry: int = 3600
     id_tags: IdTagPolicy = field(default_factory=IdTagPolicy)
     state_dir: str = "./state"
+    # Limits: far above what real fleets reach; a peer beyond one is logged and cut off.
+    ocpp_max_frame_size: int = 1_048_576
+    ocpp_max_connections: int = 25_000
+    ocpp_handshake_timeout: float = 30.0
+    ocpp_max_message_rate: float = 1000.0  # per charge point, averaged over 10 s; 0: off
+    max_keys_per_charge_point: int = 2000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -90,6 +96,13 @@ class Settings:
             reservation_expiry=reader.number("OCPP_RESERVATION_EXPIRY", 3600, 1, int),
             id_tags=reader.id_tags("OCPP_ALLOWED_ID_TAGS"),
             state_dir=reader.text("STATE_DIR", cls.state_dir),
+            ocpp_max_frame_size=reader.number("OCPP_MAX_FRAME_SIZE", cls.ocpp_max_frame_size, 1024, int),
+            ocpp_max_connections=reader.number("OCPP_MAX_CONNECTIONS", cls.ocpp_max_connections, 1, int),
+            ocpp_handshake_timeout=reader.number("OCPP_HANDSHAKE_TIMEOUT", cls.ocpp_handshake_timeout, 0.1, float),
+            ocpp_max_message_rate=reader.number("OCPP_MAX_MESSAGE_RATE", cls.ocpp_max_message_rate, 0.0, float),
+            max_keys_per_charge_point=reader.number(
+                "OCPP_MAX_KEYS_PER_CHARGE_POINT", cls.max_keys_per_charge_point, 10, int
+            ),
         )
         if reader.problems:
             raise SettingsError(reader.problems)

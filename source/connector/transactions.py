@@ -1,10 +1,14 @@
-"""Transaction ids and open transactions per charge point, kept under STATE_DIR.
+"""Transaction ids, open transactions and open reservations per charge point, under STATE_DIR.
 
 Ids must be unique per charge point, also across restarts of the connector. Two guards:
 the last id handed out is persisted (one small file per charge point, replaced
 atomically), and a new id is never below the seconds since 2020, so even a lost state
 directory does not reissue an old id unless the clock went backwards. The number stays
 far below 2**31 for decades: chargers often store it as a signed 32-bit integer.
+
+Reservations share the id sequence (the charger keeps both kinds of id) and the file: a
+reservation made before a restart can still be cancelled or used after it. An expired one
+is forgotten when next looked at, as the charger itself drops it at its expiry date.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,6 +30,25 @@ LOG = logging.getLogger(__name__)
 
 ID_EPOCH = 1577836800  # 2020-01-01T00:00:00Z
 MAX_NAME = 200
+
+
+@dataclass(frozen=True)
+class Reservation:
+    reservation_id: int
+    connector_id: int
+    expires: float | None  # seconds since 1970; None: an expiry date we could not read
+
+
+def _epoch_seconds(date_time: str) -> float | None:
+    """OCPP dateTime text to seconds since 1970 (UTC where no offset is given), None if unreadable.
+
+    Our own ReserveNow sends a clean value, but one sent through execute_ocpp_call may not be.
+    """
+    try:
+        parsed = datetime.fromisoformat(date_time)
+    except (TypeError, ValueError):
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 class StateDirError(Exception):
@@ -50,6 +74,7 @@ class TransactionStore:
         self._clock = clock
         self._last_id: dict[str, int] = {}
         self._open: dict[str, dict[int, TransactionRecord]] = {}
+        self._reservations: dict[str, dict[int, Reservation]] = {}  # by connector id
 
     def start(self, cp: str, connector_id: int, id_tag: str, meter_start: int, started: str = "") -> TransactionRecord:
         """A new transaction; or, for a replay of an open one (a charger that never got our
@@ -84,6 +109,32 @@ class TransactionStore:
             self._save(cp)
         return record
 
+    def reserve(self, cp: str, connector_id: int, reservation_id: int, expiry_date: str) -> None:
+        """Record a reservation the charger accepted (it replaces any other on the connector)."""
+        self._load(cp)
+        expires = _epoch_seconds(expiry_date)
+        self._reservations[cp][connector_id] = Reservation(reservation_id, connector_id, expires)
+        self._save(cp)
+
+    def reservation(self, cp: str, connector_id: int) -> int | None:
+        """The id of the reservation open on the connector, if any and not expired."""
+        self._load(cp)
+        found = self._reservations[cp].get(connector_id)
+        if found is not None and found.expires is not None and found.expires <= self._clock():
+            self.end_reservation(cp, found.reservation_id)
+            return None
+        return found.reservation_id if found else None
+
+    def end_reservation(self, cp: str, reservation_id: int) -> list[int]:
+        """Forget a reservation (cancelled, used or expired); the connectors it was on."""
+        self._load(cp)
+        ended = [c for c, r in self._reservations[cp].items() if r.reservation_id == reservation_id]
+        for connector_id in ended:
+            del self._reservations[cp][connector_id]
+        if ended:
+            self._save(cp)
+        return ended
+
     def active(self, cp: str, connector_id: int) -> TransactionRecord | None:
         self._load(cp)
         # The newest: an older one left open (its stop lost) is not what runs now.
@@ -101,12 +152,14 @@ class TransactionStore:
     def _load(self, cp: str) -> None:
         if cp in self._last_id:
             return
-        self._last_id[cp], self._open[cp] = 0, {}
+        self._last_id[cp], self._open[cp], self._reservations[cp] = 0, {}, {}
         try:
             state = json.loads(self._path(cp).read_text())
             self._last_id[cp] = int(state["last_id"])
             records = (TransactionRecord(**r) for r in state["open"])
             self._open[cp] = {r.transaction_id: r for r in records}
+            reservations = (Reservation(**r) for r in state.get("reservations", []))  # older files: none
+            self._reservations[cp] = {r.connector_id: r for r in reservations}
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as error:
@@ -114,7 +167,11 @@ class TransactionStore:
 
     def _save(self, cp: str) -> None:
         """Persist; on failure keep serving from memory (ids stay unique while we run)."""
-        state = {"last_id": self._last_id[cp], "open": [asdict(r) for r in self._open[cp].values()]}
+        state = {
+            "last_id": self._last_id[cp],
+            "open": [asdict(r) for r in self._open[cp].values()],
+            "reservations": [asdict(r) for r in self._reservations[cp].values()],
+        }
         path = self._path(cp)
         temporary = path.with_suffix(".tmp")
         try:

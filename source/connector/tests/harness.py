@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -370,10 +373,75 @@ class RawLink:
             return json.loads(await self.connection.recv())
 
 
+def base_env(broker: Mosquitto, name: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a connector process against `broker`: nothing else inherited."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV")}
+    return {
+        **keep,
+        "CONNECTOR_NAME": name,
+        "MQTT_BROKER_HOST": "127.0.0.1",
+        "MQTT_BROKER_PORT": str(broker.port),
+        "OCPP_HOST": "127.0.0.1",
+        "OCPP_PORT": "0",
+        "STATE_DIR": str(tmp_path / "state"),
+    }
+
+
+class ConnectorProcess:
+    """`python -m connector` as a child process; its stderr is read all along (a full pipe
+    would block the connector) and kept as lines that tests can wait for."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._changed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        async for line in self.process.stderr:
+            self.lines.append(line.decode(errors="replace"))
+            self._changed.set()
+        self._changed.set()  # end of output: waiters look one last time
+
+    async def wait_for_line(self, pattern: str, within: float = WAIT_S, since: int = 0) -> re.Match[str]:
+        """The first stderr line (from line number `since` on) that matches `pattern`."""
+        async with asyncio.timeout(within):
+            seen = since
+            while True:
+                for line in self.lines[seen:]:
+                    if found := re.search(pattern, line):
+                        return found
+                seen = len(self.lines)
+                if self._reader.done():
+                    raise AssertionError(f"connector exited before logging {pattern!r}: {self.lines[-10:]}")
+                self._changed.clear()
+                await self._changed.wait()
+
+    def rss_kb(self) -> int:
+        """The connector's resident memory now (Linux)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        found = re.search(r"VmRSS:\s+(\d+) kB", status)
+        assert found is not None
+        return int(found.group(1))
+
+    async def kill(self) -> None:
+        """SIGKILL (if still running) and reap."""
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+        await self._reader
+
+
+async def spawn_connector(env: dict[str, str], cwd: Path) -> ConnectorProcess:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "connector", env=env, cwd=cwd, stderr=asyncio.subprocess.PIPE
+    )
+    return ConnectorProcess(process)
+
+
 def run_connector(env: dict[str, str], cwd: Path) -> tuple[int, str]:
     """Run `python -m connector` to its end (a start that must fail); (exit status, stderr)."""
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-m", "connector"],
         env=env,

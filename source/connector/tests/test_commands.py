@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connector.actuators import OcppCall
-from connector.charger import ChargerState
 from connector.commands import remember
 from connector.tests.conftest import RunningConnector, map_datapoints, start_connector
 from connector.tests.harness import ChargerLink, MqttProbe, RawLink, send
+from connector.transactions import TransactionStore
 
 PROFILE = "CP_1__execute_send_charging_profile__1"
 TRIGGER = "CP_1__execute_trigger_message"
@@ -255,10 +256,9 @@ async def test_a_failed_rate_unit_read_is_retried_by_the_next_limit(
 
 
 class SessionStub:
-    """Only what `remember` reads: the charger state (and rate-unit learning, unused here)."""
+    """Only what `remember` reads: the identity (and rate-unit learning, unused here)."""
 
-    def __init__(self) -> None:
-        self.state = ChargerState()
+    id = "CP_1"
 
     def remember_rate_units(self, call: OcppCall, answer: dict[str, Any]) -> None:
         raise AssertionError("not a GetConfiguration")
@@ -267,30 +267,35 @@ class SessionStub:
 def reserve(connector_id: int, reservation_id: int) -> OcppCall:
     payload = {
         "connectorId": connector_id,
-        "expiryDate": "2026-11-21T12:00:00Z",
+        "expiryDate": "2099-11-21T12:00:00Z",
         "idTag": "T",
         "reservationId": reservation_id,
     }
     return OcppCall("ReserveNow", payload)
 
 
-def test_a_reservation_is_remembered_on_the_connector_its_payload_names() -> None:
+def reservations(store: TransactionStore) -> dict[int, int | None]:
+    return {c: store.reservation("CP_1", c) for c in (1, 2) if store.reservation("CP_1", c) is not None}
+
+
+def test_a_reservation_is_remembered_on_the_connector_its_payload_names(tmp_path: Path) -> None:
     """ReserveNow sent through execute_ocpp_call (connector 0 in the key) is recorded on the payload's connector."""
-    session = SessionStub()
-    remember(session, reserve(2, 77), {"status": "accepted"})  # type: ignore[arg-type]
-    assert session.state.reservations == {2: 77}
+    store = TransactionStore(tmp_path)
+    remember(SessionStub(), store, reserve(2, 77), {"status": "accepted"})  # type: ignore[arg-type]
+    assert reservations(store) == {2: 77}
 
 
-def test_a_cancel_forgets_the_reservation_by_its_id() -> None:
+def test_a_cancel_forgets_the_reservation_by_its_id(tmp_path: Path) -> None:
     """CancelReservation Accepted removes the reservation with that id, wherever it is."""
-    session = SessionStub()
-    session.state.reservations = {1: 5, 2: 77}
-    remember(session, OcppCall("CancelReservation", {"reservationId": 77}), {"status": "Accepted"})  # type: ignore[arg-type]
-    assert session.state.reservations == {1: 5}
+    store = TransactionStore(tmp_path)
+    for call in (reserve(1, 5), reserve(2, 77)):
+        remember(SessionStub(), store, call, {"status": "Accepted"})  # type: ignore[arg-type]
+    remember(SessionStub(), store, OcppCall("CancelReservation", {"reservationId": 77}), {"status": "Accepted"})  # type: ignore[arg-type]
+    assert reservations(store) == {1: 5}
 
 
-def test_a_rejected_reservation_is_not_remembered() -> None:
+def test_a_rejected_reservation_is_not_remembered(tmp_path: Path) -> None:
     """Only an accepted ReserveNow opens a reservation."""
-    session = SessionStub()
-    remember(session, reserve(1, 5), {"status": "Occupied"})  # type: ignore[arg-type]
-    assert session.state.reservations == {}
+    store = TransactionStore(tmp_path)
+    remember(SessionStub(), store, reserve(1, 5), {"status": "Occupied"})  # type: ignore[arg-type]
+    assert reservations(store) == {}

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,20 +13,16 @@ import pytest
 import websockets
 
 from connector.tests.conftest import map_datapoints
-from connector.tests.harness import WAIT_S, ChargerLink, Mosquitto, MqttProbe, run_connector, send
-
-
-def base_env(broker: Mosquitto, name: str, tmp_path: Path) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV")}
-    return {
-        **keep,
-        "CONNECTOR_NAME": name,
-        "MQTT_BROKER_HOST": "127.0.0.1",
-        "MQTT_BROKER_PORT": str(broker.port),
-        "OCPP_HOST": "127.0.0.1",
-        "OCPP_PORT": "0",
-        "STATE_DIR": str(tmp_path / "state"),
-    }
+from connector.tests.harness import (
+    ChargerLink,
+    ConnectorProcess,
+    Mosquitto,
+    MqttProbe,
+    base_env,
+    run_connector,
+    send,
+    spawn_connector,
+)
 
 
 @pytest.mark.parametrize(
@@ -83,38 +76,11 @@ def test_port_in_use_exits_2_naming_the_variable(broker: Mosquitto, connector_na
     assert len(stderr.strip().splitlines()) == 1 or "cannot listen" in stderr.strip().splitlines()[-1]
 
 
-class ConnectorProcess:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-
-    async def wait_for_line(self, pattern: str) -> re.Match[str]:
-        assert self.process.stderr is not None
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                line = (await self.process.stderr.readline()).decode()
-                if not line:
-                    raise AssertionError(f"connector exited before logging {pattern!r}: {self.lines}")
-                self.lines.append(line)
-                found = re.search(pattern, line)
-                if found:
-                    return found
-
-
 @pytest.fixture
 async def process(broker: Mosquitto, connector_name: str, tmp_path: Path) -> AsyncIterator[ConnectorProcess]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "connector",
-        env=base_env(broker, connector_name, tmp_path),
-        cwd=tmp_path,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    yield ConnectorProcess(proc)
-    if proc.returncode is None:
-        proc.kill()
-        await proc.wait()
+    running = await spawn_connector(base_env(broker, connector_name, tmp_path), tmp_path)
+    yield running
+    await running.kill()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,33 @@ def test_the_active_transaction_is_the_newest_open_one(tmp_path: Path) -> None:
     current = store.start("CP_1", 1, "TAG", 200, "2026-11-21T11:00:00Z")
     active = store.active("CP_1", 1)
     assert active is not None and active.transaction_id == current.transaction_id > stale.transaction_id
+
+
+def test_reservations_survive_a_restart(tmp_path: Path) -> None:
+    """A reservation recorded before a restart is still open on its connector after it, until it ends."""
+    store_in(tmp_path).reserve("CP_1", 2, 77, "2026-11-21T12:00:00Z")
+    after = store_in(tmp_path)
+    assert after.reservation("CP_1", 2) == 77
+    assert after.reservation("CP_1", 1) is None
+    assert after.end_reservation("CP_1", 77) == [2]
+    assert store_in(tmp_path).reservation("CP_1", 2) is None
+
+
+def test_an_expired_reservation_is_forgotten(tmp_path: Path) -> None:
+    """At its expiry date a reservation is no longer open (the charger drops it then too), also after a restart."""
+    clock = Clock(datetime(2026, 11, 21, 11, 59, tzinfo=UTC).timestamp())
+    store = store_in(tmp_path, clock)
+    store.reserve("CP_1", 1, 5, "2026-11-21T12:00:00Z")
+    store.reserve("CP_1", 2, 6, "2026-11-21T12:00:00")  # no offset: UTC, as OCPP means
+    assert (store.reservation("CP_1", 1), store.reservation("CP_1", 2)) == (5, 6)
+    clock.now += 60
+    assert (store.reservation("CP_1", 1), store.reservation("CP_1", 2)) == (None, None)
+    assert store_in(tmp_path, clock).reservation("CP_1", 1) is None
+
+
+def test_a_reservation_with_an_unreadable_expiry_stays_until_it_ends(tmp_path: Path) -> None:
+    """An expiry date sent raw through execute_ocpp_call that does not parse never expires here; it can be cancelled."""
+    store = store_in(tmp_path)
+    store.reserve("CP_1", 1, 5, "next tuesday")
+    assert store_in(tmp_path).reservation("CP_1", 1) == 5
+    assert store.end_reservation("CP_1", 5) == [1]

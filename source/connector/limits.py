@@ -1,0 +1,80 @@
+"""Limits that protect the connector from a peer gone wrong; pure apart from `raise_open_files_limit`.
+
+Each default lies far above what real fleets reach: a charger that waits for each answer,
+as OCPP-J requires, cannot send 1000 frames a second for 10 s through this connector, and
+a cut-off charger that reconnects and floods again is cut off again, while every other
+charger is served throughout.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from collections.abc import Callable
+
+LOG = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 10.0  # a burst may use up this many seconds' worth of the rate at once
+# Descriptors the process needs besides charger sockets: broker, files, the listener.
+SPARE_FILES = 100
+
+
+class MessageRate:
+    """A token bucket: `rate` frames per second on average, bursts up to RATE_WINDOW_S of it."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self._capacity = rate * RATE_WINDOW_S
+        self._tokens = self._capacity
+        self._clock = clock
+        self._last = clock()
+
+    def allow(self) -> bool:
+        """Count one frame; False once the charger is above the rate (rate 0: always True)."""
+        if self.rate <= 0:
+            return True
+        now = self._clock()
+        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class Throttled:
+    """Lets a repeated warning through at most once per `interval` s, counting the rest."""
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._next = 0.0
+        self.suppressed = 0
+
+    def ready(self) -> bool:
+        """True if the warning may be logged now (then `suppressed` tells how many were not)."""
+        now = self._clock()
+        if now < self._next:
+            self.suppressed += 1
+            return False
+        self._next = now + self._interval
+        return True
+
+    def take_suppressed(self) -> int:
+        count, self.suppressed = self.suppressed, 0
+        return count
+
+
+def raise_open_files_limit(connections: int) -> int:
+    """Raise the soft descriptor limit towards `connections` + spare; the charger sockets it allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as error:
+            LOG.warning("could not raise the open files limit from %d: %s", soft, error)
+    return connections if soft == resource.RLIM_INFINITY else min(connections, soft - SPARE_FILES)

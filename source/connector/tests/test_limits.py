@@ -1,0 +1,198 @@
+"""Limits: frame size, connections, handshake time, message rate, keys per charge point.
+
+The pure parts with a settable clock; then each limit end to end against a real
+connector, real WebSockets (raw frames where a peer must misbehave) and real mosquitto:
+the peer beyond it is cut off with its close code or HTTP status and a log line naming
+the setting, and another charge point is served all along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from connector.datapoints import Datapoint
+from connector.limits import SPARE_FILES, MessageRate, Throttled, raise_open_files_limit
+from connector.registry import Registry
+from connector.tests.conftest import RunningConnector, start_connector
+from connector.tests.harness import WAIT_S, MqttProbe, RawLink
+
+StartLimited = Callable[..., Awaitable[RunningConnector]]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_message_rate_allows_a_burst_then_the_rate() -> None:
+    """10 s worth of the rate at once, then one frame per 1/rate seconds; 0 means no limit."""
+    clock = Clock()
+    rate = MessageRate(2.0, clock)
+    assert all(rate.allow() for _ in range(20))
+    assert not rate.allow()
+    clock.now += 0.5
+    assert rate.allow() and not rate.allow()
+    clock.now += 1000
+    assert sum(rate.allow() for _ in range(30)) == 20  # the burst refills, never beyond
+    unlimited = MessageRate(0.0, clock)
+    assert all(unlimited.allow() for _ in range(100_000))
+
+
+def test_throttled_warning_counts_what_it_holds_back() -> None:
+    clock = Clock()
+    throttled = Throttled(10.0, clock)
+    assert throttled.ready()
+    assert not throttled.ready() and not throttled.ready()
+    clock.now += 10
+    assert throttled.ready() and throttled.take_suppressed() == 2
+
+
+def test_open_files_limit_is_raised_towards_what_the_connections_need() -> None:
+    """The soft limit goes up to connections + spare (capped by the hard limit); the answer is what fits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        allowed = raise_open_files_limit(1000)
+        now_soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert now_soft == min(1000 + SPARE_FILES, hard)
+        assert allowed == min(1000, now_soft - SPARE_FILES)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_registry_caps_new_keys_per_charge_point() -> None:
+    """Beyond the cap a charge point's new keys are not admitted; its known keys and others' still are."""
+    registry = Registry(max_keys_per_cp=3)
+    for name in ("a", "b", "c"):
+        assert registry.admits(f"CP_1__{name}", "CP_1")
+        registry.add_sensor(Datapoint(f"CP_1__{name}", 1, 0), "CP_1")
+    assert not registry.admits("CP_1__d", "CP_1")
+    assert registry.admits("CP_1__a", "CP_1")
+    assert registry.admits("CP_2__a", "CP_2")
+    assert registry.admits("status-of-a-mapped-key", None)
+
+
+# -- end to end ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def limited(settings_env: dict[str, str], probe: MqttProbe) -> AsyncIterator[StartLimited]:
+    started: list[RunningConnector] = []
+
+    async def start(**limits: str) -> RunningConnector:
+        running = await start_connector({**settings_env, **limits}, probe)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if not running.task.done():
+            await running.stop()
+
+
+async def warning(probe: MqttProbe, running: RunningConnector, text: str) -> str:
+    log = await probe.wait_for(running.topic("logs"), lambda p: p["level"] == 30 and text in p["msg"])
+    return str(log["msg"])
+
+
+async def still_served(running: RunningConnector, cp: str = "CP_OK") -> None:
+    async with RawLink(running.url, cp) as other:
+        assert (await other.exchange('[2,"h","Heartbeat",{}]'))[:2] == [3, "h"]
+
+
+async def closed_with(connection: websockets.ClientConnection) -> int | None:
+    async with asyncio.timeout(WAIT_S):
+        await connection.wait_closed()
+    return connection.close_code
+
+
+async def test_frame_too_big_is_closed_1009(limited: StartLimited, probe: MqttProbe) -> None:
+    """A frame beyond OCPP_MAX_FRAME_SIZE closes the connection with 1009 and a WARNING naming the setting."""
+    running: RunningConnector = await limited(OCPP_MAX_FRAME_SIZE="2048")
+    async with RawLink(running.url, "CP_BIG") as link:
+        fits = json.dumps([2, "ok", "DataTransfer", {"vendorId": "V", "data": "x" * 1900}])
+        assert (await link.exchange(fits))[:2] == [3, "ok"]
+        await link.connection.send(json.dumps([2, "big", "DataTransfer", {"vendorId": "V", "data": "x" * 4000}]))
+        code = await closed_with(link.connection)
+    log = await warning(probe, running, "CP_BIG: disconnected with close code 1009")
+    await still_served(running)
+    assert code == 1009
+    assert "OCPP_MAX_FRAME_SIZE" in log
+
+
+async def test_connections_beyond_the_maximum_get_503(limited: StartLimited, probe: MqttProbe) -> None:
+    """With OCPP_MAX_CONNECTIONS open, the next handshake is refused with HTTP 503; once one leaves, it is served."""
+    running: RunningConnector = await limited(OCPP_MAX_CONNECTIONS="2")
+    async with RawLink(running.url, "CP_A"), RawLink(running.url, "CP_B") as second:
+        with pytest.raises(InvalidStatus) as refused:
+            async with RawLink(running.url, "CP_C"):
+                pass
+        log = await warning(probe, running, "refused connection from 127.0.0.1 with HTTP 503")
+        await second.connection.close()
+        await probe.wait_for(running.topic("logs"), lambda p: p["msg"].startswith("CP_B: disconnected"))
+        await still_served(running, "CP_C")
+    assert refused.value.response.status_code == 503
+    assert "OCPP_MAX_CONNECTIONS is 2" in log
+
+
+async def test_a_silent_handshake_is_dropped(limited: StartLimited, probe: MqttProbe) -> None:
+    """A TCP connection that never completes the WebSocket handshake is closed after OCPP_HANDSHAKE_TIMEOUT."""
+    running: RunningConnector = await limited(OCPP_HANDSHAKE_TIMEOUT="0.5")
+    port = running.service.dispatcher.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /CP_SLOW HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+    async with asyncio.timeout(WAIT_S):
+        rest = await reader.read()  # EOF: the connector closed it
+    writer.close()
+    log = await warning(probe, running, "no opening handshake within 0.5 s")
+    await still_served(running)
+    assert rest == b""
+    assert "OCPP_HANDSHAKE_TIMEOUT" in log
+
+
+async def test_a_flooding_charger_is_closed_1008(limited: StartLimited, probe: MqttProbe) -> None:
+    """Beyond OCPP_MAX_MESSAGE_RATE (averaged over 10 s): closed with 1008; the frames within it were answered."""
+    running: RunningConnector = await limited(OCPP_MAX_MESSAGE_RATE="2")
+    async with RawLink(running.url, "CP_FLOOD") as link:
+        for number in range(40):
+            await link.connection.send(f'[2,"h{number}","Heartbeat",{{}}]')
+        answered = []
+        try:
+            async with asyncio.timeout(WAIT_S):
+                async for frame in link.connection:
+                    answered.append(json.loads(frame)[1])
+        except ConnectionClosed:
+            pass
+        code = await closed_with(link.connection)
+    log = await warning(probe, running, "CP_FLOOD: disconnected with close code 1008")
+    await still_served(running)
+    assert code == 1008
+    assert "OCPP_MAX_MESSAGE_RATE" in log
+    # The burst of 10 s x 2/s was answered (a little more refilled while it ran), not all 40.
+    assert answered[:20] == [f"h{n}" for n in range(20)] and len(answered) < 40
+
+
+async def test_keys_beyond_the_cap_are_not_published(limited: StartLimited, probe: MqttProbe) -> None:
+    """A charger minting keys (DataTransfer vendor ids) stops at OCPP_MAX_KEYS_PER_CHARGE_POINT, warned once."""
+    running: RunningConnector = await limited(OCPP_MAX_KEYS_PER_CHARGE_POINT="20")
+    async with RawLink(running.url, "CP_KEYS") as link:
+        for number in range(40):
+            request = json.dumps([2, f"d{number}", "DataTransfer", {"vendorId": f"V{number}", "data": "x"}])
+            assert (await link.exchange(request))[0] == 3  # still answered
+        await warning(probe, running, "CP_KEYS: has 20 datapoint keys")
+    await still_served(running)
+    listing = await probe.wait_for(running.topic("available_datapoints"), lambda p: "CP_OK__connected" in p["sensor"])
+    own = [k for k in [*listing["sensor"], *listing["actuator"]] if k.startswith("CP_KEYS__")]
+    warnings = [p for p in probe.on(running.topic("logs")) if "OCPP_MAX_KEYS_PER_CHARGE_POINT" in p["msg"]]
+    assert len(own) == 20
+    assert len(warnings) == 1
