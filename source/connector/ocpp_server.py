@@ -234,6 +234,8 @@ class DeviceDispatcher:
             heartbeat_interval=self._settings.charger_heartbeat_interval,
             response_timeout=self._settings.ocpp_response_timeout,
             max_message_rate=self._settings.ocpp_max_message_rate,
+            # A peer gets as long to take a frame as it gets to answer a ping.
+            write_timeout=self._settings.ocpp_ping_interval or self._settings.ocpp_response_timeout,
             raw_tap=self._raw_tap,
         )
         self._take_over(cp, session)

@@ -27,7 +27,7 @@ from ocpp.routing import create_route_map, on
 from ocpp.v16 import ChargePoint
 from ocpp.v16.enums import Action
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from connector import datapoints as dp
 from connector.actuators import ACTUATORS, GET_CONFIGURATION, RATE_UNIT_KEY, OcppCall, Refusal, parse_rate_units
@@ -105,6 +105,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         heartbeat_interval: int,
         response_timeout: float,
         max_message_rate: float = 0.0,
+        write_timeout: float = 60.0,
         raw_tap: RawTap | None = None,
     ) -> None:
         super().__init__(cp_id, connection, response_timeout=response_timeout, logger=LOG)
@@ -120,6 +121,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self._timeouts = 0  # calls that went unanswered: fails the ones queued behind them
         self._named: set[str] = set()  # deviations already logged on this connection
         self._rate = MessageRate(max_message_rate)
+        self._write_timeout = write_timeout
         self.log = logging.LoggerAdapter(LOG, {"charge_point": cp_id})
 
     # -- reading -----------------------------------------------------------------------
@@ -242,21 +244,21 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             call = build()
             if isinstance(call, Refusal):
                 raise CommandError(call.reason)
-            try:
-                async with asyncio.timeout(self._response_timeout):
-                    result = await self._exchange(call)
-            except TimeoutError:
-                self._timeouts += 1
-                raise CommandError(f"no answer within {self._response_timeout:g} s") from None
+            result = await self._exchange(call)
         return call, self._result_payload(call.action, result)
 
     async def _exchange(self, call: OcppCall) -> CallResult | CallError:
+        """Send the call (bounded by the write timeout), then wait for its answer (the response timeout)."""
         message = Call(str(uuid.uuid4()), call.action, call.payload)
         answer: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
         self._pending[message.unique_id] = answer
         try:
             await self._send(message.to_json())
-            return await answer
+            async with asyncio.timeout(self._response_timeout):
+                return await answer
+        except TimeoutError:
+            self._timeouts += 1
+            raise CommandError(f"no answer within {self._response_timeout:g} s") from None
         finally:
             del self._pending[message.unique_id]
 
@@ -278,9 +280,26 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         answer.set_result(result)
 
     async def _send(self, message: str) -> None:
+        """Send a frame; a peer that takes nothing for `write_timeout` s is cut off.
+
+        websockets' pings do not catch a peer that stops reading while we have more to
+        send than the write buffer holds: the ping itself waits behind the unsent data.
+        """
         if self._raw_tap is not None:
             self._raw_tap(self.id, "out", message, dp.now_ms())
-        await self._connection.send(message)
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await self._connection.send(message)
+        except TimeoutError:
+            unsent = self._connection.transport.get_write_buffer_size()
+            self.log.warning(
+                "%s: stopped reading: %d bytes still unsent after %g s; connection dropped",
+                self.id,
+                unsent,
+                self._write_timeout,
+            )
+            self._connection.transport.abort()  # a close frame could not reach it either
+            raise ConnectionClosedError(None, None) from None
 
     async def close(self, code: int, reason: str) -> None:
         await self._connection.close(code, reason)

@@ -111,5 +111,21 @@ async def map_datapoints(
     )
 
 
+async def wire(probe: MqttProbe, connector: RunningConnector, *keys: str) -> dict[str, tuple[str, str]]:
+    """Map each actuator key to a command topic and its status sensor to a status topic."""
+    topics = {k: (connector.topic(f"cmd/{k}"), connector.topic(f"status/{k}")) for k in keys}
+    await map_datapoints(
+        probe,
+        connector,
+        {f"{k}__status": status for k, (_, status) in topics.items()},
+        {command: k for k, (command, _) in topics.items()},
+    )
+    return topics
+
+
+def command(value: Any) -> dict[str, Any]:
+    return {"value": value, "timestamp": 1795256100000}
+
+
 def values(probe: MqttProbe, topic: str) -> list[Any]:
     return [p["value"] for p in probe.on(topic)]

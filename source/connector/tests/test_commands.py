@@ -11,28 +11,12 @@ import pytest
 
 from connector.actuators import OcppCall
 from connector.commands import remember
-from connector.tests.conftest import RunningConnector, map_datapoints, start_connector
+from connector.tests.conftest import RunningConnector, command, start_connector, wire
 from connector.tests.harness import ChargerLink, MqttProbe, RawLink, send
 from connector.transactions import TransactionStore
 
 PROFILE = "CP_1__execute_send_charging_profile__1"
 TRIGGER = "CP_1__execute_trigger_message"
-
-
-async def wire(probe: MqttProbe, connector: RunningConnector, *keys: str) -> dict[str, tuple[str, str]]:
-    """Map each actuator key to a command topic and its status sensor to a status topic."""
-    topics = {k: (connector.topic(f"cmd/{k}"), connector.topic(f"status/{k}")) for k in keys}
-    await map_datapoints(
-        probe,
-        connector,
-        {f"{k}__status": status for k, (_, status) in topics.items()},
-        {command: k for k, (command, _) in topics.items()},
-    )
-    return topics
-
-
-def command(value: Any) -> dict[str, Any]:
-    return {"value": value, "timestamp": 1795256100000}
 
 
 async def test_power_limit_becomes_a_tx_default_profile(connector: RunningConnector, probe: MqttProbe) -> None:
