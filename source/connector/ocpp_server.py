@@ -32,6 +32,7 @@ LOG = logging.getLogger(__name__)
 OCPP16 = Subprotocol("ocpp1.6")
 # Bounds the shutdown: a peer that does not answer our close frame is cut off after this.
 CLOSE_TIMEOUT_S = 2.0
+LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
 
 # Why we closed a connection, by our close code, for the log line an operator reads.
@@ -186,6 +187,9 @@ class DeviceDispatcher:
             ping_timeout=ping,
             close_timeout=CLOSE_TIMEOUT_S,
             max_size=self._settings.ocpp_max_frame_size,
+            # A fleet reconnecting at once after a power cut: asyncio's default backlog of 100
+            # would drop SYNs, and each dropped one costs its charger a 1, 3, 7 s... retry.
+            backlog=LISTEN_BACKLOG,
             # Our TrackedConnection bounds (and logs) the handshake; this is only a backstop.
             open_timeout=self.handshake_timeout + 1,
             create_connection=TrackedConnection.of(self),

@@ -113,6 +113,7 @@ class MqttProbe:
     def __init__(self, port: int, credentials: tuple[str, str] | None = None, client_id: str = "") -> None:
         self._loop = asyncio.get_running_loop()
         self.messages: list[tuple[str, Any, bool]] = []  # (topic, decoded payload, retained)
+        self._newest: dict[str, Any] = {}  # topic -> newest payload
         self._changed = asyncio.Event()
         # With a client id the broker keeps our session (and queues for us) while we are away.
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not client_id)
@@ -145,6 +146,7 @@ class MqttProbe:
 
     def _record(self, item: tuple[str, Any, bool]) -> None:
         self.messages.append(item)
+        self._newest[item[0]] = item[1]
         self._changed.set()
 
     async def subscribe(self, topic: str, qos: int = 2) -> None:
@@ -188,6 +190,11 @@ class MqttProbe:
             topic, lambda p: isinstance(p, dict) and p.get("value") == value, within
         )
         return payload
+
+    def latest(self, topic: str) -> Any:
+        """The `value` of the newest value message on `topic`; None if none came."""
+        newest = self._newest.get(topic)
+        return newest.get("value") if isinstance(newest, dict) else None
 
     def on(self, topic: str) -> list[Any]:
         return [payload for t, payload, _ in self.messages if t == topic]
