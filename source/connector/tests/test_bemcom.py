@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,6 +121,18 @@ async def test_new_keys_arriving_together_are_coalesced(connector: RunningConnec
     assert len(probe.on(connector.topic("available_datapoints"))) < 100
 
 
+def meter_exchanges(probe: MqttProbe, raw_topic: str) -> tuple[list[Any], list[str]]:
+    """From the raw topic: the MeterValues CALLs received, and the ids of those answered, in order."""
+    frames = [
+        (p["payload"]["direction"], json.loads(p["payload"]["raw_message"]))
+        for t, p, _ in probe.messages
+        if t == raw_topic
+    ]
+    requests = [f for d, f in frames if d == "in" and f[0] == 2 and f[2] == "MeterValues"]
+    ids = {f[1] for f in requests}
+    return requests, [f[1] for d, f in frames if d == "out" and f[0] == 3 and f[1] in ids]
+
+
 def broker_in(directory: Path, extra_config: str = "") -> Iterator[Mosquitto]:
     """A broker of the test's own, which it may stop and restart on the same port."""
     directory.mkdir()
@@ -201,8 +215,8 @@ def persistent_broker(tmp_path: Path) -> Iterator[Mosquitto]:
 async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
     settings_env: dict[str, str], persistent_broker: Mosquitto, connector_name: str
 ) -> None:
-    """While mosquitto is down chargers are answered; afterwards every value arrives in order, the newest retained."""
-    env = {**settings_env, "MQTT_BROKER_PORT": str(persistent_broker.port)}
+    """While mosquitto is down chargers are answered; afterwards every value and raw frame arrives in order."""
+    env = {**settings_env, "MQTT_BROKER_PORT": str(persistent_broker.port), "SEND_RAW_MESSAGE_TO_DB": "TRUE"}
     probe = MqttProbe(persistent_broker.port, client_id=f"{connector_name}-probe")  # a session that survives
     await probe.subscribe(f"{connector_name}/#", qos=1)
     running = await start_connector(env, probe)
@@ -220,6 +234,8 @@ async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
             assert running.service.mqtt.outbox.pending >= len(produced)
             persistent_broker.start()
             await probe.wait_value(topic, produced[-1], within=30)
+            raw_topic = running.topic("raw_message_to_db")
+            await probe.wait_until(lambda: len(meter_exchanges(probe, raw_topic)[1]) == len(produced) + 1)
     finally:
         await running.stop()
         probe.close()
@@ -229,6 +245,10 @@ async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
     # repeated right where it was. Collapsed, nothing is missing and the order holds.
     collapsed = [v for i, v in enumerate(received) if i == 0 or v != received[i - 1]]
     assert collapsed == [0, *produced]
+    # Raw frames (QoS 2: exactly once): every MeterValues.req in order, and its answer.
+    requests, answered = meter_exchanges(probe, raw_topic)
+    assert [f[3]["meterValue"][0]["sampledValue"][0]["value"] for f in requests] == [str(v) for v in [0, *produced]]
+    assert answered == [f[1] for f in requests]
     late = MqttProbe(persistent_broker.port)
     await late.subscribe(topic)
     assert (await late.wait_for(topic))["value"] == produced[-1]  # the retained value is the newest

@@ -96,3 +96,35 @@ async def test_qos0_while_disconnected_is_not_counted_as_pending(link: tuple[mqt
     outbox.put("o/heartbeat", b"{}", qos=0)
     assert outbox.pending == 0
     assert await outbox.flush(within=1)
+
+
+async def test_qos2_backlog_after_a_broker_restart_is_delivered(link: tuple[mqtt.Client, Mosquitto]) -> None:
+    """Raw frames (QoS 2) queued while mosquitto is down all arrive after it returns, in order, mixed with QoS 1.
+
+    mosquitto (max_inflight_messages 20 by default) disconnects a client with more than 20
+    QoS 2 messages awaiting PUBREL, and paho resends all it holds at once on reconnect:
+    without the QoS 2 window the connector was thrown off on every reconnect.
+    """
+    client, broker = link
+    disconnects: list[object] = []
+    client.on_disconnect = lambda *args: disconnects.append(args[3])
+    outbox = Outbox(client, limit=1_000_000)
+    outbox.start(asyncio.get_running_loop())
+    await connected(client, broker.port)
+    client.loop_stop()  # paho notices the outage only once its loop runs again, below
+    broker.stop()
+    total = 2000
+    for i in range(total):
+        outbox.put("o/raw" if i % 3 else "o/value", str(i).encode(), qos=2 if i % 3 else 1)
+    broker.start()
+    probe = MqttProbe(broker.port)  # listening before the backlog can arrive
+    # QoS 1 to the probe: what is checked is the order the broker received. (With a QoS 2
+    # subscription the broker-to-subscriber leg reordered a few messages in some runs.)
+    await probe.subscribe("o/#", qos=1)
+    client.loop_start()
+    assert await outbox.flush(within=60)
+    await probe.wait_until(lambda: len([t for t, _, _ in probe.messages if t.startswith("o/")]) >= total, within=60)
+    probe.close()
+    raw = [p for t, p, _ in probe.messages if t == "o/raw"]
+    assert raw == [i for i in range(total) if i % 3]  # none lost, none repeated, in order
+    assert len(disconnects) == 1  # the broker stop; never thrown off afterwards
