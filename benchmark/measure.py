@@ -1,0 +1,119 @@
+"""Measuring on Linux, from /proc: CPU time and memory of processes, the machine's load.
+
+CPU use over a phase is taken for every process around the server too (generator
+workers, subscriber, broker) and for the rest of the machine, so a figure disturbed by a
+busy neighbour or a saturated generator says so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+QUIET_CPU_FRACTION = 0.05  # a server is idle once it uses less than this of a core
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_kb(pid: int) -> int:
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    assert match
+    return int(match.group(1))
+
+
+def percentiles(seconds: list[float], scale: float = 1000.0) -> dict[str, float]:
+    """p50/p90/p99/max (nearest rank) of durations in s, in ms by default."""
+    if not seconds:
+        return {}
+    ordered = sorted(seconds)
+    rank = {f"p{p}": ordered[min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1)] for p in (50, 90, 99)}
+    return {name: round(value * scale, 2) for name, value in {**rank, "max": ordered[-1]}.items()}
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (user, nice, system, irq, softirq, steal)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / TICKS
+
+
+def listen_drops() -> int:
+    """SYNs or handshakes the kernel dropped because a listen queue was full (all of this netns)."""
+    header, values = (line.split() for line in Path("/proc/net/netstat").read_text().splitlines()[:2])
+    counters = dict(zip(header[1:], values[1:], strict=True))
+    return int(counters["ListenOverflows"]) + int(counters["ListenDrops"])
+
+
+@dataclass(frozen=True)
+class Pids:
+    server: int
+    broker: int
+    workers: list[int]
+
+
+@dataclass
+class CpuUse:
+    """CPU use over one phase: the server in s, the processes around it in % of one core."""
+
+    server: float = 0.0
+    wall: float = 0.0
+    server_percent: float = 0.0
+    generator_percent: float = 0.0  # the busiest worker: near 100 %, the generator sets the pace
+    subscriber_percent: float = 0.0  # this process: the value subscriber's paho thread, mostly
+    broker_percent: float = 0.0
+    rest_percent: float = 0.0  # the rest of the machine: other users, and kernel softirq work
+
+    def figures(self) -> dict[str, float]:
+        return {f"{name}_cpu_percent": getattr(self, f"{name}_percent") for name in PROCESS_NAMES}
+
+
+PROCESS_NAMES = ("server", "generator", "subscriber", "broker", "rest")
+
+
+@contextmanager
+def cpu_use(pids: Pids) -> Iterator[CpuUse]:
+    def snapshot() -> tuple[float, ...]:
+        return (
+            time.time(),
+            machine_busy_seconds(),
+            time.process_time(),
+            cpu_seconds(pids.server),
+            cpu_seconds(pids.broker),
+            *(cpu_seconds(pid) for pid in pids.workers),
+        )
+
+    use = CpuUse()
+    before = snapshot()
+    yield use
+    wall, machine, mine, server, broker, *workers = (b - a for a, b in zip(before, snapshot(), strict=True))
+    use.server, use.wall = server, wall
+
+    def percent(seconds: float) -> float:
+        return round(seconds / wall * 100, 1)
+
+    use.server_percent = percent(server)
+    use.generator_percent = percent(max(workers))
+    use.subscriber_percent = percent(mine)
+    use.broker_percent = percent(broker)
+    # Not below 0: over a short phase, tick rounding can make ours exceed the machine's.
+    use.rest_percent = max(0.0, percent(machine - server - broker - mine - sum(workers)))
+
+
+def wait_quiet(pid: int, window: float = 1.0, limit: float = 120.0) -> float:
+    """Seconds until the server uses less than QUIET_CPU_FRACTION of a core over `window`."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        before = cpu_seconds(pid)
+        time.sleep(window)
+        if cpu_seconds(pid) - before < QUIET_CPU_FRACTION * window:
+            break
+    return time.monotonic() - started
