@@ -135,6 +135,7 @@ class DeviceDispatcher:
         self._closing: set[asyncio.Task[None]] = set()
         self.port: int | None = None
         self._server: Server | None = None
+        self._stopping = False
         self.tcp_connections = 0  # open TCP connections, handshakes included
         self.handshake_timeout = settings.ocpp_handshake_timeout
         self.capacity = settings.ocpp_max_connections
@@ -164,10 +165,13 @@ class DeviceDispatcher:
         assert self._server is not None, "listen() first"
         async with self._server as server:
             await stop.wait()
-            LOG.info("closing %d charge point connections", len(self.sessions))
+            self._stopping = True  # one summary line instead of one per charger (thousands)
+            count = len(self.sessions)
+            LOG.info("closing %d charge point connections", count)
             server.close(close_connections=True)
             await server.wait_closed()
         await asyncio.gather(*self._closing, return_exceptions=True)
+        LOG.info("closed %d charge point connections", count)
 
     def _serve(self) -> Awaitable[Server]:
         ping = self._settings.ocpp_ping_interval or None
@@ -266,6 +270,8 @@ class DeviceDispatcher:
         if self.sessions.get(cp) is session:
             del self.sessions[cp]
             self._events.connected(cp, False)
+        if self._stopping:
+            return
         sent = connection.protocol.close_sent
         if sent is not None and sent.code in CLOSE_EXPLANATIONS:
             LOG.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -106,7 +107,7 @@ def test_add_actuator_is_true_only_for_new_keys() -> None:
 
 
 def test_available_datapoints_shape() -> None:
-    """available_datapoints is `{"sensor": {key: latest value}, "actuator": {key: example}}`."""
+    """available_datapoints is `{"sensor": {key: first value}, "actuator": {key: example}}`, as JSON."""
     registry = Registry()
     registry.add_sensor(point("CP_1__connected", True))
     registry.add_sensor(point("CP_1__connected", False))
@@ -117,25 +118,27 @@ def test_available_datapoints_shape() -> None:
     registry.add_actuator(
         "CP_1__execute_trigger_message", ActuatorRef("CP_1", "execute_trigger_message", 0), "MeterValues"
     )
-    assert registry.available_datapoints() == {
-        "sensor": {"CP_1__connected": False, "CP_1__StatusNotification__1__status": "Available"},
+    assert json.loads(registry.available_datapoints()) == {
+        "sensor": {"CP_1__connected": True, "CP_1__StatusNotification__1__status": "Available"},
         "actuator": {"CP_1__execute_send_charging_profile__1": 11000, "CP_1__execute_trigger_message": "MeterValues"},
     }
 
 
 def test_empty_registry_announces_empty_sections() -> None:
     """A fresh registry announces both sections, empty."""
-    assert Registry().available_datapoints() == {"sensor": {}, "actuator": {}}
+    assert json.loads(Registry().available_datapoints()) == {"sensor": {}, "actuator": {}}
 
 
-def test_available_datapoints_is_a_snapshot() -> None:
-    """Changing the returned dict does not change the registry."""
-    registry = Registry()
-    registry.add_sensor(point("CP_1__connected", True))
-    snapshot = registry.available_datapoints()
-    snapshot["sensor"]["CP_1__connected"] = "tampered"
-    snapshot["actuator"]["CP_1__execute_reset"] = "Soft"
-    assert registry.available_datapoints() == {"sensor": {"CP_1__connected": True}, "actuator": {}}
+def test_available_datapoints_grows_key_by_key() -> None:
+    """Each listing holds every key so far, however many listings were taken between additions."""
+    registry = Registry(max_keys_per_cp=10_000)
+    expected = {}
+    for n in range(200):
+        registry.add_sensor(point(f"CP_1__k{n}", n), "CP_1")
+        expected[f"CP_1__k{n}"] = n
+        if n % 3 == 0:
+            assert json.loads(registry.available_datapoints())["sensor"] == expected
+    assert json.loads(registry.available_datapoints())["sensor"] == expected
 
 
 # Two charge points whose identities only differ around `__`: lookups must never confuse them.
