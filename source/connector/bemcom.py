@@ -128,7 +128,7 @@ class BemcomMqtt:
             await self._available_changed.wait()
             await asyncio.sleep(AVAILABLE_DATAPOINTS_COALESCE_S)
             self._available_changed.clear()
-            listing = self._registry.available_datapoints().encode()
+            listing = self._registry.available_datapoints()
             self.outbox.put(self.topics["available_datapoints"], listing, qos=1, retain=True)
 
     # -- publishing --------------------------------------------------------------------

@@ -136,6 +136,7 @@ class DeviceDispatcher:
         self.port: int | None = None
         self._server: Server | None = None
         self._stopping = False
+        self.sessions_ended = 0
         self.tcp_connections = 0  # open TCP connections, handshakes included
         self.handshake_timeout = settings.ocpp_handshake_timeout
         self.capacity = settings.ocpp_max_connections
@@ -265,7 +266,12 @@ class DeviceDispatcher:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
+    def session_counts(self) -> tuple[int, int]:
+        """(sessions ended so far, sessions open now)."""
+        return self.sessions_ended, len(self.sessions)
+
     async def _end(self, cp: str, session: ChargePointSession, connection: ServerConnection) -> None:
+        self.sessions_ended += 1
         await session.stop_tasks()
         if self.sessions.get(cp) is session:
             del self.sessions[cp]

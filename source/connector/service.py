@@ -17,6 +17,7 @@ from connector.actuators import ACTUATORS
 from connector.bemcom import BemcomMqtt, MqttLogHandler
 from connector.commands import CommandRunner
 from connector.datapoints import Datapoint, key, now_ms
+from connector.memory import manage_garbage_collection
 from connector.ocpp_server import DeviceDispatcher
 from connector.registry import ActuatorRef, Registry
 from connector.security import Security
@@ -81,6 +82,7 @@ class Service:
                 background = [
                     tasks.create_task(self.mqtt.run_heartbeat()),
                     tasks.create_task(self.mqtt.run_available_datapoints()),
+                    tasks.create_task(manage_garbage_collection(self.dispatcher.session_counts)),
                 ]
                 await self.dispatcher.serve_until(self.stop)
                 for task in background:

@@ -22,8 +22,18 @@ from pathlib import Path
 
 import pytest
 
+from connector.memory import FREEZE_EVERY_S
 from connector.tests.conftest import map_datapoints
-from connector.tests.harness import ChargerLink, ConnectorProcess, Mosquitto, MqttProbe, base_env, send, spawn_connector
+from connector.tests.harness import (
+    WAIT_S,
+    ChargerLink,
+    ConnectorProcess,
+    Mosquitto,
+    MqttProbe,
+    base_env,
+    send,
+    spawn_connector,
+)
 
 CHARGERS = 1000
 ROUNDS = 4
@@ -127,8 +137,12 @@ async def test_a_thousand_chargers_at_once_again_and_again(
             assert set(storm.served.values()) == {"Accepted"} and len(storm.served) == CHARGERS
             connected = await settle(process, probe, topic_of, connected=True)
             await probe.wait_until(lambda: all(probe.latest(t) == "Available" for t in status_topics))
+            since = len(process.lines)
             await storm.disconnect()
-            left = await settle(process, probe, topic_of, connected=False)
+            await settle(process, probe, topic_of, connected=False)
+            # Departed sessions are cyclic garbage, collected in one full collection soon after.
+            await process.wait_for_line("full garbage collection", within=FREEZE_EVERY_S + WAIT_S, since=since)
+            left = process.rss_kb()
             figures.append((took, connected, left))
     finally:
         await process.kill()
