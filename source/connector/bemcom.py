@@ -56,18 +56,18 @@ class BemcomMqtt:
             part: f"{name}/{part}"
             for part in ("heartbeat", "logs", "available_datapoints", "datapoint_map", "raw_message_to_db", "state")
         }
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-        if settings.mqtt_username is not None:
-            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        if tls_ca_file is not None:
-            self._client.tls_set(ca_certs=tls_ca_file)  # the broker is verified against this CA
+        self._client = self._new_client(tls_ca_file)
+        # available_datapoints has its own connection: at 10,000 chargers it is a 27 MB
+        # message, and paho's network thread, busy writing it, would hold up the commands
+        # arriving on the main connection (the benchmark's command p99 doubled).
+        self._listing_client = self._new_client(tls_ca_file)
+        self._listing_client.on_publish = self._on_listing_published
+        self._listing_mid: int | None = None  # the last listing handed to paho
+        self._listing_acked: int | None = None  # the last one the broker acknowledged (paho's thread)
         # The broker publishes this if the connector vanishes without a clean disconnect
         # (killed, network gone): retained, so a dashboard arriving later sees it too.
         self._client.will_set(self.topics["state"], OFFLINE, qos=1, retain=True)
-        self._client.reconnect_delay_set(1, 30)
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
-        # paho's default of 5 s would let a broker that never answers hold up shutdown.
-        self._client.connect_timeout = CONNECT_TIMEOUT_S
         self.outbox = Outbox(self._client, settings.mqtt_queue_limit)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -78,6 +78,17 @@ class BemcomMqtt:
         self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
         self._over_key_limit: set[str | None] = set()
 
+    def _new_client(self, tls_ca_file: str | None) -> mqtt.Client:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+        if self._settings.mqtt_username is not None:
+            client.username_pw_set(self._settings.mqtt_username, self._settings.mqtt_password)
+        if tls_ca_file is not None:
+            client.tls_set(ca_certs=tls_ca_file)  # the broker is verified against this CA
+        client.reconnect_delay_set(1, 30)
+        # paho's default of 5 s would let a broker that never answers hold up shutdown.
+        client.connect_timeout = CONNECT_TIMEOUT_S
+        return client
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, on_actuator: ActuatorHandler) -> None:
@@ -87,8 +98,9 @@ class BemcomMqtt:
         self._on_actuator = on_actuator
         host, port = self._settings.mqtt_broker_host, self._settings.mqtt_broker_port
         LOG.info("connecting to MQTT broker %s:%s", host, port)
-        self._client.connect_async(host, port, keepalive=60)
-        self._client.loop_start()
+        for client in (self._client, self._listing_client):
+            client.connect_async(host, port, keepalive=60)
+            client.loop_start()
 
     async def stop(self, flush_within: float) -> None:
         """Wait (bounded) until the broker acknowledged what was published, then disconnect."""
@@ -97,6 +109,7 @@ class BemcomMqtt:
         if not await self.outbox.flush(flush_within):
             LOG.warning("%d messages not yet acknowledged by the broker are lost at shutdown", self.outbox.pending)
         self._client.disconnect()
+        self._listing_client.disconnect()
         # Not asyncio.to_thread: asyncio.run would wait for that thread at exit, unbounded.
         stopped = asyncio.get_running_loop().create_future()
         thread = threading.Thread(target=self._stop_loop, args=(stopped,), daemon=True)
@@ -109,6 +122,7 @@ class BemcomMqtt:
 
     def _stop_loop(self, stopped: asyncio.Future[None]) -> None:
         self._client.loop_stop()
+        self._listing_client.loop_stop()
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_resolve, stopped)
 
@@ -124,12 +138,24 @@ class BemcomMqtt:
             await asyncio.sleep(self._settings.heartbeat_interval)
 
     async def run_available_datapoints(self) -> None:
+        """Publish the listing when keys were added, at most once per coalescing window.
+
+        Only the newest listing matters: while the last one is not yet with the broker
+        (an outage), a newer one waits rather than queueing up behind it.
+        """
         while True:
             await self._available_changed.wait()
             await asyncio.sleep(AVAILABLE_DATAPOINTS_COALESCE_S)
+            if self._listing_mid is not None and self._listing_acked != self._listing_mid:
+                continue  # still changed: try again after the next window
             self._available_changed.clear()
             listing = self._registry.available_datapoints()
-            self.outbox.put(self.topics["available_datapoints"], listing, qos=1, retain=True)
+            # Queued by paho while disconnected, sent on reconnect (its rc says "not connected").
+            info = self._listing_client.publish(self.topics["available_datapoints"], listing, qos=1, retain=True)
+            self._listing_mid = info.mid
+
+    def _on_listing_published(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self._listing_acked = mid
 
     # -- publishing --------------------------------------------------------------------
 

@@ -162,8 +162,12 @@ async def test_subscriptions_survive_a_broker_restart(
             own_broker.stop()
             since = len(probe.messages)
             own_broker.start()
-            # Published after the re-subscription, on the same connection: once seen, the
-            # connector listens again.
+            # Logged after the re-subscription, on the same connection: once seen, the
+            # connector listens again; the listing is republished too (a broker without
+            # persistence has forgotten it).
+            await probe.wait_for(
+                running.topic("logs"), lambda p: p["msg"].startswith("connected to MQTT broker"), since=since, within=20
+            )
             await probe.wait_for(running.topic("available_datapoints"), since=since, within=20)
             probe.publish(command, {"value": 3, "timestamp": 0})
             assert await charger.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
@@ -228,12 +232,16 @@ async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
             await probe.wait_value(topic, 0)
             assert await running.service.mqtt.outbox.flush(within=10)  # the broker has acknowledged all so far
             persistent_broker.stop()
+            await send(charger, "status_available")  # new keys while the broker is away
             produced = list(range(1, 201))
             for value in produced:  # answered although the broker is away
                 await send(charger, "meter_values_defaults", meterValue=reading(value))
             assert running.service.mqtt.outbox.pending >= len(produced)
             persistent_broker.start()
             await probe.wait_value(topic, produced[-1], within=30)
+            await probe.wait_for(
+                running.topic("available_datapoints"), lambda p: "CP_O__StatusNotification__1__status" in p["sensor"]
+            )
             raw_topic = running.topic("raw_message_to_db")
             await probe.wait_until(lambda: len(meter_exchanges(probe, raw_topic)[1]) == len(produced) + 1)
     finally:
