@@ -105,7 +105,8 @@ class BemcomMqtt:
     async def stop(self, flush_within: float) -> None:
         """Wait (bounded) until the broker acknowledged what was published, then disconnect."""
         # A clean disconnect makes the broker discard the will: say offline ourselves.
-        self.outbox.put(self.topics["state"], OFFLINE, qos=1, retain=True)
+        # Ahead of any backlog: if the flush below runs out of time, this must not be what is lost.
+        self.outbox.put_first(self.topics["state"], OFFLINE, qos=1, retain=True)
         if not await self.outbox.flush(flush_within):
             LOG.warning("%d messages not yet acknowledged by the broker are lost at shutdown", self.outbox.pending)
         self._client.disconnect()
@@ -151,7 +152,11 @@ class BemcomMqtt:
             self._available_changed.clear()
             listing = self._registry.available_datapoints()
             # Queued by paho while disconnected, sent on reconnect (its rc says "not connected").
-            info = self._listing_client.publish(self.topics["available_datapoints"], listing, qos=1, retain=True)
+            try:
+                info = self._listing_client.publish(self.topics["available_datapoints"], listing, qos=1, retain=True)
+            except ValueError as error:  # e.g. beyond MQTT's 256 MB: keep serving, say why
+                LOG.error("available_datapoints not published (%d bytes): %s", len(listing), error)
+                continue
             self._listing_mid = info.mid
 
     def _on_listing_published(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:

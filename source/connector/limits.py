@@ -25,7 +25,7 @@ class MessageRate:
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
-        self._capacity = rate * RATE_WINDOW_S
+        self._capacity = max(1.0, rate * RATE_WINDOW_S)  # a rate below 0.1/s still allows a frame
         self._tokens = self._capacity
         self._clock = clock
         self._last = clock()

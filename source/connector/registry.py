@@ -81,7 +81,18 @@ class Listing:
     def add(self, key: str, example: Any) -> None:
         if self.entries:
             self.entries += b", "
-        self.entries += f"{json.dumps(key)}: {json.dumps(example, allow_nan=False)}".encode()
+        self.entries += f"{json.dumps(key)}: {json.dumps(shortened(example), allow_nan=False)}".encode()
+
+
+MAX_EXAMPLE_CHARS = 200
+
+
+def shortened(example: Any) -> Any:
+    """An example as listed: long text (a charger's DataTransfer data, up to a frame's size)
+    cut short, so what chargers send cannot make the listing huge."""
+    if isinstance(example, str) and len(example) > MAX_EXAMPLE_CHARS:
+        return example[:MAX_EXAMPLE_CHARS] + "..."
+    return example
 
 
 class Registry:

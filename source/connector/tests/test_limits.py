@@ -44,6 +44,8 @@ def test_message_rate_allows_a_burst_then_the_rate() -> None:
     assert rate.allow() and not rate.allow()
     clock.now += 1000
     assert sum(rate.allow() for _ in range(30)) == 20  # the burst refills, never beyond
+    slow = MessageRate(0.05, clock)  # below 0.1/s the burst would be under one frame
+    assert slow.allow() and not slow.allow()
     unlimited = MessageRate(0.0, clock)
     assert all(unlimited.allow() for _ in range(100_000))
 

@@ -210,3 +210,12 @@ def test_fresh_registry_routes_nothing() -> None:
     registry = Registry()
     assert registry.sensor_topic("CP_1__connected") is None
     assert registry.actuator_for_topic("anything") is None
+
+
+def test_long_text_examples_are_cut_short_in_the_listing() -> None:
+    """A charger's 1 MB DataTransfer data is listed as its first 200 characters: the listing stays small."""
+    registry = Registry()
+    registry.add_sensor(point("CP_1__DataTransfer__V", "x" * 1_000_000), "CP_1")
+    listed = json.loads(registry.available_datapoints())["sensor"]["CP_1__DataTransfer__V"]
+    assert listed == "x" * 200 + "..."
+    assert registry.sensors["CP_1__DataTransfer__V"].value == "x" * 1_000_000  # the value itself is kept whole
