@@ -42,6 +42,15 @@ async def manage_garbage_collection(counts: Callable[[], tuple[int, int]]) -> No
     ended so far, sessions open now)."""
     ended_at_full, last_full = counts()[0], time.monotonic()
     gc.freeze()
+    try:
+        await _freeze_and_collect(counts, ended_at_full, last_full)
+    finally:
+        # Stopped (shutdown, or a test's connector): hand everything back to the collector,
+        # or objects frozen meanwhile (sockets' owners among them) would never be freed.
+        gc.unfreeze()
+
+
+async def _freeze_and_collect(counts: Callable[[], tuple[int, int]], ended_at_full: int, last_full: float) -> None:
     while True:
         await asyncio.sleep(FREEZE_EVERY_S)
         ended, open_sessions = counts()
