@@ -21,7 +21,7 @@ from connector import __version__
 from connector.datapoints import Datapoint, now_ms
 from connector.outbox import Outbox
 from connector.protocol import load_json
-from connector.registry import ActuatorRef, DatapointMap, MapError, Registry
+from connector.registry import ActuatorRef, DatapointMap, KeyLimitError, MapError, Registry
 from connector.settings import Settings
 
 LOG = logging.getLogger(__name__)
@@ -167,20 +167,22 @@ class BemcomMqtt:
     def publish_values(self, points: list[Datapoint], cp: str | None = None) -> None:
         """Record and publish (where mapped) values; `cp` the charge point they belong to."""
         for point in points:
-            if not self._registry.admits(point.key, cp):
+            try:
+                if self._registry.add_sensor(point, cp):
+                    self._available_changed.set()
+            except KeyLimitError:
                 self._key_limit_reached(cp, point.key)
                 continue
-            if self._registry.add_sensor(point, cp):
-                self._available_changed.set()
             topic = self._registry.sensor_topic(point.key)
             if topic is not None:
                 self._publish_value(topic, point)
 
     def announce_actuator(self, key: str, ref: ActuatorRef, example: Any) -> None:
-        if not self._registry.admits(key, ref.cp):
+        try:
+            if self._registry.add_actuator(key, ref, example):
+                self._available_changed.set()
+        except KeyLimitError:
             self._key_limit_reached(ref.cp, key)
-        elif self._registry.add_actuator(key, ref, example):
-            self._available_changed.set()
 
     def _key_limit_reached(self, cp: str | None, key: str) -> None:
         if cp not in self._over_key_limit:  # once per charge point: it will keep trying

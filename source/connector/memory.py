@@ -43,26 +43,22 @@ async def manage_garbage_collection(counts: Callable[[], tuple[int, int]]) -> No
     ended_at_full, last_full = counts()[0], time.monotonic()
     gc.freeze()
     try:
-        await _freeze_and_collect(counts, ended_at_full, last_full)
+        while True:
+            await asyncio.sleep(FREEZE_EVERY_S)
+            ended, open_sessions = counts()
+            if full_collection_due(ended - ended_at_full, open_sessions, time.monotonic() - last_full):
+                started = time.perf_counter()
+                gc.unfreeze()
+                collected = gc.collect()
+                LOG.info(
+                    "full garbage collection (%d sessions ended since the last): %d objects freed in %.0f ms",
+                    ended - ended_at_full,
+                    collected,
+                    (time.perf_counter() - started) * 1e3,
+                )
+                ended_at_full, last_full = ended, time.monotonic()
+            gc.freeze()
     finally:
         # Stopped (shutdown, or a test's connector): hand everything back to the collector,
         # or objects frozen meanwhile (sockets' owners among them) would never be freed.
         gc.unfreeze()
-
-
-async def _freeze_and_collect(counts: Callable[[], tuple[int, int]], ended_at_full: int, last_full: float) -> None:
-    while True:
-        await asyncio.sleep(FREEZE_EVERY_S)
-        ended, open_sessions = counts()
-        if full_collection_due(ended - ended_at_full, open_sessions, time.monotonic() - last_full):
-            started = time.perf_counter()
-            gc.unfreeze()
-            collected = gc.collect()
-            LOG.info(
-                "full garbage collection (%d sessions ended since the last): %d objects freed in %.0f ms",
-                ended - ended_at_full,
-                collected,
-                (time.perf_counter() - started) * 1e3,
-            )
-            ended_at_full, last_full = ended, time.monotonic()
-        gc.freeze()

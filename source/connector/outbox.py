@@ -27,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections import deque
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
+
+from connector.limits import Throttled
 
 LOG = logging.getLogger(__name__)
 
@@ -65,8 +66,7 @@ class Outbox:
         self._qos2_held = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.dropped = 0
-        self._reported_drops = 0
-        self._last_report = 0.0
+        self._drop_reports = Throttled(DROP_REPORT_INTERVAL_S)
         client.on_publish = self._on_publish
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -143,15 +143,11 @@ class Outbox:
             self._loop.call_soon_threadsafe(self._drain)
 
     def _report_drops(self) -> None:
-        now = time.monotonic()
-        if now - self._last_report >= DROP_REPORT_INTERVAL_S:
-            since_last = self.dropped - self._reported_drops
-            # Book-keeping first: the warning itself goes to N/logs through this outbox.
-            self._reported_drops, self._last_report = self.dropped, now
+        if self._drop_reports.ready():
             LOG.warning(
                 "MQTT queue full (%d messages): dropped %d oldest since the last report, %d in all",
                 self._limit,
-                since_last,
+                self._drop_reports.take_suppressed() + 1,
                 self.dropped,
             )
 

@@ -65,6 +65,10 @@ class DatapointMap:
         return cls(sensor=sensor, actuator=actuator)
 
 
+class KeyLimitError(Exception):
+    """A charge point has as many keys as OCPP_MAX_KEYS_PER_CHARGE_POINT allows."""
+
+
 class Listing:
     """One section of available_datapoints, `{key: example}`, kept as encoded JSON and grown.
 
@@ -113,30 +117,36 @@ class Registry:
         self._sensor_listing = Listing()
         self._actuator_listing = Listing()
 
-    def admits(self, key: str, cp: str | None) -> bool:
-        """False for a new key of a charge point that has used up its keys."""
-        if cp is None or key in self.sensors or key in self.actuators:
-            return True
-        return self._keys_of.get(cp, 0) < self.max_keys_per_cp
-
     def add_sensor(self, point: Datapoint, cp: str | None = None) -> bool:
-        """Record a sensor's latest value; True if the key is new (announce it). Check `admits` first."""
-        is_new = point.key not in self.sensors
+        """Record a sensor's latest value; True if the key is new (announce it).
+
+        KeyLimitError for a new key of a charge point that has used up its keys.
+        """
+        if point.key in self.sensors:
+            self.sensors[point.key] = point
+            return False
+        self._count_new_key(cp)
         self.sensors[point.key] = point
-        if is_new:
-            self._sensor_listing.add(point.key, point.value)  # its first value is its example
-            if cp is not None:
-                self._keys_of[cp] = self._keys_of.get(cp, 0) + 1
-        return is_new
+        self._sensor_listing.add(point.key, point.value)  # its first value is its example
+        return True
 
     def add_actuator(self, key: str, ref: ActuatorRef, example: Any) -> bool:
+        """Record an actuator; True if the key is new. KeyLimitError as for sensors."""
         if key in self.actuators:
             return False
+        self._count_new_key(ref.cp)
         self.actuators[key] = example
         self.actuator_refs[key] = ref
-        self._keys_of[ref.cp] = self._keys_of.get(ref.cp, 0) + 1
         self._actuator_listing.add(key, example)
         return True
+
+    def _count_new_key(self, cp: str | None) -> None:
+        if cp is None:  # e.g. the status of a key the map names: bounded by the map
+            return
+        count = self._keys_of.get(cp, 0)
+        if count >= self.max_keys_per_cp:
+            raise KeyLimitError(cp)
+        self._keys_of[cp] = count + 1
 
     def available_datapoints(self) -> bytes:
         """`{"sensor": {key: example}, "actuator": {key: example}}` as UTF-8 JSON; a sensor's

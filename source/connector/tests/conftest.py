@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -95,9 +96,23 @@ async def connector(settings_env: dict[str, str], probe: MqttProbe) -> AsyncIter
         await running.stop()
 
 
-async def map_datapoints(
-    probe: MqttProbe, running: RunningConnector, sensor: dict[str, str], actuator: dict[str, str]
-) -> None:
+class Topics(Protocol):
+    """Whatever names a connector's topics: a RunningConnector, or `Prefix` for a process."""
+
+    def topic(self, part: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """The topics of a connector running as a process, by its CONNECTOR_NAME."""
+
+    name: str
+
+    def topic(self, part: str) -> str:
+        return f"{self.name}/{part}"
+
+
+async def map_datapoints(probe: MqttProbe, running: Topics, sensor: dict[str, str], actuator: dict[str, str]) -> None:
     """Publish a datapoint_map and wait until the connector logged that it applied it."""
     since = len(probe.messages)
     probe.publish(running.topic("datapoint_map"), {"sensor": sensor, "actuator": actuator})

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from connector.datapoints import Datapoint
 from connector.limits import SPARE_FILES, MessageRate, Throttled, raise_open_files_limit
-from connector.registry import Registry
+from connector.registry import ActuatorRef, KeyLimitError, Registry
 from connector.tests.conftest import RunningConnector, start_connector
 from connector.tests.harness import WAIT_S, MqttProbe, RawLink
 
@@ -73,15 +73,19 @@ def test_open_files_limit_is_raised_towards_what_the_connections_need() -> None:
 
 
 def test_registry_caps_new_keys_per_charge_point() -> None:
-    """Beyond the cap a charge point's new keys are not admitted; its known keys and others' still are."""
+    """Beyond the cap a charge point's new keys are refused; its known keys and others' still go in."""
     registry = Registry(max_keys_per_cp=3)
     for name in ("a", "b", "c"):
-        assert registry.admits(f"CP_1__{name}", "CP_1")
-        registry.add_sensor(Datapoint(f"CP_1__{name}", 1, 0), "CP_1")
-    assert not registry.admits("CP_1__d", "CP_1")
-    assert registry.admits("CP_1__a", "CP_1")
-    assert registry.admits("CP_2__a", "CP_2")
-    assert registry.admits("status-of-a-mapped-key", None)
+        assert registry.add_sensor(Datapoint(f"CP_1__{name}", 1, 0), "CP_1")
+    with pytest.raises(KeyLimitError):
+        registry.add_sensor(Datapoint("CP_1__d", 1, 0), "CP_1")
+    with pytest.raises(KeyLimitError):
+        registry.add_actuator("CP_1__execute_reset", ActuatorRef("CP_1", "execute_reset", 0), "Soft")
+    assert registry.add_sensor(Datapoint("CP_1__a", 2, 0), "CP_1") is False
+    assert registry.sensors["CP_1__a"].value == 2
+    assert registry.add_sensor(Datapoint("CP_2__a", 1, 0), "CP_2")
+    assert registry.add_sensor(Datapoint("status-of-a-mapped-key", 1, 0), None)
+    assert "CP_1__d" not in registry.sensors
 
 
 # -- end to end ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from connector.tests.conftest import map_datapoints
+from connector.tests.conftest import Prefix, map_datapoints
 from connector.tests.harness import (
     ChargerLink,
     ConnectorProcess,
@@ -93,14 +93,8 @@ async def test_signal_closes_chargers_publishes_disconnect_and_exits_0(
     # so once the probe (subscribed before the process started) sees it, a map is heard.
     await probe.wait_for(f"{connector_name}/logs", lambda p: p["msg"].startswith("connected to MQTT broker"))
 
-    class Named:
-        name = connector_name
-
-        def topic(self, part: str) -> str:
-            return f"{connector_name}/{part}"
-
     connected = f"{connector_name}/v/connected"
-    await map_datapoints(probe, Named(), {"CP_1__connected": connected}, {})  # type: ignore[arg-type]
+    await map_datapoints(probe, Prefix(connector_name), {"CP_1__connected": connected}, {})
     async with ChargerLink(f"ws://127.0.0.1:{port}", "CP_1") as charger:
         await send(charger, "boot_notification")
         await probe.wait_value(connected, True)

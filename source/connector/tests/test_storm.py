@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from connector.memory import FREEZE_EVERY_S
-from connector.tests.conftest import map_datapoints
+from connector.tests.conftest import Prefix, map_datapoints
 from connector.tests.harness import (
     WAIT_S,
     ChargerLink,
@@ -41,14 +41,6 @@ RATE_UNITS = {
     "configuration_key": [{"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current"}]
 }
 STORM_WITHIN_S = 30.0  # an upper bound for CI; the figures are printed with -s
-
-
-class Named:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def topic(self, part: str) -> str:
-        return f"{self.name}/{part}"
 
 
 class Storm:
@@ -127,7 +119,7 @@ async def test_a_thousand_chargers_at_once_again_and_again(
         status_topics = [f"{connector_name}/v/{cp}/status" for cp in identities]
         sensors = {f"{cp}__connected": topic_of[cp] for cp in identities}
         sensors |= {f"{cp}__StatusNotification__1__status": t for cp, t in zip(identities, status_topics, strict=True)}
-        await map_datapoints(probe, Named(connector_name), sensors, {})  # type: ignore[arg-type]
+        await map_datapoints(probe, Prefix(connector_name), sensors, {})
         baseline = process.rss_kb()
 
         figures = []
