@@ -38,11 +38,21 @@ LOOP_STOP_TIMEOUT_S = 1.5
 # New keys arriving within this window go out in one available_datapoints message: a
 # fleet booting at once would otherwise republish a large retained message per key.
 AVAILABLE_DATAPOINTS_COALESCE_S = 1.0  # the interface allows coalescing within a second
+# A large listing waits longer: at most this many bytes of listings per second on average,
+# so what keys cost to announce does not grow with the fleet (a 27 MB listing of 10,000
+# chargers goes out at most every 3.4 s while keys keep appearing, not every second).
+AVAILABLE_DATAPOINTS_BYTES_PER_S = 8_000_000
 
 # `N/state` (retained), as zigbee2mqtt's bridge/state: online while connected; offline
 # on a clean shutdown and, as the last will, when the connection dies.
 ONLINE = json.dumps({"state": "online"}).encode()
 OFFLINE = json.dumps({"state": "offline"}).encode()
+
+
+def listing_pause(size: int) -> float:
+    """Seconds to wait before the next available_datapoints after one of `size` bytes."""
+    return max(AVAILABLE_DATAPOINTS_COALESCE_S, size / AVAILABLE_DATAPOINTS_BYTES_PER_S)
+
 
 ActuatorHandler = Callable[[str, str, ActuatorRef | None, bytes | bytearray], None]  # (topic, key, ref, payload)
 
@@ -144,13 +154,15 @@ class BemcomMqtt:
         Only the newest listing matters: while the last one is not yet with the broker
         (an outage), a newer one waits rather than queueing up behind it.
         """
+        pause = AVAILABLE_DATAPOINTS_COALESCE_S
         while True:
             await self._available_changed.wait()
-            await asyncio.sleep(AVAILABLE_DATAPOINTS_COALESCE_S)
+            await asyncio.sleep(pause)
             if self._listing_mid is not None and self._listing_acked != self._listing_mid:
                 continue  # still changed: try again after the next window
             self._available_changed.clear()
             listing = self._registry.available_datapoints()
+            pause = listing_pause(len(listing))
             # Queued by paho while disconnected, sent on reconnect (its rc says "not connected").
             try:
                 info = self._listing_client.publish(self.topics["available_datapoints"], listing, qos=1, retain=True)
@@ -177,12 +189,26 @@ class BemcomMqtt:
             if topic is not None:
                 self._publish_value(topic, point)
 
-    def announce_actuator(self, key: str, ref: ActuatorRef, example: Any) -> None:
+    def announce_actuator(self, key: str, ref: ActuatorRef, example: Any, listed: bool = True) -> None:
+        """Make an actuator routable and, if `listed`, list it (see Registry)."""
         try:
-            if self._registry.add_actuator(key, ref, example):
+            if self._registry.add_actuator(key, ref, example, listed):
                 self._available_changed.set()
         except KeyLimitError:
             self._key_limit_reached(ref.cp, key)
+
+    def list_actuators(self, cp: str) -> None:
+        if self._registry.list_actuators(cp):
+            self._available_changed.set()
+
+    def drop_unlisted(self, cp: str) -> None:
+        self._registry.drop_unlisted(cp)
+
+    def forget(self, cp: str) -> None:
+        """Drop everything of a charge point gone for long; the listing shrinks."""
+        self._registry.forget(cp)
+        self._over_key_limit.discard(cp)
+        self._available_changed.set()
 
     def _key_limit_reached(self, cp: str | None, key: str) -> None:
         if cp not in self._over_key_limit:  # once per charge point: it will keep trying

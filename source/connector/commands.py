@@ -41,7 +41,7 @@ class CommandRunner:
     def __init__(
         self,
         session_for: Callable[[str], ChargePointSession | None],
-        publish: Callable[[list[Datapoint]], None],
+        publish: Callable[[list[Datapoint], str | None], None],  # (points, their charge point)
         transactions: TransactionStore,
         settings: Settings,
     ) -> None:
@@ -56,15 +56,19 @@ class CommandRunner:
     def submit(self, topic: str, actuator_key: str, ref: ActuatorRef | None, payload: bytes | bytearray) -> None:
         """Handle one actuator message (on the loop thread); never raises."""
         if ref is None:
-            self._fail(topic, actuator_key, "no such actuator (unknown key, or not enabled in OCPP_CONFIG)")
+            self._fail(
+                topic,
+                actuator_key,
+                "no such actuator (unknown key, not enabled in OCPP_CONFIG, or of an unbooted charge point now gone)",
+            )
             return
         value = actuator_value(payload)
         if isinstance(value, Refusal):
-            self._fail(topic, actuator_key, value.reason)
+            self._fail(topic, actuator_key, value.reason, ref.cp)
             return
         session = self._session_for(ref.cp)
         if session is None:
-            self._fail(topic, actuator_key, f"charge point {ref.cp} is not connected")
+            self._fail(topic, actuator_key, f"charge point {ref.cp} is not connected", ref.cp)
             return
         actuator = ACTUATORS[ref.name]
         # Built now to refuse a bad value at once (allocating no reservation id); built
@@ -75,7 +79,7 @@ class CommandRunner:
             LOG.exception("actuator %s: building the call failed", actuator_key)
             call = Refusal(f"internal error ({type(error).__name__}) building the call")
         if isinstance(call, Refusal):
-            self._fail(topic, actuator_key, call.reason)
+            self._fail(topic, actuator_key, call.reason, ref.cp)
             return
         LOG.info("%s: %s -> %s", ref.cp, actuator_key, call.action)
         token = self._newest[actuator_key] = object()
@@ -113,13 +117,13 @@ class CommandRunner:
                 await session.refresh_rate_units(command.queued_at)
             call, answer = await session.send_call(build, command.still_wanted, command.queued_at)
         except CommandError as error:
-            self._fail(command.topic, command.key, str(error))
+            self._fail(command.topic, command.key, str(error), command.ref.cp)
             return
         except ConnectionClosed:
-            self._fail(command.topic, command.key, "connection closed before the charger answered")
+            self._fail(command.topic, command.key, "connection closed before the charger answered", command.ref.cp)
             return
         except asyncio.CancelledError:
-            self._fail(command.topic, command.key, "connection closed before the charger answered")
+            self._fail(command.topic, command.key, "connection closed before the charger answered", command.ref.cp)
             raise
         self._answered(session, command, call, answer)
 
@@ -131,11 +135,14 @@ class CommandRunner:
         except Exception:  # a bug in an answer mapping must not swallow the status
             LOG.exception("actuator %s: mapping the answer failed", command.key)
             points = []
-        self._publish([*points, Datapoint(key(command.key, "status"), status_of(answer), at)])
+        # With its charge point: keys an answer mints (a charger's configuration keys) count
+        # against that charger's OCPP_MAX_KEYS_PER_CHARGE_POINT and are forgotten with it.
+        self._publish([*points, Datapoint(key(command.key, "status"), status_of(answer), at)], ref.cp)
 
-    def _fail(self, topic: str, actuator_key: str, reason: str) -> None:
+    def _fail(self, topic: str, actuator_key: str, reason: str, cp: str | None = None) -> None:
+        """Publish `Failed: <reason>`; `cp` None only for a key the map names but nobody owns."""
         LOG.warning("actuator %s (topic %s): Failed: %s", actuator_key, topic, reason)
-        self._publish([Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())])
+        self._publish([Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())], cp)
 
 
 def remember(

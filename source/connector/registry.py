@@ -70,13 +70,14 @@ class KeyLimitError(Exception):
 
 
 class Listing:
-    """One section of available_datapoints, `{key: example}`, kept as encoded JSON and grown.
+    """One section of one charge point's part of available_datapoints, kept as encoded JSON.
 
     With thousands of chargers the message lists hundreds of thousands of keys (27 MB at
     10,000 chargers). Encoding the whole dict again for every new key blocked the loop for
     a large share of each second while a fleet booted (the benchmark showed commands
     waiting over a second); here each entry is encoded once, when its key appears, into
-    one buffer, and a listing is one copy of it.
+    its charge point's buffer, and a listing is one join of the buffers. Kept per charge
+    point so that forgetting one costs nothing but dropping its buffers.
     """
 
     def __init__(self) -> None:
@@ -89,6 +90,7 @@ class Listing:
 
 
 MAX_EXAMPLE_CHARS = 200
+STATUS_SUFFIX = "__status"  # `<actuator key>__status`: the answer to the last command
 
 
 def shortened(example: Any) -> Any:
@@ -99,59 +101,165 @@ def shortened(example: Any) -> Any:
     return example
 
 
+@dataclass(frozen=True)
+class KeyRecord:
+    """A listed key as the registry store keeps it across restarts."""
+
+    key: str
+    cp: str
+    example: Any
+    actuator: ActuatorRef | None = None  # None: a sensor
+
+
+class ChargePointKeys:
+    """Everything the registry holds for one charge point (or, under None, for no charge point)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()  # every key, listed or not: what the key limit counts
+        self.sensors = Listing()
+        self.actuators = Listing()
+        self.unlisted: dict[str, Any] = {}  # actuator key -> example, routable but not announced yet
+
+
 class Registry:
     """Every key seen, with the latest sensor values; at most `max_keys_per_cp` per charge point.
 
     The bound matters: keys come from what chargers send (connector ids, enum values a
-    charger invents, DataTransfer vendor ids), and each is kept for the connector's life
-    and listed in every available_datapoints message.
+    charger invents, DataTransfer vendor ids), and each is kept until its charge point is
+    forgotten and listed in every available_datapoints message.
+
+    Actuators may be routable before they are listed: a charge point that has not booted
+    (and is not known from before) can be commanded while connected, but its actuators
+    enter the listing only with `list_actuators`, so identities that merely connect leave
+    nothing behind (`drop_unlisted` at disconnect).
     """
 
     def __init__(self, max_keys_per_cp: int = 2000) -> None:
         self.sensors: dict[str, Datapoint] = {}  # key -> latest datapoint
-        self.actuators: dict[str, Any] = {}
-        self.actuator_refs: dict[str, ActuatorRef] = {}
+        self.actuators: dict[str, Any] = {}  # listed actuator key -> example
+        self.actuator_refs: dict[str, ActuatorRef] = {}  # listed or not: what commands route by
         self.map = DatapointMap({}, {})
         self.max_keys_per_cp = max_keys_per_cp
-        self._keys_of: dict[str, int] = {}  # charge point -> keys it has
-        self._sensor_listing = Listing()
-        self._actuator_listing = Listing()
+        self._by_cp: dict[str | None, ChargePointKeys] = {}
+        self.unsaved: list[KeyRecord] = []  # listed since the store last took them
 
     def add_sensor(self, point: Datapoint, cp: str | None = None) -> bool:
-        """Record a sensor's latest value; True if the key is new (announce it).
+        """Record a sensor's latest value; True if the key is new to the listing (announce it).
 
         KeyLimitError for a new key of a charge point that has used up its keys.
         """
         if point.key in self.sensors:
             self.sensors[point.key] = point
             return False
-        self._count_new_key(cp)
+        keys = self._keys(cp)
+        if point.key in keys.names:  # listed before a restart: known, now with a value
+            self.sensors[point.key] = point
+            return False
+        self._count_new_key(cp, keys, point.key)
         self.sensors[point.key] = point
-        self._sensor_listing.add(point.key, point.value)  # its first value is its example
+        keys.sensors.add(point.key, point.value)  # its first value is its example
+        if cp is not None:
+            self.unsaved.append(KeyRecord(point.key, cp, shortened(point.value)))
         return True
 
-    def add_actuator(self, key: str, ref: ActuatorRef, example: Any) -> bool:
-        """Record an actuator; True if the key is new. KeyLimitError as for sensors."""
+    def add_actuator(self, key: str, ref: ActuatorRef, example: Any, listed: bool = True) -> bool:
+        """Record an actuator; True if it is new to the listing. KeyLimitError as for sensors."""
+        keys = self._keys(ref.cp)
         if key in self.actuators:
             return False
-        self._count_new_key(ref.cp)
-        self.actuators[key] = example
+        if key in keys.unlisted:
+            if listed:
+                self._list_actuator(keys, key, ref, keys.unlisted.pop(key))
+            return listed
+        self._count_new_key(ref.cp, keys, key)
         self.actuator_refs[key] = ref
-        self._actuator_listing.add(key, example)
-        return True
+        if listed:
+            self._list_actuator(keys, key, ref, example)
+        else:
+            keys.unlisted[key] = example
+        return listed
 
-    def _count_new_key(self, cp: str | None) -> None:
-        if cp is None:  # e.g. the status of a key the map names: bounded by the map
+    def _list_actuator(self, keys: ChargePointKeys, key: str, ref: ActuatorRef, example: Any) -> None:
+        self.actuators[key] = example
+        keys.actuators.add(key, example)
+        self.unsaved.append(KeyRecord(key, ref.cp, shortened(example), ref))
+
+    def list_actuators(self, cp: str) -> bool:
+        """List the charge point's routable actuators (it booted); True if any was new."""
+        keys = self._keys(cp)
+        unlisted, keys.unlisted = keys.unlisted, {}
+        for key, example in unlisted.items():
+            self._list_actuator(keys, key, self.actuator_refs[key], example)
+        return bool(unlisted)
+
+    def drop_unlisted(self, cp: str) -> None:
+        """Forget the actuators of a charge point that left before it was listed."""
+        keys = self._by_cp.get(cp)
+        if keys is None:
             return
-        count = self._keys_of.get(cp, 0)
-        if count >= self.max_keys_per_cp:
+        for key in keys.unlisted:
+            keys.names.discard(key)
+            del self.actuator_refs[key]
+        keys.unlisted = {}
+
+    def forget(self, cp: str) -> None:
+        """Drop every key of a charge point (gone for long); the listing shrinks with it."""
+        keys = self._by_cp.pop(cp, None)
+        if keys is None:
+            return
+        for key in keys.names:
+            self.sensors.pop(key, None)
+            self.actuators.pop(key, None)
+            self.actuator_refs.pop(key, None)
+
+    def restore(self, record: KeyRecord) -> None:
+        """A listed key from before a restart: listed (and routable) again, without a value yet.
+
+        No latest value: publishing a restored example to a newly mapped topic could
+        overwrite a newer retained value there. Beyond the key limit, restored keys are
+        skipped like new ones (the limit may have been lowered).
+        """
+        keys = self._keys(record.cp)
+        if record.key in keys.names or len(keys.names) >= self.max_keys_per_cp:
+            return
+        keys.names.add(record.key)
+        if record.actuator is None:
+            keys.sensors.add(record.key, record.example)
+        else:
+            self.actuator_refs[record.key] = record.actuator
+            self.actuators[record.key] = record.example
+            keys.actuators.add(record.key, record.example)
+
+    def key_count(self, cp: str) -> int:
+        """Keys the charge point holds (listed, or routable while it is connected)."""
+        keys = self._by_cp.get(cp)
+        return 0 if keys is None else len(keys.names)
+
+    def take_unsaved(self) -> list[KeyRecord]:
+        taken, self.unsaved = self.unsaved, []
+        return taken
+
+    def _keys(self, cp: str | None) -> ChargePointKeys:
+        keys = self._by_cp.get(cp)
+        if keys is None:
+            keys = self._by_cp[cp] = ChargePointKeys()
+        return keys
+
+    def _count_new_key(self, cp: str | None, keys: ChargePointKeys, key: str) -> None:
+        # Keys of no charge point (the status of a key the map names) are bounded by the map;
+        # the status of a known actuator by its actuator, and it must always reach the operator.
+        if cp is not None and len(keys.names) >= self.max_keys_per_cp and not self._is_status(key):
             raise KeyLimitError(cp)
-        self._keys_of[cp] = count + 1
+        keys.names.add(key)
+
+    def _is_status(self, key: str) -> bool:
+        return key.endswith(STATUS_SUFFIX) and key[: -len(STATUS_SUFFIX)] in self.actuator_refs
 
     def available_datapoints(self) -> bytes:
         """`{"sensor": {key: example}, "actuator": {key: example}}` as UTF-8 JSON; a sensor's
         example is the first value it had."""
-        sensors, actuators = self._sensor_listing.entries, self._actuator_listing.entries
+        sensors = b", ".join(k.sensors.entries for k in self._by_cp.values() if k.sensors.entries)
+        actuators = b", ".join(k.actuators.entries for k in self._by_cp.values() if k.actuators.entries)
         return b"".join((b'{"sensor": {', sensors, b'}, "actuator": {', actuators, b"}}"))
 
     def sensor_topic(self, key: str) -> str | None:

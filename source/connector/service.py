@@ -12,18 +12,22 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 
 from connector.actuators import ACTUATORS
 from connector.bemcom import BemcomMqtt, MqttLogHandler
 from connector.commands import CommandRunner
 from connector.datapoints import Datapoint, key, now_ms
+from connector.fleet import Roster
 from connector.memory import manage_garbage_collection
 from connector.ocpp_server import DeviceDispatcher
 from connector.registry import ActuatorRef, Registry
+from connector.registry_store import RegistryStore
 from connector.security import Security
 from connector.security import load as load_security
 from connector.settings import Settings
 from connector.transactions import TransactionStore
+from connector.upkeep import Upkeep
 
 LOG = logging.getLogger(__name__)
 
@@ -31,21 +35,36 @@ MQTT_FLUSH_TIMEOUT_S = 1.5
 
 
 class ConnectorEvents:
-    """Turns session events into MQTT datapoints and actuator announcements."""
+    """Turns session events into MQTT datapoints and actuator announcements.
 
-    def __init__(self, mqtt_side: BemcomMqtt, enabled_actuators: frozenset[str]) -> None:
+    Actuators are routable while their charge point is connected, but listed only once it
+    is known: it booted (now or before, as the roster remembers), or the operator
+    authenticates every charge point (then the identities are the operator's). So an
+    identity that merely connects, as anyone can without authentication, leaves nothing
+    in the listing once it is gone.
+    """
+
+    def __init__(
+        self, mqtt_side: BemcomMqtt, enabled_actuators: frozenset[str], roster: Roster, trust_at_connect: bool
+    ) -> None:
         self._mqtt = mqtt_side
         self._enabled = [ACTUATORS[name] for name in sorted(enabled_actuators)]
+        self._roster = roster
+        self._trust_at_connect = trust_at_connect
 
     def publish(self, cp: str, points: list[Datapoint]) -> None:
         self._mqtt.publish_values(points, cp)
 
     def connected(self, cp: str, is_connected: bool) -> None:
         self._mqtt.publish_values([Datapoint(key(cp, "connected"), is_connected, now_ms())], cp)
-        if is_connected:
-            for actuator in self._enabled:
-                if not actuator.per_connector:
-                    self._announce(cp, actuator.name, 0, key(cp, actuator.name), actuator.example)
+        if not is_connected:
+            self._roster.left(cp)
+            self._mqtt.drop_unlisted(cp)
+            return
+        self._roster.arrived(cp)
+        for actuator in self._enabled:
+            if not actuator.per_connector:
+                self._announce(cp, actuator.name, 0, key(cp, actuator.name), actuator.example)
 
     def connector_seen(self, cp: str, connector_id: int) -> None:
         for actuator in self._enabled:
@@ -53,8 +72,20 @@ class ConnectorEvents:
                 actuator_key = key(cp, actuator.name, connector_id)
                 self._announce(cp, actuator.name, connector_id, actuator_key, actuator.example)
 
+    def booted(self, cp: str) -> None:
+        """A BootNotification: from now on the charge point is known, its actuators listed."""
+        self._roster.booted(cp)
+        self._mqtt.list_actuators(cp)
+
     def _announce(self, cp: str, name: str, connector_id: int, actuator_key: str, example: object) -> None:
-        self._mqtt.announce_actuator(actuator_key, ActuatorRef(cp, name, connector_id), example)
+        listed = self._trust_at_connect or self._roster.is_booted(cp)
+        self._mqtt.announce_actuator(actuator_key, ActuatorRef(cp, name, connector_id), example, listed)
+
+
+def authenticates_charge_points(security: Security) -> bool:
+    """Whether only identities the operator configured can connect (profile 1, allow-list, profile 3)."""
+    client_certificates = security.ocpp_tls is not None and security.ocpp_tls.verify_mode == ssl.CERT_REQUIRED
+    return security.passwords is not None or security.allowed is not None or client_certificates
 
 
 class Service:
@@ -64,9 +95,15 @@ class Service:
         self.registry = Registry(settings.max_keys_per_charge_point)
         self.mqtt = BemcomMqtt(settings, self.registry, security.mqtt_ca_file)
         raw_tap = self.mqtt.publish_raw if settings.send_raw_message_to_db else None
-        self.events = ConnectorEvents(self.mqtt, settings.enabled_actuators)
+        # As many absent charge points are remembered as may be connected at once.
+        self.roster = Roster(settings.forget_after, settings.ocpp_max_connections)
+        trusted = authenticates_charge_points(security)
+        self.events = ConnectorEvents(self.mqtt, settings.enabled_actuators, self.roster, trusted)
         transactions = TransactionStore(settings.state_dir)
         self.dispatcher = DeviceDispatcher(settings, self.events, transactions, security, raw_tap)
+        self._store = RegistryStore(settings.state_dir)
+        self.upkeep = Upkeep(self.registry, self.roster, self._store, self._forget)
+        self.upkeep.restore()
         self.commands = CommandRunner(self.dispatcher.sessions.get, self.mqtt.publish_values, transactions, settings)
         self.stop = asyncio.Event()
         self.started = asyncio.Event()
@@ -83,6 +120,7 @@ class Service:
                     tasks.create_task(self.mqtt.run_heartbeat()),
                     tasks.create_task(self.mqtt.run_available_datapoints()),
                     tasks.create_task(manage_garbage_collection(self.dispatcher.session_counts)),
+                    tasks.create_task(self.upkeep.run()),
                 ]
                 await self.dispatcher.serve_until(self.stop)
                 for task in background:
@@ -91,6 +129,12 @@ class Service:
             LOG.info("stopped serving charge points; flushing MQTT")
             logging.getLogger().removeHandler(log_handler)
             await self.mqtt.stop(MQTT_FLUSH_TIMEOUT_S)
+            self._store.close()
+
+    def _forget(self, cp: str) -> None:
+        """Drop everything kept of a charge point that has been gone for long."""
+        self.mqtt.forget(cp)
+        self.dispatcher.chargers.pop(cp, None)
 
 
 async def run(settings: Settings, security: Security) -> None:

@@ -67,6 +67,8 @@ class SessionEvents(Protocol):
 
     def connector_seen(self, cp: str, connector_id: int) -> None: ...
 
+    def booted(self, cp: str) -> None: ...
+
 
 RawTap = Callable[[str, str, str, int], None]  # (cp, direction, frame, ms)
 
@@ -360,6 +362,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     @handles(Action.boot_notification)
     def on_boot_notification(self, msg: Inbound) -> dict[str, Any]:
         self.publish(dp.boot_notification(self.id, msg.payload, msg.received))
+        self._events.booted(self.id)
         msg.after.append(self.refresh_rate_units)  # a reboot may come with new firmware
         return {"status": "Accepted", "currentTime": utc_now_text(), "interval": self._heartbeat_interval}
 

@@ -65,6 +65,7 @@ class Settings:
     ocpp_handshake_timeout: float = 30.0
     ocpp_max_message_rate: float = 1000.0  # per charge point, averaged over 10 s; 0: off
     max_keys_per_charge_point: int = 2000
+    forget_after: float = 30 * 24 * 3600.0  # a charge point gone this long is forgotten
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -103,6 +104,7 @@ class Settings:
             max_keys_per_charge_point=reader.number(
                 "OCPP_MAX_KEYS_PER_CHARGE_POINT", cls.max_keys_per_charge_point, 10, int
             ),
+            forget_after=reader.number("OCPP_FORGET_AFTER", cls.forget_after, 60.0, float),
         )
         if reader.problems:
             raise SettingsError(reader.problems)

@@ -100,12 +100,30 @@ async def test_bad_actuator_values_are_refused(
 
 
 async def test_command_for_a_disconnected_charge_point_fails(connector: RunningConnector, probe: MqttProbe) -> None:
-    """A command for a charge point that is not connected ends in `Failed: ... not connected`."""
-    async with ChargerLink(connector.url, "CP_1"):
+    """A command for a booted charge point that is not connected ends in `Failed: ... not connected`."""
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        await send(charger, "boot_notification")
         ((cmd, status),) = (await wire(probe, connector, TRIGGER)).values()
     await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("CP_1: disconnected"))
     probe.publish(cmd, command(0))
     assert (await probe.wait_for(status))["value"] == "Failed: charge point CP_1 is not connected"
+
+
+async def test_an_unbooted_charge_point_leaves_no_actuator_behind(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """A charge point that connected without booting was commandable, but once gone its actuators are unknown."""
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        ((cmd, status),) = (await wire(probe, connector, TRIGGER)).values()
+        probe.publish(cmd, command(3))
+        assert await charger.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
+        await probe.wait_value(status, "Accepted")
+    await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("CP_1: disconnected"))
+    assert TRIGGER not in connector.service.registry.actuator_refs
+    probe.publish(cmd, command(0))
+    assert (await probe.wait_for(status, lambda p: p["value"] != "Accepted"))["value"].startswith(
+        "Failed: no such actuator"
+    )
 
 
 async def test_callerror_answer_is_reported(connector: RunningConnector, probe: MqttProbe) -> None:
@@ -142,6 +160,7 @@ async def test_disabled_actuators_are_not_offered_or_run(settings_env: dict[str,
     running = await start_connector({**settings_env, "OCPP_CONFIG": '["execute_trigger_message"]'}, probe)
     try:
         async with ChargerLink(running.url, "CP_1") as charger:
+            await send(charger, "boot_notification")
             await send(charger, "status_available")
             available = await probe.wait_for(
                 running.topic("available_datapoints"), lambda p: "CP_1__StatusNotification__1__status" in p["sensor"]

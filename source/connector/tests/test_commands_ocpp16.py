@@ -241,7 +241,8 @@ def schedule(payload: dict[str, Any]) -> tuple[int, str, float]:
 
 
 async def test_every_actuator_is_listed_for_each_connector(rig: Rig) -> None:
-    """On connect and for each new connector id, available_datapoints lists every actuator of both tables."""
+    """Once booted, available_datapoints lists every actuator of both tables for each connector id seen."""
+    await send(rig.charger, "boot_notification")
     topic = rig.connector.topic("available_datapoints")
     available = await rig.probe.wait_for(topic, lambda p: set(ACTUATOR_KEYS) <= set(p["actuator"]))
     assert {k for k in available["actuator"] if k.startswith(f"{CP}__")} == set(ACTUATOR_KEYS)

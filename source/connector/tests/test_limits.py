@@ -196,9 +196,11 @@ async def test_keys_beyond_the_cap_are_not_published(limited: StartLimited, prob
             request = json.dumps([2, f"d{number}", "DataTransfer", {"vendorId": f"V{number}", "data": "x"}])
             assert (await link.exchange(request))[0] == 3  # still answered
         await warning(probe, running, "CP_KEYS: has 20 datapoint keys")
+        # Listed sensors and the actuators it may use while connected (listed once it boots).
+        assert running.service.registry.key_count("CP_KEYS") == 20
     await still_served(running)
     listing = await probe.wait_for(running.topic("available_datapoints"), lambda p: "CP_OK__connected" in p["sensor"])
     own = [k for k in [*listing["sensor"], *listing["actuator"]] if k.startswith("CP_KEYS__")]
     warnings = [p for p in probe.on(running.topic("logs")) if "OCPP_MAX_KEYS_PER_CHARGE_POINT" in p["msg"]]
-    assert len(own) == 20
+    assert set(own) == {"CP_KEYS__connected", *(f"CP_KEYS__DataTransfer__V{n}" for n in range(3))}
     assert len(warnings) == 1

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from connector.bemcom import AVAILABLE_DATAPOINTS_BYTES_PER_S, AVAILABLE_DATAPOINTS_COALESCE_S, listing_pause
 from connector.datapoints import Datapoint
 from connector.registry import ActuatorRef, DatapointMap, MapError, Registry
 
@@ -219,3 +220,57 @@ def test_long_text_examples_are_cut_short_in_the_listing() -> None:
     listed = json.loads(registry.available_datapoints())["sensor"]["CP_1__DataTransfer__V"]
     assert listed == "x" * 200 + "..."
     assert registry.sensors["CP_1__DataTransfer__V"].value == "x" * 1_000_000  # the value itself is kept whole
+
+
+def test_unlisted_actuators_route_but_are_listed_only_when_asked() -> None:
+    """An actuator added unlisted routes commands, and enters the listing with list_actuators."""
+    registry = Registry()
+    ref = ActuatorRef("CP_1", "execute_reset", 0)
+    assert registry.add_actuator("CP_1__execute_reset", ref, "Soft", listed=False) is False
+    assert registry.actuator_refs == {"CP_1__execute_reset": ref}
+    assert json.loads(registry.available_datapoints())["actuator"] == {}
+    assert registry.list_actuators("CP_1") is True
+    assert json.loads(registry.available_datapoints())["actuator"] == {"CP_1__execute_reset": "Soft"}
+    assert registry.list_actuators("CP_1") is False
+
+
+def test_drop_unlisted_forgets_what_an_unbooted_charge_point_left() -> None:
+    """drop_unlisted removes routable-only actuators and frees their keys; listed ones stay."""
+    registry = Registry()
+    registry.add_actuator("CP_1__execute_reset", ActuatorRef("CP_1", "execute_reset", 0), "Soft", listed=False)
+    registry.add_sensor(point("CP_1__connected", True), "CP_1")
+    registry.drop_unlisted("CP_1")
+    assert registry.actuator_refs == {}
+    assert registry.key_count("CP_1") == 1
+
+
+def test_forget_drops_every_key_of_the_charge_point_only() -> None:
+    """forget removes a charge point's values, actuators and listing entries, leaving the others'."""
+    registry = Registry()
+    for cp in ("CP_1", "CP_2"):
+        registry.add_sensor(point(f"{cp}__connected", False), cp)
+        registry.add_actuator(f"{cp}__execute_reset", ActuatorRef(cp, "execute_reset", 0), "Soft")
+    registry.forget("CP_1")
+    assert json.loads(registry.available_datapoints()) == {
+        "sensor": {"CP_2__connected": False},
+        "actuator": {"CP_2__execute_reset": "Soft"},
+    }
+    assert set(registry.sensors) == {"CP_2__connected"}
+    assert set(registry.actuator_refs) == {"CP_2__execute_reset"}
+    assert registry.key_count("CP_1") == 0
+
+
+def test_new_listed_keys_are_handed_to_the_store_once() -> None:
+    """take_unsaved returns each newly listed key of a charge point once; keys of no charge point are not kept."""
+    registry = Registry()
+    registry.add_sensor(point("CP_1__connected", True), "CP_1")
+    registry.add_sensor(point("CP_1__connected", False), "CP_1")
+    registry.add_sensor(point("status-of-a-mapped-key", "Failed: x"), None)
+    assert [r.key for r in registry.take_unsaved()] == ["CP_1__connected"]
+    assert registry.take_unsaved() == []
+
+
+def test_a_large_listing_waits_in_proportion_to_its_size() -> None:
+    """The pause after a listing is the coalescing second, or longer in proportion to the listing's size."""
+    assert listing_pause(1000) == AVAILABLE_DATAPOINTS_COALESCE_S
+    assert listing_pause(27_000_000) == 27_000_000 / AVAILABLE_DATAPOINTS_BYTES_PER_S

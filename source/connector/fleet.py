@@ -1,0 +1,87 @@
+"""Pure: the charge points the connector knows, and which of them to forget.
+
+Without authentication (the default) anyone can connect under any identity, and every
+identity that connected, booted and left used to be kept for the connector's life: its
+keys, its state, its share of every available_datapoints message (24,000 identities made
+a 32.6 MB listing, re-published for each new one). So a charge point that has been gone
+longer than OCPP_FORGET_AFTER is forgotten, and so are the longest-gone ones beyond
+`max_absent` (as many as may be connected at once): what the connector keeps is bounded
+by the fleet it serves, not by every identity it ever saw. A forgotten charger that comes
+back is served as a new one; its keys reappear as it sends them.
+
+`booted` marks a charge point that sent a BootNotification (to this connector, at any time
+it still remembers): only such a charger has its actuators listed as soon as it connects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Member:
+    booted: bool = False
+    absent_since: float | None = None  # seconds since 1970; None while connected
+
+
+class Roster:
+    def __init__(self, forget_after: float, max_absent: int, clock: Callable[[], float] = time.time) -> None:
+        self.forget_after = forget_after
+        self.max_absent = max_absent
+        self._clock = clock
+        self.members: dict[str, Member] = {}
+        self.changed: dict[str, Member] = {}  # since the store last took them
+        self.forgotten: list[str] = []  # likewise
+
+    def restore(self, members: dict[str, Member]) -> None:
+        """The roster from before a restart: whoever was connected then is absent since now."""
+        now = self._clock()
+        for cp, member in members.items():
+            absent_since = now if member.absent_since is None else member.absent_since
+            self.members[cp] = Member(member.booted, absent_since)
+
+    def arrived(self, cp: str) -> Member:
+        member = self.members.setdefault(cp, Member())
+        member.absent_since = None
+        self.changed[cp] = member
+        return member
+
+    def left(self, cp: str) -> None:
+        member = self.members.get(cp)
+        if member is not None:
+            member.absent_since = self._clock()
+            self.changed[cp] = member
+
+    def booted(self, cp: str) -> bool:
+        """Mark the charge point booted; True if it was not before."""
+        member = self.members.setdefault(cp, Member())
+        first = not member.booted
+        member.booted = True
+        self.changed[cp] = member
+        return first
+
+    def is_booted(self, cp: str) -> bool:
+        member = self.members.get(cp)
+        return member is not None and member.booted
+
+    def due(self) -> list[str]:
+        """Charge points to forget now: gone too long, then the longest gone beyond `max_absent`."""
+        absent = sorted(
+            ((m.absent_since, cp) for cp, m in self.members.items() if m.absent_since is not None),
+            reverse=True,  # most recently gone first: kept first
+        )
+        horizon = self._clock() - self.forget_after
+        return [cp for rank, (since, cp) in enumerate(absent) if since < horizon or rank >= self.max_absent]
+
+    def forget(self, cp: str) -> None:
+        self.members.pop(cp, None)
+        self.changed.pop(cp, None)
+        self.forgotten.append(cp)
+
+    def take_changes(self) -> tuple[dict[str, Member], list[str]]:
+        """(members changed, charge points forgotten) since the last call, for the store."""
+        changed = {cp: Member(m.booted, m.absent_since) for cp, m in self.changed.items()}
+        forgotten, self.changed, self.forgotten = self.forgotten, {}, []
+        return changed, forgotten

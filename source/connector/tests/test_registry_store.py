@@ -1,0 +1,53 @@
+"""The registry store: listed keys and the roster survive a restart (SQLite in STATE_DIR)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connector.fleet import Member
+from connector.registry import ActuatorRef, KeyRecord, Registry
+from connector.registry_store import RegistryStore
+
+SENSOR = KeyRecord("CP_1__BootNotification__charge_point_model", "CP_1", "Wallbox")
+ACTUATOR = KeyRecord("CP_1__execute_reset", "CP_1", "Soft", ActuatorRef("CP_1", "execute_reset", 0))
+OTHER = KeyRecord("CP_2__connected", "CP_2", True)
+
+
+def test_saved_keys_and_members_load_after_reopening(tmp_path: Path) -> None:
+    """What was saved comes back, in order, from a new store on the same directory."""
+    store = RegistryStore(tmp_path)
+    store.save([SENSOR, ACTUATOR], {"CP_1": Member(True, None)}, [])
+    store.save([OTHER, SENSOR], {"CP_2": Member(False, 12.5)}, [])
+    store.close()
+    reopened = RegistryStore(tmp_path)
+    assert reopened.load() == ([SENSOR, ACTUATOR, OTHER], {"CP_1": Member(True, None), "CP_2": Member(False, 12.5)})
+    reopened.close()
+
+
+def test_a_forgotten_charge_point_leaves_nothing_in_the_store(tmp_path: Path) -> None:
+    """Forgetting deletes the charge point's keys and roster entry; a later arrival in the same save is kept."""
+    store = RegistryStore(tmp_path)
+    store.save([SENSOR, ACTUATOR, OTHER], {"CP_1": Member(True, 1.0), "CP_2": Member()}, [])
+    store.save([], {}, ["CP_1"])
+    assert store.load() == ([OTHER], {"CP_2": Member()})
+    back = KeyRecord("CP_2__Heartbeat", "CP_2", 5)
+    store.save([back], {"CP_2": Member(True, None)}, ["CP_2"])
+    assert store.load() == ([back], {"CP_2": Member(True, None)})
+    store.close()
+
+
+def test_restored_keys_are_listed_and_routable_without_a_value(tmp_path: Path) -> None:
+    """A restored registry lists the keys and routes the actuator, but holds no latest value to publish."""
+    store = RegistryStore(tmp_path)
+    store.save([SENSOR, ACTUATOR], {}, [])
+    registry = Registry()
+    for record in store.load()[0]:
+        registry.restore(record)
+    store.close()
+    assert registry.available_datapoints() == (
+        b'{"sensor": {"CP_1__BootNotification__charge_point_model": "Wallbox"}, '
+        b'"actuator": {"CP_1__execute_reset": "Soft"}}'
+    )
+    assert registry.actuator_refs == {ACTUATOR.key: ACTUATOR.actuator}
+    assert registry.sensors == {}
+    assert registry.take_unsaved() == []
