@@ -5,8 +5,8 @@ identity that connected, booted and left used to be kept for the connector's lif
 keys, its state, its share of every available_datapoints message (24,000 identities made
 a 32.6 MB listing, re-published for each new one). So a charge point that has been gone
 longer than OCPP_FORGET_AFTER is forgotten, and so are the longest-gone ones beyond
-`max_absent` (as many as may be connected at once): what the connector keeps is bounded
-by the fleet it serves, not by every identity it ever saw. A forgotten charger that comes
+`max_absent` (as many as may be connected at once) once gone for an hour: what the
+connector keeps is bounded by the fleet it serves, not by every identity it ever saw. A forgotten charger that comes
 back is served as a new one; its keys reappear as it sends them.
 
 `booted` marks a charge point that sent a BootNotification (to this connector, at any time
@@ -18,6 +18,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+# Beyond `max_absent`, only charge points gone at least this long are forgotten: a site's
+# network blip that disconnects the whole fleet for minutes must not wipe what is known.
+MIN_ABSENCE_FOR_CAP_S = 3600.0
 
 
 @dataclass
@@ -72,8 +76,13 @@ class Roster:
             ((m.absent_since, cp) for cp, m in self.members.items() if m.absent_since is not None),
             reverse=True,  # most recently gone first: kept first
         )
-        horizon = self._clock() - self.forget_after
-        return [cp for rank, (since, cp) in enumerate(absent) if since < horizon or rank >= self.max_absent]
+        now = self._clock()
+        horizon, settled = now - self.forget_after, now - MIN_ABSENCE_FOR_CAP_S
+        return [
+            cp
+            for rank, (since, cp) in enumerate(absent)
+            if since < horizon or (rank >= self.max_absent and since < settled)
+        ]
 
     def forget(self, cp: str) -> None:
         self.members.pop(cp, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector.fleet import Member, Roster
+from connector.fleet import MIN_ABSENCE_FOR_CAP_S, Member, Roster
 
 
 class Clock:
@@ -32,12 +32,14 @@ def test_a_charge_point_gone_longer_than_forget_after_is_due() -> None:
 
 
 def test_beyond_max_absent_the_longest_gone_are_due() -> None:
-    """With more absent charge points than max_absent, the longest gone beyond it are due, the recent kept."""
+    """Beyond max_absent absent charge points, the longest gone are due once gone an hour; the recent are kept."""
     members, clock = roster(forget_after=1e9, max_absent=2)
     for cp in ("A", "B", "C", "D"):
         members.arrived(cp)
         clock.now += 1
         members.left(cp)
+    assert members.due() == []  # a whole fleet gone for a moment (a network blip) is kept
+    clock.now += MIN_ABSENCE_FOR_CAP_S
     assert sorted(members.due()) == ["A", "B"]
 
 

@@ -78,6 +78,9 @@ async def test_a_charge_point_gone_too_long_is_forgotten(settings_env: dict[str,
             async with ChargerLink(running.url, cp) as charger:
                 await send(charger, "boot_notification")
             await disconnected(probe, running, cp)
+        for member in running.service.roster.members.values():  # as if two hours had passed
+            assert member.absent_since is not None
+            member.absent_since -= 2 * 3600
         assert running.service.upkeep.forget_due() == 1
         after = await listing(probe, running, lambda p: not any(k.startswith("CP_OLD__") for k in p["sensor"]))
     finally:
