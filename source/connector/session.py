@@ -386,8 +386,16 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     @handles(Action.boot_notification)
     def on_boot_notification(self, msg: Inbound) -> dict[str, Any]:
         self.publish(dp.boot_notification(self.id, msg.payload, msg.received))
+        self._settle_transactions(msg.received)
         msg.after.append(self.refresh_rate_units)  # a reboot may come with new firmware
         return {"status": "Accepted", "currentTime": utc_now_text(), "interval": self._heartbeat_interval}
+
+    def _settle_transactions(self, at: int) -> None:
+        """A charger that booted holds no transaction: those still open are settled (see
+        transactions.py), and their connectors are no longer active."""
+        settled = self._transactions.settle_all(self.id)
+        connectors = sorted({record.connector_id for record in settled})
+        self.publish([Datapoint(dp.key(self.id, "Transaction", c, "active"), False, at) for c in connectors])
 
     @handles(Action.heartbeat)
     def on_heartbeat(self, msg: Inbound) -> dict[str, Any]:
@@ -417,7 +425,10 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         # An id tag refused here still gets a transaction id: the charger may have started
         # already and will send StopTransaction for it (OCPP 1.6 5.16).
         record = self._transactions.start(self.id, p["connectorId"], p["idTag"], p["meterStart"], p["timestamp"])
-        self.publish(dp.transaction_started(self.id, p, record, msg.received, msg.notes))
+        if self._transactions.active(self.id, record.connector_id) == record:
+            self.publish(dp.transaction_started(self.id, p, record, msg.received, msg.notes))
+        else:
+            msg.notes.append(f"replay of transaction {record.transaction_id}, a newer one runs; published nothing")
         if "reservationId" in p:
             self._reservation_used(p["connectorId"], p["reservationId"], msg.received)
         return {"transactionId": record.transaction_id, "idTagInfo": self._id_tags.id_tag_info(p["idTag"])}
@@ -433,7 +444,9 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         if record is None:
             msg.notes.append(f"transaction {p['transactionId']} is not open (a repeat, or unknown); published nothing")
         else:
-            self.publish(dp.transaction_stopped(self.id, p, record, msg.received, msg.notes))
+            # A late stop (of a settled transaction) may come while a newer one runs there.
+            running = self._transactions.active(self.id, record.connector_id)
+            self.publish(dp.transaction_stopped(self.id, p, record, msg.received, msg.notes, running=running))
         return {"idTagInfo": self._id_tags.id_tag_info(p["idTag"])} if "idTag" in p else {}
 
     @handles(Action.authorize)

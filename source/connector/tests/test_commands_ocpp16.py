@@ -95,6 +95,7 @@ SENSOR_KEYS = [
     *(key("CompositeSchedule", 1, name) for name in COMPOSITE_FIELDS),
     *(key("Reservation", c, name) for c in (1, 2) for name in RESERVATION_FIELDS),
     key("Transaction", 1, "transaction_id"),
+    key("Transaction", 1, "active"),
     key("execute_data_transfer", "data"),
     key("execute_ocpp_call", "response"),
 ]
@@ -332,6 +333,25 @@ async def test_remote_stop_without_an_active_transaction_fails(rig: Rig) -> None
     await send(rig.charger, "stop_transaction", transactionId=started.transaction_id)
     after = await rig.refused(STOP_1, "stop")
     assert before == after == "Failed: no transaction is active on connector 1"
+
+
+async def test_remote_stop_after_a_reboot_without_stop_fails(rig: Rig) -> None:
+    """A transaction left open by a charger that rebooted is settled by its BootNotification: no longer active."""
+    await rig.boot(None)
+    await send(rig.charger, "start_transaction")
+    await rig.boot(None)  # rebooted: no StopTransaction came
+    assert await rig.sensor(key("Transaction", 1, "active")) is False
+    assert await rig.refused(STOP_1, True) == "Failed: no transaction is active on connector 1"
+
+
+async def test_remote_stop_after_a_second_start_ignores_the_first(rig: Rig) -> None:
+    """A second start on the connector settles the first: once the second stops, no remote stop goes to the first."""
+    await send(rig.charger, "start_transaction", timestamp="2026-11-21T10:00:00Z")
+    second = await send(rig.charger, "start_transaction", timestamp="2026-11-21T11:00:00Z")
+    first_call, _ = await rig.call(STOP_1, True)
+    await send(rig.charger, "stop_transaction", transactionId=second.transaction_id)
+    assert first_call == ("RemoteStopTransaction", {"transaction_id": second.transaction_id})
+    assert await rig.refused(STOP_1, True) == "Failed: no transaction is active on connector 1"
 
 
 # -- execute_change_availability / execute_reset / execute_unlock_connector -------------

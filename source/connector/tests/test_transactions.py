@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from connector.datapoints import TransactionRecord
-from connector.transactions import ID_EPOCH, TransactionStore
+from connector.transactions import ID_EPOCH, MAX_OPEN, MAX_SETTLED, SETTLED_KEEP_S, TransactionStore
 
 NOW = 1_795_000_000.0  # a fixed wall clock in 2026, in seconds since 1970
 FLOOR = int(NOW) - ID_EPOCH  # seconds since 2020-01-01: no id may be below this
@@ -263,3 +264,105 @@ def test_a_reservation_with_an_unreadable_expiry_stays_until_it_ends(tmp_path: P
     store.reserve("CP_1", 1, 5, "next tuesday")
     assert store_in(tmp_path).reservation("CP_1", 1) == 5
     assert store.end_reservation("CP_1", 5) == [1]
+
+
+# -- settled transactions (a stop that never came) ----------------------------------------
+
+
+def test_a_new_start_settles_the_open_transaction_of_its_connector(tmp_path: Path) -> None:
+    """A second start on a connector makes the first no longer active; other connectors keep theirs."""
+    store = store_in(tmp_path)
+    orphan = store.start("CP_1", 1, "TAG", 100, "2026-11-21T10:00:00Z")
+    other = store.start("CP_1", 2, "TAG", 100, "2026-11-21T10:00:00Z")
+    current = store.start("CP_1", 1, "TAG", 200, "2026-11-21T11:00:00Z")
+    assert store.active("CP_1", 1) == current
+    assert store.active("CP_1", 2) == other
+    assert store_in(tmp_path).active("CP_1", 1) == current
+    assert orphan.transaction_id != current.transaction_id
+
+
+def test_a_boot_settles_every_open_transaction(tmp_path: Path) -> None:
+    """settle_all returns every open transaction of the charger; none is active after it, also after a restart."""
+    store = store_in(tmp_path)
+    one = store.start("CP_1", 1, "A", 0)
+    two = store.start("CP_1", 2, "B", 0)
+    elsewhere = store.start("CP_2", 1, "C", 0)
+    assert sorted(store.settle_all("CP_1"), key=lambda r: r.connector_id) == [one, two]
+    assert (store.active("CP_1", 1), store.active("CP_1", 2)) == (None, None)
+    assert store.settle_all("CP_1") == []
+    assert store_in(tmp_path).active("CP_1", 1) is None
+    assert store.active("CP_2", 1) == elsewhere
+
+
+def test_a_settled_transaction_can_still_be_stopped_once(tmp_path: Path) -> None:
+    """A StopTransaction coming after the settling (from the charger's queue) finds the record once, restart or not."""
+    store = store_in(tmp_path)
+    by_boot = store.start("CP_1", 1, "A", 100)
+    store.settle_all("CP_1")
+    by_start = store.start("CP_1", 2, "B", 100, "2026-11-21T10:00:00Z")
+    store.start("CP_1", 2, "B", 300, "2026-11-21T11:00:00Z")
+    restarted = store_in(tmp_path)
+    assert restarted.stop("CP_1", by_boot.transaction_id) == by_boot
+    assert restarted.stop("CP_1", by_start.transaction_id) == by_start
+    assert restarted.stop("CP_1", by_boot.transaction_id) is None
+    assert store_in(tmp_path).stop("CP_1", by_start.transaction_id) is None
+
+
+def test_a_replayed_start_of_a_settled_transaction_is_open_again(tmp_path: Path) -> None:
+    """A start repeated identically after the boot settled it gets the id already issued and is active again."""
+    store = store_in(tmp_path)
+    first = store.start("CP_1", 1, "TAG", 100, "2026-11-21T10:00:00Z")
+    store.settle_all("CP_1")
+    again = store.start("CP_1", 1, "TAG", 100, "2026-11-21T10:00:00Z")
+    assert again == first
+    assert store.active("CP_1", 1) == first
+
+
+def test_a_replay_after_a_newer_start_changes_nothing(tmp_path: Path) -> None:
+    """A start repeated identically after a newer one began on its connector gets its old id; the newer stays active."""
+    store = store_in(tmp_path)
+    first = store.start("CP_1", 1, "TAG", 100, "2026-11-21T10:00:00Z")
+    newer = store.start("CP_1", 1, "TAG", 200, "2026-11-21T11:00:00Z")
+    assert store.start("CP_1", 1, "TAG", 100, "2026-11-21T10:00:00Z") == first
+    assert store.active("CP_1", 1) == newer
+
+
+def saved_state(directory: Path, cp: str) -> dict[str, object]:
+    state: dict[str, object] = json.loads((directory / "transactions" / f"{cp}.json").read_text())
+    return state
+
+
+def test_settled_transactions_are_capped_per_charge_point(tmp_path: Path) -> None:
+    """A charger that never sends StopTransaction leaves at most MAX_SETTLED settled records; the newest stay."""
+    store = store_in(tmp_path)
+    records = [store.start("CP_1", 1, "TAG", n, f"2026-11-21T10:00:{n:02}Z") for n in range(MAX_SETTLED + 10)]
+    state = saved_state(tmp_path, "CP_1")
+    assert len(state["settled"]) == MAX_SETTLED  # type: ignore[arg-type]
+    assert len(state["open"]) == 1  # type: ignore[arg-type]
+    restarted = store_in(tmp_path)
+    assert restarted.stop("CP_1", records[0].transaction_id) is None
+    assert restarted.stop("CP_1", records[-2].transaction_id) == records[-2]
+
+
+def test_settled_transactions_are_dropped_when_old(tmp_path: Path) -> None:
+    """A settled transaction is forgotten SETTLED_KEEP_S after it was settled, while running and after a restart."""
+    clock = Clock()
+    store = store_in(tmp_path, clock)
+    one, two = store.start("CP_1", 1, "A", 0), store.start("CP_1", 2, "B", 0)
+    store.settle_all("CP_1")
+    clock.now += SETTLED_KEEP_S + 1
+    assert store.stop("CP_1", one.transaction_id) is None
+    restarted = store_in(tmp_path, clock)
+    assert restarted.stop("CP_1", two.transaction_id) is None
+    restarted.start("CP_1", 1, "C", 0)
+    assert saved_state(tmp_path, "CP_1")["settled"] == []
+
+
+def test_open_transactions_are_capped_per_charge_point(tmp_path: Path) -> None:
+    """Starts on more than MAX_OPEN connectors settle the oldest open ones, so the state stays bounded."""
+    store = store_in(tmp_path)
+    records = [store.start("CP_1", connector, "TAG", 0) for connector in range(1, MAX_OPEN + 3)]
+    assert len(saved_state(tmp_path, "CP_1")["open"]) == MAX_OPEN  # type: ignore[arg-type]
+    assert (store.active("CP_1", 1), store.active("CP_1", 2)) == (None, None)
+    assert store.active("CP_1", MAX_OPEN + 2) == records[-1]
+    assert store.stop("CP_1", records[0].transaction_id) == records[0]
