@@ -18,6 +18,12 @@ state file stays bounded.
 Reservations share the id sequence (the charger keeps both kinds of id) and the file: a
 reservation made before a restart can still be cancelled or used after it. An expired one
 is forgotten when next looked at, as the charger itself drops it at its expiry date.
+
+File names: the percent-encoded identity, or for one too long for a file name its SHA-256
+in the subfolder `hashed/`, so that no identity maps to another's file; each file names its
+identity inside, checked on load. Versions up to 0.1.0 put hashed names in the main folder
+with no identity inside; such files are moved to `hashed/` when the store is created (see
+`_move_legacy_hashed_files`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -41,6 +48,8 @@ LOG = logging.getLogger(__name__)
 
 ID_EPOCH = 1577836800  # 2020-01-01T00:00:00Z
 MAX_NAME = 200
+HASHED = "hashed"  # subfolder of the files named by hash
+LEGACY_HASHED_NAME = re.compile(r"[0-9a-f]{64}\.json")  # how versions <= 0.1.0 named them
 SETTLED_KEEP_S = 7 * 24 * 3600.0  # a settled transaction's late StopTransaction still counts this long
 MAX_SETTLED = 20  # per charge point: the newest settled transactions stay stoppable
 MAX_OPEN = 100  # per charge point: beyond, the oldest open ones are settled (a charger inventing connector ids)
@@ -98,6 +107,7 @@ class TransactionStore:
         self._open: dict[str, dict[int, TransactionRecord]] = {}
         self._settled: dict[str, dict[int, Settled]] = {}
         self._reservations: dict[str, dict[int, Reservation]] = {}  # by connector id
+        self._move_legacy_hashed_files()
 
     def start(self, cp: str, connector_id: int, id_tag: str, meter_start: int, started: str = "") -> TransactionRecord:
         """A new transaction, now the only one open on its connector: any other still open there
@@ -236,12 +246,13 @@ class TransactionStore:
     # -- files -------------------------------------------------------------------------
 
     def _path(self, cp: str) -> Path:
-        # Percent-encoding makes any identity a safe file name; one too long for the file
-        # system (255 bytes) is named by its hash instead.
+        # Percent-encoding is injective and makes any identity a safe file name. One too long
+        # for the file system (255 bytes) is named by its hash instead, in a folder of its own:
+        # in the main folder, an identity equal to that hex string would share the file.
         name = quote(cp, safe="")
-        if len(name) > MAX_NAME:
-            name = hashlib.sha256(cp.encode()).hexdigest()
-        return self._dir / f"{name}.json"
+        if len(name) <= MAX_NAME:
+            return self._dir / f"{name}.json"
+        return self._dir / HASHED / f"{hashlib.sha256(cp.encode()).hexdigest()}.json"
 
     def _load(self, cp: str) -> None:
         if cp in self._last_id:
@@ -249,7 +260,9 @@ class TransactionStore:
         self._last_id[cp], self._open[cp], self._settled[cp], self._reservations[cp] = 0, {}, {}, {}
         path = self._path(cp)
         try:
-            self._take(cp, _read_object(path))
+            state = _read_object(path)
+            if self._belongs_to(cp, path, state):
+                self._take(cp, state)
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as error:
@@ -267,9 +280,68 @@ class TransactionStore:
         self._reservations[cp] = {r.connector_id: r for r in reservations}
         self._prune_settled(cp)
 
+    def _belongs_to(self, cp: str, path: Path, state: dict[str, Any]) -> bool:
+        """Whether a state file is this charge point's: it names the identity, or an earlier
+        version wrote it under a name that only this identity maps to."""
+        owner = state.get("identity")
+        if owner == cp:
+            return True
+        if owner is not None:
+            LOG.error("%s: state file %s is that of %.100r; starting afresh", cp, path, owner)
+            return False
+        if path.parent == self._dir and LEGACY_HASHED_NAME.fullmatch(path.name):
+            # Left in place by the migration (see _move_legacy_hashed_files): a longer identity's.
+            LOG.error("%s: state file %s has a hashed name and no identity inside; starting afresh", cp, path)
+            return False
+        return True
+
+    def _move_legacy_hashed_files(self) -> None:
+        """Move state files named by hash in the main folder (versions <= 0.1.0) to `hashed/`.
+
+        Such a file belongs to the long identity whose hash it is named by, or to an identity
+        equal to that hex string, or (the collision this layout ends) to both; the file
+        cannot tell. It goes to the long identity: an identity that merely equals the hash
+        must never stop another charger's transaction. Such an identity starts afresh (its
+        ids stay unique through the clock floor). Runs once per start; a file of this
+        version names its identity inside and stays where it is.
+        """
+        try:
+            candidates = [p for p in self._dir.iterdir() if LEGACY_HASHED_NAME.fullmatch(p.name)]
+        except FileNotFoundError:
+            return  # nothing stored yet
+        except OSError as error:
+            LOG.error("could not list %s (%s); state files named by hash not moved", self._dir, error)
+            return
+        moved = sum(self._move_if_legacy(path) for path in candidates)
+        if moved:
+            LOG.info(
+                "moved %d transaction state files named by hash to %s (layout of an earlier version)",
+                moved,
+                self._dir / HASHED,
+            )
+
+    def _move_if_legacy(self, path: Path) -> bool:
+        try:
+            if "identity" in _read_object(path):
+                return False  # this version's file of an identity that is a 64-digit hex string
+        except (OSError, ValueError, TypeError):
+            pass  # unreadable: moved all the same, its owner's load reports it
+        target = self._dir / HASHED / path.name
+        if target.exists():
+            LOG.error("state file %s left in place: %s exists (written since the layout changed)", path, target)
+            return False
+        try:
+            target.parent.mkdir(exist_ok=True)
+            os.replace(path, target)
+        except OSError as error:
+            LOG.error("could not move state file %s to %s (%s)", path, target, error)
+            return False
+        return True
+
     def _save(self, cp: str) -> None:
         """Persist; on failure keep serving from memory (ids stay unique while we run)."""
         state = {
+            "identity": cp,
             "last_id": self._last_id[cp],
             "open": [asdict(r) for r in self._open[cp].values()],
             "settled": [{"record": asdict(s.record), "at": s.at} for s in self._settled[cp].values()],

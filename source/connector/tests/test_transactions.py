@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -366,3 +368,70 @@ def test_open_transactions_are_capped_per_charge_point(tmp_path: Path) -> None:
     assert (store.active("CP_1", 1), store.active("CP_1", 2)) == (None, None)
     assert store.active("CP_1", MAX_OPEN + 2) == records[-1]
     assert store.stop("CP_1", records[0].transaction_id) == records[0]
+
+
+# -- file names: one identity, one file ---------------------------------------------------
+
+LONG = "充电桩-" * 30  # percent-encoded, far beyond MAX_NAME: named by its hash
+LONG_HASH = hashlib.sha256(LONG.encode()).hexdigest()
+
+
+def test_an_identity_equal_to_a_long_ones_hash_has_its_own_state(tmp_path: Path) -> None:
+    """The identity that is the hex SHA-256 of a long identity neither sees nor stops the long one's transaction."""
+    store = store_in(tmp_path)
+    store.new_id(LONG)  # the sequences are per identity: make the two ids differ
+    long_one = store.start(LONG, 1, "LONG", 0)
+    hex_one = store.start(LONG_HASH, 1, "HEX", 0)
+    restarted = store_in(tmp_path)
+    assert restarted.active(LONG, 1) == long_one
+    assert restarted.active(LONG_HASH, 1) == hex_one
+    assert restarted.stop(LONG_HASH, long_one.transaction_id) is None
+    assert restarted.active(LONG, 1) == long_one
+
+
+def test_a_state_file_of_another_identity_is_not_taken(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A file at a charge point's path that names another identity inside is logged as an error and not used."""
+    store_in(tmp_path).start("CP_2", 1, "TAG", 0)
+    files = tmp_path / "transactions"
+    (files / "CP_2.json").rename(files / "CP_1.json")
+    with caplog.at_level(logging.ERROR, logger="connector.transactions"):
+        assert store_in(tmp_path).active("CP_1", 1) is None
+    assert [r.getMessage() for r in caplog.records if "CP_1" in r.getMessage()]
+
+
+def legacy_file(directory: Path, name: str, record: TransactionRecord) -> None:
+    """A state file as versions <= 0.1.0 wrote it: no identity inside, hashed names in the main folder."""
+    (directory / "transactions").mkdir(parents=True, exist_ok=True)
+    state = {"last_id": record.transaction_id, "open": [asdict(record)], "reservations": []}
+    (directory / "transactions" / name).write_text(json.dumps(state))
+
+
+def test_an_earlier_versions_hashed_file_is_found_by_its_long_identity_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An old layout's hash-named file is moved once, logged, and found by the long identity, never by the hex one."""
+    record = TransactionRecord(FLOOR - 10, 1, "LONG", 500)
+    legacy_file(tmp_path, f"{LONG_HASH}.json", record)
+    with caplog.at_level(logging.INFO, logger="connector.transactions"):
+        store = store_in(tmp_path)
+        assert store.active(LONG_HASH, 1) is None
+        assert store.stop(LONG_HASH, record.transaction_id) is None
+        assert store.active(LONG, 1) == record
+        store_in(tmp_path)
+    moves = [r for r in caplog.records if r.getMessage().startswith("moved 1 transaction state files")]
+    assert len(moves) == 1
+    assert store_in(tmp_path).stop(LONG, record.transaction_id) == record
+
+
+def test_an_earlier_versions_plain_file_is_still_read(tmp_path: Path) -> None:
+    """A state file written by an earlier version under a percent-encoded name (no identity inside) is its charger's."""
+    record = TransactionRecord(FLOOR - 10, 2, "TAG", 500)
+    legacy_file(tmp_path, "site%2FCP%201.json", record)
+    assert store_in(tmp_path).active("site/CP 1", 2) == record
+
+
+def test_a_hex_identitys_own_file_is_not_moved(tmp_path: Path) -> None:
+    """A file this version wrote for an identity that is a 64-digit hex string stays its own across restarts."""
+    record = store_in(tmp_path).start(LONG_HASH, 1, "HEX", 0)
+    assert store_in(tmp_path).active(LONG_HASH, 1) == record
+    assert not (tmp_path / "transactions" / "hashed").exists()
