@@ -13,5 +13,7 @@ from dataclasses import dataclass
 @dataclass
 class ChargerState:
     allowed_rate_units: frozenset[str] | None = None  # {"W", "A"} subset; None: not known
-    rate_units_asked: bool = False  # asked since start (an answer of None stays unknown)
+    # Read (or tried: once per boot, whatever the outcome) since the connector started; an
+    # answer that does not name the units, or none, leaves allowed_rate_units None.
+    rate_units_asked: bool = False
     voltage: float | None = None  # last measured phase voltage

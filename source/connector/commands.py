@@ -113,7 +113,8 @@ class CommandRunner:
 
         try:
             if command.actuator.needs_rate_units and not session.state.rate_units_asked:
-                # Not read yet (no BootNotification since we started): read it first.
+                # Not read since we started (no BootNotification yet): read it first, once.
+                # A read that fails does not fail the limit: it goes out in the unit given.
                 await session.refresh_rate_units(command.queued_at)
             call, answer = await session.send_call(build, command.still_wanted, command.queued_at)
         except CommandError as error:

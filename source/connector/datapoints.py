@@ -199,7 +199,10 @@ def phase_voltage(readings: Iterable[Reading]) -> float | None:
 def transaction_started(
     cp: str, payload: dict[str, Any], record: TransactionRecord, received: int, notes: list[str]
 ) -> list[Datapoint]:
-    at = parse_time(payload["timestamp"], received, notes)
+    return _transaction_running(cp, record, parse_time(payload["timestamp"], received, notes))
+
+
+def _transaction_running(cp: str, record: TransactionRecord, at: int) -> list[Datapoint]:
     prefix = key(cp, "Transaction", record.connector_id)
     values: dict[str, Scalar] = {
         "active": True,
@@ -215,9 +218,20 @@ def transaction_started(
 
 
 def transaction_stopped(
-    cp: str, payload: dict[str, Any], record: TransactionRecord, received: int, notes: list[str]
+    cp: str,
+    payload: dict[str, Any],
+    record: TransactionRecord,
+    received: int,
+    notes: list[str],
+    *,
+    running: TransactionRecord | None = None,
 ) -> list[Datapoint]:
-    """The stop fields, then any sampled values the charger sent as transactionData."""
+    """Any sampled values the charger sent as transactionData, then the stop fields.
+
+    `running`: a newer transaction open on the connector (the stop is a late one, of a
+    transaction settled by that one's start). Its fields follow, stamped with its start, so
+    the connector's keys end describing what runs, and a time series sees both in order.
+    """
     at = parse_time(payload["timestamp"], received, notes)
     prefix = key(cp, "Transaction", record.connector_id)
     meter_stop = payload["meterStop"]
@@ -230,7 +244,11 @@ def transaction_stopped(
     }
     points = [Datapoint(key(prefix, name), value, at) for name, value in values.items()]
     data = payload.get("transactionData") or []
-    return sampled_values(cp, record.connector_id, data, received, notes) + points
+    points = sampled_values(cp, record.connector_id, data, received, notes) + points
+    if running is not None:
+        started = parse_time(running.started, received, notes) if running.started else received
+        points += _transaction_running(cp, running, started)
+    return points
 
 
 def flat_notification(

@@ -101,7 +101,7 @@ class Service:
         self.roster = Roster(settings.forget_after, settings.ocpp_max_connections)
         trusted = authenticates_charge_points(security)
         self.events = ConnectorEvents(self.mqtt, settings.enabled_actuators, self.roster, trusted)
-        transactions = TransactionStore(settings.state_dir)
+        self.transactions = transactions = TransactionStore(settings.state_dir)
         self.dispatcher = DeviceDispatcher(settings, self.events, transactions, security, raw_tap)
         self._store = RegistryStore(settings.state_dir)
         self.upkeep = Upkeep(self.registry, self.roster, self._store, self._forget)
@@ -137,6 +137,7 @@ class Service:
         """Drop everything kept of a charge point that has been gone for long."""
         self.mqtt.forget(cp)
         self.dispatcher.chargers.pop(cp, None)
+        self.transactions.forget(cp)
 
 
 async def run(settings: Settings, security: Security) -> None:

@@ -222,6 +222,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         build: Callable[[], OcppCall | Refusal],
         still_wanted: Callable[[], bool] = lambda: True,
         queued_at: int | None = None,
+        counts_unanswered: bool = True,
     ) -> tuple[OcppCall, dict[str, Any]]:
         """Send the CALL `build` makes when its turn comes; (call, CALLRESULT payload), or CommandError.
 
@@ -233,6 +234,8 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         waiting behind it fail unsent at once instead of each waiting out its own timeout
         against a charger that has stopped answering; calls made later get a fresh chance.
         `still_wanted` is asked when the call's turn comes (a newer value may replace it).
+        `counts_unanswered=False`: this call's time-out fails no call behind it (the
+        connector's own reads, which must not cost the operator's commands).
         Never await this from a handler: the answer is read by the same loop.
         """
         timeouts_before = self._timeouts if queued_at is None else queued_at
@@ -246,10 +249,10 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             call = build()
             if isinstance(call, Refusal):
                 raise CommandError(call.reason)
-            result = await self._exchange(call)
+            result = await self._exchange(call, counts_unanswered)
         return call, self._result_payload(call.action, result)
 
-    async def _exchange(self, call: OcppCall) -> CallResult | CallError:
+    async def _exchange(self, call: OcppCall, counts_unanswered: bool = True) -> CallResult | CallError:
         """Send the call (bounded by the write timeout), then wait for its answer (the response timeout)."""
         message = Call(str(uuid.uuid4()), call.action, call.payload)
         answer: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
@@ -259,7 +262,8 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             async with asyncio.timeout(self._response_timeout):
                 return await answer
         except TimeoutError:
-            self._timeouts += 1
+            if counts_unanswered:
+                self._timeouts += 1
             raise CommandError(f"no answer within {self._response_timeout:g} s") from None
         finally:
             del self._pending[message.unique_id]
@@ -307,20 +311,42 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         await self._connection.close(code, reason)
 
     async def refresh_rate_units(self, queued_at: int | None = None) -> None:
-        """Read ChargingScheduleAllowedChargingRateUnit, so limits go out in a unit the charger takes."""
+        """Read ChargingScheduleAllowedChargingRateUnit, so limits go out in a unit the charger takes.
+
+        Once per boot (after BootNotification; for a charger not booted since the connector
+        started, before its first limit), whatever the outcome: asking again before every
+        limit would make each wait out the time-out of a charger that cannot answer. Its
+        time-out fails no command queued behind it: the read is ours, they are the operator's.
+        """
         self.state.rate_units_asked = True  # a limit arriving meanwhile queues behind this read
+        sent = False
+
+        def build() -> OcppCall:  # called only when the call's turn comes and it goes out
+            nonlocal sent
+            sent = True
+            return OcppCall("GetConfiguration", {"key": [RATE_UNIT_KEY]})
+
         try:
-            call, answer = await self.send_call(
-                lambda: OcppCall("GetConfiguration", {"key": [RATE_UNIT_KEY]}), queued_at=queued_at
-            )
+            call, answer = await self.send_call(build, queued_at=queued_at, counts_unanswered=False)
         except (CommandError, ConnectionClosed) as error:
-            self.state.rate_units_asked = False  # the next limit tries again
-            self.log.warning(
-                "%s: could not read %s (%s); limits go out in the unit given", self.id, RATE_UNIT_KEY, error
-            )
+            self._rate_units_unread(error, sent)
             return
         self.publish(ACTUATORS[GET_CONFIGURATION].answer(self.id, 0, call, answer, dp.now_ms()))
         self.remember_rate_units(call, answer)
+
+    def _rate_units_unread(self, error: Exception, sent: bool) -> None:
+        if not sent:
+            # Not sent: an earlier command went unanswered, and the limit behind fails unsent
+            # the same way. Not a read: the next limit asks.
+            self.state.rate_units_asked = False
+            return
+        self.state.allowed_rate_units = None  # unknown now, whatever an earlier boot said
+        self.log.warning(
+            "%s: could not read %s (%s); until its next BootNotification limits go out in the unit given",
+            self.id,
+            RATE_UNIT_KEY,
+            error,
+        )
 
     def remember_rate_units(self, call: OcppCall, answer: dict[str, Any]) -> None:
         """Learn the allowed units from a GetConfiguration answer that covers the key."""
@@ -363,8 +389,16 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     def on_boot_notification(self, msg: Inbound) -> dict[str, Any]:
         self.publish(dp.boot_notification(self.id, msg.payload, msg.received))
         self._events.booted(self.id)
+        self._settle_transactions(msg.received)
         msg.after.append(self.refresh_rate_units)  # a reboot may come with new firmware
         return {"status": "Accepted", "currentTime": utc_now_text(), "interval": self._heartbeat_interval}
+
+    def _settle_transactions(self, at: int) -> None:
+        """A charger that booted holds no transaction: those still open are settled (see
+        transactions.py), and their connectors are no longer active."""
+        settled = self._transactions.settle_all(self.id)
+        connectors = sorted({record.connector_id for record in settled})
+        self.publish([Datapoint(dp.key(self.id, "Transaction", c, "active"), False, at) for c in connectors])
 
     @handles(Action.heartbeat)
     def on_heartbeat(self, msg: Inbound) -> dict[str, Any]:
@@ -394,7 +428,10 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         # An id tag refused here still gets a transaction id: the charger may have started
         # already and will send StopTransaction for it (OCPP 1.6 5.16).
         record = self._transactions.start(self.id, p["connectorId"], p["idTag"], p["meterStart"], p["timestamp"])
-        self.publish(dp.transaction_started(self.id, p, record, msg.received, msg.notes))
+        if self._transactions.active(self.id, record.connector_id) == record:
+            self.publish(dp.transaction_started(self.id, p, record, msg.received, msg.notes))
+        else:
+            msg.notes.append(f"replay of transaction {record.transaction_id}, a newer one runs; published nothing")
         if "reservationId" in p:
             self._reservation_used(p["connectorId"], p["reservationId"], msg.received)
         return {"transactionId": record.transaction_id, "idTagInfo": self._id_tags.id_tag_info(p["idTag"])}
@@ -410,7 +447,9 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         if record is None:
             msg.notes.append(f"transaction {p['transactionId']} is not open (a repeat, or unknown); published nothing")
         else:
-            self.publish(dp.transaction_stopped(self.id, p, record, msg.received, msg.notes))
+            # A late stop (of a settled transaction) may come while a newer one runs there.
+            running = self._transactions.active(self.id, record.connector_id)
+            self.publish(dp.transaction_stopped(self.id, p, record, msg.received, msg.notes, running=running))
         return {"idTagInfo": self._id_tags.id_tag_info(p["idTag"])} if "idTag" in p else {}
 
     @handles(Action.authorize)

@@ -6,22 +6,40 @@ atomically), and a new id is never below the seconds since 2020, so even a lost 
 directory does not reissue an old id unless the clock went backwards. The number stays
 far below 2**31 for decades: chargers often store it as a signed 32-bit integer.
 
+A connector runs one transaction at a time. A transaction whose StopTransaction never came
+(the charger rebooted, or lost it) is *settled* when the charger shows it cannot stop it any
+more: by a new StartTransaction on that connector, or by a BootNotification (all of the
+charger's). Settled is no longer active (no remote stop is sent for it), but still
+stoppable for a while: chargers send the StopTransaction of an interrupted transaction
+(reason PowerLoss, Reboot) from their offline queue *after* their BootNotification, and its
+energy must count. Settled records are capped per charger and dropped when old, so the
+state file stays bounded.
+
 Reservations share the id sequence (the charger keeps both kinds of id) and the file: a
 reservation made before a restart can still be cancelled or used after it. An expired one
 is forgotten when next looked at, as the charger itself drops it at its expiry date.
+
+File names: the percent-encoded identity, or for one too long for a file name its SHA-256
+in the subfolder `hashed/`, so that no identity maps to another's file; each file names its
+identity inside, checked on load. Versions up to 0.1.0 put hashed names in the main folder
+with no identity inside; such files are moved to `hashed/` when the store is created (see
+`_move_legacy_hashed_files`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from connector.datapoints import TransactionRecord
@@ -30,6 +48,11 @@ LOG = logging.getLogger(__name__)
 
 ID_EPOCH = 1577836800  # 2020-01-01T00:00:00Z
 MAX_NAME = 200
+HASHED = "hashed"  # subfolder of the files named by hash
+LEGACY_HASHED_NAME = re.compile(r"[0-9a-f]{64}\.json")  # how versions <= 0.1.0 named them
+SETTLED_KEEP_S = 7 * 24 * 3600.0  # a settled transaction's late StopTransaction still counts this long
+MAX_SETTLED = 20  # per charge point: the newest settled transactions stay stoppable
+MAX_OPEN = 100  # per charge point: beyond, the oldest open ones are settled (a charger inventing connector ids)
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,14 @@ def _epoch_seconds(date_time: str) -> float | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
+@dataclass(frozen=True)
+class Settled:
+    """A transaction the charger can no longer stop: not active, but its late stop still counts."""
+
+    record: TransactionRecord
+    at: float  # seconds since 1970, when it was settled
+
+
 class StateDirError(Exception):
     """STATE_DIR cannot hold the connector's state."""
 
@@ -67,27 +98,46 @@ def check_state_dir(state_dir: str | Path) -> None:
 
 
 class TransactionStore:
-    """Per charge point: the last id issued and the transactions not yet stopped."""
+    """Per charge point: the last id issued, the transactions not yet stopped, and the settled ones."""
 
     def __init__(self, state_dir: str | Path, clock: Callable[[], float] = time.time) -> None:
         self._dir = Path(state_dir) / "transactions"
         self._clock = clock
         self._last_id: dict[str, int] = {}
         self._open: dict[str, dict[int, TransactionRecord]] = {}
+        self._settled: dict[str, dict[int, Settled]] = {}
         self._reservations: dict[str, dict[int, Reservation]] = {}  # by connector id
+        self._move_legacy_hashed_files()
 
     def start(self, cp: str, connector_id: int, id_tag: str, meter_start: int, started: str = "") -> TransactionRecord:
-        """A new transaction; or, for a replay of an open one (a charger that never got our
-        answer sends the same StartTransaction again, timestamp and all), the id already issued."""
+        """A new transaction, now the only one open on its connector: any other still open there
+        (its stop lost) is settled, since a connector runs one transaction at a time.
+
+        A replay (a charger that never got our answer sends the same StartTransaction again,
+        timestamp and all) gets the id already issued. It is open again if it was settled
+        meanwhile (by a reboot: the charger still holds it), unless a newer transaction runs
+        on its connector: then it changes nothing.
+        """
         self._load(cp)
         candidate = TransactionRecord(0, connector_id, id_tag, meter_start, started)
-        for record in self._open[cp].values():
-            if started and replace(record, transaction_id=0) == candidate:
-                return record
-        record = replace(candidate, transaction_id=self._next_id(cp))
+        replayed = self._replayed(cp, candidate)
+        if replayed is not None and self._newer_on_connector(cp, replayed):
+            return replayed
+        record = replayed or replace(candidate, transaction_id=self._next_id(cp))
+        self._settled[cp].pop(record.transaction_id, None)
         self._open[cp][record.transaction_id] = record
+        self._settle(cp, "a new start on its connector", self._others_on(cp, record))
+        self._settle(cp, f"more than {MAX_OPEN} open", self._surplus(cp, record))
         self._save(cp)
         return record
+
+    def settle_all(self, cp: str) -> list[TransactionRecord]:
+        """After a BootNotification: the charger holds none of its transactions any more. The settled ones."""
+        self._load(cp)
+        settled = self._settle(cp, "BootNotification", list(self._open[cp].values()))
+        if settled:
+            self._save(cp)
+        return settled
 
     def new_id(self, cp: str) -> int:
         """A fresh id from the same sequence (reservations use it), persisted."""
@@ -97,17 +147,67 @@ class TransactionStore:
 
     def _next_id(self, cp: str) -> int:
         self._load(cp)
-        floor = int(self._clock()) - ID_EPOCH
-        self._last_id[cp] = max(self._last_id[cp] + 1, floor)
+        self._last_id[cp] = max(self._last_id[cp] + 1, self._floor())
         return self._last_id[cp]
 
+    def _replayed(self, cp: str, candidate: TransactionRecord) -> TransactionRecord | None:
+        if not candidate.started:  # without the charger's timestamp a repeat cannot be told from a new start
+            return None
+        known = itertools.chain(self._open[cp].values(), (s.record for s in self._settled[cp].values()))
+        return next((r for r in known if replace(r, transaction_id=0) == candidate), None)
+
+    def _newer_on_connector(self, cp: str, record: TransactionRecord) -> bool:
+        return any(r.transaction_id > record.transaction_id for r in self._others_on(cp, record))
+
+    def _others_on(self, cp: str, current: TransactionRecord) -> list[TransactionRecord]:
+        on_connector = (r for r in self._open[cp].values() if r.connector_id == current.connector_id)
+        return [r for r in on_connector if r.transaction_id != current.transaction_id]
+
+    def _surplus(self, cp: str, current: TransactionRecord) -> list[TransactionRecord]:
+        surplus = len(self._open[cp]) - MAX_OPEN
+        if surplus <= 0:
+            return []
+        others = sorted(t for t in self._open[cp] if t != current.transaction_id)
+        return [self._open[cp][t] for t in others[:surplus]]
+
+    def _settle(self, cp: str, reason: str, records: list[TransactionRecord]) -> list[TransactionRecord]:
+        for record in records:
+            del self._open[cp][record.transaction_id]
+            self._settled[cp][record.transaction_id] = Settled(record, self._clock())
+            LOG.info(
+                "%s: transaction %d on connector %d settled (%s): no longer active; a late stop still counts",
+                cp,
+                record.transaction_id,
+                record.connector_id,
+                reason,
+            )
+        if records:
+            self._prune_settled(cp)
+        return records
+
+    def _prune_settled(self, cp: str) -> None:
+        """Keep the newest MAX_SETTLED settled records younger than SETTLED_KEEP_S."""
+        horizon = self._clock() - SETTLED_KEEP_S
+        young = (s for s in self._settled[cp].values() if s.at > horizon)
+        kept = sorted(young, key=lambda s: (s.at, s.record.transaction_id))[-MAX_SETTLED:]
+        self._settled[cp] = {s.record.transaction_id: s for s in kept}
+
     def stop(self, cp: str, transaction_id: int) -> TransactionRecord | None:
-        """The record of an open transaction, now closed; None if it is not open."""
+        """The record of an open or settled transaction, now closed; None if neither (a repeat, or unknown)."""
         self._load(cp)
-        record = self._open[cp].pop(transaction_id, None)
+        record = self._open[cp].pop(transaction_id, None) or self._late_stop(cp, transaction_id)
         if record is not None:
             self._save(cp)
         return record
+
+    def _late_stop(self, cp: str, transaction_id: int) -> TransactionRecord | None:
+        """A settled transaction's record, taken out: its StopTransaction came after all."""
+        self._prune_settled(cp)  # one settled too long ago is forgotten, also while we run
+        settled = self._settled[cp].pop(transaction_id, None)
+        if settled is None:
+            return None
+        LOG.info("%s: StopTransaction for settled transaction %d: counted", cp, transaction_id)
+        return settled.record
 
     def reserve(self, cp: str, connector_id: int, reservation_id: int, expiry_date: str) -> None:
         """Record a reservation the charger accepted (it replaces any other on the connector)."""
@@ -136,40 +236,131 @@ class TransactionStore:
         return ended
 
     def active(self, cp: str, connector_id: int) -> TransactionRecord | None:
+        """The transaction open on the connector (settled ones are not), if any."""
         self._load(cp)
-        # The newest: an older one left open (its stop lost) is not what runs now.
+        # The newest: state files of earlier versions may hold several open on one connector.
         on_connector = [r for r in self._open[cp].values() if r.connector_id == connector_id]
         return max(on_connector, key=lambda r: r.transaction_id, default=None)
 
+    # -- files -------------------------------------------------------------------------
+
+    def forget(self, cp: str) -> None:
+        """Drop a charge point gone for long from memory, and its file when nothing in it matters.
+
+        The file stays while a transaction or reservation is open (its stop may still come),
+        and while the last id issued is above the clock floor (only the file keeps later ids
+        unique then); otherwise the floor alone keeps new ids above every old one.
+        """
+        self._load(cp)
+        keep = self._open[cp] or self._reservations[cp] or self._last_id[cp] >= self._floor()
+        for memory in (self._last_id, self._open, self._settled, self._reservations):
+            memory.pop(cp, None)
+        if not keep:
+            self._path(cp).unlink(missing_ok=True)
+
+    def _floor(self) -> int:
+        return int(self._clock()) - ID_EPOCH
+
     def _path(self, cp: str) -> Path:
-        # Percent-encoding makes any identity a safe file name; one too long for the file
-        # system (255 bytes) is named by its hash instead.
+        # Percent-encoding is injective and makes any identity a safe file name. One too long
+        # for the file system (255 bytes) is named by its hash instead, in a folder of its own:
+        # in the main folder, an identity equal to that hex string would share the file.
         name = quote(cp, safe="")
-        if len(name) > MAX_NAME:
-            name = hashlib.sha256(cp.encode()).hexdigest()
-        return self._dir / f"{name}.json"
+        if len(name) <= MAX_NAME:
+            return self._dir / f"{name}.json"
+        return self._dir / HASHED / f"{hashlib.sha256(cp.encode()).hexdigest()}.json"
 
     def _load(self, cp: str) -> None:
         if cp in self._last_id:
             return
-        self._last_id[cp], self._open[cp], self._reservations[cp] = 0, {}, {}
+        self._last_id[cp], self._open[cp], self._settled[cp], self._reservations[cp] = 0, {}, {}, {}
+        path = self._path(cp)
         try:
-            state = json.loads(self._path(cp).read_text())
-            self._last_id[cp] = int(state["last_id"])
-            records = (TransactionRecord(**r) for r in state["open"])
-            self._open[cp] = {r.transaction_id: r for r in records}
-            reservations = (Reservation(**r) for r in state.get("reservations", []))  # older files: none
-            self._reservations[cp] = {r.connector_id: r for r in reservations}
+            state = _read_object(path)
+            if self._belongs_to(cp, path, state):
+                self._take(cp, state)
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as error:
-            LOG.error("%s: transaction state %s unreadable (%s); starting afresh", cp, self._path(cp), error)
+            LOG.error("%s: transaction state %s unreadable (%s); starting afresh", cp, path, error)
+
+    def _take(self, cp: str, state: dict[str, Any]) -> None:
+        """Adopt a state file's content; ValueError, KeyError or TypeError, adopting nothing, if malformed."""
+        last_id = int(state["last_id"])
+        records = [TransactionRecord(**r) for r in state["open"]]
+        settled = [Settled(TransactionRecord(**s["record"]), float(s["at"])) for s in state.get("settled", [])]
+        reservations = [Reservation(**r) for r in state.get("reservations", [])]  # older files: none
+        self._last_id[cp] = last_id
+        self._open[cp] = {r.transaction_id: r for r in records}
+        self._settled[cp] = {s.record.transaction_id: s for s in settled}
+        self._reservations[cp] = {r.connector_id: r for r in reservations}
+        self._prune_settled(cp)
+
+    def _belongs_to(self, cp: str, path: Path, state: dict[str, Any]) -> bool:
+        """Whether a state file is this charge point's: it names the identity, or an earlier
+        version wrote it under a name that only this identity maps to."""
+        owner = state.get("identity")
+        if owner == cp:
+            return True
+        if owner is not None:
+            LOG.error("%s: state file %s is that of %.100r; starting afresh", cp, path, owner)
+            return False
+        if path.parent == self._dir and LEGACY_HASHED_NAME.fullmatch(path.name):
+            # Left in place by the migration (see _move_legacy_hashed_files): a longer identity's.
+            LOG.error("%s: state file %s has a hashed name and no identity inside; starting afresh", cp, path)
+            return False
+        return True
+
+    def _move_legacy_hashed_files(self) -> None:
+        """Move state files named by hash in the main folder (versions <= 0.1.0) to `hashed/`.
+
+        Such a file belongs to the long identity whose hash it is named by, or to an identity
+        equal to that hex string, or (the collision this layout ends) to both; the file
+        cannot tell. It goes to the long identity: an identity that merely equals the hash
+        must never stop another charger's transaction. Such an identity starts afresh (its
+        ids stay unique through the clock floor). Runs once per start; a file of this
+        version names its identity inside and stays where it is.
+        """
+        try:
+            candidates = [p for p in self._dir.iterdir() if LEGACY_HASHED_NAME.fullmatch(p.name)]
+        except FileNotFoundError:
+            return  # nothing stored yet
+        except OSError as error:
+            LOG.error("could not list %s (%s); state files named by hash not moved", self._dir, error)
+            return
+        moved = sum(self._move_if_legacy(path) for path in candidates)
+        if moved:
+            LOG.info(
+                "moved %d transaction state files named by hash to %s (layout of an earlier version)",
+                moved,
+                self._dir / HASHED,
+            )
+
+    def _move_if_legacy(self, path: Path) -> bool:
+        try:
+            if "identity" in _read_object(path):
+                return False  # this version's file of an identity that is a 64-digit hex string
+        except (OSError, ValueError, TypeError):
+            pass  # unreadable: moved all the same, its owner's load reports it
+        target = self._dir / HASHED / path.name
+        if target.exists():
+            LOG.error("state file %s left in place: %s exists (written since the layout changed)", path, target)
+            return False
+        try:
+            target.parent.mkdir(exist_ok=True)
+            os.replace(path, target)
+        except OSError as error:
+            LOG.error("could not move state file %s to %s (%s)", path, target, error)
+            return False
+        return True
 
     def _save(self, cp: str) -> None:
         """Persist; on failure keep serving from memory (ids stay unique while we run)."""
         state = {
+            "identity": cp,
             "last_id": self._last_id[cp],
             "open": [asdict(r) for r in self._open[cp].values()],
+            "settled": [{"record": asdict(s.record), "at": s.at} for s in self._settled[cp].values()],
             "reservations": [asdict(r) for r in self._reservations[cp].values()],
         }
         path = self._path(cp)
@@ -183,3 +374,11 @@ class TransactionStore:
             os.replace(temporary, path)
         except OSError as error:
             LOG.error("%s: could not save transaction state to %s (%s); kept in memory only", cp, path, error)
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    """A state file's JSON object; ValueError or TypeError if it holds none, OSError if unreadable."""
+    state = json.loads(path.read_bytes())
+    if not isinstance(state, dict):
+        raise TypeError(f"a JSON {type(state).__name__}, not an object")
+    return state

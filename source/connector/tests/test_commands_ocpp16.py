@@ -95,6 +95,7 @@ SENSOR_KEYS = [
     *(key("CompositeSchedule", 1, name) for name in COMPOSITE_FIELDS),
     *(key("Reservation", c, name) for c in (1, 2) for name in RESERVATION_FIELDS),
     key("Transaction", 1, "transaction_id"),
+    key("Transaction", 1, "active"),
     key("execute_data_transfer", "data"),
     key("execute_ocpp_call", "response"),
 ]
@@ -333,6 +334,27 @@ async def test_remote_stop_without_an_active_transaction_fails(rig: Rig) -> None
     await send(rig.charger, "stop_transaction", transactionId=started.transaction_id)
     after = await rig.refused(STOP_1, "stop")
     assert before == after == "Failed: no transaction is active on connector 1"
+
+
+async def test_remote_stop_after_a_reboot_without_stop_fails(rig: Rig) -> None:
+    """A transaction left open by a charger that rebooted is settled by its BootNotification: no longer active."""
+    await rig.boot(None)
+    rig.set_mark()
+    await send(rig.charger, "start_transaction")
+    assert await rig.sensor(key("Transaction", 1, "active")) is True  # on MQTT before the next mark
+    await rig.boot(None)  # rebooted: no StopTransaction came
+    assert await rig.sensor(key("Transaction", 1, "active")) is False
+    assert await rig.refused(STOP_1, True) == "Failed: no transaction is active on connector 1"
+
+
+async def test_remote_stop_after_a_second_start_ignores_the_first(rig: Rig) -> None:
+    """A second start on the connector settles the first: once the second stops, no remote stop goes to the first."""
+    await send(rig.charger, "start_transaction", timestamp="2026-11-21T10:00:00Z")
+    second = await send(rig.charger, "start_transaction", timestamp="2026-11-21T11:00:00Z")
+    first_call, _ = await rig.call(STOP_1, True)
+    await send(rig.charger, "stop_transaction", transactionId=second.transaction_id)
+    assert first_call == ("RemoteStopTransaction", {"transaction_id": second.transaction_id})
+    assert await rig.refused(STOP_1, True) == "Failed: no transaction is active on connector 1"
 
 
 # -- execute_change_availability / execute_reset / execute_unlock_connector -------------
@@ -842,3 +864,69 @@ async def test_limits_arriving_while_the_first_limit_query_is_unanswered_wait_fo
         1: ("SetChargingProfile", "A", [{"startPeriod": 0, "limit": 10.6}]),
         2: ("SetChargingProfile", "A", [{"startPeriod": 0, "limit": 15.9}]),
     }
+
+
+# -- the rate-unit read, once per boot -------------------------------------------------
+
+
+def rate_unit_warnings(rig: Rig) -> list[str]:
+    """The WARNINGs on N/logs that the rate units could not be read."""
+    logs = rig.probe.on(rig.connector.topic("logs"))
+    return [p["msg"] for p in logs if p["level"] == 30 and f"could not read {RATE_UNIT}" in p["msg"]]
+
+
+async def test_limits_reach_a_charger_that_never_answers_the_rate_unit_read(
+    settings_env: dict[str, str], probe: MqttProbe
+) -> None:
+    """The first limit goes out as given once the read timed out, the second without another read, said once."""
+    async with connector_with(settings_env, probe, OCPP_RESPONSE_TIMEOUT="0.5") as rig:
+        rig.charger.silent.add("GetConfiguration")
+        first = await rig.run(POWER, 7360)
+        calls = [await rig.charger.next_call(), await rig.charger.next_call()]
+        second = await rig.run(key("execute_send_charging_profile", 2), 11000)
+        second_call = await rig.charger.next_call()
+    assert first == second == "Accepted"
+    assert calls[0] == ("GetConfiguration", {"key": [RATE_UNIT]})
+    assert calls[1][0] == "SetChargingProfile" and schedule(calls[1][1])[1:] == ("W", 7360.0)
+    assert second_call[0] == "SetChargingProfile" and schedule(second_call[1])[1:] == ("W", 11000.0)
+    [warning] = rate_unit_warnings(rig)
+    assert warning.startswith(f"{CP}: could not read {RATE_UNIT} (no answer within 0.5 s)")
+
+
+async def test_a_limit_behind_an_unanswered_boot_read_goes_out(settings_env: dict[str, str], probe: MqttProbe) -> None:
+    """A limit queued behind the post-boot read that times out is sent as given, not failed as left unanswered."""
+    async with connector_with(settings_env, probe, OCPP_RESPONSE_TIMEOUT="2") as rig:
+        rig.charger.silent.add("GetConfiguration")
+        await send(rig.charger, "boot_notification_minimal")
+        query = await rig.charger.next_call()
+        await await_submitted(probe, rig.connector, POWER, 7360)  # while the read waits for its answer
+        status = await rig.sensor(f"{POWER}__status")
+        action, payload = await rig.charger.next_call()
+    assert query == ("GetConfiguration", {"key": [RATE_UNIT]})
+    assert (action, status) == ("SetChargingProfile", "Accepted")
+    assert schedule(payload)[1:] == ("W", 7360.0)
+    assert len(rate_unit_warnings(rig)) == 1
+
+
+async def test_the_rate_units_are_read_again_after_the_next_boot(
+    settings_env: dict[str, str], probe: MqttProbe
+) -> None:
+    """After a read that timed out, the next BootNotification reads the units again and limits follow the answer."""
+    async with connector_with(settings_env, probe, OCPP_RESPONSE_TIMEOUT="0.5") as rig:
+        rig.charger.silent.add("GetConfiguration")
+        await rig.call(POWER, 7360)  # the read, unanswered
+        await rig.charger.next_call()  # the limit, as given
+        rig.charger.silent.clear()
+        await rig.boot("Current")
+        (action, payload), status = await rig.call(POWER, 7360)
+    assert (action, status) == ("SetChargingProfile", "Accepted")
+    assert schedule(payload)[1:] == ("A", 10.6)
+
+
+async def test_a_charger_refusing_the_rate_unit_read_is_asked_once(rig: Rig) -> None:
+    """A charger answering the read with a CALLERROR is asked once: later limits go out as given, said once."""
+    (_, first), _ = await rig.call(POWER, 7360)  # the harness answers GetConfiguration with NotImplemented
+    (_, second), _ = await rig.call(CURRENT, 16)
+    assert (schedule(first)[1:], schedule(second)[1:]) == (("W", 7360.0), ("A", 16.0))
+    [warning] = rate_unit_warnings(rig)
+    assert "CALLERROR NotImplemented" in warning

@@ -221,3 +221,46 @@ async def test_transactions_survive_a_connector_restart(settings_env: dict[str, 
     finally:
         await second.stop()
     assert after.transaction_id > before.transaction_id
+
+
+TRANSACTION_FIELDS = ["active", "transaction_id", "meter_stop", "stop_reason", "energy"]
+
+
+async def map_transaction(probe: MqttProbe, connector: RunningConnector) -> None:
+    sensors = {f"CP_1__Transaction__1__{f}": connector.topic(f"v/{f}") for f in TRANSACTION_FIELDS}
+    await map_datapoints(probe, connector, sensors, {})
+
+
+async def test_a_stop_sent_after_the_boot_still_counts_its_energy(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """A boot makes the open transaction inactive; its StopTransaction sent after the boot still counts the energy."""
+    await map_transaction(probe, connector)
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        started = await send(charger, "start_transaction")
+        await probe.wait_value(connector.topic("v/active"), True)
+        await send(charger, "boot_notification")
+        await probe.wait_value(connector.topic("v/active"), False)
+        await send(charger, "stop_transaction", transactionId=started.transaction_id, reason="PowerLoss")
+        await probe.wait_value(connector.topic("v/energy"), 11500)
+    assert values(probe, connector.topic("v/active")) == [True, False, False]
+    assert values(probe, connector.topic("v/stop_reason")) == [None, "PowerLoss"]
+    assert values(probe, connector.topic("v/meter_stop")) == [None, 1245500]
+
+
+async def test_a_late_stop_while_a_newer_transaction_runs_ends_describing_the_newer(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """A stop for a transaction settled by a newer start publishes its energy, then the newer one's fields again."""
+    await map_transaction(probe, connector)
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        old = await send(charger, "start_transaction", timestamp="2026-11-21T09:00:00Z")
+        new = await send(charger, "start_transaction", timestamp="2026-11-21T10:00:00Z")
+        await send(charger, "stop_transaction", transactionId=old.transaction_id, timestamp="2026-11-21T09:30:00Z")
+        await probe.wait_value(connector.topic("v/energy"), 11500)
+        await probe.wait_until(lambda: len(probe.on(connector.topic("v/active"))) == 4)
+    ids = [old.transaction_id, new.transaction_id]
+    assert values(probe, connector.topic("v/transaction_id")) == [ids[0], ids[1], ids[0], ids[1]]
+    assert values(probe, connector.topic("v/active")) == [True, True, False, True]
+    assert values(probe, connector.topic("v/energy")) == [None, None, 11500, None]
+    assert probe.latest(connector.topic("v/active")) is True
