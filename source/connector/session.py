@@ -36,7 +36,9 @@ from connector.charger import ChargerState
 from connector.datapoints import Datapoint
 from connector.limits import MessageRate
 from connector.protocol import (
+    MAX_SAMPLED_VALUES,
     FrameProblem,
+    capped_sampled_values,
     check_payload,
     formation_violation,
     parse_frame,
@@ -164,7 +166,10 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         await self._send(CallError(problem.unique_id, error.code, error.description, {}).to_json())
 
     async def _handle_call(self, msg: Call, received: int) -> None:
-        refusal = refusal_for_action(msg.action) or self._schema_refusal(msg)
+        refusal = refusal_for_action(msg.action)
+        if refusal is None:
+            self._cap_sampled_values(msg)
+            refusal = self._schema_refusal(msg)
         if refusal is not None:
             self.log.warning("%s: refused %.100s: %s %s", self.id, msg.action, refusal.code, refusal.description)
             await self._send(msg.create_call_error(refusal).to_json())
@@ -183,6 +188,18 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         await self._send(msg.create_call_result(response).to_json())
         for work in inbound.after:
             self.spawn(work())
+
+    def _cap_sampled_values(self, msg: Call) -> None:
+        """Bound what one frame costs every other charger on this loop (see MAX_SAMPLED_VALUES)."""
+        cut = capped_sampled_values(msg.action, msg.payload)
+        if cut and self._first_time(f"{msg.action}: over {MAX_SAMPLED_VALUES} sampled values"):
+            self.log.warning(
+                "%s: %s with more than %d sampled values: answered, the %d beyond them skipped",
+                self.id,
+                msg.action,
+                MAX_SAMPLED_VALUES,
+                cut,
+            )
 
     def _schema_refusal(self, msg: Call) -> OCPPError | None:
         verdict = check_payload(msg.action, msg.payload, MessageType.Call)
