@@ -46,6 +46,9 @@ TRIGGERABLE_MESSAGES = (
 CHARGING_PROFILE_ID_BASE = 1000
 CHARGING_PROFILE_STACK_LEVEL = 0
 DEFAULT_VOLTAGE = 230.0
+# The largest limits sent: beyond any charger (the largest chargers draw ~1 MW, ~3 kA), so a
+# value above is a mistake, not a limit (1e308 W would lift every limit in effect).
+MAX_LIMIT = {"W": 10_000_000.0, "A": 10_000.0}
 MAX_INT32 = 2**31 - 1  # chargers store OCPP integers in 32 bits
 # Calls an operator may send with execute_ocpp_call: what a central system sends.
 CENTRAL_SYSTEM_ACTIONS = frozenset(KNOWN_ACTIONS - CHARGER_ACTIONS | {"DataTransfer"})
@@ -59,7 +62,7 @@ class ChargerFacts:
     reservation_id: int | None = None  # open on the addressed connector
     new_reservation_id: Callable[[], int] = field(default=lambda: 1)  # called only to reserve
     allowed_rate_units: frozenset[str] | None = None  # {"W", "A"} subset; None: not known
-    voltage: float | None = None  # last measured phase voltage
+    voltages: tuple[float, ...] = ()  # plausible phase voltages measured in this session, latest per phase
     phases: int = 3
     reservation_expiry_s: int = 3600
     id_tag_allowed: Callable[[str], bool] = field(default=lambda tag: True)
@@ -173,14 +176,18 @@ def _schema_checked(call: OcppCall) -> OcppCall | Refusal:
 
 
 def limit_in(limit: float, unit: str, facts: ChargerFacts) -> tuple[float, str]:
-    """The limit in a unit the charger allows: W <-> A over the last voltage and the phases."""
+    """The limit in a unit the charger allows, never weaker than asked.
+
+    W -> A divides by volts x phases, so it takes the highest voltage measured (the smallest
+    current); A -> W multiplies, so it takes the lowest (the smallest power). 230 V where the
+    session measured none.
+    """
     allowed = facts.allowed_rate_units
     if allowed is None or unit in allowed or not allowed:
         return limit, unit
-    volts_times_phases = (facts.voltage or DEFAULT_VOLTAGE) * facts.phases
     if unit == "W":
-        return limit / volts_times_phases, "A"
-    return limit * volts_times_phases, "W"
+        return limit / (max(facts.voltages, default=DEFAULT_VOLTAGE) * facts.phases), "A"
+    return limit * min(facts.voltages, default=DEFAULT_VOLTAGE) * facts.phases, "W"
 
 
 def _limit(unit: str) -> Build:
@@ -190,9 +197,12 @@ def _limit(unit: str) -> Build:
         number = _number(value, f"a number >= 0 ({unit}) or null")
         if isinstance(number, Refusal):
             return number
+        if number > MAX_LIMIT[unit]:
+            return Refusal(f"value must be at most {MAX_LIMIT[unit]:.0f} {unit}, got {value!r}")
         sent, sent_unit = limit_in(number, unit, facts)
-        if not math.isfinite(sent):
-            return Refusal(f"value {value!r} {unit} is out of range in {sent_unit}")
+        if sent > MAX_LIMIT[sent_unit]:
+            beyond = f"beyond {MAX_LIMIT[sent_unit]:.0f} {sent_unit}"
+            return Refusal(f"value {value!r} {unit} is {sent:.0f} {sent_unit} for this charger, {beyond}")
         return set_limit(connector_id, _tenths(sent), sent_unit)
 
     return build

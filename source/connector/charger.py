@@ -1,8 +1,9 @@
 """What the connector knows of a charge point beyond one connection.
 
 Kept per identity by the dispatcher, so a charger that reconnects without a new
-BootNotification keeps its allowed rate units and last voltage. (Reservations, which must
-also survive a restart of the connector, live in the TransactionStore.)
+BootNotification keeps its allowed rate units. (Reservations, which must also survive a
+restart of the connector, live in the TransactionStore; measured voltages live in the
+session, see ChargePointSession.voltages.)
 """
 
 from __future__ import annotations
@@ -14,4 +15,3 @@ from dataclasses import dataclass
 class ChargerState:
     allowed_rate_units: frozenset[str] | None = None  # {"W", "A"} subset; None: not known
     rate_units_asked: bool = False  # asked since start (an answer of None stays unknown)
-    voltage: float | None = None  # last measured phase voltage

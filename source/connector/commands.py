@@ -97,7 +97,7 @@ class CommandRunner:
             reservation_id=self._transactions.reservation(ref.cp, ref.connector_id),
             new_reservation_id=(lambda: self._transactions.new_id(ref.cp)) if allocate else (lambda: 0),
             allowed_rate_units=session.state.allowed_rate_units,
-            voltage=session.state.voltage,
+            voltages=tuple(session.voltages.values()),
             phases=self._settings.charging_phases,
             reservation_expiry_s=self._settings.reservation_expiry,
             id_tag_allowed=self._settings.id_tags.allows,

@@ -124,6 +124,10 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self._named: set[str] = set()  # deviations already logged on this connection
         self._rate = MessageRate(max_message_rate)
         self._write_timeout = write_timeout
+        # Plausible phase voltages of this connection, latest per phase: W <-> A conversions use
+        # them. Not kept beyond it: another connection under the same identity may be another
+        # device, or the same one after a fault, and starts from the default again.
+        self.voltages: dict[str, float] = {}
         self.log = logging.LoggerAdapter(LOG, {"charge_point": cp_id})
 
     # -- reading -----------------------------------------------------------------------
@@ -396,9 +400,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self.connector_seen(msg.payload["connectorId"])
         readings = dp.meter_readings(self.id, msg.payload, msg.received, msg.notes)
         self.publish([point for _, point in readings])
-        voltage = dp.phase_voltage(readings)
-        if voltage is not None:
-            self.state.voltage = voltage
+        dp.note_phase_voltages(readings, self.voltages)
         return {}
 
     @handles(Action.start_transaction)
