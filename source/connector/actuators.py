@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -114,10 +115,33 @@ def accepted(payload: dict[str, Any]) -> bool:
 
 # -- value parsing ---------------------------------------------------------------------
 
+QUOTED_CHARS = 40  # of a refused value: enough to recognise it, never a whole 20 MB value
+
+
+def _short_repr() -> reprlib.Repr:
+    """repr for JSON values cut short at every level, at a cost bounded whatever their size."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxdict, short.maxlist = 2, 4, 4
+    short.maxstring = short.maxlong = short.maxother = QUOTED_CHARS
+    return short
+
+
+_SHORT = _short_repr()
+
+
+def quote(value: Any) -> str:
+    """A refused value as a refusal quotes it: a short prefix, with the length of a cut string.
+
+    Not for values that may be secrets (ChangeConfiguration's): those are never quoted.
+    """
+    if isinstance(value, str) and len(value) > QUOTED_CHARS:
+        return f"{value[:QUOTED_CHARS]!r}... ({len(value)} characters)"
+    return _SHORT.repr(value)
+
 
 def _number(value: Any, what: str) -> float | Refusal:
     """A finite number >= 0 from a JSON number or a numeric string."""
-    refusal = Refusal(f"value must be {what}, got {value!r}")
+    refusal = Refusal(f"value must be {what}, got {quote(value)}")
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return refusal
     if isinstance(value, str) and not NUMBER.fullmatch(value.strip()):
@@ -139,7 +163,7 @@ def _tenths(number: float) -> Decimal:
 
 def _text(value: Any, what: str, max_length: int | None = None) -> str | Refusal:
     if not isinstance(value, str) or not value.strip():
-        return Refusal(f"value must be {what}, got {value!r}")
+        return Refusal(f"value must be {what}, got {quote(value)}")
     text = value.strip()
     if max_length is not None and len(text) > max_length:
         return Refusal(f"value must be {what} of at most {max_length} characters, got {len(text)}")
@@ -150,7 +174,7 @@ def _choice(value: Any, options: tuple[str, ...]) -> str | Refusal:
     by_lower = {option.lower(): option for option in options}
     if isinstance(value, str) and value.strip().lower() in by_lower:
         return by_lower[value.strip().lower()]
-    return Refusal(f"value must be one of {', '.join(options)}; got {value!r}")
+    return Refusal(f"value must be one of {', '.join(options)}; got {quote(value)}")
 
 
 def _json_object(value: Any, what: str) -> dict[str, Any] | Refusal:
@@ -166,10 +190,15 @@ def _json_object(value: Any, what: str) -> dict[str, Any] | Refusal:
 
 
 def _schema_checked(call: OcppCall) -> OcppCall | Refusal:
-    """Refuse a call the OCPP 1.6 schema refuses: an operator's typo must not reach a charger."""
+    """Refuse a call the OCPP 1.6 schema refuses: an operator's typo must not reach a charger.
+
+    The reason names the path and the rule, never the value: it may be a secret
+    (AuthorizationKey, a password in a DataTransfer) or megabytes long.
+    """
     verdict = check_payload(call.action, call.payload, MessageType.Call)
-    problems = ([verdict.refusal.description] if verdict.refusal else []) + verdict.tolerated
-    return Refusal(f"{call.action} payload breaks the OCPP 1.6 schema: {problems[0]}") if problems else call
+    if not verdict.unquoted:
+        return call
+    return Refusal(f"{call.action} payload breaks the OCPP 1.6 schema: {verdict.unquoted[0]}")
 
 
 # -- charging limits -------------------------------------------------------------------
@@ -198,11 +227,11 @@ def _limit(unit: str) -> Build:
         if isinstance(number, Refusal):
             return number
         if number > MAX_LIMIT[unit]:
-            return Refusal(f"value must be at most {MAX_LIMIT[unit]:.0f} {unit}, got {value!r}")
+            return Refusal(f"value must be at most {MAX_LIMIT[unit]:.0f} {unit}, got {quote(value)}")
         sent, sent_unit = limit_in(number, unit, facts)
         if sent > MAX_LIMIT[sent_unit]:
             beyond = f"beyond {MAX_LIMIT[sent_unit]:.0f} {sent_unit}"
-            return Refusal(f"value {value!r} {unit} is {sent:.0f} {sent_unit} for this charger, {beyond}")
+            return Refusal(f"value {quote(value)} {unit} is {sent:.0f} {sent_unit} for this charger, {beyond}")
         return set_limit(connector_id, _tenths(sent), sent_unit)
 
     return build
@@ -258,7 +287,7 @@ def _trigger_message(value: Any, connector_id: int, facts: ChargerFacts) -> Ocpp
         requested = by_number.get(value.strip()) or by_name.get(value.strip().lower())
     if requested is None:
         choices = ", ".join(f"{i} {n}" for i, n in enumerate(TRIGGERABLE_MESSAGES))
-        return Refusal(f"value must be one of {choices}; got {value!r}")
+        return Refusal(f"value must be one of {choices}; got {quote(value)}")
     return OcppCall("TriggerMessage", {"requestedMessage": requested})
 
 
@@ -305,15 +334,18 @@ def _unlock(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Re
 
 
 def _change_configuration(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    if not isinstance(value, str) or "=" not in value or not value.split("=", 1)[0].strip():
-        return Refusal(f'value must be "Key=Value", got {value!r}')
+    # Never quoted: "AuthorizationKey 1234", a mistyped secret, has no "=" to tell where it starts.
+    if not isinstance(value, str):
+        return Refusal(f'value must be "Key=Value" text, got {type(value).__name__}')
+    if "=" not in value or not value.split("=", 1)[0].strip():
+        return Refusal(f'value must be "Key=Value" (a key, "=", the value; {len(value)} characters given, not shown)')
     name, setting = value.split("=", 1)
     return _schema_checked(OcppCall("ChangeConfiguration", {"key": name.strip(), "value": setting}))
 
 
 def _get_configuration(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     if not isinstance(value, str):
-        return Refusal(f'value must be a configuration key, or "" for all; got {value!r}')
+        return Refusal(f'value must be a configuration key, or "" for all; got {quote(value)}')
     name = value.strip()
     return _schema_checked(OcppCall("GetConfiguration", {"key": [name]} if name else {}))
 
@@ -334,7 +366,7 @@ def _clear_profiles(value: Any, connector_id: int, facts: ChargerFacts) -> OcppC
 def _composite_schedule(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     duration = _number(value, "a duration in whole seconds > 0")
     if isinstance(duration, Refusal) or duration != int(duration) or not 0 < duration <= MAX_INT32:
-        return Refusal(f"value must be a duration in whole seconds, 1..{MAX_INT32}, got {value!r}")
+        return Refusal(f"value must be a duration in whole seconds, 1..{MAX_INT32}, got {quote(value)}")
     return OcppCall("GetCompositeSchedule", {"connectorId": connector_id, "duration": int(duration)})
 
 
@@ -422,9 +454,9 @@ def _ocpp_call(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall |
         return request
     action, payload = request.get("action"), request.get("payload", {})
     if not isinstance(action, str) or action not in CENTRAL_SYSTEM_ACTIONS:
-        return Refusal(f"action must be one a central system sends in OCPP 1.6, got {action!r}")
+        return Refusal(f"action must be one a central system sends in OCPP 1.6, got {quote(action)}")
     if not isinstance(payload, dict):
-        return Refusal(f"payload must be a JSON object, got {payload!r}")
+        return Refusal(f"payload must be a JSON object, got {quote(payload)}")
     if action in ("RemoteStartTransaction", "ReserveNow") and isinstance(payload.get("idTag"), str):
         id_tag = _allowed_id_tag(payload["idTag"], facts)
         if isinstance(id_tag, Refusal):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ocpp.messages import MessageType
 
 from connector.actuators import (
+    ACTUATOR_NAMES,
     MAX_LIMIT,
     SEND_CHARGING_PROFILE,
     SEND_CHARGING_PROFILE_CURRENT,
@@ -164,7 +165,7 @@ def test_huge_power_limits_are_sent_or_refused_never_raise(value: Any) -> None:
     call = build_call(SEND_CHARGING_PROFILE, 1, value)
     assert isinstance(call, Refusal)
     assert call.reason.startswith("value must be ")
-    assert f"got {value!r:.10}" in call.reason
+    assert f"got {value!r:.10}" in call.reason and len(call.reason) < 120
 
 
 @given(st.floats(min_value=0, max_value=MAX_LIMIT["W"], allow_nan=False, allow_infinity=False))
@@ -386,3 +387,48 @@ def test_the_id_tag_policy_applies_to_every_way_of_starting_or_reserving(name: s
     facts = ChargerFacts(id_tag_allowed=IdTagPolicy.allow_list(["04A2B3C4"]).allows)
     refused = build_call(name, 1, value, facts)
     assert isinstance(refused, Refusal) and "is not allowed" in refused.reason
+
+
+# -- refusals quote a short prefix, never a secret ---------------------------------------
+
+MEGABYTE = "x" * 1_000_000
+
+
+@pytest.mark.parametrize("name", sorted(ACTUATOR_NAMES))
+def test_a_megabyte_value_is_refused_in_a_few_words(name: str) -> None:
+    """A 1 MB value is refused with a reason of at most 300 characters, or (where any value will do) sent."""
+    result = build_call(name, 1, MEGABYTE)
+    assert isinstance(result, OcppCall) or len(result.reason) <= 300, result
+
+
+def test_a_cut_value_is_quoted_with_its_length() -> None:
+    """A long value is quoted as its first 40 characters and its length."""
+    refusal = build_call(TRIGGER_MESSAGE, 0, "Reboot" + MEGABYTE)
+    assert isinstance(refusal, Refusal)
+    assert refusal.reason.endswith(f"got {('Reboot' + MEGABYTE)[:40]!r}... (1000006 characters)")
+
+
+SECRET = "0xC0FFEE5EC12E7"
+SECRET_VALUES: list[tuple[str, Any]] = [
+    ("execute_change_configuration", f"AuthorizationKey {SECRET}"),  # no "=": where would the secret start?
+    ("execute_change_configuration", f"AuthorizationKey:{SECRET}"),
+    ("execute_change_configuration", f"AuthorizationKey={SECRET * 40}"),  # beyond maxLength 500
+    ("execute_ocpp_call", json.dumps({"action": "ChangeConfiguration", "payload": {"key": "AuthorizationKey"}})),
+    (
+        "execute_ocpp_call",
+        json.dumps({"action": "ChangeConfiguration", "payload": {"key": "AuthorizationKey", "value": [SECRET]}}),
+    ),
+    (
+        "execute_ocpp_call",
+        json.dumps({"action": "ChangeConfiguration", "payload": {"key": "AuthorizationKey", "value": SECRET * 40}}),
+    ),
+    ("execute_data_transfer", json.dumps({"vendor_id": SECRET * 20, "data": "password"})),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), SECRET_VALUES)
+def test_refusals_never_quote_a_secret(name: str, value: Any) -> None:
+    """A mistyped AuthorizationKey, or an operator's payload the schema refuses, is refused without its value."""
+    refusal = build_call(name, 0, value)
+    assert isinstance(refusal, Refusal), refusal
+    assert SECRET[2:] not in refusal.reason
