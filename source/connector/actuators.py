@@ -89,6 +89,11 @@ def no_datapoints(cp: str, connector_id: int, call: OcppCall, payload: dict[str,
     return []
 
 
+def charger_status(payload: dict[str, Any]) -> tuple[str, str | None]:
+    """(status, nothing to warn of): the charger's answer as it is."""
+    return status_of(payload), None
+
+
 @dataclass(frozen=True)
 class Actuator:
     name: str
@@ -97,6 +102,11 @@ class Actuator:
     build: Build
     answer: Answer = no_datapoints
     needs_rate_units: bool = False
+    # Acts on one connector (unlock, stop its transaction): meaningless on connector 0, the
+    # charge point as a whole, so not offered there.
+    needs_connector: bool = False
+    # The answer as (status, WARNING to log or None), where the answer alone does not say.
+    status: Callable[[dict[str, Any]], tuple[str, str | None]] = charger_status
 
 
 def charging_profile_id(connector_id: int) -> int:
@@ -359,6 +369,19 @@ def _configuration_answer(
     ]
 
 
+MAX_KEYS_NAMED = 5
+
+
+def _configuration_status(payload: dict[str, Any]) -> tuple[str, str | None]:
+    """NotSupported, OCPP's word for a key the charger does not know (ChangeConfiguration), where one is."""
+    unknown = payload.get("unknownKey") or []
+    if not unknown:
+        return "Accepted", None
+    named = ", ".join(quote(name) for name in unknown[:MAX_KEYS_NAMED])
+    more = f" and {len(unknown) - MAX_KEYS_NAMED} more" if len(unknown) > MAX_KEYS_NAMED else ""
+    return "NotSupported", f"the charger does not know the configuration key {named}{more}"
+
+
 def _clear_profiles(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     return OcppCall("ClearChargingProfile", {"connectorId": connector_id})
 
@@ -475,12 +498,12 @@ ACTUATORS: dict[str, Actuator] = {
         Actuator(SEND_CHARGING_PROFILE_CURRENT, True, 16, _limit("A"), needs_rate_units=True),
         Actuator(TRIGGER_MESSAGE, False, "MeterValues", _trigger_message),
         Actuator("execute_remote_start_transaction", True, "04A2B3C4D5E6F7", _remote_start),
-        Actuator("execute_remote_stop_transaction", True, True, _remote_stop),
+        Actuator("execute_remote_stop_transaction", True, True, _remote_stop, needs_connector=True),
         Actuator("execute_change_availability", True, "Operative", _change_availability),
         Actuator("execute_reset", False, "Soft", _reset),
-        Actuator("execute_unlock_connector", True, True, _unlock),
+        Actuator("execute_unlock_connector", True, True, _unlock, needs_connector=True),
         Actuator("execute_change_configuration", False, "HeartbeatInterval=300", _change_configuration),
-        Actuator(GET_CONFIGURATION, False, "", _get_configuration, _configuration_answer),
+        Actuator(GET_CONFIGURATION, False, "", _get_configuration, _configuration_answer, status=_configuration_status),
         Actuator("execute_clear_charging_profile", True, True, _clear_profiles),
         Actuator("execute_get_composite_schedule", True, 3600, _composite_schedule, _composite_answer),
         Actuator("execute_reserve_now", True, "04A2B3C4D5E6F7", _reserve_now, _reservation_answer),

@@ -15,7 +15,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from connector.actuators import ACTUATORS, Actuator, ChargerFacts, OcppCall, Refusal, accepted, status_of
+from connector.actuators import ACTUATORS, Actuator, ChargerFacts, OcppCall, Refusal, accepted
 from connector.datapoints import Datapoint, key, now_ms
 from connector.protocol import load_json
 from connector.registry import ActuatorRef
@@ -131,7 +131,10 @@ class CommandRunner:
         except Exception:  # a bug in an answer mapping must not swallow the status
             LOG.exception("actuator %s: mapping the answer failed", command.key)
             points = []
-        self._publish([*points, Datapoint(key(command.key, "status"), status_of(answer), at)])
+        status, warning = command.actuator.status(answer)
+        if warning is not None:
+            LOG.warning("%s: %s: %s", ref.cp, command.key, warning)
+        self._publish([*points, Datapoint(key(command.key, "status"), status, at)])
 
     def _fail(self, topic: str, actuator_key: str, reason: str) -> None:
         LOG.warning("actuator %s (topic %s): Failed: %s", actuator_key, topic, reason)

@@ -290,6 +290,7 @@ def test_a_rejected_reservation_is_not_remembered(tmp_path: Path) -> None:
 
 CHANGE_CONFIGURATION = "CP_1__execute_change_configuration"
 OCPP_CALL = "CP_1__execute_ocpp_call"
+GET_CONFIGURATION = "CP_1__execute_get_configuration"
 
 
 async def test_a_megabyte_value_gives_a_short_status_and_log_line(
@@ -329,3 +330,34 @@ async def test_a_mistyped_authorization_key_never_reaches_the_logs_or_a_status(
             await probe.wait_for(connector.topic("logs"), mentioning(cmd))
     published = [json.dumps(payload) for topic, payload, _ in probe.messages if "/cmd/" not in topic]  # not ours
     assert published and not [text for text in published if secret in text]
+
+
+async def test_unlock_and_remote_stop_are_not_offered_on_connector_0(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """Actuators that act on one connector are listed for connector 1, not for 0 (the charge point as a whole)."""
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        await send(charger, "status_available")
+        available = await probe.wait_for(
+            connector.topic("available_datapoints"),
+            lambda p: "CP_1__execute_unlock_connector__1" in p["actuator"],
+        )
+    actuators = set(available["actuator"])
+    assert {"CP_1__execute_remote_stop_transaction__1", "CP_1__execute_change_availability__0"} <= actuators
+    assert not {"CP_1__execute_unlock_connector__0", "CP_1__execute_remote_stop_transaction__0"} & actuators
+
+
+async def test_an_unknown_configuration_key_is_not_supported_and_named(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """GetConfiguration answered with the key in unknownKey: status NotSupported and a WARNING naming the key."""
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        charger.replies["GetConfiguration"] = {"unknown_key": ["NoSuchKey"]}
+        ((cmd, status),) = (await wire(probe, connector, GET_CONFIGURATION)).values()
+        probe.publish(cmd, command("NoSuchKey"))
+        assert await charger.next_call() == ("GetConfiguration", {"key": ["NoSuchKey"]})
+        answered = await probe.wait_for(status)
+        log = await probe.wait_for(connector.topic("logs"), lambda p: "does not know" in p["msg"])
+    assert answered["value"] == "NotSupported"
+    assert log["level"] == 30
+    assert log["msg"] == f"CP_1: {GET_CONFIGURATION}: the charger does not know the configuration key 'NoSuchKey'"
