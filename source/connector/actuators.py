@@ -206,7 +206,7 @@ def _schema_checked(call: OcppCall) -> OcppCall | Refusal:
     (AuthorizationKey, a password in a DataTransfer) or megabytes long.
     """
     verdict = check_payload(call.action, call.payload, MessageType.Call)
-    if not verdict.unquoted:
+    if verdict.refusal is None and not verdict.tolerated:
         return call
     return Refusal(f"{call.action} payload breaks the OCPP 1.6 schema: {verdict.unquoted[0]}")
 

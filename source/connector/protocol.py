@@ -301,7 +301,8 @@ def _jsonschema_verdict(action: str, payload: dict[str, Any], message_type: int)
             deviations = _tolerated_errors(_jsonschema_full(message_type, action).iter_errors(payload))
             named = list(itertools.islice(deviations, MAX_NAMED_DEVIATIONS))
     except (InvalidOperation, TypeError, ValueError):  # beyond even that: no meaningful OCPP number
-        return Verdict(refusal=PropertyConstraintViolationError(description="a number is out of range"))
+        out_of_range = "a number is out of range"
+        return Verdict(refusal=PropertyConstraintViolationError(description=out_of_range), unquoted=[out_of_range])
     verdict = Verdict(tolerated=[quoted(error) for error in named])
     if refused is not None:
         refusal = REFUSAL_BY_KEYWORD.get(str(refused.validator), FormationViolationError)
@@ -333,7 +334,6 @@ def quoted(error: ValidationError) -> str:
 # What each keyword asks, in words that quote no value of the instance.
 _ASKS: dict[str, Callable[[Any], str]] = {
     "type": lambda wanted: f"must be of type {wanted}",
-    "required": lambda fields: f"needs the fields {', '.join(map(str, fields))}",
     "enum": lambda options: f"must be one of {', '.join(map(str, options))}",
     "maxLength": lambda n: f"must be at most {n} characters",
     "minItems": lambda n: f"needs at least {n} items",
@@ -346,6 +346,8 @@ _ASKS: dict[str, Callable[[Any], str]] = {
 
 def unquoted(error: ValidationError) -> str:
     """An error in words of its path and the schema alone: safe for a value that may be a secret."""
+    if error.validator == "required":  # "'value' is a required property": the name is the schema's
+        return f"{_where(error)}: {error.message}"
     asks = _ASKS.get(str(error.validator))
     text = asks(error.validator_value) if asks else f"breaks the schema's {error.validator!r}"
     return f"{_where(error)}: {text[:MAX_MESSAGE_CHARS]}"

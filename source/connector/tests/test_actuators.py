@@ -432,3 +432,17 @@ def test_refusals_never_quote_a_secret(name: str, value: Any) -> None:
     refusal = build_call(name, 0, value)
     assert isinstance(refusal, Refusal), refusal
     assert SECRET[2:] not in refusal.reason
+
+
+def test_an_operators_number_beyond_any_range_is_refused() -> None:
+    """A limit of 10**400 in an execute_ocpp_call SetChargingProfile is refused, not sent."""
+    profile = {
+        "chargingProfileId": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10**400}]},
+    }
+    value = json.dumps({"action": "SetChargingProfile", "payload": {"connectorId": 1, "csChargingProfiles": profile}})
+    refusal = build_call("execute_ocpp_call", 0, value)
+    assert refusal == Refusal("SetChargingProfile payload breaks the OCPP 1.6 schema: a number is out of range")

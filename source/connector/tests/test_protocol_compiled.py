@@ -237,7 +237,9 @@ def assert_agree(message_type: int, action: str, payload: Any) -> None:
     before = unbounded_verdict(action, payload, message_type)
     assert _compiled_accepts(action, payload, message_type, core=True) == (before.refusal is None), payload
     assert len(before.tolerated) <= MAX_NAMED_DEVIATIONS, "a payload that tests naming, not the verdict"
-    assert parts(check_payload(action, payload, message_type)) == parts(before)
+    verdict = check_payload(action, payload, message_type)
+    assert parts(verdict) == parts(before)
+    assert len(verdict.unquoted) == (verdict.refusal is not None) + len(verdict.tolerated)  # the same, in safe words
 
 
 def test_every_ocpp16_schema_is_covered() -> None:
@@ -343,3 +345,4 @@ def test_decimal_schemas_keep_jsonschema_verdicts(limit: Any, refusal: str | Non
     else:
         assert isinstance(verdict.refusal, PropertyConstraintViolationError)
         assert refusal in verdict.refusal.description
+        assert len(verdict.unquoted) == 1
