@@ -384,7 +384,8 @@ def capped_sampled_values(action: str, payload: dict[str, Any]) -> int:
             cut += sum(_weight(later) for later in elements[index:])
             del elements[index:]
             break
-        cut += max(len(samples) - room, 0)
-        del samples[room:]
-        room -= _weight(element)
+        if len(samples) > room:
+            cut += len(samples) - room
+            del samples[room:]
+        room -= len(samples) or 1
     return cut
