@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,9 @@ TRIGGERABLE_MESSAGES = (
 CHARGING_PROFILE_ID_BASE = 1000
 CHARGING_PROFILE_STACK_LEVEL = 0
 DEFAULT_VOLTAGE = 230.0
+# The largest limits sent: beyond any charger (the largest chargers draw ~1 MW, ~3 kA), so a
+# value above is a mistake, not a limit (1e308 W would lift every limit in effect).
+MAX_LIMIT = {"W": 10_000_000.0, "A": 10_000.0}
 MAX_INT32 = 2**31 - 1  # chargers store OCPP integers in 32 bits
 # Calls an operator may send with execute_ocpp_call: what a central system sends.
 CENTRAL_SYSTEM_ACTIONS = frozenset(KNOWN_ACTIONS - CHARGER_ACTIONS | {"DataTransfer"})
@@ -59,7 +63,7 @@ class ChargerFacts:
     reservation_id: int | None = None  # open on the addressed connector
     new_reservation_id: Callable[[], int] = field(default=lambda: 1)  # called only to reserve
     allowed_rate_units: frozenset[str] | None = None  # {"W", "A"} subset; None: not known
-    voltage: float | None = None  # last measured phase voltage
+    voltages: tuple[float, ...] = ()  # plausible phase voltages measured in this session, latest per phase
     phases: int = 3
     reservation_expiry_s: int = 3600
     id_tag_allowed: Callable[[str], bool] = field(default=lambda tag: True)
@@ -85,6 +89,11 @@ def no_datapoints(cp: str, connector_id: int, call: OcppCall, payload: dict[str,
     return []
 
 
+def charger_status(payload: dict[str, Any]) -> tuple[str, str | None]:
+    """(status, nothing to warn of): the charger's answer as it is."""
+    return status_of(payload), None
+
+
 @dataclass(frozen=True)
 class Actuator:
     name: str
@@ -93,6 +102,11 @@ class Actuator:
     build: Build
     answer: Answer = no_datapoints
     needs_rate_units: bool = False
+    # Acts on one connector (unlock, stop its transaction): meaningless on connector 0, the
+    # charge point as a whole, so not offered there.
+    needs_connector: bool = False
+    # The answer as (status, WARNING to log or None), where the answer alone does not say.
+    status: Callable[[dict[str, Any]], tuple[str, str | None]] = charger_status
 
 
 def charging_profile_id(connector_id: int) -> int:
@@ -111,10 +125,33 @@ def accepted(payload: dict[str, Any]) -> bool:
 
 # -- value parsing ---------------------------------------------------------------------
 
+QUOTED_CHARS = 40  # of a refused value: enough to recognise it, never a whole 20 MB value
+
+
+def _short_repr() -> reprlib.Repr:
+    """repr for JSON values cut short at every level, at a cost bounded whatever their size."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxdict, short.maxlist = 2, 4, 4
+    short.maxstring = short.maxlong = short.maxother = QUOTED_CHARS
+    return short
+
+
+_SHORT = _short_repr()
+
+
+def quote(value: Any) -> str:
+    """A refused value as a refusal quotes it: a short prefix, with the length of a cut string.
+
+    Not for values that may be secrets (ChangeConfiguration's): those are never quoted.
+    """
+    if isinstance(value, str) and len(value) > QUOTED_CHARS:
+        return f"{value[:QUOTED_CHARS]!r}... ({len(value)} characters)"
+    return _SHORT.repr(value)
+
 
 def _number(value: Any, what: str) -> float | Refusal:
     """A finite number >= 0 from a JSON number or a numeric string."""
-    refusal = Refusal(f"value must be {what}, got {value!r}")
+    refusal = Refusal(f"value must be {what}, got {quote(value)}")
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return refusal
     if isinstance(value, str) and not NUMBER.fullmatch(value.strip()):
@@ -136,7 +173,7 @@ def _tenths(number: float) -> Decimal:
 
 def _text(value: Any, what: str, max_length: int | None = None) -> str | Refusal:
     if not isinstance(value, str) or not value.strip():
-        return Refusal(f"value must be {what}, got {value!r}")
+        return Refusal(f"value must be {what}, got {quote(value)}")
     text = value.strip()
     if max_length is not None and len(text) > max_length:
         return Refusal(f"value must be {what} of at most {max_length} characters, got {len(text)}")
@@ -147,7 +184,7 @@ def _choice(value: Any, options: tuple[str, ...]) -> str | Refusal:
     by_lower = {option.lower(): option for option in options}
     if isinstance(value, str) and value.strip().lower() in by_lower:
         return by_lower[value.strip().lower()]
-    return Refusal(f"value must be one of {', '.join(options)}; got {value!r}")
+    return Refusal(f"value must be one of {', '.join(options)}; got {quote(value)}")
 
 
 def _json_object(value: Any, what: str) -> dict[str, Any] | Refusal:
@@ -163,24 +200,33 @@ def _json_object(value: Any, what: str) -> dict[str, Any] | Refusal:
 
 
 def _schema_checked(call: OcppCall) -> OcppCall | Refusal:
-    """Refuse a call the OCPP 1.6 schema refuses: an operator's typo must not reach a charger."""
+    """Refuse a call the OCPP 1.6 schema refuses: an operator's typo must not reach a charger.
+
+    The reason names the path and the rule, never the value: it may be a secret
+    (AuthorizationKey, a password in a DataTransfer) or megabytes long.
+    """
     verdict = check_payload(call.action, call.payload, MessageType.Call)
-    problems = ([verdict.refusal.description] if verdict.refusal else []) + verdict.tolerated
-    return Refusal(f"{call.action} payload breaks the OCPP 1.6 schema: {problems[0]}") if problems else call
+    if verdict.refusal is None and not verdict.tolerated:
+        return call
+    return Refusal(f"{call.action} payload breaks the OCPP 1.6 schema: {verdict.unquoted[0]}")
 
 
 # -- charging limits -------------------------------------------------------------------
 
 
 def limit_in(limit: float, unit: str, facts: ChargerFacts) -> tuple[float, str]:
-    """The limit in a unit the charger allows: W <-> A over the last voltage and the phases."""
+    """The limit in a unit the charger allows, never weaker than asked.
+
+    W -> A divides by volts x phases, so it takes the highest voltage measured (the smallest
+    current); A -> W multiplies, so it takes the lowest (the smallest power). 230 V where the
+    session measured none.
+    """
     allowed = facts.allowed_rate_units
     if allowed is None or unit in allowed or not allowed:
         return limit, unit
-    volts_times_phases = (facts.voltage or DEFAULT_VOLTAGE) * facts.phases
     if unit == "W":
-        return limit / volts_times_phases, "A"
-    return limit * volts_times_phases, "W"
+        return limit / (max(facts.voltages, default=DEFAULT_VOLTAGE) * facts.phases), "A"
+    return limit * min(facts.voltages, default=DEFAULT_VOLTAGE) * facts.phases, "W"
 
 
 def _limit(unit: str) -> Build:
@@ -190,9 +236,12 @@ def _limit(unit: str) -> Build:
         number = _number(value, f"a number >= 0 ({unit}) or null")
         if isinstance(number, Refusal):
             return number
+        if number > MAX_LIMIT[unit]:
+            return Refusal(f"value must be at most {MAX_LIMIT[unit]:.0f} {unit}, got {quote(value)}")
         sent, sent_unit = limit_in(number, unit, facts)
-        if not math.isfinite(sent):
-            return Refusal(f"value {value!r} {unit} is out of range in {sent_unit}")
+        if sent > MAX_LIMIT[sent_unit]:
+            beyond = f"beyond {MAX_LIMIT[sent_unit]:.0f} {sent_unit}"
+            return Refusal(f"value {quote(value)} {unit} is {sent:.0f} {sent_unit} for this charger, {beyond}")
         return set_limit(connector_id, _tenths(sent), sent_unit)
 
     return build
@@ -248,7 +297,7 @@ def _trigger_message(value: Any, connector_id: int, facts: ChargerFacts) -> Ocpp
         requested = by_number.get(value.strip()) or by_name.get(value.strip().lower())
     if requested is None:
         choices = ", ".join(f"{i} {n}" for i, n in enumerate(TRIGGERABLE_MESSAGES))
-        return Refusal(f"value must be one of {choices}; got {value!r}")
+        return Refusal(f"value must be one of {choices}; got {quote(value)}")
     return OcppCall("TriggerMessage", {"requestedMessage": requested})
 
 
@@ -295,15 +344,18 @@ def _unlock(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Re
 
 
 def _change_configuration(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    if not isinstance(value, str) or "=" not in value or not value.split("=", 1)[0].strip():
-        return Refusal(f'value must be "Key=Value", got {value!r}')
+    # Never quoted: "AuthorizationKey 1234", a mistyped secret, has no "=" to tell where it starts.
+    if not isinstance(value, str):
+        return Refusal(f'value must be "Key=Value" text, got {type(value).__name__}')
+    if "=" not in value or not value.split("=", 1)[0].strip():
+        return Refusal(f'value must be "Key=Value" (a key, "=", the value; {len(value)} characters given, not shown)')
     name, setting = value.split("=", 1)
     return _schema_checked(OcppCall("ChangeConfiguration", {"key": name.strip(), "value": setting}))
 
 
 def _get_configuration(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     if not isinstance(value, str):
-        return Refusal(f'value must be a configuration key, or "" for all; got {value!r}')
+        return Refusal(f'value must be a configuration key, or "" for all; got {quote(value)}')
     name = value.strip()
     return _schema_checked(OcppCall("GetConfiguration", {"key": [name]} if name else {}))
 
@@ -317,6 +369,19 @@ def _configuration_answer(
     ]
 
 
+MAX_KEYS_NAMED = 5
+
+
+def _configuration_status(payload: dict[str, Any]) -> tuple[str, str | None]:
+    """NotSupported, OCPP's word for a key the charger does not know (ChangeConfiguration), where one is."""
+    unknown = payload.get("unknownKey") or []
+    if not unknown:
+        return "Accepted", None
+    named = ", ".join(quote(name) for name in unknown[:MAX_KEYS_NAMED])
+    more = f" and {len(unknown) - MAX_KEYS_NAMED} more" if len(unknown) > MAX_KEYS_NAMED else ""
+    return "NotSupported", f"the charger does not know the configuration key {named}{more}"
+
+
 def _clear_profiles(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     return OcppCall("ClearChargingProfile", {"connectorId": connector_id})
 
@@ -324,7 +389,7 @@ def _clear_profiles(value: Any, connector_id: int, facts: ChargerFacts) -> OcppC
 def _composite_schedule(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     duration = _number(value, "a duration in whole seconds > 0")
     if isinstance(duration, Refusal) or duration != int(duration) or not 0 < duration <= MAX_INT32:
-        return Refusal(f"value must be a duration in whole seconds, 1..{MAX_INT32}, got {value!r}")
+        return Refusal(f"value must be a duration in whole seconds, 1..{MAX_INT32}, got {quote(value)}")
     return OcppCall("GetCompositeSchedule", {"connectorId": connector_id, "duration": int(duration)})
 
 
@@ -412,9 +477,9 @@ def _ocpp_call(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall |
         return request
     action, payload = request.get("action"), request.get("payload", {})
     if not isinstance(action, str) or action not in CENTRAL_SYSTEM_ACTIONS:
-        return Refusal(f"action must be one a central system sends in OCPP 1.6, got {action!r}")
+        return Refusal(f"action must be one a central system sends in OCPP 1.6, got {quote(action)}")
     if not isinstance(payload, dict):
-        return Refusal(f"payload must be a JSON object, got {payload!r}")
+        return Refusal(f"payload must be a JSON object, got {quote(payload)}")
     if action in ("RemoteStartTransaction", "ReserveNow") and isinstance(payload.get("idTag"), str):
         id_tag = _allowed_id_tag(payload["idTag"], facts)
         if isinstance(id_tag, Refusal):
@@ -433,12 +498,12 @@ ACTUATORS: dict[str, Actuator] = {
         Actuator(SEND_CHARGING_PROFILE_CURRENT, True, 16, _limit("A"), needs_rate_units=True),
         Actuator(TRIGGER_MESSAGE, False, "MeterValues", _trigger_message),
         Actuator("execute_remote_start_transaction", True, "04A2B3C4D5E6F7", _remote_start),
-        Actuator("execute_remote_stop_transaction", True, True, _remote_stop),
+        Actuator("execute_remote_stop_transaction", True, True, _remote_stop, needs_connector=True),
         Actuator("execute_change_availability", True, "Operative", _change_availability),
         Actuator("execute_reset", False, "Soft", _reset),
-        Actuator("execute_unlock_connector", True, True, _unlock),
+        Actuator("execute_unlock_connector", True, True, _unlock, needs_connector=True),
         Actuator("execute_change_configuration", False, "HeartbeatInterval=300", _change_configuration),
-        Actuator(GET_CONFIGURATION, False, "", _get_configuration, _configuration_answer),
+        Actuator(GET_CONFIGURATION, False, "", _get_configuration, _configuration_answer, status=_configuration_status),
         Actuator("execute_clear_charging_profile", True, True, _clear_profiles),
         Actuator("execute_get_composite_schedule", True, 3600, _composite_schedule, _composite_answer),
         Actuator("execute_reserve_now", True, "04A2B3C4D5E6F7", _reserve_now, _reservation_answer),

@@ -1,8 +1,9 @@
 """What the connector knows of a charge point beyond one connection.
 
 Kept per identity by the dispatcher, so a charger that reconnects without a new
-BootNotification keeps its allowed rate units and last voltage. (Reservations, which must
-also survive a restart of the connector, live in the TransactionStore.)
+BootNotification keeps its allowed rate units. (Reservations, which must also survive a
+restart of the connector, live in the TransactionStore; measured voltages live in the
+session, see ChargePointSession.voltages.)
 """
 
 from __future__ import annotations
@@ -16,4 +17,3 @@ class ChargerState:
     # Read (or tried: once per boot, whatever the outcome) since the connector started; an
     # answer that does not name the units, or none, leaves allowed_rate_units None.
     rate_units_asked: bool = False
-    voltage: float | None = None  # last measured phase voltage

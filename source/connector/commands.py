@@ -15,7 +15,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from connector.actuators import ACTUATORS, Actuator, ChargerFacts, OcppCall, Refusal, accepted, status_of
+from connector.actuators import ACTUATORS, Actuator, ChargerFacts, OcppCall, Refusal, accepted
 from connector.datapoints import Datapoint, key, now_ms
 from connector.protocol import load_json
 from connector.registry import ActuatorRef
@@ -101,7 +101,7 @@ class CommandRunner:
             reservation_id=self._transactions.reservation(ref.cp, ref.connector_id),
             new_reservation_id=(lambda: self._transactions.new_id(ref.cp)) if allocate else (lambda: 0),
             allowed_rate_units=session.state.allowed_rate_units,
-            voltage=session.state.voltage,
+            voltages=tuple(session.voltages.values()),
             phases=self._settings.charging_phases,
             reservation_expiry_s=self._settings.reservation_expiry,
             id_tag_allowed=self._settings.id_tags.allows,
@@ -136,9 +136,12 @@ class CommandRunner:
         except Exception:  # a bug in an answer mapping must not swallow the status
             LOG.exception("actuator %s: mapping the answer failed", command.key)
             points = []
+        status, warning = command.actuator.status(answer)
+        if warning is not None:
+            LOG.warning("%s: %s: %s", ref.cp, command.key, warning)
         # With its charge point: keys an answer mints (a charger's configuration keys) count
         # against that charger's OCPP_MAX_KEYS_PER_CHARGE_POINT and are forgotten with it.
-        self._publish([*points, Datapoint(key(command.key, "status"), status_of(answer), at)], ref.cp)
+        self._publish([*points, Datapoint(key(command.key, "status"), status, at)], ref.cp)
 
     def _fail(self, topic: str, actuator_key: str, reason: str, cp: str | None = None) -> None:
         """Publish `Failed: <reason>`; `cp` None only for a key the map names but nobody owns."""

@@ -127,7 +127,7 @@ def meter_values(cp: str, payload: dict[str, Any], received: int, notes: list[st
 
 
 def meter_readings(cp: str, payload: dict[str, Any], received: int, notes: list[str]) -> list[Reading]:
-    """MeterValues.req as (sample, datapoint) pairs: each value parsed once, for publishing and for phase_voltage."""
+    """MeterValues.req as (sample, datapoint) pairs: each value parsed once, for publishing and for voltages."""
     return sampled_readings(cp, payload["connectorId"], payload["meterValue"], received, notes)
 
 
@@ -178,22 +178,46 @@ def sample_value(sample: dict[str, Any], notes: list[str]) -> Scalar:
     return sampled_number(text)
 
 
+# Phase-to-neutral voltages a supply can have: 230 V +-10 % (EN 50160), 120 V and 277 V
+# grids, with room. A reading outside is a floating phase (0.8 V), a meter in kV or a wrong
+# value, and must not turn a power limit into a current limit of thousands of amperes.
+PLAUSIBLE_VOLTS = (100.0, 300.0)
+
+# OCPP 1.6 Phase values of a Voltage, as the phase they measure: "L1" and "L1-N" alike; a
+# line-to-line voltage is one of its own (divided by sqrt 3). Others ("N": neutral to earth,
+# unlisted labels) are not a supply's voltage.
+VOLTAGE_PHASES = {
+    "": "",  # no phase: the charger's one voltage
+    "L1": "L1",
+    "L2": "L2",
+    "L3": "L3",
+    "L1-N": "L1",
+    "L2-N": "L2",
+    "L3-N": "L3",
+    "L1-L2": "L1-L2",
+    "L2-L3": "L2-L3",
+    "L3-L1": "L3-L1",
+}
 LINE_TO_LINE = frozenset({"L1-L2", "L2-L3", "L3-L1"})
+SQRT_3 = math.sqrt(3)
 
 
-def phase_voltage(readings: Iterable[Reading]) -> float | None:
-    """The last phase-to-neutral voltage among the readings, or None if there is none.
+def note_phase_voltages(readings: Iterable[Reading], voltages: dict[str, float]) -> None:
+    """Record in `voltages` each plausible phase-to-neutral voltage among the readings, the latest per phase.
 
-    Phase labels vary ("L1" or "L1-N" for the same thing); a line-to-line voltage
-    ("L1-L2") is converted to phase-to-neutral by dividing by the square root of 3.
+    Readings come oldest first, so a later one replaces an earlier one of its phase; an
+    implausible one (see PLAUSIBLE_VOLTS) is left out and leaves its phase as it was.
     """
-    voltage = None
     for sample, point in readings:
         if sample.get("measurand") != "Voltage" or sample.get("unit", "V") != "V":
             continue
-        if isinstance(point.value, int | float) and not isinstance(point.value, bool) and point.value > 0:
-            voltage = point.value / math.sqrt(3) if sample.get("phase") in LINE_TO_LINE else float(point.value)
-    return voltage
+        phase = VOLTAGE_PHASES.get(sample.get("phase", ""))
+        value = point.value
+        if phase is None or not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        volts = value / SQRT_3 if phase in LINE_TO_LINE else float(value)
+        if PLAUSIBLE_VOLTS[0] <= volts <= PLAUSIBLE_VOLTS[1]:
+            voltages[phase] = volts
 
 
 def transaction_started(

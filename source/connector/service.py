@@ -70,7 +70,7 @@ class ConnectorEvents:
 
     def connector_seen(self, cp: str, connector_id: int) -> None:
         for actuator in self._enabled:
-            if actuator.per_connector:
+            if actuator.per_connector and (connector_id != 0 or not actuator.needs_connector):
                 actuator_key = key(cp, actuator.name, connector_id)
                 self._announce(cp, actuator.name, connector_id, actuator_key, actuator.example)
 

@@ -36,7 +36,9 @@ from connector.charger import ChargerState
 from connector.datapoints import Datapoint
 from connector.limits import MessageRate
 from connector.protocol import (
+    MAX_SAMPLED_VALUES,
     FrameProblem,
+    capped_sampled_values,
     check_payload,
     formation_violation,
     parse_frame,
@@ -124,6 +126,10 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self._named: set[str] = set()  # deviations already logged on this connection
         self._rate = MessageRate(max_message_rate)
         self._write_timeout = write_timeout
+        # Plausible phase voltages of this connection, latest per phase: W <-> A conversions use
+        # them. Not kept beyond it: another connection under the same identity may be another
+        # device, or the same one after a fault, and starts from the default again.
+        self.voltages: dict[str, float] = {}
         self.log = logging.LoggerAdapter(LOG, {"charge_point": cp_id})
 
     # -- reading -----------------------------------------------------------------------
@@ -166,7 +172,10 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         await self._send(CallError(problem.unique_id, error.code, error.description, {}).to_json())
 
     async def _handle_call(self, msg: Call, received: int) -> None:
-        refusal = refusal_for_action(msg.action) or self._schema_refusal(msg)
+        refusal = refusal_for_action(msg.action)
+        if refusal is None:
+            self._cap_sampled_values(msg)
+            refusal = self._schema_refusal(msg)
         if refusal is not None:
             self.log.warning("%s: refused %.100s: %s %s", self.id, msg.action, refusal.code, refusal.description)
             await self._send(msg.create_call_error(refusal).to_json())
@@ -185,6 +194,18 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         await self._send(msg.create_call_result(response).to_json())
         for work in inbound.after:
             self.spawn(work())
+
+    def _cap_sampled_values(self, msg: Call) -> None:
+        """Bound what one frame costs every other charger on this loop (see MAX_SAMPLED_VALUES)."""
+        cut = capped_sampled_values(msg.action, msg.payload)
+        if cut and self._first_time(f"{msg.action}: over {MAX_SAMPLED_VALUES} sampled values"):
+            self.log.warning(
+                "%s: %s with more than %d sampled values: answered, the %d beyond them skipped",
+                self.id,
+                msg.action,
+                MAX_SAMPLED_VALUES,
+                cut,
+            )
 
     def _schema_refusal(self, msg: Call) -> OCPPError | None:
         verdict = check_payload(msg.action, msg.payload, MessageType.Call)
@@ -416,9 +437,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self.connector_seen(msg.payload["connectorId"])
         readings = dp.meter_readings(self.id, msg.payload, msg.received, msg.notes)
         self.publish([point for _, point in readings])
-        voltage = dp.phase_voltage(readings)
-        if voltage is not None:
-            self.state.voltage = voltage
+        dp.note_phase_voltages(readings, self.voltages)
         return {}
 
     @handles(Action.start_transaction)

@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 from ocpp.messages import MessageType
 
 from connector.actuators import (
+    ACTUATOR_NAMES,
+    MAX_LIMIT,
     SEND_CHARGING_PROFILE,
+    SEND_CHARGING_PROFILE_CURRENT,
     TRIGGER_MESSAGE,
     OcppCall,
     Refusal,
@@ -158,17 +161,14 @@ HUGE_LIMITS: list[Any] = [1e20, 1e30, 1.7e308, 10**400, "1e30", "9" * 400]
 
 @pytest.mark.parametrize("value", HUGE_LIMITS, ids=["1e20", "1e30", "1.7e308", "10**400", "'1e30'", "'9'*400"])
 def test_huge_power_limits_are_sent_or_refused_never_raise(value: Any) -> None:
-    """An absurdly large limit from MQTT becomes a finite limit no higher than asked, or a refusal; it never raises."""
+    """An absurdly large limit from MQTT is refused with its prefix quoted; it never raises."""
     call = build_call(SEND_CHARGING_PROFILE, 1, value)
-    if isinstance(call, OcppCall):
-        assert math.isfinite(limit_of(call))
-        assert 0 <= limit_of(call) <= float(value)
-    else:
-        assert isinstance(call, Refusal)
-        assert call.reason
+    assert isinstance(call, Refusal)
+    assert call.reason.startswith("value must be ")
+    assert f"got {value!r:.10}" in call.reason and len(call.reason) < 120
 
 
-@given(st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False))
+@given(st.floats(min_value=0, max_value=MAX_LIMIT["W"], allow_nan=False, allow_infinity=False))
 def test_rounding_never_exceeds_the_asked_limit(value: float) -> None:
     """For any limit, the one sent is at most the one asked and less than 0.1 below it, and is schema-valid."""
     call = set_profile(1, value)
@@ -248,37 +248,82 @@ def test_allowed_rate_units_as_chargers_send_them(text: object, units: frozenset
 
 
 CONVERSIONS = [
-    # (value, unit asked, allowed, voltage, phases, expected limit, expected unit)
-    (11000, "W", frozenset({"A"}), None, 3, 15.9, "A"),  # 11000 / (230 * 3) = 15.94
-    (11000, "W", frozenset({"A"}), 240.0, 3, 15.2, "A"),  # 11000 / 720 = 15.27
-    (3680, "W", frozenset({"A"}), None, 1, 16.0, "A"),
-    (16, "A", frozenset({"W"}), None, 3, 11040.0, "W"),
-    (16, "A", frozenset({"W"}), 231.3, 1, 3700.8, "W"),
-    (11000, "W", frozenset({"A", "W"}), None, 3, 11000.0, "W"),
-    (16, "A", None, None, 3, 16.0, "A"),  # not known: sent as asked
+    # (value, unit asked, allowed, voltages measured, phases, expected limit, expected unit)
+    (11000, "W", frozenset({"A"}), (), 3, 15.9, "A"),  # 11000 / (230 * 3) = 15.94
+    (11000, "W", frozenset({"A"}), (240.0,), 3, 15.2, "A"),  # 11000 / 720 = 15.27
+    (11000, "W", frozenset({"A"}), (231.0, 229.0), 3, 15.8, "A"),  # the highest: 11000 / 693 = 15.87
+    (3680, "W", frozenset({"A"}), (), 1, 16.0, "A"),
+    (16, "A", frozenset({"W"}), (), 3, 11040.0, "W"),
+    (16, "A", frozenset({"W"}), (231.3,), 1, 3700.8, "W"),
+    (16, "A", frozenset({"W"}), (231.0, 229.0), 3, 10992.0, "W"),  # the lowest: 16 * 229 * 3
+    (11000, "W", frozenset({"A", "W"}), (240.0,), 3, 11000.0, "W"),
+    (16, "A", None, (), 3, 16.0, "A"),  # not known: sent as asked
+    (10_000_000, "W", frozenset({"W"}), (), 3, 10_000_000.0, "W"),  # the largest power limit
+    (10_000, "A", frozenset({"A"}), (), 3, 10_000.0, "A"),  # the largest current limit
 ]
 
 
-@pytest.mark.parametrize(("value", "unit", "allowed", "voltage", "phases", "limit", "sent_unit"), CONVERSIONS)
+@pytest.mark.parametrize(("value", "unit", "allowed", "voltages", "phases", "limit", "sent_unit"), CONVERSIONS)
 def test_limits_are_converted_to_a_unit_the_charger_allows(
     value: float,
     unit: str,
     allowed: frozenset[str] | None,
-    voltage: float | None,
+    voltages: tuple[float, ...],
     phases: int,
     limit: float,
     sent_unit: str,
 ) -> None:
-    """W <-> A over the last voltage (else 230 V) and phases, rounded down to 0.1, where the unit is not allowed."""
+    """W <-> A over the measured voltage that gives the smaller limit (else 230 V), rounded down to 0.1."""
     from connector.actuators import SEND_CHARGING_PROFILE, SEND_CHARGING_PROFILE_CURRENT, ChargerFacts
 
     name = SEND_CHARGING_PROFILE if unit == "W" else SEND_CHARGING_PROFILE_CURRENT
-    facts = ChargerFacts(allowed_rate_units=allowed, voltage=voltage, phases=phases)
+    facts = ChargerFacts(allowed_rate_units=allowed, voltages=voltages, phases=phases)
     call = build_call(name, 1, value, facts)
     assert isinstance(call, OcppCall)
     schedule = call.payload["csChargingProfiles"]["chargingSchedule"]
     assert schedule["chargingRateUnit"] == sent_unit
     assert schedule["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": limit}]
+
+
+def test_a_floating_phase_does_not_weaken_a_power_limit() -> None:
+    """The issue's MeterValues (231, 229, 0.8 V) make 11,000 W go out as 15.8 A, not 4,583 A."""
+    from connector.actuators import SEND_CHARGING_PROFILE, ChargerFacts
+    from connector.datapoints import note_phase_voltages, sampled_readings
+
+    samples = [
+        {"measurand": "Voltage", "phase": phase, "unit": "V", "value": volts}
+        for phase, volts in (("L1-N", "231"), ("L2-N", "229"), ("L3-N", "0.8"))
+    ]
+    voltages: dict[str, float] = {}
+    note_phase_voltages(
+        sampled_readings("CP", 1, [{"timestamp": "2026-12-04T10:00:00Z", "sampledValue": samples}], 0, []), voltages
+    )
+    facts = ChargerFacts(allowed_rate_units=frozenset({"A"}), voltages=tuple(voltages.values()))
+    call = build_call(SEND_CHARGING_PROFILE, 1, 11000, facts)
+    assert isinstance(call, OcppCall)
+    limit = call.payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+    assert limit == 15.8 == math.floor(11000 / (231 * 3) * 10) / 10
+
+
+LIMITS_BEYOND: list[tuple[str, Any, frozenset[str] | None, tuple[float, ...], str]] = [
+    # (actuator, value, allowed units, voltages, what the refusal says)
+    (SEND_CHARGING_PROFILE, 1e308, None, (), "at most 10000000 W"),
+    (SEND_CHARGING_PROFILE, 10_000_000.1, frozenset({"W"}), (), "at most 10000000 W"),
+    (SEND_CHARGING_PROFILE_CURRENT, 10_000.1, None, (), "at most 10000 A"),
+    (SEND_CHARGING_PROFILE, 9_000_000, frozenset({"A"}), (), "is 13043 A for this charger, beyond 10000 A"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "allowed", "voltages", "reason"), LIMITS_BEYOND)
+def test_limits_beyond_any_charger_are_refused(
+    name: str, value: Any, allowed: frozenset[str] | None, voltages: tuple[float, ...], reason: str
+) -> None:
+    """A limit above 10 MW or 10 kA, as asked or as converted, is refused, not sent as no limit at all."""
+    from connector.actuators import ChargerFacts
+
+    refusal = build_call(name, 1, value, ChargerFacts(allowed_rate_units=allowed, voltages=voltages))
+    assert isinstance(refusal, Refusal)
+    assert reason in refusal.reason
 
 
 ODD_VALUES = [
@@ -342,3 +387,62 @@ def test_the_id_tag_policy_applies_to_every_way_of_starting_or_reserving(name: s
     facts = ChargerFacts(id_tag_allowed=IdTagPolicy.allow_list(["04A2B3C4"]).allows)
     refused = build_call(name, 1, value, facts)
     assert isinstance(refused, Refusal) and "is not allowed" in refused.reason
+
+
+# -- refusals quote a short prefix, never a secret ---------------------------------------
+
+MEGABYTE = "x" * 1_000_000
+
+
+@pytest.mark.parametrize("name", sorted(ACTUATOR_NAMES))
+def test_a_megabyte_value_is_refused_in_a_few_words(name: str) -> None:
+    """A 1 MB value is refused with a reason of at most 300 characters, or (where any value will do) sent."""
+    result = build_call(name, 1, MEGABYTE)
+    assert isinstance(result, OcppCall) or len(result.reason) <= 300, result
+
+
+def test_a_cut_value_is_quoted_with_its_length() -> None:
+    """A long value is quoted as its first 40 characters and its length."""
+    refusal = build_call(TRIGGER_MESSAGE, 0, "Reboot" + MEGABYTE)
+    assert isinstance(refusal, Refusal)
+    assert refusal.reason.endswith(f"got {('Reboot' + MEGABYTE)[:40]!r}... (1000006 characters)")
+
+
+SECRET = "0xC0FFEE5EC12E7"
+SECRET_VALUES: list[tuple[str, Any]] = [
+    ("execute_change_configuration", f"AuthorizationKey {SECRET}"),  # no "=": where would the secret start?
+    ("execute_change_configuration", f"AuthorizationKey:{SECRET}"),
+    ("execute_change_configuration", f"AuthorizationKey={SECRET * 40}"),  # beyond maxLength 500
+    ("execute_ocpp_call", json.dumps({"action": "ChangeConfiguration", "payload": {"key": "AuthorizationKey"}})),
+    (
+        "execute_ocpp_call",
+        json.dumps({"action": "ChangeConfiguration", "payload": {"key": "AuthorizationKey", "value": [SECRET]}}),
+    ),
+    (
+        "execute_ocpp_call",
+        json.dumps({"action": "ChangeConfiguration", "payload": {"key": "AuthorizationKey", "value": SECRET * 40}}),
+    ),
+    ("execute_data_transfer", json.dumps({"vendor_id": SECRET * 20, "data": "password"})),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), SECRET_VALUES)
+def test_refusals_never_quote_a_secret(name: str, value: Any) -> None:
+    """A mistyped AuthorizationKey, or an operator's payload the schema refuses, is refused without its value."""
+    refusal = build_call(name, 0, value)
+    assert isinstance(refusal, Refusal), refusal
+    assert SECRET[2:] not in refusal.reason
+
+
+def test_an_operators_number_beyond_any_range_is_refused() -> None:
+    """A limit of 10**400 in an execute_ocpp_call SetChargingProfile is refused, not sent."""
+    profile = {
+        "chargingProfileId": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10**400}]},
+    }
+    value = json.dumps({"action": "SetChargingProfile", "payload": {"connectorId": 1, "csChargingProfiles": profile}})
+    refusal = build_call("execute_ocpp_call", 0, value)
+    assert refusal == Refusal("SetChargingProfile payload breaks the OCPP 1.6 schema: a number is out of range")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +296,81 @@ def test_a_rejected_reservation_is_not_remembered(tmp_path: Path) -> None:
     store = TransactionStore(tmp_path)
     remember(SessionStub(), store, reserve(1, 5), {"status": "Occupied"})  # type: ignore[arg-type]
     assert reservations(store) == {}
+
+
+# -- refusals in a few words, never a secret (INTERFACE.md 7) ------------------------------
+
+CHANGE_CONFIGURATION = "CP_1__execute_change_configuration"
+OCPP_CALL = "CP_1__execute_ocpp_call"
+GET_CONFIGURATION = "CP_1__execute_get_configuration"
+
+
+async def test_a_megabyte_value_gives_a_short_status_and_log_line(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """A 1 MB limit is refused with a status and a WARNING quoting 40 characters of it and its length."""
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        await send(charger, "status_available")
+        ((cmd, status),) = (await wire(probe, connector, PROFILE)).values()
+        probe.publish(cmd, command("7" * 1_000_000))
+        failed = await probe.wait_for(status)
+        log = await probe.wait_for(connector.topic("logs"), lambda p: cmd in p["msg"])
+    quoted = f"got {'7' * 40!r}... (1000000 characters)"
+    assert failed["value"] == f"Failed: value must be a number >= 0 (W) or null, {quoted}"
+    assert log["level"] == 30 and log["msg"].endswith(quoted) and len(log["msg"]) < 300
+
+
+def mentioning(text: str) -> Callable[[Any], bool]:
+    return lambda payload: text in payload["msg"]
+
+
+async def test_a_mistyped_authorization_key_never_reaches_the_logs_or_a_status(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """ "AuthorizationKey 1234" (no "=") and an operator's call holding the key are refused without quoting it."""
+    secret = "5ecret5ecret"
+    refused = {
+        CHANGE_CONFIGURATION: f"AuthorizationKey {secret}",
+        OCPP_CALL: json.dumps({"action": "ChangeConfiguration", "payload": {"AuthorizationKey": secret}}),
+    }
+    async with ChargerLink(connector.url, "CP_1"):
+        topics = await wire(probe, connector, *refused)
+        for actuator_key, value in refused.items():
+            cmd, status = topics[actuator_key]
+            probe.publish(cmd, command(value))
+            assert (await probe.wait_for(status))["value"].startswith("Failed: ")
+            await probe.wait_for(connector.topic("logs"), mentioning(cmd))
+    published = [json.dumps(payload) for topic, payload, _ in probe.messages if "/cmd/" not in topic]  # not ours
+    assert published and not [text for text in published if secret in text]
+
+
+async def test_unlock_and_remote_stop_are_not_offered_on_connector_0(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """Actuators that act on one connector are listed for connector 1, not for 0 (the charge point as a whole)."""
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        await send(charger, "boot_notification")
+        await send(charger, "status_available")
+        available = await probe.wait_for(
+            connector.topic("available_datapoints"),
+            lambda p: "CP_1__execute_unlock_connector__1" in p["actuator"],
+        )
+    actuators = set(available["actuator"])
+    assert {"CP_1__execute_remote_stop_transaction__1", "CP_1__execute_change_availability__0"} <= actuators
+    assert not {"CP_1__execute_unlock_connector__0", "CP_1__execute_remote_stop_transaction__0"} & actuators
+
+
+async def test_an_unknown_configuration_key_is_not_supported_and_named(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """GetConfiguration answered with the key in unknownKey: status NotSupported and a WARNING naming the key."""
+    async with ChargerLink(connector.url, "CP_1") as charger:
+        charger.replies["GetConfiguration"] = {"unknown_key": ["NoSuchKey"]}
+        ((cmd, status),) = (await wire(probe, connector, GET_CONFIGURATION)).values()
+        probe.publish(cmd, command("NoSuchKey"))
+        assert await charger.next_call() == ("GetConfiguration", {"key": ["NoSuchKey"]})
+        answered = await probe.wait_for(status)
+        log = await probe.wait_for(connector.topic("logs"), lambda p: "does not know" in p["msg"])
+    assert answered["value"] == "NotSupported"
+    assert log["level"] == 30
+    assert log["msg"] == f"CP_1: {GET_CONFIGURATION}: the charger does not know the configuration key 'NoSuchKey'"

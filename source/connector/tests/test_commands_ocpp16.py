@@ -73,9 +73,11 @@ CONNECTOR_ACTUATORS = (
     "execute_cancel_reservation",
 )
 CONNECTORS = (0, 1, 2)  # 0 is there on connect; the rig makes 1 and 2 appear
+NOT_ON_CONNECTOR_0 = ("execute_remote_stop_transaction", "execute_unlock_connector")
 ACTUATOR_KEYS = [key(name) for name in GLOBAL_ACTUATORS] + [
-    key(name, c) for name in CONNECTOR_ACTUATORS for c in CONNECTORS
+    key(name, c) for name in CONNECTOR_ACTUATORS for c in CONNECTORS if c or name not in NOT_ON_CONNECTOR_0
 ]
+WIRED_KEYS = ACTUATOR_KEYS + [key(name, 0) for name in NOT_ON_CONNECTOR_0]  # mapped, to see them refused
 COMPOSITE_FIELDS = (
     "status",
     "schedule_start",
@@ -87,7 +89,7 @@ COMPOSITE_FIELDS = (
 )
 RESERVATION_FIELDS = ("reservation_id", "id_tag", "expiry_date", "status")
 SENSOR_KEYS = [
-    *(f"{k}__status" for k in ACTUATOR_KEYS),
+    *(f"{k}__status" for k in WIRED_KEYS),
     key("Configuration", RATE_UNIT),
     key("Configuration", "HeartbeatInterval"),
     key("Configuration", "MeterValueSampleInterval"),
@@ -119,7 +121,7 @@ async def wire_all(probe: MqttProbe, connector: RunningConnector) -> None:
         probe,
         connector,
         {k: sensor_topic(connector, k) for k in SENSOR_KEYS},
-        {command_topic(connector, k): k for k in ACTUATOR_KEYS},
+        {command_topic(connector, k): k for k in WIRED_KEYS},
     )
 
 
@@ -616,7 +618,7 @@ NOT_A_CS_ACTION = "action must be one a central system sends in OCPP 1.6"
         (AVAILABILITY_1, None, "value must be one of Operative, Inoperative"),
         (RESET, "Medium", "value must be one of Soft, Hard"),
         (RESET, 1, "value must be one of Soft, Hard"),
-        (UNLOCK_0, True, "UnlockConnector needs a connector id > 0"),
+        (UNLOCK_0, True, "no such actuator"),  # not offered on connector 0
         (CHANGE_CONFIGURATION, "HeartbeatInterval", NOT_KEY_VALUE),
         (CHANGE_CONFIGURATION, "=300", NOT_KEY_VALUE),
         (CHANGE_CONFIGURATION, 300, NOT_KEY_VALUE),

@@ -450,28 +450,52 @@ def test_every_value_is_a_json_scalar(text: str, value_format: str | None, ident
         assert point.value == text
 
 
-VOLTAGES = [
-    ([{"measurand": "Voltage", "phase": "L1-N", "unit": "V", "value": "231.2"}], 231.2),
-    ([{"measurand": "Voltage", "phase": "L1", "unit": "V", "value": "229"}], 229.0),
-    ([{"measurand": "Voltage", "value": "230.5"}], 230.5),
-    ([{"measurand": "Voltage", "phase": "L1-L2", "unit": "V", "value": "400"}], 400 / 3**0.5),
+def voltage(value: str, phase: str | None = None, unit: str | None = "V") -> dict[str, str]:
+    sample = {"measurand": "Voltage", "value": value}
+    sample.update({"phase": phase} if phase else {})
+    sample.update({"unit": unit} if unit else {})
+    return sample
+
+
+VOLTAGES: list[tuple[str, list[list[dict[str, str]]], dict[str, float]]] = [
+    # (id, sampled values of each meterValue element, oldest first; voltages kept per phase)
+    ("L1-N", [[voltage("231.2", "L1-N")]], {"L1": 231.2}),
+    ("L1 is L1-N", [[voltage("229", "L1")]], {"L1": 229.0}),
+    ("no phase, unit absent", [[voltage("230.5", unit=None)]], {"": 230.5}),
+    ("line to line over sqrt 3", [[voltage("400", "L1-L2")]], {"L1-L2": 400 / 3**0.5}),
     (
-        [{"measurand": "Voltage", "unit": "V", "value": "230"}, {"measurand": "Voltage", "unit": "V", "value": "232"}],
-        232.0,
+        "latest per phase",
+        [[voltage("250", "L1")], [voltage("240", "L1-N"), voltage("232", "L2")]],
+        {"L1": 240.0, "L2": 232.0},
     ),
-    ([{"measurand": "Voltage", "unit": "kV", "value": "0.23"}], None),
-    ([{"measurand": "Voltage", "unit": "V", "value": "n/a"}], None),
-    ([{"measurand": "Power.Active.Import", "unit": "W", "value": "230"}], None),
-    ([], None),
+    (
+        "a floating phase is left out",
+        [[voltage("231", "L1-N"), voltage("229", "L2-N"), voltage("0.8", "L3-N")]],
+        {"L1": 231.0, "L2": 229.0},
+    ),
+    ("an implausible one keeps the last plausible", [[voltage("230", "L3")], [voltage("0.8", "L3")]], {"L3": 230.0}),
+    ("beyond 300 V", [[voltage("400", "L1-N")], [voltage("1e6")]], {}),
+    ("below 100 V", [[voltage("99.9")]], {}),
+    ("the range's ends", [[voltage("100", "L1"), voltage("300", "L2")]], {"L1": 100.0, "L2": 300.0}),
+    ("neutral to earth", [[voltage("230", "N")]], {}),
+    ("unlisted phase", [[voltage("230", "L4")]], {}),
+    ("kV", [[voltage("0.23", unit="kV")]], {}),
+    ("not a number", [[voltage("n/a")]], {}),
+    ("not a voltage", [[{"measurand": "Power.Active.Import", "unit": "W", "value": "230"}]], {}),
+    ("none", [[]], {}),
 ]
 
 
-@pytest.mark.parametrize(("samples", "expected"), VOLTAGES)
-def test_phase_voltage_for_power_conversion(samples: list[dict[str, str]], expected: float | None) -> None:
-    """The last phase-to-neutral voltage in V (L1 and L1-N alike; line-to-line divided by sqrt 3), else None."""
-    from connector.datapoints import phase_voltage, sampled_readings
+@pytest.mark.parametrize(("elements", "expected"), [v[1:] for v in VOLTAGES], ids=[v[0] for v in VOLTAGES])
+def test_plausible_phase_voltages_are_kept_per_phase(
+    elements: list[list[dict[str, str]]], expected: dict[str, float]
+) -> None:
+    """Phase-to-neutral voltages of 100-300 V (line-to-line divided by sqrt 3) are kept, the latest per phase."""
+    from connector.datapoints import note_phase_voltages, sampled_readings
 
-    found = phase_voltage(
-        sampled_readings("CP", 1, [{"timestamp": "2026-11-21T10:00:00Z", "sampledValue": samples}], 0, [])
-    )
-    assert found == pytest.approx(expected) if expected is not None else found is None
+    meter_value = [
+        {"timestamp": f"2026-11-21T10:0{n}:00Z", "sampledValue": samples} for n, samples in enumerate(elements)
+    ]
+    voltages: dict[str, float] = {}
+    note_phase_voltages(sampled_readings("CP", 1, meter_value, 0, []), voltages)
+    assert voltages == pytest.approx(expected)

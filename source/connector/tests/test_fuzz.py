@@ -78,7 +78,9 @@ def map_payload(action: str, payload: dict[str, Any]) -> list[dp.Datapoint]:
     }
     points = mapping.get(action, lambda: [])()
     if action == "MeterValues":
-        dp.phase_voltage(dp.meter_readings("CP", payload, 0, notes))
+        voltages: dict[str, float] = {}
+        dp.note_phase_voltages(dp.meter_readings("CP", payload, 0, notes), voltages)
+        assert all(dp.PLAUSIBLE_VOLTS[0] <= volts <= dp.PLAUSIBLE_VOLTS[1] for volts in voltages.values())
     return points
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,7 +10,10 @@ from ocpp.messages import Call, CallError, CallResult, MessageType
 
 from connector.protocol import (
     CHARGER_ACTIONS,
+    MAX_NAMED_DEVIATIONS,
+    MAX_SAMPLED_VALUES,
     FrameProblem,
+    capped_sampled_values,
     check_payload,
     formation_violation,
     parse_frame,
@@ -345,3 +349,87 @@ def test_huge_numbers_give_a_verdict_not_an_exception(action: str, message_type:
     """A payload holding an enormous number gets a verdict (1e30 is a multiple of 0.1) instead of raising."""
     verdict = check_payload(action, payload, message_type)
     assert verdict.refusal is None
+
+
+# -- bounded work per payload ---------------------------------------------------------------
+
+
+def meter_values_of(*elements: list[dict[str, Any]]) -> dict[str, Any]:
+    """A MeterValues.req payload with one meterValue element per list of sampled values."""
+    return {
+        "connectorId": 1,
+        "meterValue": [{"timestamp": "2026-12-04T10:00:00Z", "sampledValue": samples} for samples in elements],
+    }
+
+
+def invented(count: int) -> list[dict[str, Any]]:
+    return [{"value": "1", "measurand": f"X{n}"} for n in range(count)]
+
+
+def test_a_payload_with_thousands_of_deviations_names_only_the_first_few() -> None:
+    """25,000 invented measurands are tolerated, and only the first MAX_NAMED_DEVIATIONS of them are named."""
+    verdict = check_payload("MeterValues", meter_values_of(invented(25_000)), MessageType.Call)
+    assert verdict.refusal is None
+    assert len(verdict.tolerated) == MAX_NAMED_DEVIATIONS
+    assert verdict.tolerated[0].startswith("meterValue/0/sampledValue/0/measurand: 'X0' is not one of")
+
+
+def test_a_refusal_behind_thousands_of_deviations_is_found() -> None:
+    """A wrong type after 25,000 invented measurands is still refused, with its path, and the first few are named."""
+    samples = [*invented(25_000), {"value": 1}]
+    verdict = check_payload("MeterValues", meter_values_of(samples), MessageType.Call)
+    assert verdict.refusal is not None
+    assert verdict.refusal.code == "TypeConstraintViolation"
+    assert verdict.refusal.description.startswith("meterValue/0/sampledValue/25000/value: ")
+    assert len(verdict.tolerated) == MAX_NAMED_DEVIATIONS
+
+
+def test_unquoted_words_name_path_and_rule_but_no_value() -> None:
+    """The unquoted verdict of an over-long and a mistyped value names where and what rule, never the value."""
+    secret = "S3cr3t-" * 100
+    verdict = check_payload("ChangeConfiguration", {"key": "AuthorizationKey", "value": secret}, MessageType.Call)
+    assert verdict.unquoted == ["value: must be at most 500 characters"]
+    assert "S3cr3t" in verdict.tolerated[0]  # jsonschema's words quote it: for what a charger sent only
+    verdict = check_payload("ChangeConfiguration", {"key": "AuthorizationKey", "value": 1234}, MessageType.Call)
+    assert verdict.unquoted == ["value: must be of type string"]
+    assert not any("1234" in text for text in verdict.unquoted)
+
+
+CAPS: list[tuple[str, list[int], list[int], int]] = [
+    # (id, sampled values per meterValue element, kept per element, cut)
+    ("under the cap", [10, 10], [10, 10], 0),
+    ("exactly the cap", [MAX_SAMPLED_VALUES], [MAX_SAMPLED_VALUES], 0),
+    ("one element over", [MAX_SAMPLED_VALUES + 5], [MAX_SAMPLED_VALUES], 5),
+    ("later elements dropped", [MAX_SAMPLED_VALUES - 1, 3, 4], [MAX_SAMPLED_VALUES - 1, 1], 6),
+    ("empty elements count one each", [0] * (MAX_SAMPLED_VALUES + 2), [0] * MAX_SAMPLED_VALUES, 2),
+]
+
+
+@pytest.mark.parametrize(("sizes", "kept", "cut"), [c[1:] for c in CAPS], ids=[c[0] for c in CAPS])
+def test_sampled_values_beyond_the_cap_are_cut(sizes: list[int], kept: list[int], cut: int) -> None:
+    """A MeterValues.req keeps its first MAX_SAMPLED_VALUES sampled values (an element counts as one at least)."""
+    payload = meter_values_of(*[invented(size) for size in sizes])
+    assert capped_sampled_values("MeterValues", payload) == cut
+    assert [len(element["sampledValue"]) for element in payload["meterValue"]] == kept
+    assert payload["meterValue"][0]["sampledValue"][:1] == invented(sizes[0])[:1]
+
+
+def test_transaction_data_is_capped_too() -> None:
+    """StopTransaction's transactionData is cut like MeterValues' meterValue."""
+    payload = {
+        **frame("stop_transaction")[1],
+        **{"transactionData": meter_values_of(invented(MAX_SAMPLED_VALUES + 1))["meterValue"]},
+    }
+    assert capped_sampled_values("StopTransaction", payload) == 1
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"meterValue": "many"}, {"meterValue": [1, {"sampledValue": "x"}]}, {}, {"meterValue": [None] * 5000}],
+    ids=["not a list", "odd elements", "no meterValue", "5000 nulls"],
+)
+def test_payloads_not_shaped_as_the_schema_wants_are_left_to_the_check(payload: dict[str, Any]) -> None:
+    """Capping leaves a misshapen payload as it is: the schema check refuses it."""
+    before = json.dumps(payload)
+    assert capped_sampled_values("MeterValues", payload) == 0
+    assert json.dumps(payload) == before

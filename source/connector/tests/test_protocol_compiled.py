@@ -2,8 +2,11 @@
 
 check_payload returns an empty verdict as soon as the compiled validator (fastjsonschema)
 accepts a payload, and asks jsonschema only about the rest: that is the verdict it gave
-before only if the two agree on acceptance. They are compared on every OCPP 1.6 schema the
-ocpp library ships (requests and responses) but the three left to jsonschema alone:
+before only if the two agree on acceptance. Likewise a second compiled validator, of the
+schema without the tolerated keywords, decides whether jsonschema is asked for a refusal:
+it must accept exactly the payloads in which jsonschema finds nothing to refuse. They are
+compared on every OCPP 1.6 schema the ocpp library ships (requests and responses) but the
+three left to jsonschema alone:
 - systematically: a payload holding every field the schema lists, with each field and item
   in turn removed, or set to each misfit of its schema (unlisted enum values, strings of
   maxLength and one longer, huge and negative integers, true, 1.0 and 1e308 for an
@@ -29,18 +32,22 @@ import ocpp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ocpp.exceptions import PropertyConstraintViolationError
+from ocpp.exceptions import FormationViolationError, PropertyConstraintViolationError
 from ocpp.messages import MessageType, get_validator
 from ocpp.v16.enums import Action
 
 from connector.protocol import (
     _DECIMAL_SCHEMAS,
+    MAX_NAMED_DEVIATIONS,
     OCPP_VERSION,
+    REFUSAL_BY_KEYWORD,
+    TOLERATED_KEYWORDS,
     Verdict,
     _compiled,
     _compiled_accepts,
-    _jsonschema_verdict,
+    _compiled_core,
     check_payload,
+    quoted,
 )
 
 SCHEMA_DIR = Path(ocpp.__file__).parent / "v16" / "schemas"
@@ -205,13 +212,34 @@ def parts(verdict: Verdict) -> tuple[Any, ...]:
     return type(verdict.refusal), verdict.refusal and verdict.refusal.description, verdict.tolerated
 
 
+def unbounded_verdict(action: str, payload: Any, message_type: int) -> Verdict:
+    """The verdict as jsonschema alone gives it: every error, the first that is not tolerated the refusal.
+
+    check_payload gave exactly this before its work was bounded; it now names only the
+    first MAX_NAMED_DEVIATIONS deviations, which no payload compared here exceeds.
+    """
+    verdict = Verdict()
+    for error in get_validator(message_type, action, OCPP_VERSION).iter_errors(payload):
+        if error.validator in TOLERATED_KEYWORDS:
+            verdict.tolerated.append(quoted(error))
+        elif verdict.refusal is None:
+            verdict.refusal = REFUSAL_BY_KEYWORD.get(str(error.validator), FormationViolationError)(
+                description=quoted(error)
+            )
+    return verdict
+
+
 def assert_agree(message_type: int, action: str, payload: Any) -> None:
-    """The compiled check accepts `payload` iff jsonschema finds no error: check_payload's verdict is as before."""
+    """Each compiled check accepts `payload` iff jsonschema finds no error (none refused): the verdict is as before."""
     accepted = _compiled_accepts(action, payload, message_type)
     errors = jsonschema_errors(message_type, action, payload)
     assert accepted == (not errors), f"compiled accepts: {accepted}; jsonschema: {errors}; payload: {payload!r:.500}"
-    before = _jsonschema_verdict(action, payload, message_type)  # check_payload without the compiled check
-    assert parts(check_payload(action, payload, message_type)) == parts(before)
+    before = unbounded_verdict(action, payload, message_type)
+    assert _compiled_accepts(action, payload, message_type, core=True) == (before.refusal is None), payload
+    assert len(before.tolerated) <= MAX_NAMED_DEVIATIONS, "a payload that tests naming, not the verdict"
+    verdict = check_payload(action, payload, message_type)
+    assert parts(verdict) == parts(before)
+    assert len(verdict.unquoted) == (verdict.refusal is not None) + len(verdict.tolerated)  # the same, in safe words
 
 
 def test_every_ocpp16_schema_is_covered() -> None:
@@ -219,6 +247,7 @@ def test_every_ocpp16_schema_is_covered() -> None:
     assert {action for _, action in ALL_SCHEMAS} == {action.value for action in Action}
     assert len(ALL_SCHEMAS) == 2 * len(Action)
     assert {kind for kind in ALL_SCHEMAS if _compiled(*kind) is None} == _DECIMAL_SCHEMAS
+    assert {kind for kind in ALL_SCHEMAS if _compiled_core(*kind) is None} == _DECIMAL_SCHEMAS
 
 
 @pytest.mark.parametrize(("message_type", "action"), COMPILED_SCHEMAS, ids=COMPILED_IDS)
@@ -316,3 +345,4 @@ def test_decimal_schemas_keep_jsonschema_verdicts(limit: Any, refusal: str | Non
     else:
         assert isinstance(verdict.refusal, PropertyConstraintViolationError)
         assert refusal in verdict.refusal.description
+        assert len(verdict.unquoted) == 1

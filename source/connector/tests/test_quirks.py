@@ -418,7 +418,7 @@ async def test_voltage_labelled_l1_or_l1_n_is_the_phase_voltage(
     assert await probe.wait_for(topics[l3]) == {"value": 240.0, "timestamp": measured}
     assert [call[2] for call in wire.answered] == ["GetConfiguration", "SetChargingProfile"]
     schedule = wire.answered[1][3]["csChargingProfiles"]["chargingSchedule"]
-    # 7200 W / (240 V x 3 phases), with the last voltage measured (L3).
+    # 7200 W / (240 V x 3 phases), over the highest voltage measured (L3).
     assert schedule["chargingRateUnit"] == "A"
     assert schedule["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 10.0}]
 

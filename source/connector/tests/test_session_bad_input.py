@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
-from connector.tests.conftest import RunningConnector, map_datapoints
+from connector.protocol import MAX_NAMED_DEVIATIONS, MAX_SAMPLED_VALUES
+from connector.tests.conftest import RunningConnector, map_datapoints, start_connector
 from connector.tests.harness import MqttProbe, RawLink, frame
 
 
@@ -182,3 +184,59 @@ async def test_extra_fields_do_not_become_datapoints(connector: RunningConnector
     sensors = connector.service.registry.sensors
     assert sensors["CP_E__FirmwareStatusNotification__status"].value == "Installed"
     assert not any("made_up" in k for k in sensors)
+
+
+def meter_values_with_invented_measurands(unique_id: str, count: int) -> str:
+    """A compact MeterValues.req (under the 1 MiB frame limit) with `count` measurands OCPP 1.6 does not list."""
+    samples = [{"value": "1", "measurand": f"X{n}"} for n in range(count)]
+    payload = {"connectorId": 1, "meterValue": [{"timestamp": "2026-12-04T10:00:00Z", "sampledValue": samples}]}
+    return json.dumps([2, unique_id, "MeterValues", payload], separators=(",", ":"))
+
+
+async def test_a_frame_of_25000_invented_measurands_is_answered_and_bounded(
+    settings_env: dict[str, str], probe: MqttProbe
+) -> None:
+    """Such a frame is answered, its values beyond MAX_SAMPLED_VALUES skipped and named once, few deviations named."""
+    running = await start_connector({**settings_env, "OCPP_MAX_KEYS_PER_CHARGE_POINT": "100000"}, probe)
+    big = meter_values_with_invented_measurands("big", 25_000)
+    assert len(big) < 1_048_576
+    try:
+        async with RawLink(running.url, "CP_BIG") as link:
+            assert await link.exchange(big) == [3, "big", {}]
+            assert await link.exchange(big) == [3, "big", {}]
+            # Logged after everything the two frames logged, on the same MQTT connection.
+            assert (await link.exchange('[2,"end","NoSuchAction",{}]'))[:3] == [4, "end", "NotImplemented"]
+            await probe.wait_for(running.topic("logs"), lambda p: p["msg"].startswith("CP_BIG: refused NoSuchAction"))
+    finally:
+        await running.stop()
+    logs = [p["msg"] for p in probe.on(running.topic("logs")) if p["msg"].startswith("CP_BIG: ")]
+    skipped = f"CP_BIG: MeterValues with more than {MAX_SAMPLED_VALUES} sampled values: answered, the 23000 beyond"
+    assert [line for line in logs if line.startswith(skipped)] == [f"{skipped} them skipped"]
+    assert len([line for line in logs if "tolerated schema deviation" in line]) == MAX_NAMED_DEVIATIONS
+    sensors = running.service.registry.sensors
+    assert f"CP_BIG__MeterValues__1__X{MAX_SAMPLED_VALUES - 1}__Wh" in sensors
+    assert f"CP_BIG__MeterValues__1__X{MAX_SAMPLED_VALUES}__Wh" not in sensors
+
+
+async def test_an_honest_charger_is_answered_while_another_sends_huge_frames(connector: RunningConnector) -> None:
+    """While one connection sends frames of 25,000 invented measurands back to back, another's calls are answered."""
+    flooding, honest_done = asyncio.Event(), asyncio.Event()
+    big = meter_values_with_invented_measurands("big", 25_000)
+    answered_big = 0
+
+    async def flood() -> None:
+        nonlocal answered_big
+        async with RawLink(connector.url, "CP_FLOOD") as link:
+            while not honest_done.is_set():  # until the honest charger is through
+                assert await link.exchange(big) == [3, "big", {}]
+                answered_big += 1
+                flooding.set()
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(flood())
+        await flooding.wait()
+        async with RawLink(connector.url, "CP_HONEST") as honest:
+            for n in range(3):
+                assert (await honest.exchange(call("heartbeat", f"h{n}")))[:2] == [3, f"h{n}"]
+        honest_done.set()
+    assert answered_big >= 1
