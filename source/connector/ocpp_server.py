@@ -223,7 +223,7 @@ class DeviceDispatcher:
         if self._security.allowed is not None and identity not in self._security.allowed:
             LOG.warning("%.100s: refused: not in OCPP_ALLOWED_CHARGE_POINTS", identity)
             return connection.respond(HTTPStatus.FORBIDDEN, "charge point not allowed\n")
-        refusal = basic_auth_refusal(self._security, identity, request.headers.get("Authorization"))
+        refusal = basic_auth_refusal(self._security, identity, request.headers)
         if refusal is not None:
             LOG.warning("%.100s: refused: %s", identity, refusal)
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "HTTP Basic authentication required\n")
