@@ -161,9 +161,12 @@ def test_an_unknown_argument_exits_2_with_one_line() -> None:
     assert "--port 9000" in line and "--help" in line
 
 
-async def test_start_logs_the_version(process: ConnectorProcess) -> None:
-    """At start the version is logged at INFO."""
+async def test_start_logs_the_version_and_capacity_at_info(process: ConnectorProcess) -> None:
+    """At start the version is logged, and with the default OCPP_MAX_CONNECTIONS the capacity is an INFO line."""
     await process.wait_for_line(rf"INFO connector\.main: ocpp-connector {re.escape(__version__)} starting")
+    await process.wait_for_line(r"INFO connector\.ocpp_server: serving up to \d+ charger connections")
+    await process.wait_for_line(r"OCPP server listening")
+    assert not [line for line in process.lines if "WARNING" in line]
 
 
 async def test_control_characters_from_a_charger_never_reach_stderr_raw(
@@ -201,3 +204,40 @@ def test_configure_logging_puts_the_escaping_formatter_on_stderr(mocker: MockerF
     [handler] = root.handlers
     assert isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr
     assert isinstance(handler.formatter, EscapingFormatter)
+
+
+@pytest.mark.parametrize(
+    ("explicit", "expected"),
+    [
+        ({}, r"INFO connector\.ocpp_server: serving up to \d+ charger connections, what the open files limit 400"),
+        (
+            {"OCPP_MAX_CONNECTIONS": "1000"},
+            r"WARNING connector\.ocpp_server: the open files limit \(400\) allows only \d+ charger connections,"
+            r" not OCPP_MAX_CONNECTIONS=1000",
+        ),
+    ],
+    ids=["default", "explicit"],
+)
+async def test_open_files_limit_warns_only_when_the_operator_asked_for_more(
+    broker: Mosquitto, connector_name: str, tmp_path: Path, explicit: dict[str, str], expected: str
+) -> None:
+    """Under `ulimit -n 400` the default OCPP_MAX_CONNECTIONS logs the capacity at INFO, an explicit one a WARNING."""
+    env = {**base_env(broker, connector_name, tmp_path), **explicit}
+    # The shell lowers the limit for the connector alone (hard too, so it cannot raise it).
+    process = ConnectorProcess(
+        await asyncio.create_subprocess_exec(
+            "sh",
+            "-c",
+            'ulimit -n 400 && exec "$0" -m connector',
+            sys.executable,
+            env=env,
+            cwd=tmp_path,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    )
+    try:
+        await process.wait_for_line(expected)
+        await process.wait_for_line(r"OCPP server listening")
+    finally:
+        await process.kill()
+    assert sum("open files" in line for line in process.lines) == 1
