@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
@@ -64,8 +64,11 @@ def identity_from_path(path: str) -> str:
     "" when there is none, or when it does not decode to UTF-8 (replacing bad bytes would
     let `%FF` and `%FE` become the same charge point).
     """
+    # A request target is a path and a query (RFC 9112 3.2.1), not a URL: urlsplit would
+    # read `//[x/CP_1` as a host and raise, which websockets answers with 500 and a traceback.
+    segment = path.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
     try:
-        return unquote(urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1], errors="strict")
+        return unquote(segment, errors="strict")
     except UnicodeDecodeError:
         return ""
 

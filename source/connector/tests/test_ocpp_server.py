@@ -28,6 +28,8 @@ from connector.tests.test_security import OCPP16, PASSWORDS, basic
         ("/", ""),
         ("/%FF", ""),
         ("/%E2%82%AC", "\u20ac"),
+        ("//[x/CP_1", "CP_1"),
+        ("//host:99999/CP_1", "CP_1"),
     ],
 )
 def test_identity_is_the_last_path_segment_percent_decoded(path: str, identity: str) -> None:
@@ -204,3 +206,25 @@ async def test_a_flood_of_refused_handshakes_gives_one_line_per_reason(
         "ocpp2.0.1",
     ):
         assert any(marker in line for line in warnings), marker
+
+
+async def raw_handshake_status(port: int, path: str) -> bytes:
+    """The status line the server answers a hand-written WebSocket opening handshake for `path` with."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n".encode()
+    )
+    try:
+        async with asyncio.timeout(WAIT_S):
+            return (await reader.readline()).strip()
+    finally:
+        writer.close()
+
+
+async def test_a_path_that_is_no_url_is_served_by_its_last_segment(connector: RunningConnector) -> None:
+    """`//[x/CP_1` (a host to a URL parser, and an invalid one) is a path: CP_1 is served, no HTTP 500."""
+    port = connector.service.dispatcher.port
+    assert port is not None
+    assert await raw_handshake_status(port, "//[x/CP_1") == b"HTTP/1.1 101 Switching Protocols"
