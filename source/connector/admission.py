@@ -56,6 +56,10 @@ class Admission(Generic[Connection]):
     def unauthenticated_from(self, host: str) -> int:
         return self._per_key[address_key(host)]
 
+    def unauthenticated_connections(self) -> list[Connection]:
+        """Those not authenticated yet, oldest first (a copy: closing them changes the count)."""
+        return list(self._pending)
+
     def arrive(self, connection: Connection, host: str) -> tuple[bool, Connection | None]:
         """Count a new connection as unauthenticated: (admitted, the oldest one to drop for it).
 

@@ -170,6 +170,11 @@ class DeviceDispatcher:
             count = len(self.sessions)
             LOG.info("closing %d charge point connections", count)
             server.close(close_connections=True)
+            # Connections not yet authenticated have no session to close cleanly, and
+            # websockets waits for their handlers: a silent one would hold the shutdown
+            # for OCPP_HANDSHAKE_TIMEOUT. Any arriving from now on is dropped in arrived().
+            for connection in self.admission.unauthenticated_connections():
+                connection.transport.abort()
             await server.wait_closed()
         await asyncio.gather(*self._closing, return_exceptions=True)
         LOG.info("closed %d charge point connections", count)
@@ -227,6 +232,9 @@ class DeviceDispatcher:
 
     def arrived(self, connection: TrackedConnection) -> None:
         """A TCP connection opened: count it as unauthenticated, or close it if its address holds too many."""
+        if self._stopping:
+            connection.transport.abort()
+            return
         host = peer_host(connection)
         admitted, evicted = self.admission.arrive(connection, host)
         if not admitted:

@@ -124,6 +124,19 @@ async def test_signal_closes_chargers_publishes_disconnect_and_exits_0(
     await probe.wait_value(connected, False)
 
 
+async def test_sigterm_does_not_wait_for_a_silent_socket(process: ConnectorProcess) -> None:
+    """A TCP connection that never sent its handshake does not hold the exit on SIGTERM: exit 0 within 5 s."""
+    port = (await process.wait_for_line(r"OCPP server listening on ws://[\d.]+:(\d+)")).group(1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(port))
+    async with RawLink(f"ws://127.0.0.1:{port}", "CP_1"):  # served, so the silent one was accepted before it
+        process.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(5):
+            code = await process.process.wait()
+            assert await reader.read() == b""
+    writer.close()
+    assert code == 0
+
+
 def run_with_arguments(*arguments: str) -> subprocess.CompletedProcess[str]:
     """`python -m connector ARGUMENTS` with no broker and no settings at all."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV")}
