@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -85,10 +85,14 @@ def peer_host(connection: ServerConnection) -> str:
 
 class TrackedConnection(ServerConnection):
     """A server connection that reports its arrival and departure to the dispatcher's
-    admission and bounds its opening handshake with a log line (websockets drops a slow
-    one silently)."""
+    admission from the first byte, runs the TLS handshake itself (so that a socket silent
+    in TLS is counted and bounded too), and bounds its opening handshake with a log line
+    (websockets drops a slow one silently)."""
 
     _dispatcher: DeviceDispatcher  # set on the subclass each dispatcher makes
+    _websocket_started = False  # websockets' side set up: it has a transport to speak over
+    tcp: asyncio.Transport
+    peer = "?"
 
     @classmethod
     def of(cls, dispatcher: DeviceDispatcher) -> type[TrackedConnection]:
@@ -96,13 +100,30 @@ class TrackedConnection(ServerConnection):
         return type("DispatcherConnection", (cls,), {"_dispatcher": dispatcher})
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # With TLS this runs once the TLS handshake (and profile 3's certificate) passed.
+        self.tcp = cast(asyncio.Transport, transport)
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername[0]) if peername else "?"
+        if not self._dispatcher.arrived(self):
+            return
+        if self._dispatcher.tls is None:
+            self.start_websocket(self.tcp)
+        else:
+            self.tcp.pause_reading()  # the first bytes are TLS's, not websockets'; start_tls resumes
+            self._dispatcher.start_tls(self)
+
+    def start_websocket(self, transport: asyncio.Transport) -> None:
+        """Hand the (TLS) transport to websockets, which starts reading the opening handshake."""
+        self._websocket_started = True
         super().connection_made(transport)
-        self._dispatcher.arrived(self)
+
+    def drop(self) -> None:
+        """Close the TCP connection at once: it has no WebSocket or session to close politely."""
+        self.tcp.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._dispatcher.admission.leave(self)
-        super().connection_lost(exc)
+        if self._websocket_started:
+            super().connection_lost(exc)
 
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
         timeout = self._dispatcher.handshake_timeout
@@ -147,6 +168,8 @@ class DeviceDispatcher:
             settings.ocpp_max_unauthenticated,
         )
         self.refusals = RefusalLog(LOG)
+        self.tls = security.ocpp_tls
+        self._tls_handshakes: set[asyncio.Task[None]] = set()
 
     async def listen(self) -> None:
         """Bind OCPP_HOST:OCPP_PORT; ListenError (one line for the operator) if that fails."""
@@ -174,9 +197,9 @@ class DeviceDispatcher:
             # websockets waits for their handlers: a silent one would hold the shutdown
             # for OCPP_HANDSHAKE_TIMEOUT. Any arriving from now on is dropped in arrived().
             for connection in self.admission.unauthenticated_connections():
-                connection.transport.abort()
+                connection.drop()
             await server.wait_closed()
-        await asyncio.gather(*self._closing, return_exceptions=True)
+        await asyncio.gather(*self._closing, *self._tls_handshakes, return_exceptions=True)
         LOG.info("closed %d charge point connections", count)
 
     def _fit_open_files_limit(self) -> None:
@@ -205,9 +228,7 @@ class DeviceDispatcher:
 
     def _serve(self) -> Awaitable[Server]:
         ping = self._settings.ocpp_ping_interval or None
-        tls: dict[str, Any] = {}
-        if self._security.ocpp_tls is not None:
-            tls = {"ssl": self._security.ocpp_tls, "ssl_handshake_timeout": self.handshake_timeout}
+        # No `ssl` here: TrackedConnection starts TLS itself once it has counted the connection.
         return serve(
             self._serve_charge_point,
             self._settings.ocpp_host,
@@ -227,34 +248,61 @@ class DeviceDispatcher:
             # Our TrackedConnection bounds (and logs) the handshake; this is only a backstop.
             open_timeout=self.handshake_timeout + 1,
             create_connection=TrackedConnection.of(self),
-            **tls,
         )
 
-    def arrived(self, connection: TrackedConnection) -> None:
-        """A TCP connection opened: count it as unauthenticated, or close it if its address holds too many."""
+    def arrived(self, connection: TrackedConnection) -> bool:
+        """A TCP connection opened: count it as unauthenticated; False (and closed) if its address holds too many."""
         if self._stopping:
-            connection.transport.abort()
-            return
-        host = peer_host(connection)
-        admitted, evicted = self.admission.arrive(connection, host)
+            connection.drop()
+            return False
+        admitted, evicted = self.admission.arrive(connection, connection.peer)
         if not admitted:
             self.refusals.report(
                 "refused for OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS",
                 "refused connection from %s: it already holds %d connections that have not authenticated"
                 " (OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS)",
-                escaped(host),
+                escaped(connection.peer),
                 self.admission.per_address,
             )
-            connection.transport.abort()
+            connection.drop()
         if evicted is not None:
             self.refusals.report(
                 "dropped for OCPP_MAX_UNAUTHENTICATED",
                 "dropped the oldest unauthenticated connection (from %s) for a new one: %d are open"
                 " (OCPP_MAX_UNAUTHENTICATED)",
-                peer_host(evicted),
+                evicted.peer,
                 self.admission.total,
             )
-            evicted.transport.abort()
+            evicted.drop()
+        return admitted
+
+    def start_tls(self, connection: TrackedConnection) -> None:
+        task = asyncio.get_running_loop().create_task(self._tls_handshake(connection))
+        self._tls_handshakes.add(task)
+        task.add_done_callback(self._tls_handshakes.discard)
+
+    async def _tls_handshake(self, connection: TrackedConnection) -> None:
+        """TLS (profile 3: with the client certificate check) within OCPP_HANDSHAKE_TIMEOUT, then the WebSocket."""
+        assert self.tls is not None
+        if connection.tcp.is_closing():  # dropped before this task ran: start_tls would wait for nothing
+            return
+        try:
+            transport = await asyncio.get_running_loop().start_tls(
+                connection.tcp, connection, self.tls, server_side=True, ssl_handshake_timeout=self.handshake_timeout
+            )
+        except OSError as error:  # ssl.SSLError, the handshake timeout, a reset
+            self.refusals.report(
+                "TLS handshakes failed",
+                "connection from %s dropped: TLS handshake failed: %.200s",
+                connection.peer,
+                error,
+            )
+            transport = None
+        if transport is None:  # failed, or closed meanwhile (asyncio then tells the protocol nothing)
+            self.admission.leave(connection)
+            connection.drop()
+            return
+        connection.start_websocket(transport)
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse before the WebSocket opens: no identity (404), control characters in it (400),

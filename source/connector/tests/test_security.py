@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import getpass
 import json
@@ -284,3 +285,57 @@ async def test_mqtt_with_credentials_and_tls(
     probe.close()
     assert any(line.startswith("connected to MQTT broker") for line in logs)
     assert not any("mqtt-Zq7" in line for line in logs)
+
+
+async def test_silent_sockets_on_a_tls_port_are_bounded_per_address(
+    settings_env: dict[str, str], probe: MqttProbe, tls_files: dict[str, str], ca: trustme.CA
+) -> None:
+    """Sockets that never start TLS count as unauthenticated from their first byte: beyond the per-address
+    bound they are closed at once, and a charger from another address is served over wss://."""
+    env = {
+        **settings_env,
+        "OCPP_TLS_CERT_FILE": tls_files["cert"],
+        "OCPP_TLS_KEY_FILE": tls_files["key"],
+        "OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS": "3",
+    }
+    running = await start_connector(env, probe)
+    port = running.service.dispatcher.port
+    silent = [await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0)) for _ in range(5)]
+    try:
+        async with asyncio.timeout(WAIT_S):
+            beyond = [await reader.read() for reader, _ in silent[3:]]
+        async with websockets.connect(
+            f"wss://127.0.0.1:{port}/CP_1", subprotocols=OCPP16, ssl=client_context(ca, False)
+        ) as ws:
+            await ws.send(json.dumps([2, "h", *frame("heartbeat")]))
+            assert json.loads(await ws.recv())[:2] == [3, "h"]
+        held = running.service.dispatcher.admission.unauthenticated_from("127.0.0.2")
+    finally:
+        for _, writer in silent:
+            writer.close()
+        await running.stop()
+    assert beyond == [b"", b""]
+    assert held == 3
+
+
+async def test_a_failed_tls_handshake_is_logged(
+    settings_env: dict[str, str], probe: MqttProbe, tls_files: dict[str, str], ca: trustme.CA
+) -> None:
+    """Profile 3: a charger without a client certificate is refused and a WARNING says its TLS handshake failed."""
+    env = {
+        **settings_env,
+        "OCPP_TLS_CERT_FILE": tls_files["cert"],
+        "OCPP_TLS_KEY_FILE": tls_files["key"],
+        "OCPP_TLS_CA_FILE": tls_files["ca"],
+    }
+    running = await start_connector(env, probe)
+    try:
+        with pytest.raises((ssl.SSLError, ConnectionError, websockets.exceptions.InvalidMessage)):
+            url = f"wss://127.0.0.1:{running.service.dispatcher.port}/CP_1"
+            async with websockets.connect(url, subprotocols=OCPP16, ssl=client_context(ca, False)) as ws:
+                await ws.recv()
+        log = await probe.wait_for(running.topic("logs"), lambda p: "TLS handshake failed" in p["msg"])
+        assert running.service.dispatcher.admission.unauthenticated == 0
+    finally:
+        await running.stop()
+    assert log["msg"].startswith("connection from 127.0.0.1 dropped") and log["level"] == 30
