@@ -6,9 +6,9 @@ background and, being no longer registered, cannot publish `connected = false` o
 new one's `true`.
 
 Before the WebSocket opens, every request is checked (identity, allow-list, HTTP Basic)
-and only one that passes takes a place under OCPP_MAX_CONNECTIONS; until then connections
-are bounded per address and in all (admission.py). Every refusal is logged at most once
-per 10 s per reason, with a count, since a refusal flood must not become a log flood.
+and only one that passes takes a place under OCPP_MAX_CONNECTIONS; until then the gate
+(gate.py) counts and bounds the connection. Every refusal is logged at most once per 10 s
+per reason, with a count, since a refusal flood must not become a log flood.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from http import HTTPStatus
-from typing import Any, Protocol, cast
+from typing import Protocol
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -25,8 +25,8 @@ from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from connector.admission import Admission
 from connector.charger import ChargerState
+from connector.gate import Gate
 from connector.limits import RefusalLog, raise_open_files_limit
 from connector.logtext import escaped, has_control_characters
 from connector.security import Security, basic_auth_refusal
@@ -83,63 +83,6 @@ def peer_host(connection: ServerConnection) -> str:
     return connection.remote_address[0] if connection.remote_address else "?"
 
 
-class TrackedConnection(ServerConnection):
-    """A server connection that reports its arrival and departure to the dispatcher's
-    admission from the first byte, runs the TLS handshake itself (so that a socket silent
-    in TLS is counted and bounded too), and bounds its opening handshake with a log line
-    (websockets drops a slow one silently)."""
-
-    _dispatcher: DeviceDispatcher  # set on the subclass each dispatcher makes
-    _websocket_started = False  # websockets' side set up: it has a transport to speak over
-    tcp: asyncio.Transport
-    peer = "?"
-
-    @classmethod
-    def of(cls, dispatcher: DeviceDispatcher) -> type[TrackedConnection]:
-        """The class websockets instantiates for `dispatcher`'s connections."""
-        return type("DispatcherConnection", (cls,), {"_dispatcher": dispatcher})
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.tcp = cast(asyncio.Transport, transport)
-        peername = transport.get_extra_info("peername")
-        self.peer = str(peername[0]) if peername else "?"
-        if not self._dispatcher.arrived(self):
-            return
-        if self._dispatcher.tls is None:
-            self.start_websocket(self.tcp)
-        else:
-            self.tcp.pause_reading()  # the first bytes are TLS's, not websockets'; start_tls resumes
-            self._dispatcher.start_tls(self)
-
-    def start_websocket(self, transport: asyncio.Transport) -> None:
-        """Hand the (TLS) transport to websockets, which starts reading the opening handshake."""
-        self._websocket_started = True
-        super().connection_made(transport)
-
-    def drop(self) -> None:
-        """Close the TCP connection at once: it has no WebSocket or session to close politely."""
-        self.tcp.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._dispatcher.admission.leave(self)
-        if self._websocket_started:
-            super().connection_lost(exc)
-
-    async def handshake(self, *args: Any, **kwargs: Any) -> None:
-        timeout = self._dispatcher.handshake_timeout
-        try:
-            async with asyncio.timeout(timeout):
-                await super().handshake(*args, **kwargs)
-        except TimeoutError:
-            self._dispatcher.refusals.report(
-                "slow handshakes dropped",
-                "connection from %s dropped: no opening handshake within %g s (OCPP_HANDSHAKE_TIMEOUT)",
-                peer_host(self),
-                timeout,
-            )
-            raise
-
-
 class DeviceDispatcher:
     def __init__(
         self,
@@ -161,15 +104,8 @@ class DeviceDispatcher:
         self._server: Server | None = None
         self._stopping = False
         self.sessions_ended = 0
-        self.handshake_timeout = settings.ocpp_handshake_timeout
-        self.admission: Admission[TrackedConnection] = Admission(
-            settings.ocpp_max_connections,
-            settings.ocpp_max_unauthenticated_per_address,
-            settings.ocpp_max_unauthenticated,
-        )
+        self.gate = Gate(settings, security.ocpp_tls)
         self.refusals = RefusalLog(LOG)
-        self.tls = security.ocpp_tls
-        self._tls_handshakes: set[asyncio.Task[None]] = set()
 
     async def listen(self) -> None:
         """Bind OCPP_HOST:OCPP_PORT; ListenError (one line for the operator) if that fails."""
@@ -193,21 +129,18 @@ class DeviceDispatcher:
             count = len(self.sessions)
             LOG.info("closing %d charge point connections", count)
             server.close(close_connections=True)
-            # Connections not yet authenticated have no session to close cleanly, and
-            # websockets waits for their handlers: a silent one would hold the shutdown
-            # for OCPP_HANDSHAKE_TIMEOUT. Any arriving from now on is dropped in arrived().
-            for connection in self.admission.unauthenticated_connections():
-                connection.drop()
+            self.gate.close()
             await server.wait_closed()
-        await asyncio.gather(*self._closing, *self._tls_handshakes, return_exceptions=True)
+        await self.gate.wait_closed()
+        await asyncio.gather(*self._closing, return_exceptions=True)
         LOG.info("closed %d charge point connections", count)
 
     def _fit_open_files_limit(self) -> None:
         """Raise the open files limit for the configured connections; shrink them where it cannot be."""
         wanted = self._settings.ocpp_max_connections
         budget = raise_open_files_limit(wanted, self._settings.ocpp_max_unauthenticated)
-        self.admission.capacity = budget.connections
-        self.admission.total = budget.unauthenticated
+        self.gate.admission.capacity = budget.connections
+        self.gate.admission.total = budget.unauthenticated
         if budget.connections >= wanted:
             LOG.info("serving up to %d charger connections (OCPP_MAX_CONNECTIONS)", budget.connections)
         elif "OCPP_MAX_CONNECTIONS" in self._settings.explicitly_set:
@@ -228,7 +161,7 @@ class DeviceDispatcher:
 
     def _serve(self) -> Awaitable[Server]:
         ping = self._settings.ocpp_ping_interval or None
-        # No `ssl` here: TrackedConnection starts TLS itself once it has counted the connection.
+        # No `ssl` here: the gate starts TLS itself once it has counted the connection.
         return serve(
             self._serve_charge_point,
             self._settings.ocpp_host,
@@ -245,64 +178,10 @@ class DeviceDispatcher:
             # A fleet reconnecting at once after a power cut: asyncio's default backlog of 100
             # would drop SYNs, and each dropped one costs its charger a 1, 3, 7 s... retry.
             backlog=LISTEN_BACKLOG,
-            # Our TrackedConnection bounds (and logs) the handshake; this is only a backstop.
-            open_timeout=self.handshake_timeout + 1,
-            create_connection=TrackedConnection.of(self),
+            # The gate's connections bound (and log) the handshake; this is only a backstop.
+            open_timeout=self.gate.handshake_timeout + 1,
+            create_connection=self.gate.connection_class(),
         )
-
-    def arrived(self, connection: TrackedConnection) -> bool:
-        """A TCP connection opened: count it as unauthenticated; False (and closed) if its address holds too many."""
-        if self._stopping:
-            connection.drop()
-            return False
-        admitted, evicted = self.admission.arrive(connection, connection.peer)
-        if not admitted:
-            self.refusals.report(
-                "refused for OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS",
-                "refused connection from %s: it already holds %d connections that have not authenticated"
-                " (OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS)",
-                escaped(connection.peer),
-                self.admission.per_address,
-            )
-            connection.drop()
-        if evicted is not None:
-            self.refusals.report(
-                "dropped for OCPP_MAX_UNAUTHENTICATED",
-                "dropped the oldest unauthenticated connection (from %s) for a new one: %d are open"
-                " (OCPP_MAX_UNAUTHENTICATED)",
-                evicted.peer,
-                self.admission.total,
-            )
-            evicted.drop()
-        return admitted
-
-    def start_tls(self, connection: TrackedConnection) -> None:
-        task = asyncio.get_running_loop().create_task(self._tls_handshake(connection))
-        self._tls_handshakes.add(task)
-        task.add_done_callback(self._tls_handshakes.discard)
-
-    async def _tls_handshake(self, connection: TrackedConnection) -> None:
-        """TLS (profile 3: with the client certificate check) within OCPP_HANDSHAKE_TIMEOUT, then the WebSocket."""
-        assert self.tls is not None
-        if connection.tcp.is_closing():  # dropped before this task ran: start_tls would wait for nothing
-            return
-        try:
-            transport = await asyncio.get_running_loop().start_tls(
-                connection.tcp, connection, self.tls, server_side=True, ssl_handshake_timeout=self.handshake_timeout
-            )
-        except OSError as error:  # ssl.SSLError, the handshake timeout, a reset
-            self.refusals.report(
-                "TLS handshakes failed",
-                "connection from %s dropped: TLS handshake failed: %.200s",
-                connection.peer,
-                error,
-            )
-            transport = None
-        if transport is None:  # failed, or closed meanwhile (asyncio then tells the protocol nothing)
-            self.admission.leave(connection)
-            connection.drop()
-            return
-        connection.start_websocket(transport)
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse before the WebSocket opens: no identity (404), control characters in it (400),
@@ -330,8 +209,7 @@ class DeviceDispatcher:
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "HTTP Basic authentication required\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
             return response
-        assert isinstance(connection, TrackedConnection)  # serve() makes only those
-        if not self.admission.authenticate(connection):
+        if not self.gate.authenticate(connection):
             return self._refuse_full(connection, identity)
         return None
 
@@ -342,8 +220,8 @@ class DeviceDispatcher:
             " OCPP_MAX_CONNECTIONS is %d",
             identity,
             peer_host(connection),
-            self.admission.authenticated,
-            self.admission.capacity,
+            self.gate.admission.authenticated,
+            self.gate.admission.capacity,
         )
         response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
         response.headers["Retry-After"] = "60"

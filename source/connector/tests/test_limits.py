@@ -255,7 +255,7 @@ async def test_silent_sockets_cannot_lock_honest_chargers_out(limited: StartLimi
         async with asyncio.timeout(WAIT_S):
             closed = await asyncio.gather(*(closed_by_peer(reader) for reader, _ in silent[5:]))
         log = await warning(probe, running, "refused connection from 127.0.0.2")
-        admission = running.service.dispatcher.admission
+        admission = running.service.dispatcher.gate.admission
         assert closed == [True] * 7
         assert admission.unauthenticated_from("127.0.0.2") == 5  # the first five are still held
         async with ChargerLink(running.url, "CP_HONEST") as honest, RawLink(running.url, "CP_SECOND"):

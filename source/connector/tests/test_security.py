@@ -309,7 +309,7 @@ async def test_silent_sockets_on_a_tls_port_are_bounded_per_address(
         ) as ws:
             await ws.send(json.dumps([2, "h", *frame("heartbeat")]))
             assert json.loads(await ws.recv())[:2] == [3, "h"]
-        held = running.service.dispatcher.admission.unauthenticated_from("127.0.0.2")
+        held = running.service.dispatcher.gate.admission.unauthenticated_from("127.0.0.2")
     finally:
         for _, writer in silent:
             writer.close()
@@ -335,7 +335,7 @@ async def test_a_failed_tls_handshake_is_logged(
             async with websockets.connect(url, subprotocols=OCPP16, ssl=client_context(ca, False)) as ws:
                 await ws.recv()
         log = await probe.wait_for(running.topic("logs"), lambda p: "TLS handshake failed" in p["msg"])
-        assert running.service.dispatcher.admission.unauthenticated == 0
+        assert running.service.dispatcher.gate.admission.unauthenticated == 0
     finally:
         await running.stop()
     assert log["msg"].startswith("connection from 127.0.0.1 dropped") and log["level"] == 30
