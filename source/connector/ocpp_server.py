@@ -187,9 +187,17 @@ class DeviceDispatcher:
         """Refuse before the WebSocket opens: no identity (404), control characters in it (400),
         not allowed (403), profile 1 (401); then full (503), counting only who passed all that."""
         identity = identity_from_path(request.path)
+        refused = self._refuse_identity(connection, request.path, identity) or self._refuse_credentials(
+            connection, identity, request
+        )
+        if refused is None and not self.gate.authenticate(connection):
+            refused = self._refuse_full(connection, identity)
+        return refused
+
+    def _refuse_identity(self, connection: ServerConnection, path: str, identity: str) -> Response | None:
         if not identity:
             self.refusals.report(
-                "HTTP 404 refusals", "refused connection to %.200r: no charge point identity in the path", request.path
+                "HTTP 404 refusals", "refused connection to %.200r: no charge point identity in the path", path
             )
             return connection.respond(HTTPStatus.NOT_FOUND, "charge point identity missing from the URL path\n")
         if has_control_characters(identity):
@@ -200,6 +208,9 @@ class DeviceDispatcher:
                 escaped(identity),
             )
             return connection.respond(HTTPStatus.BAD_REQUEST, "control characters in the charge point identity\n")
+        return None
+
+    def _refuse_credentials(self, connection: ServerConnection, identity: str, request: Request) -> Response | None:
         if self._security.allowed is not None and identity not in self._security.allowed:
             self.refusals.report("HTTP 403 refusals", "%.100s: refused: not in OCPP_ALLOWED_CHARGE_POINTS", identity)
             return connection.respond(HTTPStatus.FORBIDDEN, "charge point not allowed\n")
@@ -209,8 +220,6 @@ class DeviceDispatcher:
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "HTTP Basic authentication required\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
             return response
-        if not self.gate.authenticate(connection):
-            return self._refuse_full(connection, identity)
         return None
 
     def _refuse_full(self, connection: ServerConnection, identity: str) -> Response:
