@@ -143,7 +143,7 @@ class DeviceDispatcher:
         self.gate.admission.total = budget.unauthenticated
         if budget.connections >= wanted:
             LOG.info("serving up to %d charger connections (OCPP_MAX_CONNECTIONS)", budget.connections)
-        elif "OCPP_MAX_CONNECTIONS" in self._settings.explicitly_set:
+        elif wanted != Settings.ocpp_max_connections:  # the operator asked for this many
             LOG.warning(
                 "the open files limit (%d) allows only %d charger connections, not OCPP_MAX_CONNECTIONS=%d;"
                 " raise `ulimit -n`",
@@ -152,7 +152,8 @@ class DeviceDispatcher:
                 wanted,
             )
         else:
-            # The default is a ceiling for large fleets, not a request: nothing is wrong here.
+            # The default (which the shipped .env writes out) is a ceiling for large fleets,
+            # not a request: nothing is wrong here.
             LOG.info(
                 "serving up to %d charger connections, what the open files limit %d allows (`ulimit -n` for more)",
                 budget.connections,

@@ -75,8 +75,6 @@ class Settings:
     ocpp_handshake_timeout: float = 30.0
     ocpp_max_message_rate: float = 1000.0  # per charge point, averaged over 10 s; 0: off
     max_keys_per_charge_point: int = 2000
-    # Variables the environment set (not blank): lets a line say "you asked for this".
-    explicitly_set: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -121,7 +119,6 @@ class Settings:
             max_keys_per_charge_point=reader.number(
                 "OCPP_MAX_KEYS_PER_CHARGE_POINT", cls.max_keys_per_charge_point, 10, int
             ),
-            explicitly_set=frozenset(reader.given),
         )
         if reader.problems:
             raise SettingsError(reader.problems)
@@ -134,14 +131,10 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
         self.problems: list[str] = []
-        self.given: set[str] = set()
 
     def _raw(self, name: str) -> str | None:
         value = self._env.get(name)
-        if value is None or value.strip() == "":
-            return None
-        self.given.add(name)
-        return value.strip()
+        return None if value is None or value.strip() == "" else value.strip()
 
     def text(self, name: str, default: str) -> str:
         return self._raw(name) or default

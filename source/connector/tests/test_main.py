@@ -223,18 +223,22 @@ def test_configure_logging_puts_the_escaping_formatter_on_stderr(mocker: MockerF
     ("explicit", "expected"),
     [
         ({}, r"INFO connector\.ocpp_server: serving up to \d+ charger connections, what the open files limit 400"),
+        (  # the shipped .env writes the default out: still the default, not a request
+            {"OCPP_MAX_CONNECTIONS": "25000"},
+            r"INFO connector\.ocpp_server: serving up to \d+ charger connections, what the open files limit 400",
+        ),
         (
             {"OCPP_MAX_CONNECTIONS": "1000"},
             r"WARNING connector\.ocpp_server: the open files limit \(400\) allows only \d+ charger connections,"
             r" not OCPP_MAX_CONNECTIONS=1000",
         ),
     ],
-    ids=["default", "explicit"],
+    ids=["default", "default-written-out", "explicit"],
 )
 async def test_open_files_limit_warns_only_when_the_operator_asked_for_more(
     broker: Mosquitto, connector_name: str, tmp_path: Path, explicit: dict[str, str], expected: str
 ) -> None:
-    """Under `ulimit -n 400` the default OCPP_MAX_CONNECTIONS logs the capacity at INFO, an explicit one a WARNING."""
+    """Under `ulimit -n 400` the default OCPP_MAX_CONNECTIONS logs the capacity at INFO, another value a WARNING."""
     env = {**base_env(broker, connector_name, tmp_path), **explicit}
     # The shell lowers the limit for the connector alone (hard too, so it cannot raise it).
     process = ConnectorProcess(

@@ -201,12 +201,6 @@ def test_settings_are_frozen() -> None:
         settings.debug = True  # type: ignore[misc]
 
 
-def test_variables_set_explicitly_are_known() -> None:
-    """Settings remember which variables the environment set, so a line can tell a choice from a default."""
-    settings = Settings.from_env({"OCPP_MAX_CONNECTIONS": "100", "DEBUG": " "})
-    assert settings.explicitly_set == {"OCPP_MAX_CONNECTIONS"}
-
-
 class Recording(Mapping[str, str]):
     """An empty environment that notes every variable asked for."""
 
