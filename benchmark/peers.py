@@ -106,6 +106,9 @@ def start_connector(tmp: str, broker: Mosquitto, control: mqtt.Client, identitie
         "OCPP_HOST": "127.0.0.1",
         "OCPP_PORT": "0",
         "STATE_DIR": str(Path(tmp) / "state"),
+        # Every load-generated charger connects from 127.0.0.1, like a fleet behind a load
+        # balancer: the per-address bound of unauthenticated connections is set for that.
+        "OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS": "100000",
     }
     command = [sys.executable, "-m", "connector"]
     server = launch("connector", command, r"OCPP server listening on ws://[\d.]+:(\d+)", env=env, cwd=tmp)

@@ -1,4 +1,4 @@
-"""Entry point (BEMCom convention): settings -> logging -> the service until a signal."""
+"""Entry point (BEMCom convention): arguments -> settings -> logging -> the service until a signal."""
 
 from __future__ import annotations
 
@@ -10,18 +10,24 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
-from connector import service
+from connector import __version__, service
+from connector.logtext import EscapingFormatter
 from connector.ocpp_server import ListenError
 from connector.security import SecurityConfigError
 from connector.security import load as load_security
-from connector.settings import Settings, SettingsError
+from connector.settings import Settings, SettingsError, usage
 from connector.transactions import StateDirError, check_state_dir
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+PROGRAM = "ocpp-connector"
 
 
 def configure_logging(debug: bool) -> None:
-    logging.basicConfig(format=LOG_FORMAT, stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    # Chargers choose much of what is logged (identities, actions, frames): no raw control
+    # characters may reach the terminal or a line-based log collector.
+    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
+    logging.basicConfig(handlers=[handler])
     logging.getLogger().setLevel(logging.DEBUG if debug else logging.INFO)
     # The libraries log every frame or handshake at INFO/DEBUG; at fleet scale that
     # floods N/logs. Our own lines already name each charge point and refusal.
@@ -31,26 +37,41 @@ def configure_logging(debug: bool) -> None:
     logging.getLogger("websockets").setLevel(logging.INFO if debug else logging.WARNING)
 
 
-def main() -> int:
+def answer_arguments(arguments: list[str]) -> int | None:
+    """`--help` and `--version` are answered here (exit status); None: no arguments, run."""
+    if not arguments:
+        return None
+    if arguments in (["--help"], ["-h"]):
+        print(usage())
+        return 0
+    if arguments == ["--version"]:
+        print(f"{PROGRAM} {__version__}")
+        return 0
+    print(f"{PROGRAM}: unknown arguments {' '.join(arguments)[:80]!r}; use --help or --version", file=sys.stderr)
+    return 2
+
+
+def main(arguments: list[str] | None = None) -> int:
+    answered = answer_arguments(sys.argv[1:] if arguments is None else arguments)
+    if answered is not None:
+        return answered
     # A .env in the working directory fills in what the environment does not set.
     load_dotenv(Path.cwd() / ".env", override=False)
     try:
         settings = Settings.from_env(os.environ)
-    except SettingsError as error:
-        print(f"ocpp-connector: configuration error: {error}", file=sys.stderr)
-        return 2
-    try:
         check_state_dir(settings.state_dir)
         security = load_security(settings)
-    except (StateDirError, SecurityConfigError) as error:
-        print(f"ocpp-connector: configuration error: {error}", file=sys.stderr)
+    except (SettingsError, StateDirError, SecurityConfigError) as error:
+        print(f"{PROGRAM}: configuration error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.debug)
-    logging.getLogger(__name__).debug("settings: %s", settings)
+    logger = logging.getLogger(__name__)
+    logger.info("%s %s starting", PROGRAM, __version__)
+    logger.debug("settings: %s", settings)
     try:
         asyncio.run(service.run(settings, security))
     except ListenError as error:
-        print(f"ocpp-connector: {error}", file=sys.stderr)
+        print(f"{PROGRAM}: {error}", file=sys.stderr)
         return 2
     return 0
 

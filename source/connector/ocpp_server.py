@@ -4,6 +4,11 @@ One session per charge point identity (the last URL path segment, percent-decode
 second connection with the same identity takes over at once; the old one is closed in the
 background and, being no longer registered, cannot publish `connected = false` over the
 new one's `true`.
+
+Before the WebSocket opens, every request is checked (identity, allow-list, HTTP Basic)
+and only one that passes takes a place under OCPP_MAX_CONNECTIONS; until then the gate
+(gate.py) counts and bounds the connection. Every refusal is logged at most once per 10 s
+per reason, with a count, since a refusal flood must not become a log flood.
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from http import HTTPStatus
-from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from typing import Protocol
+from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
@@ -21,7 +26,9 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from connector.charger import ChargerState
-from connector.limits import Throttled, raise_open_files_limit
+from connector.gate import Gate
+from connector.limits import RefusalLog, raise_open_files_limit
+from connector.logtext import escaped, has_control_characters
 from connector.security import Security, basic_auth_refusal
 from connector.session import ChargePointSession, RawTap, SessionEvents
 from connector.settings import Settings
@@ -57,8 +64,11 @@ def identity_from_path(path: str) -> str:
     "" when there is none, or when it does not decode to UTF-8 (replacing bad bytes would
     let `%FF` and `%FE` become the same charge point).
     """
+    # A request target is a path and a query (RFC 9112 3.2.1), not a URL: urlsplit would
+    # read `//[x/CP_1` as a host and raise, which websockets answers with 500 and a traceback.
+    segment = path.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
     try:
-        return unquote(urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1], errors="strict")
+        return unquote(segment, errors="strict")
     except UnicodeDecodeError:
         return ""
 
@@ -69,51 +79,8 @@ def connection_identity(connection: ServerConnection) -> str:
     return identity_from_path(connection.request.path)
 
 
-def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
-    if OCPP16 in offered:
-        return OCPP16
-    if not offered:
-        # Real chargers often send no Sec-WebSocket-Protocol at all; serve them as 1.6.
-        LOG.info("%s: no subprotocol offered; serving OCPP 1.6", connection_identity(connection))
-        return None
-    LOG.warning(
-        "%s: refused handshake offering only %s; this server speaks ocpp1.6",
-        connection_identity(connection),
-        ", ".join(offered),
-    )
-    raise NegotiationError(f"unsupported subprotocols {', '.join(offered)}; this server speaks ocpp1.6")
-
-
-class TrackedConnection(ServerConnection):
-    """A server connection that counts itself while its TCP connection lasts and bounds
-    its opening handshake with a log line (websockets drops a slow one silently)."""
-
-    _dispatcher: DeviceDispatcher  # set on the subclass each dispatcher makes
-
-    @classmethod
-    def of(cls, dispatcher: DeviceDispatcher) -> type[TrackedConnection]:
-        """The class websockets instantiates for `dispatcher`'s connections."""
-        return type("DispatcherConnection", (cls,), {"_dispatcher": dispatcher})
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._dispatcher.tcp_connections += 1
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._dispatcher.tcp_connections -= 1
-        super().connection_lost(exc)
-
-    async def handshake(self, *args: Any, **kwargs: Any) -> None:
-        timeout = self._dispatcher.handshake_timeout
-        try:
-            async with asyncio.timeout(timeout):
-                await super().handshake(*args, **kwargs)
-        except TimeoutError:
-            peer = self.remote_address[0] if self.remote_address else "?"
-            LOG.warning(
-                "connection from %s dropped: no opening handshake within %g s (OCPP_HANDSHAKE_TIMEOUT)", peer, timeout
-            )
-            raise
+def peer_host(connection: ServerConnection) -> str:
+    return connection.remote_address[0] if connection.remote_address else "?"
 
 
 class DeviceDispatcher:
@@ -137,20 +104,12 @@ class DeviceDispatcher:
         self._server: Server | None = None
         self._stopping = False
         self.sessions_ended = 0
-        self.tcp_connections = 0  # open TCP connections, handshakes included
-        self.handshake_timeout = settings.ocpp_handshake_timeout
-        self.capacity = settings.ocpp_max_connections
-        self._refusals = Throttled()
+        self.gate = Gate(settings, security.ocpp_tls)
+        self.refusals = RefusalLog(LOG)
 
     async def listen(self) -> None:
         """Bind OCPP_HOST:OCPP_PORT; ListenError (one line for the operator) if that fails."""
-        self.capacity = raise_open_files_limit(self._settings.ocpp_max_connections)
-        if self.capacity < self._settings.ocpp_max_connections:
-            LOG.warning(
-                "the open files limit allows only %d charger connections (OCPP_MAX_CONNECTIONS=%d); raise `ulimit -n`",
-                self.capacity,
-                self._settings.ocpp_max_connections,
-            )
+        self._fit_open_files_limit()
         try:
             self._server = await self._serve()  # binds here
         except OSError as error:
@@ -170,21 +129,46 @@ class DeviceDispatcher:
             count = len(self.sessions)
             LOG.info("closing %d charge point connections", count)
             server.close(close_connections=True)
+            self.gate.close()
             await server.wait_closed()
+        await self.gate.wait_closed()
         await asyncio.gather(*self._closing, return_exceptions=True)
         LOG.info("closed %d charge point connections", count)
 
+    def _fit_open_files_limit(self) -> None:
+        """Raise the open files limit for the configured connections; shrink them where it cannot be."""
+        wanted = self._settings.ocpp_max_connections
+        budget = raise_open_files_limit(wanted, self._settings.ocpp_max_unauthenticated)
+        self.gate.admission.capacity = budget.connections
+        self.gate.admission.total = budget.unauthenticated
+        if budget.connections >= wanted:
+            LOG.info("serving up to %d charger connections (OCPP_MAX_CONNECTIONS)", budget.connections)
+        elif wanted != Settings.ocpp_max_connections:  # the operator asked for this many
+            LOG.warning(
+                "the open files limit (%d) allows only %d charger connections, not OCPP_MAX_CONNECTIONS=%d;"
+                " raise `ulimit -n`",
+                budget.soft_limit,
+                budget.connections,
+                wanted,
+            )
+        else:
+            # The default (which the shipped .env writes out) is a ceiling for large fleets,
+            # not a request: nothing is wrong here.
+            LOG.info(
+                "serving up to %d charger connections, what the open files limit %d allows (`ulimit -n` for more)",
+                budget.connections,
+                budget.soft_limit,
+            )
+
     def _serve(self) -> Awaitable[Server]:
         ping = self._settings.ocpp_ping_interval or None
-        tls: dict[str, Any] = {}
-        if self._security.ocpp_tls is not None:
-            tls = {"ssl": self._security.ocpp_tls, "ssl_handshake_timeout": self.handshake_timeout}
+        # No `ssl` here: the gate starts TLS itself once it has counted the connection.
         return serve(
             self._serve_charge_point,
             self._settings.ocpp_host,
             self._settings.ocpp_port,
             subprotocols=[OCPP16],
-            select_subprotocol=select_subprotocol,
+            select_subprotocol=self._select_subprotocol,
             process_request=self._check_request,
             # permessage-deflate roughly triples memory per connection; OCPP frames are small.
             compression=None,
@@ -195,41 +179,80 @@ class DeviceDispatcher:
             # A fleet reconnecting at once after a power cut: asyncio's default backlog of 100
             # would drop SYNs, and each dropped one costs its charger a 1, 3, 7 s... retry.
             backlog=LISTEN_BACKLOG,
-            # Our TrackedConnection bounds (and logs) the handshake; this is only a backstop.
-            open_timeout=self.handshake_timeout + 1,
-            create_connection=TrackedConnection.of(self),
-            **tls,
+            # The gate's connections bound (and log) the handshake; this is only a backstop.
+            open_timeout=self.gate.handshake_timeout + 1,
+            create_connection=self.gate.connection_class(),
         )
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Refuse before the WebSocket opens: full (503), no identity (404), not allowed (403), profile 1 (401)."""
-        if self.tcp_connections > self.capacity:  # this one is counted already
-            if self._refusals.ready():
-                LOG.warning(
-                    "refused connection from %s with HTTP 503: %d connections open, OCPP_MAX_CONNECTIONS is %d"
-                    " (%d more refused since the last report)",
-                    connection.remote_address[0] if connection.remote_address else "?",
-                    self.tcp_connections - 1,
-                    self.capacity,
-                    self._refusals.take_suppressed(),
-                )
-            response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
-            response.headers["Retry-After"] = "60"
-            return response
+        """Refuse before the WebSocket opens: no identity (404), control characters in it (400),
+        not allowed (403), profile 1 (401); then full (503), counting only who passed all that."""
         identity = identity_from_path(request.path)
+        refused = self._refuse_identity(connection, request.path, identity) or self._refuse_credentials(
+            connection, identity, request
+        )
+        if refused is None and not self.gate.authenticate(connection):
+            refused = self._refuse_full(connection, identity)
+        return refused
+
+    def _refuse_identity(self, connection: ServerConnection, path: str, identity: str) -> Response | None:
         if not identity:
-            LOG.warning("refused connection to %.200r: no charge point identity in the path", request.path)
+            self.refusals.report(
+                "HTTP 404 refusals", "refused connection to %.200r: no charge point identity in the path", path
+            )
             return connection.respond(HTTPStatus.NOT_FOUND, "charge point identity missing from the URL path\n")
+        if has_control_characters(identity):
+            # A newline or escape sequence in an identity would end up in keys, topics and logs.
+            self.refusals.report(
+                "HTTP 400 refusals",
+                "%.200s: refused with HTTP 400: control characters in the identity",
+                escaped(identity),
+            )
+            return connection.respond(HTTPStatus.BAD_REQUEST, "control characters in the charge point identity\n")
+        return None
+
+    def _refuse_credentials(self, connection: ServerConnection, identity: str, request: Request) -> Response | None:
         if self._security.allowed is not None and identity not in self._security.allowed:
-            LOG.warning("%.100s: refused: not in OCPP_ALLOWED_CHARGE_POINTS", identity)
+            self.refusals.report("HTTP 403 refusals", "%.100s: refused: not in OCPP_ALLOWED_CHARGE_POINTS", identity)
             return connection.respond(HTTPStatus.FORBIDDEN, "charge point not allowed\n")
-        refusal = basic_auth_refusal(self._security, identity, request.headers.get("Authorization"))
+        refusal = basic_auth_refusal(self._security, identity, request.headers)
         if refusal is not None:
-            LOG.warning("%.100s: refused: %s", identity, refusal)
+            self.refusals.report("HTTP 401 refusals", "%.100s: refused: %s", identity, refusal)
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "HTTP Basic authentication required\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
             return response
         return None
+
+    def _refuse_full(self, connection: ServerConnection, identity: str) -> Response:
+        self.refusals.report(
+            "HTTP 503 refusals",
+            "%.100s: refused connection from %s with HTTP 503: %d charge point connections open,"
+            " OCPP_MAX_CONNECTIONS is %d",
+            identity,
+            peer_host(connection),
+            self.gate.admission.authenticated,
+            self.gate.admission.capacity,
+        )
+        response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
+        response.headers["Retry-After"] = "60"
+        return response
+
+    def _select_subprotocol(self, connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+        if OCPP16 in offered:
+            return OCPP16
+        if not offered:
+            # Real chargers often send no Sec-WebSocket-Protocol at all; serve them as 1.6.
+            LOG.info("%s: no subprotocol offered; serving OCPP 1.6", connection_identity(connection))
+            return None
+        # Each offered name is a header token (RFC 6455 4.1): no control characters, but
+        # a charger may list many, so the line quotes a prefix.
+        self.refusals.report(
+            "protocol refusals",
+            "%s: refused handshake offering only %.100s; this server speaks ocpp1.6",
+            connection_identity(connection),
+            ", ".join(offered),
+        )
+        raise NegotiationError("unsupported subprotocols; this server speaks ocpp1.6")
 
     async def _serve_charge_point(self, connection: ServerConnection) -> None:
         cp = connection_identity(connection)

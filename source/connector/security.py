@@ -9,13 +9,15 @@ file stops the start (exit 2) instead of the first charger's handshake.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import json
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+
+from websockets.datastructures import Headers, MultipleValuesError
+from websockets.exceptions import InvalidHeader
+from websockets.headers import parse_authorization_basic
 
 from connector.settings import Settings
 
@@ -36,12 +38,25 @@ class Security:
 
 
 def load(settings: Settings) -> Security:
+    passwords = _passwords(settings.ocpp_basic_auth)
+    _check_someone_is_admitted(passwords, settings.allowed_charge_points)
     return Security(
-        passwords=_passwords(settings.ocpp_basic_auth),
+        passwords=passwords,
         allowed=settings.allowed_charge_points,
         ocpp_tls=_server_tls(settings),
         mqtt_ca_file=_readable(settings.mqtt_tls_ca_file, "MQTT_TLS_CA_FILE"),
     )
+
+
+def _check_someone_is_admitted(passwords: dict[str, str] | None, allowed: frozenset[str] | None) -> None:
+    """A server that refuses every charge point is a configuration mistake, not a secure setup."""
+    if passwords is not None and not passwords:
+        raise SecurityConfigError("OCPP_BASIC_AUTH lists no charge point, so every one would be refused with 401")
+    if passwords is not None and allowed is not None and not allowed & passwords.keys():
+        raise SecurityConfigError(
+            "OCPP_BASIC_AUTH and OCPP_ALLOWED_CHARGE_POINTS have no charge point in common, so every one would be"
+            " refused; give each allowed charge point a password"
+        )
 
 
 def _readable(path: str | None, name: str) -> str | None:
@@ -58,8 +73,12 @@ def _passwords(raw: str | None) -> dict[str, str] | None:
     if not raw.lstrip().startswith("{"):
         try:
             text = Path(raw).read_text()
-        except OSError as error:
-            raise SecurityConfigError(f"OCPP_BASIC_AUTH={raw} is not a readable file ({error.strerror})") from None
+        except (OSError, ValueError) as error:
+            # Never the value: what is not a path may well be a password (`CP_1:s3cret`).
+            reason = error.strerror if isinstance(error, OSError) else "not a file name"
+            raise SecurityConfigError(
+                f'OCPP_BASIC_AUTH is neither a JSON object {{"<cp>": "<password>", ...}} nor a readable file ({reason})'
+            ) from None
     try:
         passwords = json.loads(text)
     except ValueError:
@@ -98,19 +117,27 @@ def _server_tls(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def basic_auth_refusal(security: Security, identity: str, authorization: str | None) -> str | None:
+def basic_auth_refusal(security: Security, identity: str, headers: Headers) -> str | None:
     """Why a handshake fails profile 1 (for the log line, without secrets); None if it passes."""
     if security.passwords is None:
         return None
-    if authorization is None or not authorization.lower().startswith("basic "):
+    try:
+        authorization = headers["Authorization"]
+    except KeyError:
+        return "no HTTP Basic credentials"
+    except MultipleValuesError:
+        # Which one would count is ambiguous (a proxy may have added one): refuse, not guess.
+        return "more than one Authorization header"
+    if authorization.partition(" ")[0].lower() != "basic":
         return "no HTTP Basic credentials"
     try:
-        user, _, password = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+        user, password = parse_authorization_basic(authorization)
+    except InvalidHeader:
         return "malformed HTTP Basic credentials"
     expected = security.passwords.get(identity)
     # compare_digest for both, so timing tells neither whether the identity is known.
-    known = hmac.compare_digest(password.encode(), (expected or "\0").encode())
+    # surrogateescape: websockets keeps non-UTF-8 bytes that way; get them back, never fail.
+    known = hmac.compare_digest(password.encode(errors="surrogateescape"), (expected or "\0").encode())
     if user != identity or expected is None or not known:
         return "wrong identity or password"
     return None

@@ -2,7 +2,9 @@
 
 Pure: `Settings.from_env` reads a mapping, so tests pass plain dicts. Every problem is
 collected before anything is raised, so an operator fixes a `.env` in one go instead of
-one restart per mistake (the zigbee2mqtt habit).
+one restart per mistake (the zigbee2mqtt habit). `VARIABLES` is the one list of what the
+connector reads, with each default taken from `Settings` itself: `--help` prints it, so
+the usage text cannot drift from what the code does.
 """
 
 from __future__ import annotations
@@ -62,6 +64,14 @@ class Settings:
     # Limits: far above what real fleets reach; a peer beyond one is logged and cut off.
     ocpp_max_frame_size: int = 1_048_576
     ocpp_max_connections: int = 25_000
+    # Connections that have not passed the request checks yet, per remote address (an IPv6
+    # /64 counts as one) and in all. 50 lets a car park behind one NAT reconnect at once:
+    # a handshake takes a round trip or two, so even a few hundred chargers sharing one
+    # address after a power cut rarely have 50 in flight at the same moment. The total is
+    # well above the listen backlog (4096), which one accept round can take in at once in
+    # a fleet's reconnect storm: those must not push each other out.
+    ocpp_max_unauthenticated_per_address: int = 50
+    ocpp_max_unauthenticated: int = 10_000
     ocpp_handshake_timeout: float = 30.0
     ocpp_max_message_rate: float = 1000.0  # per charge point, averaged over 10 s; 0: off
     max_keys_per_charge_point: int = 2000
@@ -77,28 +87,34 @@ class Settings:
             mqtt_broker_port=reader.port("MQTT_BROKER_PORT", cls.mqtt_broker_port, 1),
             mqtt_username=reader.optional("MQTT_USERNAME"),
             mqtt_password=reader.optional("MQTT_PASSWORD"),
-            mqtt_queue_limit=reader.number("MQTT_QUEUE_LIMIT", 1_000_000, 1, int),
+            mqtt_queue_limit=reader.number("MQTT_QUEUE_LIMIT", cls.mqtt_queue_limit, 1, int),
             mqtt_tls_ca_file=reader.optional("MQTT_TLS_CA_FILE"),
             ocpp_basic_auth=reader.optional("OCPP_BASIC_AUTH"),
             allowed_charge_points=reader.identities("OCPP_ALLOWED_CHARGE_POINTS"),
             ocpp_tls_cert_file=reader.optional("OCPP_TLS_CERT_FILE"),
             ocpp_tls_key_file=reader.optional("OCPP_TLS_KEY_FILE"),
             ocpp_tls_ca_file=reader.optional("OCPP_TLS_CA_FILE"),
-            send_raw_message_to_db=reader.flag("SEND_RAW_MESSAGE_TO_DB", False),
-            debug=reader.flag("DEBUG", False),
+            send_raw_message_to_db=reader.flag("SEND_RAW_MESSAGE_TO_DB", cls.send_raw_message_to_db),
+            debug=reader.flag("DEBUG", cls.debug),
             ocpp_host=reader.text("OCPP_HOST", cls.ocpp_host),
             ocpp_port=reader.port("OCPP_PORT", cls.ocpp_port, 0),
             enabled_actuators=reader.actuators("OCPP_CONFIG"),
-            heartbeat_interval=reader.number("HEARTBEAT_INTERVAL", 30.0, 0.1, float),
-            charger_heartbeat_interval=reader.number("OCPP_CHARGER_HEARTBEAT_INTERVAL", 300, 1, int),
-            ocpp_response_timeout=reader.number("OCPP_RESPONSE_TIMEOUT", 60.0, 0.1, float),
-            ocpp_ping_interval=reader.number("OCPP_PING_INTERVAL", 60.0, 0.0, float),
-            charging_phases=reader.choice("CHARGING_PHASES", 3, {1, 3}),
-            reservation_expiry=reader.number("OCPP_RESERVATION_EXPIRY", 3600, 1, int),
+            heartbeat_interval=reader.number("HEARTBEAT_INTERVAL", cls.heartbeat_interval, 0.1, float),
+            charger_heartbeat_interval=reader.number(
+                "OCPP_CHARGER_HEARTBEAT_INTERVAL", cls.charger_heartbeat_interval, 1, int
+            ),
+            ocpp_response_timeout=reader.number("OCPP_RESPONSE_TIMEOUT", cls.ocpp_response_timeout, 0.1, float),
+            ocpp_ping_interval=reader.number("OCPP_PING_INTERVAL", cls.ocpp_ping_interval, 0.0, float),
+            charging_phases=reader.choice("CHARGING_PHASES", cls.charging_phases, {1, 3}),
+            reservation_expiry=reader.number("OCPP_RESERVATION_EXPIRY", cls.reservation_expiry, 1, int),
             id_tags=reader.id_tags("OCPP_ALLOWED_ID_TAGS"),
             state_dir=reader.text("STATE_DIR", cls.state_dir),
             ocpp_max_frame_size=reader.number("OCPP_MAX_FRAME_SIZE", cls.ocpp_max_frame_size, 1024, int),
             ocpp_max_connections=reader.number("OCPP_MAX_CONNECTIONS", cls.ocpp_max_connections, 1, int),
+            ocpp_max_unauthenticated_per_address=reader.number(
+                "OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS", cls.ocpp_max_unauthenticated_per_address, 1, int
+            ),
+            ocpp_max_unauthenticated=reader.number("OCPP_MAX_UNAUTHENTICATED", cls.ocpp_max_unauthenticated, 1, int),
             ocpp_handshake_timeout=reader.number("OCPP_HANDSHAKE_TIMEOUT", cls.ocpp_handshake_timeout, 0.1, float),
             ocpp_max_message_rate=reader.number("OCPP_MAX_MESSAGE_RATE", cls.ocpp_max_message_rate, 0.0, float),
             max_keys_per_charge_point=reader.number(
@@ -177,11 +193,29 @@ class _Reader:
 
     def id_tags(self, name: str) -> IdTagPolicy:
         raw = self._raw(name)
-        return IdTagPolicy() if raw is None else IdTagPolicy.allow_list(raw.split(","))
+        if raw is None:
+            return IdTagPolicy()
+        policy = IdTagPolicy.allow_list(raw.split(","))
+        if not policy.allowed:
+            # A list of nothing would answer every Authorize with Invalid: nobody could charge.
+            self.problems.append(
+                f"{name}={raw!r} lists no id tag, so every tag would be refused; list tags or unset it"
+            )
+            return IdTagPolicy()
+        return policy
 
     def identities(self, name: str) -> frozenset[str] | None:
         raw = self._raw(name)
-        return None if raw is None else frozenset(cp.strip() for cp in raw.split(",") if cp.strip())
+        if raw is None:
+            return None
+        identities = frozenset(cp.strip() for cp in raw.split(",") if cp.strip())
+        if not identities:
+            # Set but empty would refuse every charge point with 403.
+            self.problems.append(
+                f"{name}={raw!r} lists no charge point, so every one would be refused; list identities or unset it"
+            )
+            return None
+        return identities
 
     def actuators(self, name: str) -> frozenset[str]:
         raw = self._raw(name)
@@ -200,3 +234,92 @@ class _Reader:
             self.problems.append(f"{name} names unknown actuators {unknown}; {accepted}")
             return ACTUATOR_NAMES
         return frozenset(names)
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable the connector reads, for `--help`."""
+
+    name: str
+    attribute: str  # the Settings field it sets; its default is shown unless `default` says otherwise
+    meaning: str
+    default: str | None = None  # for defaults a value cannot say ("every actuator")
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("CONNECTOR_NAME", "connector_name", "prefix of every BEMCom topic (no + # or NUL)"),
+    Variable("MQTT_BROKER_HOST", "mqtt_broker_host", "broker host"),
+    Variable("MQTT_BROKER_PORT", "mqtt_broker_port", "broker port"),
+    Variable("MQTT_USERNAME", "mqtt_username", "broker user name"),
+    Variable("MQTT_PASSWORD", "mqtt_password", "broker password (never logged)"),
+    Variable("MQTT_QUEUE_LIMIT", "mqtt_queue_limit", "messages kept while the broker is away; beyond it the oldest go"),
+    Variable("MQTT_TLS_CA_FILE", "mqtt_tls_ca_file", "set: MQTT over TLS, the broker verified against this CA"),
+    Variable("SEND_RAW_MESSAGE_TO_DB", "send_raw_message_to_db", "TRUE: every OCPP frame goes to N/raw_message_to_db"),
+    Variable("DEBUG", "debug", "TRUE: debug logging"),
+    Variable("OCPP_HOST", "ocpp_host", "address the OCPP server listens on"),
+    Variable("OCPP_PORT", "ocpp_port", "port the OCPP server listens on (0: any free port, logged)"),
+    Variable("OCPP_CONFIG", "enabled_actuators", "JSON list of the enabled actuator names", "every actuator"),
+    Variable("OCPP_BASIC_AUTH", "ocpp_basic_auth", 'profile 1: {"<cp>": "<password>", ...} or a file holding it'),
+    Variable("OCPP_ALLOWED_CHARGE_POINTS", "allowed_charge_points", "comma-separated identities; others get 403"),
+    Variable("OCPP_TLS_CERT_FILE", "ocpp_tls_cert_file", "profile 2 (with the key): the server speaks wss:// only"),
+    Variable("OCPP_TLS_KEY_FILE", "ocpp_tls_key_file", "the key of OCPP_TLS_CERT_FILE"),
+    Variable("OCPP_TLS_CA_FILE", "ocpp_tls_ca_file", "profile 3: chargers need a client certificate from this CA"),
+    Variable("OCPP_ALLOWED_ID_TAGS", "id_tags", "comma-separated id tags allowed to charge", "unset (every tag)"),
+    Variable("HEARTBEAT_INTERVAL", "heartbeat_interval", "seconds between the connector's own heartbeats"),
+    Variable(
+        "OCPP_CHARGER_HEARTBEAT_INTERVAL", "charger_heartbeat_interval", "heartbeat interval (s) given to chargers"
+    ),
+    Variable("OCPP_RESPONSE_TIMEOUT", "ocpp_response_timeout", "seconds to wait for a charger's answer to a command"),
+    Variable("OCPP_PING_INTERVAL", "ocpp_ping_interval", "seconds between WebSocket pings (0: none)"),
+    Variable("CHARGING_PHASES", "charging_phases", "phases (1 or 3) for converting limits between W and A"),
+    Variable("OCPP_RESERVATION_EXPIRY", "reservation_expiry", "seconds a reservation lasts"),
+    Variable("STATE_DIR", "state_dir", "where state that must survive restarts lives"),
+    Variable("OCPP_MAX_FRAME_SIZE", "ocpp_max_frame_size", "largest frame (bytes) a charger may send (close 1009)"),
+    Variable("OCPP_MAX_CONNECTIONS", "ocpp_max_connections", "most authenticated charger connections (then 503)"),
+    Variable(
+        "OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS",
+        "ocpp_max_unauthenticated_per_address",
+        "most connections one address (IPv6: one /64) may hold before passing authentication",
+    ),
+    Variable(
+        "OCPP_MAX_UNAUTHENTICATED",
+        "ocpp_max_unauthenticated",
+        "most connections in all before authentication; beyond it the oldest is dropped",
+    ),
+    Variable("OCPP_HANDSHAKE_TIMEOUT", "ocpp_handshake_timeout", "seconds for the TLS and WebSocket handshake"),
+    Variable("OCPP_MAX_MESSAGE_RATE", "ocpp_max_message_rate", "frames/s per charger over 10 s (close 1008; 0: off)"),
+    Variable("OCPP_MAX_KEYS_PER_CHARGE_POINT", "max_keys_per_charge_point", "most datapoint keys per charger"),
+)
+
+
+def default_text(variable: Variable) -> str:
+    """A variable's default as an operator would write it in `.env`."""
+    if variable.default is not None:
+        return variable.default
+    value = getattr(Settings(), variable.attribute)
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def usage() -> str:
+    """`--help`: what the connector is, and every variable it reads with its default."""
+    width = max(len(v.name) for v in VARIABLES)
+    defaults = [default_text(v) for v in VARIABLES]
+    shown = max(len(d) for d in defaults)
+    rows = [f"  {v.name:<{width}}  {d:<{shown}}  {v.meaning}" for v, d in zip(VARIABLES, defaults, strict=True)]
+    return "\n".join(
+        [
+            "usage: python -m connector [--help | --version]",
+            "",
+            "Serves OCPP-J charge points and publishes their data over MQTT (BEMCom) until SIGINT or SIGTERM.",
+            "Configured through environment variables; a .env file in the working directory fills in unset ones.",
+            "",
+            f"  {'variable':<{width}}  {'default':<{shown}}  meaning",
+            *rows,
+        ]
+    )

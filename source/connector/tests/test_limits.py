@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import resource
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import websockets
+from pytest_mock import MockerFixture
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from connector.datapoints import Datapoint
-from connector.limits import SPARE_FILES, MessageRate, Throttled, raise_open_files_limit
+from connector.limits import SPARE_FILES, MessageRate, RefusalLog, Throttled, raise_open_files_limit
 from connector.registry import ActuatorRef, KeyLimitError, Registry
 from connector.tests.conftest import RunningConnector, start_connector
-from connector.tests.harness import WAIT_S, MqttProbe, RawLink
+from connector.tests.harness import WAIT_S, ChargerLink, MqttProbe, RawLink, send
 
 StartLimited = Callable[..., Awaitable[RunningConnector]]
 
@@ -59,17 +61,43 @@ def test_throttled_warning_counts_what_it_holds_back() -> None:
     assert throttled.ready() and throttled.take_suppressed() == 2
 
 
+def test_refusal_log_writes_one_line_per_interval_per_reason_with_the_count(caplog: pytest.LogCaptureFixture) -> None:
+    """Each reason gets one WARNING per interval; the next one counts those held back, other reasons are apart."""
+    clock = Clock()
+    log = RefusalLog(logging.getLogger("test.refusals"), 10.0, clock)
+    with caplog.at_level(logging.WARNING, "test.refusals"):
+        for number in range(50):
+            log.report("HTTP 401 refusals", "%s: refused", f"CP_{number}")
+        log.report("HTTP 403 refusals", "%s: not allowed", "CP_X")
+        clock.now += 10
+        log.report("HTTP 401 refusals", "%s: refused", "CP_LAST")
+    assert caplog.messages == [
+        "CP_0: refused",
+        "CP_X: not allowed",
+        "CP_LAST: refused (49 more HTTP 401 refusals since the last report)",
+    ]
+
+
 def test_open_files_limit_is_raised_towards_what_the_connections_need() -> None:
-    """The soft limit goes up to connections + spare (capped by the hard limit); the answer is what fits."""
+    """The soft limit goes up to what both kinds of connection need + spare (capped by the hard limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-        allowed = raise_open_files_limit(1000)
+        budget = raise_open_files_limit(1000, 200)
         now_soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        assert now_soft == min(1000 + SPARE_FILES, hard)
-        assert allowed == min(1000, now_soft - SPARE_FILES)
+        assert now_soft == budget.soft_limit == min(1200 + SPARE_FILES, hard)
+        assert budget.connections + budget.unauthenticated <= now_soft - SPARE_FILES
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_low_hard_limit_shrinks_both_kinds_in_proportion(mocker: MockerFixture) -> None:
+    """Where the hard limit is below the need, authenticated and unauthenticated places share what fits, 5:1 here."""
+    # Faked: lowering the real hard limit could not be undone without root.
+    mocker.patch("connector.limits.resource.getrlimit", return_value=(SPARE_FILES + 600, SPARE_FILES + 600))
+    mocker.patch("connector.limits.resource.setrlimit")
+    budget = raise_open_files_limit(25_000, 5_000)
+    assert (budget.connections, budget.unauthenticated, budget.soft_limit) == (500, 100, SPARE_FILES + 600)
 
 
 def test_registry_caps_new_keys_per_charge_point() -> None:
@@ -204,3 +232,62 @@ async def test_keys_beyond_the_cap_are_not_published(limited: StartLimited, prob
     warnings = [p for p in probe.on(running.topic("logs")) if "OCPP_MAX_KEYS_PER_CHARGE_POINT" in p["msg"]]
     assert set(own) == {"CP_KEYS__connected", *(f"CP_KEYS__DataTransfer__V{n}" for n in range(len(own) - 1))}
     assert len(warnings) == 1
+
+
+async def silent_socket(port: int, host: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection from `host` (any 127.x address routes to lo on Linux) that never sends a byte."""
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(host, 0))
+
+
+async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
+    try:
+        return await reader.read() == b""
+    except ConnectionResetError:
+        return True
+
+
+async def test_silent_sockets_cannot_lock_honest_chargers_out(limited: StartLimited, probe: MqttProbe) -> None:
+    """Silent sockets from one address hold at most their per-address bound and no charger place: an honest
+    charger from another address boots, and the fleet limit still refuses authenticated connections beyond it."""
+    running: RunningConnector = await limited(OCPP_MAX_CONNECTIONS="2", OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS="5")
+    port = running.service.dispatcher.port
+    assert port is not None
+    silent = [await silent_socket(port, "127.0.0.2") for _ in range(12)]
+    try:
+        async with asyncio.timeout(WAIT_S):
+            closed = await asyncio.gather(*(closed_by_peer(reader) for reader, _ in silent[5:]))
+        log = await warning(probe, running, "refused connection from 127.0.0.2")
+        admission = running.service.dispatcher.gate.admission
+        assert closed == [True] * 7
+        assert admission.unauthenticated_from("127.0.0.2") == 5  # the first five are still held
+        async with ChargerLink(running.url, "CP_HONEST") as honest, RawLink(running.url, "CP_SECOND"):
+            assert (await send(honest, "boot_notification")).status == "Accepted"
+            with pytest.raises(InvalidStatus) as refused:
+                async with RawLink(running.url, "CP_THIRD"):
+                    pass
+            assert admission.unauthenticated_from("127.0.0.2") == 5
+    finally:
+        for _, writer in silent:
+            writer.close()
+    assert "OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS" in log
+    assert refused.value.response.status_code == 503
+
+
+async def test_beyond_the_unauthenticated_total_the_oldest_silent_socket_goes(
+    limited: StartLimited, probe: MqttProbe
+) -> None:
+    """With OCPP_MAX_UNAUTHENTICATED silent sockets open, a newcomer is served and the oldest silent one is closed."""
+    running: RunningConnector = await limited(OCPP_MAX_CONNECTIONS="10", OCPP_MAX_UNAUTHENTICATED="4")
+    port = running.service.dispatcher.port
+    assert port is not None
+    # Accepted in the order they connected: the four are counted before the honest one arrives.
+    silent = [await silent_socket(port, f"127.0.0.{3 + number}") for number in range(4)]
+    try:
+        await still_served(running)
+        async with asyncio.timeout(WAIT_S):
+            assert await closed_by_peer(silent[0][0])
+        log = await warning(probe, running, "dropped the oldest unauthenticated connection (from 127.0.0.3)")
+    finally:
+        for _, writer in silent:
+            writer.close()
+    assert "OCPP_MAX_UNAUTHENTICATED" in log

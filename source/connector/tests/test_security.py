@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import getpass
 import json
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 import websockets
+from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
@@ -29,24 +31,43 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+NOT_UTF8 = "Basic " + base64.b64encode(b"CP_1:s3cret-\xff\xfe").decode()
+
+
 @pytest.mark.parametrize(
-    ("identity", "header", "refused"),
+    ("identity", "headers", "refused"),
     [
-        ("CP_1", basic("CP_1", "s3cret-Zq7"), None),
-        ("CP_1", basic("CP_1", "s3cret-Zq8"), "wrong identity or password"),
-        ("CP_1", basic("CP_2", "other"), "wrong identity or password"),
-        ("CP_9", basic("CP_9", "anything"), "wrong identity or password"),
-        ("CP_1", None, "no HTTP Basic credentials"),
-        ("CP_1", "Bearer abc", "no HTTP Basic credentials"),
-        ("CP_1", "Basic !!!", "malformed HTTP Basic credentials"),
-        ("CP_1", basic("CP_1", "s3cret-Zq7:extra"), "wrong identity or password"),
+        ("CP_1", [basic("CP_1", "s3cret-Zq7")], None),
+        ("CP_1", [basic("CP_1", "s3cret-Zq8")], "wrong identity or password"),
+        ("CP_1", [basic("CP_2", "other")], "wrong identity or password"),
+        ("CP_9", [basic("CP_9", "anything")], "wrong identity or password"),
+        ("CP_1", [], "no HTTP Basic credentials"),
+        ("CP_1", ["Bearer abc"], "no HTTP Basic credentials"),
+        ("CP_1", ["Basic !!!"], "malformed HTTP Basic credentials"),
+        ("CP_1", ["Basic " + base64.b64encode(b"CP_1").decode()], "malformed HTTP Basic credentials"),
+        ("CP_1", [basic("CP_1", "s3cret-Zq7:extra")], "wrong identity or password"),
+        ("CP_1", [NOT_UTF8], "wrong identity or password"),
+        ("CP_1", [basic("CP_1", "s3cret-Zq7"), basic("CP_1", "s3cret-Zq7")], "more than one Authorization header"),
     ],
-    ids=["right", "wrong-password", "other-identity", "unknown", "none", "bearer", "garbage", "extra"],
+    ids=[
+        "right",
+        "wrong-password",
+        "other-identity",
+        "unknown",
+        "none",
+        "bearer",
+        "garbage",
+        "no-colon",
+        "extra",
+        "not-utf8",
+        "two-headers",
+    ],
 )
-def test_basic_auth_per_charge_point(identity: str, header: str | None, refused: str | None) -> None:
+def test_basic_auth_per_charge_point(identity: str, headers: list[str], refused: str | None) -> None:
     """Profile 1: the user must be the identity and the password its own; the reason never holds a secret."""
     security = Security(passwords=PASSWORDS, allowed=None, ocpp_tls=None, mqtt_ca_file=None)
-    assert basic_auth_refusal(security, identity, header) == refused
+    request_headers = Headers([("Authorization", header) for header in headers])
+    assert basic_auth_refusal(security, identity, request_headers) == refused
 
 
 @pytest.mark.parametrize(
@@ -54,7 +75,14 @@ def test_basic_auth_per_charge_point(identity: str, header: str | None, refused:
     [
         ({"OCPP_BASIC_AUTH": '{"CP_1": 5}'}, "OCPP_BASIC_AUTH must be a JSON object"),
         ({"OCPP_BASIC_AUTH": "{not json, s3cret"}, "OCPP_BASIC_AUTH must be a JSON object"),
-        ({"OCPP_BASIC_AUTH": "/no/such/file"}, "OCPP_BASIC_AUTH=/no/such/file is not a readable file"),
+        ({"OCPP_BASIC_AUTH": "/no/such/file"}, "nor a readable file (No such file or directory)"),
+        ({"OCPP_BASIC_AUTH": "CP_1:s3cret-pw"}, "nor a readable file (No such file or directory)"),
+        ({"OCPP_BASIC_AUTH": "s3cret\0pw"}, "nor a readable file (not a file name)"),
+        ({"OCPP_BASIC_AUTH": "{}"}, "OCPP_BASIC_AUTH lists no charge point"),
+        (
+            {"OCPP_BASIC_AUTH": '{"CP_1": "s3cret"}', "OCPP_ALLOWED_CHARGE_POINTS": "CP_2,CP_3"},
+            "have no charge point in common",
+        ),
         ({"OCPP_TLS_CERT_FILE": "/no/cert"}, "must be set together"),
         ({"OCPP_TLS_CA_FILE": "/no/ca"}, "OCPP_TLS_CA_FILE needs"),
         ({"OCPP_TLS_CERT_FILE": "/no/cert", "OCPP_TLS_KEY_FILE": "/no/key"}, "OCPP_TLS_CERT_FILE=/no/cert"),
@@ -76,14 +104,31 @@ def test_basic_auth_from_a_file(tmp_path: Path) -> None:
     assert load(Settings.from_env({"OCPP_BASIC_AUTH": str(path)})).passwords == PASSWORDS
 
 
-def test_bad_security_setting_exits_2_without_the_secret(tmp_path: Path) -> None:
-    """The process exits 2 with one stderr line naming OCPP_BASIC_AUTH, and the password is not in it."""
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"OCPP_BASIC_AUTH": '{"CP_1": ["s3cret-Zq7"]}'}, "OCPP_BASIC_AUTH must be a JSON object"),
+        ({"OCPP_BASIC_AUTH": "CP_1:s3cret-Zq7"}, "OCPP_BASIC_AUTH is neither"),
+        ({"OCPP_BASIC_AUTH": "{}"}, "OCPP_BASIC_AUTH lists no charge point"),
+        (
+            {"OCPP_BASIC_AUTH": '{"CP_1": "s3cret-Zq7"}', "OCPP_ALLOWED_CHARGE_POINTS": "CP_2"},
+            "no charge point in common",
+        ),
+        ({"OCPP_ALLOWED_CHARGE_POINTS": ",", "MQTT_PASSWORD": "s3cret-Zq7"}, "OCPP_ALLOWED_CHARGE_POINTS=',' lists no"),
+        ({"OCPP_ALLOWED_ID_TAGS": " , ", "MQTT_PASSWORD": "s3cret-Zq7"}, "OCPP_ALLOWED_ID_TAGS=',' lists no id tag"),
+        ({"MQTT_PASSWORD": "s3cret-Zq7", "MQTT_BROKER_PORT": "mqtt"}, "MQTT_BROKER_PORT"),
+    ],
+    ids=["not-strings", "user-colon-password", "empty-object", "nobody-in-common", "no-identity", "no-id-tag", "port"],
+)
+def test_a_setting_that_admits_no_one_or_holds_a_secret_exits_2_without_echoing_it(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    """The process exits 2 with one stderr line naming the problem, and no password (basic auth, MQTT) in it."""
     import os
 
-    env = {**os.environ, "OCPP_BASIC_AUTH": '{"CP_1": ["s3cret-Zq7"]}', "STATE_DIR": str(tmp_path / "s")}
-    code, stderr = run_connector(env, tmp_path)
+    code, stderr = run_connector({**os.environ, **env, "STATE_DIR": str(tmp_path / "s")}, tmp_path)
     assert code == 2
-    assert len(stderr.strip().splitlines()) == 1 and "OCPP_BASIC_AUTH" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and named in stderr
     assert "s3cret" not in stderr
 
 
@@ -112,11 +157,8 @@ async def test_profile_1_refuses_before_the_websocket_opens(settings_env: dict[s
         ) as ws:
             await ws.send(json.dumps([2, "h", *frame("heartbeat")]))
             assert json.loads(await ws.recv())[:2] == [3, "h"]
-        expected = {
-            "CP_1: refused: no HTTP Basic credentials",
-            "CP_1: refused: wrong identity or password",
-            "CP_3: refused: not in OCPP_ALLOWED_CHARGE_POINTS",
-        }
+        # The wrong password is the second 401 within 10 s: counted in the next 401 line, not logged now.
+        expected = {"CP_1: refused: no HTTP Basic credentials", "CP_3: refused: not in OCPP_ALLOWED_CHARGE_POINTS"}
 
         def logged() -> list[str]:
             return [p["msg"] for p in probe.on(running.topic("logs"))]
@@ -243,3 +285,57 @@ async def test_mqtt_with_credentials_and_tls(
     probe.close()
     assert any(line.startswith("connected to MQTT broker") for line in logs)
     assert not any("mqtt-Zq7" in line for line in logs)
+
+
+async def test_silent_sockets_on_a_tls_port_are_bounded_per_address(
+    settings_env: dict[str, str], probe: MqttProbe, tls_files: dict[str, str], ca: trustme.CA
+) -> None:
+    """Sockets that never start TLS count as unauthenticated from their first byte: beyond the per-address
+    bound they are closed at once, and a charger from another address is served over wss://."""
+    env = {
+        **settings_env,
+        "OCPP_TLS_CERT_FILE": tls_files["cert"],
+        "OCPP_TLS_KEY_FILE": tls_files["key"],
+        "OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS": "3",
+    }
+    running = await start_connector(env, probe)
+    port = running.service.dispatcher.port
+    silent = [await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0)) for _ in range(5)]
+    try:
+        async with asyncio.timeout(WAIT_S):
+            beyond = [await reader.read() for reader, _ in silent[3:]]
+        async with websockets.connect(
+            f"wss://127.0.0.1:{port}/CP_1", subprotocols=OCPP16, ssl=client_context(ca, False)
+        ) as ws:
+            await ws.send(json.dumps([2, "h", *frame("heartbeat")]))
+            assert json.loads(await ws.recv())[:2] == [3, "h"]
+        held = running.service.dispatcher.gate.admission.unauthenticated_from("127.0.0.2")
+    finally:
+        for _, writer in silent:
+            writer.close()
+        await running.stop()
+    assert beyond == [b"", b""]
+    assert held == 3
+
+
+async def test_a_failed_tls_handshake_is_logged(
+    settings_env: dict[str, str], probe: MqttProbe, tls_files: dict[str, str], ca: trustme.CA
+) -> None:
+    """Profile 3: a charger without a client certificate is refused and a WARNING says its TLS handshake failed."""
+    env = {
+        **settings_env,
+        "OCPP_TLS_CERT_FILE": tls_files["cert"],
+        "OCPP_TLS_KEY_FILE": tls_files["key"],
+        "OCPP_TLS_CA_FILE": tls_files["ca"],
+    }
+    running = await start_connector(env, probe)
+    try:
+        with pytest.raises((ssl.SSLError, ConnectionError, websockets.exceptions.InvalidMessage)):
+            url = f"wss://127.0.0.1:{running.service.dispatcher.port}/CP_1"
+            async with websockets.connect(url, subprotocols=OCPP16, ssl=client_context(ca, False)) as ws:
+                await ws.recv()
+        log = await probe.wait_for(running.topic("logs"), lambda p: "TLS handshake failed" in p["msg"])
+        assert running.service.dispatcher.gate.admission.unauthenticated == 0
+    finally:
+        await running.stop()
+    assert log["msg"].startswith("connection from 127.0.0.1 dropped") and log["level"] == 30

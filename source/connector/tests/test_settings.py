@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
 from connector.actuators import ACTUATOR_NAMES
-from connector.settings import Settings, SettingsError
+from connector.settings import VARIABLES, Settings, SettingsError, default_text, usage
 
 DEFAULTS: list[tuple[str, Any]] = [
     ("connector_name", "ocpp-connector"),
@@ -27,6 +28,9 @@ DEFAULTS: list[tuple[str, Any]] = [
     ("ocpp_ping_interval", 60.0),
     ("charging_phases", 3),
     ("state_dir", "./state"),
+    ("ocpp_max_connections", 25000),
+    ("ocpp_max_unauthenticated_per_address", 50),
+    ("ocpp_max_unauthenticated", 10000),
 ]
 
 
@@ -67,6 +71,9 @@ PARSED: list[tuple[str, str, str, Any]] = [
     ("CHARGING_PHASES", "1", "charging_phases", 1),
     ("CHARGING_PHASES", "3", "charging_phases", 3),
     ("STATE_DIR", "/var/lib/ocpp", "state_dir", "/var/lib/ocpp"),
+    ("OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS", "200", "ocpp_max_unauthenticated_per_address", 200),
+    ("OCPP_MAX_UNAUTHENTICATED", "10000", "ocpp_max_unauthenticated", 10000),
+    ("OCPP_ALLOWED_CHARGE_POINTS", "CP_1, ,CP_2", "allowed_charge_points", frozenset({"CP_1", "CP_2"})),
 ]
 
 
@@ -123,6 +130,11 @@ BAD: list[tuple[str, str, str]] = [
     ("OCPP_CONFIG", "[1, 2]", "JSON list of actuator names"),
     ("OCPP_CONFIG", '["execute_trigger_message", "execute_make_coffee"]', "execute_trigger_message"),
     ("OCPP_CONFIG", '["trigger_message"]', "execute_send_charging_profile"),
+    ("OCPP_ALLOWED_CHARGE_POINTS", ",", "lists no charge point"),
+    ("OCPP_ALLOWED_CHARGE_POINTS", " , ,", "lists no charge point"),
+    ("OCPP_ALLOWED_ID_TAGS", ",", "lists no id tag"),
+    ("OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS", "0", "whole number >= 1"),
+    ("OCPP_MAX_UNAUTHENTICATED", "many", "whole number >= 1"),
 ]
 
 
@@ -187,3 +199,43 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env({})
     with pytest.raises(AttributeError):
         settings.debug = True  # type: ignore[misc]
+
+
+class Recording(Mapping[str, str]):
+    """An empty environment that notes every variable asked for."""
+
+    def __init__(self) -> None:
+        self.asked: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.asked.add(name)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def test_the_variable_table_lists_exactly_what_is_read() -> None:
+    """Every variable from_env reads is in VARIABLES (which --help prints), and nothing else is."""
+    environment = Recording()
+    Settings.from_env(environment)
+    assert environment.asked == {variable.name for variable in VARIABLES}
+
+
+@pytest.mark.parametrize("variable", [v for v in VARIABLES if v.default is None], ids=lambda v: v.name)
+def test_each_default_shown_is_the_default_in_force(variable: Any) -> None:
+    """The default --help shows for a variable, set explicitly, gives the same setting as leaving it unset."""
+    shown = default_text(variable)
+    env = {} if shown == "unset" else {variable.name: shown}
+    assert getattr(Settings.from_env(env), variable.attribute) == getattr(Settings(), variable.attribute)
+
+
+def test_usage_names_every_variable_with_its_default() -> None:
+    """The usage text has a line for each variable with its default."""
+    lines = usage().splitlines()
+    for variable in VARIABLES:
+        [line] = [line for line in lines if line.split()[:1] == [variable.name]]
+        assert default_text(variable) in line
