@@ -289,6 +289,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("OCPP_HANDSHAKE_TIMEOUT", "ocpp_handshake_timeout", "seconds for the TLS and WebSocket handshake"),
     Variable("OCPP_MAX_MESSAGE_RATE", "ocpp_max_message_rate", "frames/s per charger over 10 s (close 1008; 0: off)"),
     Variable("OCPP_MAX_KEYS_PER_CHARGE_POINT", "max_keys_per_charge_point", "most datapoint keys per charger"),
+    Variable("OCPP_FORGET_AFTER", "forget_after", "seconds after which a charger gone is forgotten (30 days)"),
 )
 
 
