@@ -177,6 +177,7 @@ class DeviceDispatcher:
             close_timeout=CLOSE_TIMEOUT_S,
             max_size=self._settings.ocpp_max_frame_size,
             # A fleet reconnecting at once after a power cut: asyncio's default backlog of 100
+            # (loop.create_server, https://docs.python.org/3/library/asyncio-eventloop.html)
             # would drop SYNs, and each dropped one costs its charger a 1, 3, 7 s... retry.
             backlog=LISTEN_BACKLOG,
             # The gate's connections bound (and log) the handshake; this is only a backstop.

@@ -126,7 +126,9 @@ def basic_auth_refusal(security: Security, identity: str, headers: Headers) -> s
     except KeyError:
         return "no HTTP Basic credentials"
     except MultipleValuesError:
-        # Which one would count is ambiguous (a proxy may have added one): refuse, not guess.
+        # websockets raises this for a header sent twice, on purpose
+        # (https://github.com/python-websockets/websockets/issues/1208). Which one would
+        # count is ambiguous (a proxy may have added one): refuse, not guess.
         return "more than one Authorization header"
     if authorization.partition(" ")[0].lower() != "basic":
         return "no HTTP Basic credentials"

@@ -5,10 +5,13 @@ in an `Inbound`: the datapoint mapping works in wire terms, and skipping the lib
 recursive case conversion saves a large share of the per-message cost. The session knows
 nothing of MQTT: it hands datapoints, new connector ids and raw frames to `SessionEvents`.
 
-Framing is ours rather than the library's `route_message`, because the library drops a
-malformed CALL without the CALLERROR OCPP-J prescribes, swaps NotImplemented and
-NotSupported, validates in a thread pool, and matches call results through a single
-queue where a late answer to a timed-out call can be taken for the next one's.
+Framing is ours rather than the library's `route_message` (ocpp 2.1.0), because the
+library drops a CALL of the wrong length without the CALLERROR OCPP-J prescribes
+(https://github.com/mobilityhouse/ocpp/issues/102, closed: it only logs), answers an
+unknown action NotSupported and a known one without a handler NotImplemented, the reverse
+of OCPP-J 1.6 table 7 (https://github.com/mobilityhouse/ocpp/issues/493), and validates
+in a thread pool by default (https://github.com/mobilityhouse/ocpp/pull/676), which costs
+more than the validation itself for our small frames.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ LOG = logging.getLogger(__name__)
 
 ACCEPTED = {"status": "Accepted"}
 RATE_CLOSE_CODE = 1008  # policy violation
+MAX_QUOTED = 200  # characters of a charger's error description quoted in a status
 MAX_NAMED_DEVIATIONS = 100  # per connection; bounds memory against a charger that varies them
 
 
@@ -224,7 +228,11 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
 
     @classmethod
     def _handlers(cls) -> dict[str, Handler]:
-        """Action -> handler function, built once per class rather than per session."""
+        """Action -> handler function, cached on the class.
+
+        (The library's ChargePoint.__init__ still builds its own route map per session,
+        unused here; the cache only spares our dispatch from building another.)
+        """
         routes = cls.__dict__.get("_route_cache")
         if routes is None:
             routes = {action: r["_on_action"] for action, r in create_route_map(cls).items()}
@@ -291,7 +299,11 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
 
     def _result_payload(self, action: str, result: CallResult | CallError) -> dict[str, Any]:
         if isinstance(result, CallError):
-            raise CommandError(f"charger answered CALLERROR {result.error_code}: {result.error_description}")
+            # The charger's words, cut short: they end up in a status and on N/logs.
+            code, description = str(result.error_code)[:MAX_QUOTED], str(result.error_description)
+            if len(description) > MAX_QUOTED:
+                description = f"{description[:MAX_QUOTED]}... ({len(description)} characters)"
+            raise CommandError(f"charger answered CALLERROR {code}: {description}")
         verdict = check_payload(action, result.payload, MessageType.CallResult)
         for deviation in verdict.tolerated:
             self.log.warning("%s: tolerated schema deviation in %s answer: %s", self.id, action, deviation)
@@ -310,7 +322,10 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         """Send a frame; a peer that takes nothing for `write_timeout` s is cut off.
 
         websockets' pings do not catch a peer that stops reading while we have more to
-        send than the write buffer holds: the ping itself waits behind the unsent data.
+        send than the write buffer holds: the ping itself waits behind the unsent data, and
+        the ping timeout only starts once it is sent (websockets 17.4,
+        asyncio/connection.py, `keepalive` -> `ping` -> `send_context` -> `drain`; no
+        upstream issue names this).
         """
         if self._raw_tap is not None:
             self._raw_tap(self.id, "out", message, dp.now_ms())

@@ -139,6 +139,20 @@ async def test_callerror_answer_is_reported(connector: RunningConnector, probe: 
     assert failed["value"] == "Failed: charger answered CALLERROR NotImplemented: no triggers here"
 
 
+async def test_a_huge_callerror_description_is_cut_short(connector: RunningConnector, probe: MqttProbe) -> None:
+    """A CALLERROR with a 1 MB description gives a status and a log line that quote 200 characters of it."""
+    async with RawLink(connector.url, "CP_1") as link:
+        ((cmd, status),) = (await wire(probe, connector, TRIGGER)).values()
+        probe.publish(cmd, command("Heartbeat"))
+        async with asyncio.timeout(10):
+            request = json.loads(await link.connection.recv())
+        await link.connection.send(json.dumps([4, request[1], "InternalError", "x" * 1_000_000, {}]))
+        failed = await probe.wait_for(status)
+    expected = f"Failed: charger answered CALLERROR InternalError: {'x' * 200}... (1000000 characters)"
+    assert failed["value"] == expected
+    assert max(len(p["msg"]) for p in probe.on(connector.topic("logs"))) < 500
+
+
 async def test_silent_charger_times_out(settings_env: dict[str, str], probe: MqttProbe) -> None:
     """A charger that never answers ends in `Failed: no answer within <timeout> s`, and stays served."""
     running = await start_connector({**settings_env, "OCPP_RESPONSE_TIMEOUT": "0.5"}, probe)
