@@ -21,7 +21,7 @@ from connector import __version__
 from connector.datapoints import Datapoint, now_ms
 from connector.outbox import Outbox
 from connector.protocol import load_json
-from connector.registry import ActuatorRef, DatapointMap, KeyLimitError, MapError, Registry
+from connector.registry import OWN_TOPICS, ActuatorRef, DatapointMap, KeyLimitError, MapError, Registry
 from connector.settings import Settings
 
 LOG = logging.getLogger(__name__)
@@ -52,10 +52,7 @@ class BemcomMqtt:
         self._settings = settings
         self._registry = registry
         name = settings.connector_name
-        self.topics = {
-            part: f"{name}/{part}"
-            for part in ("heartbeat", "logs", "available_datapoints", "datapoint_map", "raw_message_to_db", "state")
-        }
+        self.topics = {part: f"{name}/{part}" for part in OWN_TOPICS}
         self._client = self._new_client(tls_ca_file)
         # available_datapoints has its own connection: at 10,000 chargers it is a 27 MB
         # message, and paho's network thread, busy writing it, would hold up the commands
@@ -77,6 +74,7 @@ class BemcomMqtt:
         self._available_changed = asyncio.Event()
         self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
         self._over_key_limit: set[str | None] = set()
+        self._retained_seen: set[str] = set()  # actuator topics whose retained message was ignored
 
     def _new_client(self, tls_ca_file: str | None) -> mqtt.Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
@@ -234,7 +232,7 @@ class BemcomMqtt:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._dispatch, message.topic, message.payload)
+        self._loop.call_soon_threadsafe(self._dispatch, message.topic, message.payload, bool(message.retain))
 
     def _subscribe_all(self) -> None:
         """After every (re)connect: with a clean session the broker forgot our subscriptions."""
@@ -248,18 +246,36 @@ class BemcomMqtt:
         LOG.info("connected to MQTT broker; subscribed to %s", self.topics["datapoint_map"])
         self._available_changed.set()  # the broker may have restarted without persistence
 
-    def _dispatch(self, topic: str, payload: bytes | bytearray) -> None:
+    def _dispatch(self, topic: str, payload: bytes | bytearray, retained: bool = False) -> None:
         if topic == self.topics["datapoint_map"]:
             self._apply_map(payload)
             return
         found = self._registry.actuator_for_topic(topic)
-        if found is not None:
-            key, ref = found
-            self._on_actuator(topic, key, ref, payload)
+        if found is None or not payload:  # empty: how MQTT deletes a retained message, not a command
+            return
+        if retained:
+            self._skip_retained_command(topic)
+            return
+        key, ref = found
+        self._on_actuator(topic, key, ref, payload)
+
+    def _skip_retained_command(self, topic: str) -> None:
+        """A retained actuator message is an old command, delivered again on every subscribe.
+
+        A retained `Reset Hard` that had failed (charger not yet connected) reached the
+        charger after the next broker restart. The broker sets the flag only on what it
+        stored earlier; a live message reaches a subscriber without it (MQTT 3.1.1 3.3.1.3).
+        """
+        if topic not in self._retained_seen:  # once per topic: every reconnect brings it again
+            self._retained_seen.add(topic)
+            LOG.info("ignored a retained message on actuator topic %.200r: an old command is never sent", topic)
 
     def _apply_map(self, payload: bytes | bytearray) -> None:
+        if not payload:  # the retained map deleted: nothing new to route by
+            LOG.info("datapoint_map deleted (empty message); kept the current one")
+            return
         try:
-            new_map = DatapointMap.parse(load_json(payload))
+            new_map = DatapointMap.parse(load_json(payload), self._settings.connector_name)
         except (ValueError, MapError) as error:
             LOG.error("ignored malformed datapoint_map (kept the previous one): %s", error)
             return
