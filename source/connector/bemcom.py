@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -23,6 +24,7 @@ from connector.outbox import Outbox
 from connector.protocol import load_json
 from connector.registry import OWN_TOPICS, ActuatorRef, DatapointMap, KeyLimitError, MapError, Registry
 from connector.settings import Settings
+from connector.spool import SPOOL_FILE, Spool
 
 LOG = logging.getLogger(__name__)
 
@@ -65,7 +67,8 @@ class BemcomMqtt:
         # (killed, network gone): retained, so a dashboard arriving later sees it too.
         self._client.will_set(self.topics["state"], OFFLINE, qos=1, retain=True)
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
-        self.outbox = Outbox(self._client, settings.mqtt_queue_limit)
+        spool = Spool(Path(settings.state_dir) / SPOOL_FILE)
+        self.outbox = Outbox(self._client, settings.mqtt_queue_limit, spool)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -106,7 +109,10 @@ class BemcomMqtt:
         # Ahead of any backlog: if the flush below runs out of time, this must not be what is lost.
         self.outbox.put_first(self.topics["state"], OFFLINE, qos=1, retain=True)
         if not await self.outbox.flush(flush_within):
-            LOG.warning("%d messages not yet acknowledged by the broker are lost at shutdown", self.outbox.pending)
+            LOG.warning(
+                "%d messages not yet acknowledged by the broker are kept in STATE_DIR for the next start",
+                self.outbox.pending,
+            )
         self._client.disconnect()
         self._listing_client.disconnect()
         # Not asyncio.to_thread: asyncio.run would wait for that thread at exit, unbounded.
@@ -118,6 +124,7 @@ class BemcomMqtt:
                 await stopped
         except TimeoutError:
             LOG.warning("MQTT network thread did not stop in time; exiting without it")
+        self.outbox.close()
 
     def _stop_loop(self, stopped: asyncio.Future[None]) -> None:
         self._client.loop_stop()
@@ -223,12 +230,16 @@ class BemcomMqtt:
         if reason.is_failure:
             LOG.error("MQTT broker refused the connection: %s", reason)
             return
+        # From here, paho's thread: before paho resends what it held when the connection broke.
+        self.outbox.publish_now(self.topics["state"], ONLINE, qos=1, retain=True)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._subscribe_all)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             LOG.warning("MQTT connection lost (%s); reconnecting", reason)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.outbox.went_offline)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         assert self._loop is not None
@@ -236,11 +247,10 @@ class BemcomMqtt:
 
     def _subscribe_all(self) -> None:
         """After every (re)connect: with a clean session the broker forgot our subscriptions."""
-        # Ahead of any backlog: the values queued during an outage are not the news.
-        self.outbox.put_first(self.topics["state"], ONLINE, qos=1, retain=True)
         self._client.subscribe(self.topics["datapoint_map"], qos=2)
         for topic in self._registry.map.actuator:
             self._client.subscribe(topic, qos=2)
+        self.outbox.went_online()  # what was kept during the outage, oldest first
         # Logged after subscribing: the broker handles one client's packets in order, so
         # whoever sees this line on N/logs knows the subscriptions are in place.
         LOG.info("connected to MQTT broker; subscribed to %s", self.topics["datapoint_map"])

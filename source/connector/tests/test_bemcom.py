@@ -246,6 +246,7 @@ async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
             for value in produced:  # answered although the broker is away
                 await send(charger, "meter_values_defaults", meterValue=reading(value))
             assert running.service.mqtt.outbox.pending >= len(produced)
+            since = len(probe.messages)
             persistent_broker.start()
             await probe.wait_value(topic, produced[-1], within=30)
             await probe.wait_for(
@@ -256,6 +257,18 @@ async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
     finally:
         await running.stop()
         probe.close()
+    # After the reconnect: N/state online first, then the backlog (its log lines included) in order.
+    # Not the listing (its own connection), nor the last will (mosquitto publishes it as it
+    # stops; the probe's session kept it).
+    live = [
+        (t, p)
+        for t, p, retained in probe.messages[since:]
+        if not retained and p != {"state": "offline"} and t != running.topic("available_datapoints")
+    ]
+    assert live[0] == (running.topic("state"), {"state": "online"})
+    logs = [p["msg"] for t, p in live if t == running.topic("logs")]
+    lost = next(i for i, m in enumerate(logs) if m.startswith("MQTT connection lost"))
+    assert lost < next(i for i, m in enumerate(logs) if m.startswith("connected to MQTT broker"))
     # Live deliveries only: re-subscribing after the restart also brings the retained value again.
     received = [p["value"] for t, p, retained in probe.messages if t == topic and not retained]
     # QoS 1 is at least once: a delivery whose acknowledgement was cut off by the stop is
@@ -344,3 +357,4 @@ async def test_a_retained_command_is_not_replayed_after_a_broker_restart(
         await running.stop()
         probe.close()
     assert first_call == ("Reset", {"type": "Soft"})
+
