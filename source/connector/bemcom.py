@@ -20,6 +20,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from connector import __version__
 from connector.datapoints import Datapoint, now_ms
+from connector.mqtt_client import (
+    RECONNECT_MAX_DELAY_S,
+    RECONNECT_MIN_DELAY_S,
+    FailureReports,
+    ReportingClient,
+    describe,
+)
 from connector.outbox import Outbox
 from connector.protocol import load_json
 from connector.registry import OWN_TOPICS, ActuatorRef, DatapointMap, KeyLimitError, MapError, Registry
@@ -56,6 +63,9 @@ class BemcomMqtt:
         name = settings.connector_name
         self.topics = {part: f"{name}/{part}" for part in OWN_TOPICS}
         self._client = self._new_client(tls_ca_file)
+        self._tls = tls_ca_file is not None
+        self._failures = FailureReports(f"{settings.mqtt_broker_host}:{settings.mqtt_broker_port}")
+        self._client.on_connect_fail = self._on_connect_fail
         # available_datapoints has its own connection: at 10,000 chargers it is a 27 MB
         # message, and paho's network thread, busy writing it, would hold up the commands
         # arriving on the main connection (the benchmark's command p99 doubled).
@@ -79,13 +89,13 @@ class BemcomMqtt:
         self._over_key_limit: set[str | None] = set()
         self._retained_seen: set[str] = set()  # actuator topics whose retained message was ignored
 
-    def _new_client(self, tls_ca_file: str | None) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    def _new_client(self, tls_ca_file: str | None) -> ReportingClient:
+        client = ReportingClient(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
         if self._settings.mqtt_username is not None:
             client.username_pw_set(self._settings.mqtt_username, self._settings.mqtt_password)
         if tls_ca_file is not None:
             client.tls_set(ca_certs=tls_ca_file)  # the broker is verified against this CA
-        client.reconnect_delay_set(1, 30)
+        client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S)
         # paho's default of 5 s would let a broker that never answers hold up shutdown.
         client.connect_timeout = CONNECT_TIMEOUT_S
         return client
@@ -227,13 +237,17 @@ class BemcomMqtt:
     # -- receiving (paho thread -> loop thread) ----------------------------------------
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            LOG.error("MQTT broker refused the connection: %s", reason)
+        if reason.is_failure:  # e.g. credentials: ERROR, the operator must act
+            self._failures.failed(f"refused by the broker ({reason})", logging.ERROR)
             return
         # From here, paho's thread: before paho resends what it held when the connection broke.
         self.outbox.publish_now(self.topics["state"], ONLINE, qos=1, retain=True)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._subscribe_all)
+        self._loop.call_soon_threadsafe(self._subscribe_all, self._failures.connected())
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        reason, level = describe(self._client.last_error, tls=self._tls)
+        self._failures.failed(reason, level)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
@@ -245,7 +259,7 @@ class BemcomMqtt:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._dispatch, message.topic, message.payload, bool(message.retain))
 
-    def _subscribe_all(self) -> None:
+    def _subscribe_all(self, failed_attempts: int = 0) -> None:
         """After every (re)connect: with a clean session the broker forgot our subscriptions."""
         self._client.subscribe(self.topics["datapoint_map"], qos=2)
         for topic in self._registry.map.actuator:
@@ -253,7 +267,13 @@ class BemcomMqtt:
         self.outbox.went_online()  # what was kept during the outage, oldest first
         # Logged after subscribing: the broker handles one client's packets in order, so
         # whoever sees this line on N/logs knows the subscriptions are in place.
-        LOG.info("connected to MQTT broker; subscribed to %s", self.topics["datapoint_map"])
+        LOG.info(
+            "connected to MQTT broker %s:%s (after %d failed attempts); subscribed to %s",
+            self._settings.mqtt_broker_host,
+            self._settings.mqtt_broker_port,
+            failed_attempts,
+            self.topics["datapoint_map"],
+        )
         self._available_changed.set()  # the broker may have restarted without persistence
 
     def _dispatch(self, topic: str, payload: bytes | bytearray, retained: bool = False) -> None:

@@ -358,3 +358,16 @@ async def test_a_retained_command_is_not_replayed_after_a_broker_restart(
         probe.close()
     assert first_call == ("Reset", {"type": "Soft"})
 
+
+async def test_state_online_comes_first_and_connecting_before_connected(
+    settings_env: dict[str, str], probe: MqttProbe
+) -> None:
+    """At start `N/state` online is the connector's first message, and "connecting" precedes "connected" on N/logs."""
+    since = len(probe.messages)
+    running = await start_connector(settings_env, probe)  # returns once "connected" arrived
+    await running.stop()
+    mine = [(t, p) for t, p, _ in probe.messages[since:] if t.startswith(f"{running.name}/")]
+    logs = [p["msg"] for t, p in mine if t == running.topic("logs")]
+    assert mine[0] == (running.topic("state"), {"state": "online"})
+    connecting = next(i for i, m in enumerate(logs) if m.startswith("connecting to MQTT broker"))
+    assert connecting < next(i for i, m in enumerate(logs) if m.startswith("connected to MQTT broker"))
