@@ -26,11 +26,15 @@ handed to paho: each message is appended to the spool (`spool.py`, SQLite in STA
 before `put` returns, so the charger's answer, sent after, never precedes durability.
 Going offline also spools what waits in memory and copies of what paho holds
 unacknowledged (paho resends those itself after the reconnect; their rows go once the
-broker acknowledges them). After the connect, `N/state` online goes first, then the spool
-drains oldest first through the same windows, new messages queueing behind it on disk;
-once it is empty, the in-memory fast path takes over again. Keeping messages out of paho
-while disconnected also keeps the order: paho resends what it queued after our on_connect
+broker acknowledges them). After the connect, `N/state` online goes first (`publish_now`,
+from paho's on_connect, ahead of paho's resends), then what paho resends, then the spool,
+oldest first through the same windows, once paho's resends are acknowledged (handed
+earlier, newer rows overtook them); new messages queue behind it on disk. Once it is
+empty, the in-memory fast path takes over again. Keeping messages out of paho while
+disconnected also keeps the order: paho resent what it had queued after our on_connect
 work had published newer messages ("connected" arrived before "connecting" on N/logs).
+The spool is touched by the loop thread only; copying what paho holds happens under our
+lock, so that no acknowledgement slips between a copy and its row.
 """
 
 from __future__ import annotations
@@ -187,7 +191,8 @@ class Outbox:
             ]
             rows = self._spool.append_many(m for _, m in copies)
             self._row_of.update(zip((mid for mid, _ in copies), rows, strict=True))
-            self._stale.update(mid for mid, _ in copies)
+            # Every message paho holds is resent by paho after the connect, spooled or not.
+            self._stale.update(mid for mid, m in self._held.items() if m.qos and mid not in self._never_spooled)
         if rows and not self._unread and not self._peeked:
             self._cursor = rows[-1]
         if self._peeked:  # read but not handed: unread again

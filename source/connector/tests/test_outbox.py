@@ -230,3 +230,34 @@ async def test_after_a_broker_restart_paho_resends_what_it_held_and_the_spool_fo
     outbox.close()
     assert [p for t, p, _ in probe.messages if t == "o/seq"] == list(range(150))
     assert Spool(spool_file).count() == 0
+
+
+async def test_an_outage_while_the_spool_drains_keeps_the_order(
+    link: tuple[mqtt.Client, Mosquitto], tmp_path: Path
+) -> None:
+    """Spooled messages paho held when the connection broke again are resent first; newer ones follow, in order."""
+    client, broker = link
+    outbox = new_outbox(client, limit=1_000_000, spool=Spool(tmp_path / "spool.sqlite3"))
+    for i in range(100):
+        outbox.put("o/seq", str(i).encode(), qos=1)  # never connected: spooled
+    await connected(client, broker.port)
+    await asyncio.to_thread(client.loop_stop)
+    broker.stop()
+    outbox.went_online()  # all 100 rows handed to paho, which cannot deliver them
+    outbox.went_offline()
+    for i in range(100, 150):
+        outbox.put("o/seq", str(i).encode(), qos=1)
+    loop = asyncio.get_running_loop()
+
+    def on_connect(*args: object) -> None:
+        loop.call_soon_threadsafe(outbox.went_online)
+
+    client.on_connect = on_connect
+    broker.start()
+    probe = MqttProbe(broker.port)
+    await probe.subscribe("o/#", qos=1)
+    client.loop_start()
+    assert await outbox.flush(within=30)
+    await probe.wait_until(lambda: len(probe.on("o/seq")) >= 150)
+    probe.close()
+    assert probe.on("o/seq") == list(range(150))
