@@ -35,23 +35,34 @@ stop() {
   [ -z "$connector_pid" ] && [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null
   true
 }
-trap stop INT TERM
+trap stop INT TERM HUP  # HUP: the terminal closed; the detached broker would outlive it
 if [[ "$host" =~ ^(localhost|127\.0\.0\.1|::1)$ ]] && ! listening "$host" "$port"; then
   ensure_mosquitto
   mkdir -p .local-broker
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\n' \
-    "$port" "$REPO/.local-broker" > .local-broker/mosquitto.conf
-  "$(mosquitto_path)" -c .local-broker/mosquitto.conf 2> .local-broker/mosquitto.log &
+  # `user`: started as root, mosquitto would switch to the user `mosquitto`, which cannot
+  # write its persistence file here; it runs as whoever runs this script instead.
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nuser %s\n' \
+    "$port" "$REPO/.local-broker" "$(id -un)" > .local-broker/mosquitto.conf
+  # In a session of its own: Ctrl-C reaches the whole foreground process group, and a
+  # broker stopped together with the connector would lose its last values and
+  # `connected = false`. It is stopped below, once the connector has exited. (os.setsid,
+  # then exec, so that $! is the broker; setsid(1) forks when it is a group leader.)
+  "$VENV/bin/python" -c 'import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])' \
+    "$(mosquitto_path)" -c .local-broker/mosquitto.conf 2> .local-broker/mosquitto.log &
   broker_pid=$!
   echo "started a local mosquitto on 127.0.0.1:$port (log: .local-broker/mosquitto.log)" >&2
 fi
 
 "$VENV/bin/python" -m connector &
 connector_pid=$!
+# A trapped signal interrupts wait (each Ctrl-C does): wait again until the connector has
+# really exited (its last values and `connected = false` are published by then), then
+# collect its own exit status (bash keeps it), and only then stop the broker.
+while kill -0 "$connector_pid" 2>/dev/null; do wait "$connector_pid" || true; done
 status=0
 wait "$connector_pid" || status=$?
-# A trapped signal interrupts wait (status > 128); waiting again collects the connector's
-# own exit status (bash keeps it even when the connector has already exited).
-if [ "$status" -gt 128 ]; then status=0; wait "$connector_pid" || status=$?; fi
-if [ -n "$broker_pid" ]; then kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; fi
+if [ -n "$broker_pid" ]; then
+  kill "$broker_pid" 2>/dev/null || true
+  while kill -0 "$broker_pid" 2>/dev/null; do wait "$broker_pid" 2>/dev/null || true; done  # it saves its data
+fi
 exit "$status"

@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -19,10 +20,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from connector import __version__
 from connector.datapoints import Datapoint, now_ms
+from connector.mqtt_client import (
+    RECONNECT_MAX_DELAY_S,
+    RECONNECT_MIN_DELAY_S,
+    FailureReports,
+    ReportingClient,
+    describe,
+)
 from connector.outbox import Outbox
 from connector.protocol import load_json
-from connector.registry import ActuatorRef, DatapointMap, KeyLimitError, MapError, Registry
+from connector.registry import OWN_TOPICS, ActuatorRef, DatapointMap, KeyLimitError, MapError, Registry
 from connector.settings import Settings
+from connector.spool import SPOOL_FILE, Spool
 
 LOG = logging.getLogger(__name__)
 
@@ -62,11 +71,11 @@ class BemcomMqtt:
         self._settings = settings
         self._registry = registry
         name = settings.connector_name
-        self.topics = {
-            part: f"{name}/{part}"
-            for part in ("heartbeat", "logs", "available_datapoints", "datapoint_map", "raw_message_to_db", "state")
-        }
+        self.topics = {part: f"{name}/{part}" for part in OWN_TOPICS}
         self._client = self._new_client(tls_ca_file)
+        self._tls = tls_ca_file is not None
+        self._failures = FailureReports(f"{settings.mqtt_broker_host}:{settings.mqtt_broker_port}")
+        self._client.on_connect_fail = self._on_connect_fail
         # available_datapoints has its own connection: at 10,000 chargers it is a 27 MB
         # message, and paho's network thread, busy writing it, would hold up the commands
         # arriving on the main connection (the benchmark's command p99 doubled).
@@ -78,7 +87,8 @@ class BemcomMqtt:
         # (killed, network gone): retained, so a dashboard arriving later sees it too.
         self._client.will_set(self.topics["state"], OFFLINE, qos=1, retain=True)
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
-        self.outbox = Outbox(self._client, settings.mqtt_queue_limit)
+        spool = Spool(Path(settings.state_dir) / SPOOL_FILE)
+        self.outbox = Outbox(self._client, settings.mqtt_queue_limit, spool)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -87,14 +97,15 @@ class BemcomMqtt:
         self._available_changed = asyncio.Event()
         self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
         self._over_key_limit: set[str | None] = set()
+        self._retained_seen: set[str] = set()  # actuator topics whose retained message was ignored
 
-    def _new_client(self, tls_ca_file: str | None) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    def _new_client(self, tls_ca_file: str | None) -> ReportingClient:
+        client = ReportingClient(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
         if self._settings.mqtt_username is not None:
             client.username_pw_set(self._settings.mqtt_username, self._settings.mqtt_password)
         if tls_ca_file is not None:
             client.tls_set(ca_certs=tls_ca_file)  # the broker is verified against this CA
-        client.reconnect_delay_set(1, 30)
+        client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S)
         # paho's default of 5 s would let a broker that never answers hold up shutdown.
         client.connect_timeout = CONNECT_TIMEOUT_S
         return client
@@ -118,7 +129,10 @@ class BemcomMqtt:
         # Ahead of any backlog: if the flush below runs out of time, this must not be what is lost.
         self.outbox.put_first(self.topics["state"], OFFLINE, qos=1, retain=True)
         if not await self.outbox.flush(flush_within):
-            LOG.warning("%d messages not yet acknowledged by the broker are lost at shutdown", self.outbox.pending)
+            LOG.warning(
+                "%d messages not yet acknowledged by the broker are kept in STATE_DIR for the next start",
+                self.outbox.pending,
+            )
         self._client.disconnect()
         self._listing_client.disconnect()
         # Not asyncio.to_thread: asyncio.run would wait for that thread at exit, unbounded.
@@ -130,6 +144,7 @@ class BemcomMqtt:
                 await stopped
         except TimeoutError:
             LOG.warning("MQTT network thread did not stop in time; exiting without it")
+        self.outbox.close()
 
     def _stop_loop(self, stopped: asyncio.Future[None]) -> None:
         self._client.loop_stop()
@@ -248,44 +263,75 @@ class BemcomMqtt:
     # -- receiving (paho thread -> loop thread) ----------------------------------------
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            LOG.error("MQTT broker refused the connection: %s", reason)
+        if reason.is_failure:  # e.g. credentials: ERROR, the operator must act
+            self._failures.failed(f"refused by the broker ({reason})", logging.ERROR)
             return
+        # From here, paho's thread: before paho resends what it held when the connection broke.
+        self.outbox.publish_now(self.topics["state"], ONLINE, qos=1, retain=True)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._subscribe_all)
+        self._loop.call_soon_threadsafe(self._subscribe_all, self._failures.connected())
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        reason, level = describe(self._client.last_error, tls=self._tls)
+        self._failures.failed(reason, level)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             LOG.warning("MQTT connection lost (%s); reconnecting", reason)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.outbox.went_offline)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._dispatch, message.topic, message.payload)
+        self._loop.call_soon_threadsafe(self._dispatch, message.topic, message.payload, bool(message.retain))
 
-    def _subscribe_all(self) -> None:
+    def _subscribe_all(self, failed_attempts: int = 0) -> None:
         """After every (re)connect: with a clean session the broker forgot our subscriptions."""
-        # Ahead of any backlog: the values queued during an outage are not the news.
-        self.outbox.put_first(self.topics["state"], ONLINE, qos=1, retain=True)
         self._client.subscribe(self.topics["datapoint_map"], qos=2)
         for topic in self._registry.map.actuator:
             self._client.subscribe(topic, qos=2)
+        self.outbox.went_online()  # what was kept during the outage, oldest first
         # Logged after subscribing: the broker handles one client's packets in order, so
         # whoever sees this line on N/logs knows the subscriptions are in place.
-        LOG.info("connected to MQTT broker; subscribed to %s", self.topics["datapoint_map"])
+        LOG.info(
+            "connected to MQTT broker %s:%s (after %d failed attempts); subscribed to %s",
+            self._settings.mqtt_broker_host,
+            self._settings.mqtt_broker_port,
+            failed_attempts,
+            self.topics["datapoint_map"],
+        )
         self._available_changed.set()  # the broker may have restarted without persistence
 
-    def _dispatch(self, topic: str, payload: bytes | bytearray) -> None:
+    def _dispatch(self, topic: str, payload: bytes | bytearray, retained: bool = False) -> None:
         if topic == self.topics["datapoint_map"]:
             self._apply_map(payload)
             return
         found = self._registry.actuator_for_topic(topic)
-        if found is not None:
-            key, ref = found
-            self._on_actuator(topic, key, ref, payload)
+        if found is None or not payload:  # empty: how MQTT deletes a retained message, not a command
+            return
+        if retained:
+            self._skip_retained_command(topic)
+            return
+        key, ref = found
+        self._on_actuator(topic, key, ref, payload)
+
+    def _skip_retained_command(self, topic: str) -> None:
+        """A retained actuator message is an old command, delivered again on every subscribe.
+
+        A retained `Reset Hard` that had failed (charger not yet connected) reached the
+        charger after the next broker restart. The broker sets the flag only on what it
+        stored earlier; a live message reaches a subscriber without it (MQTT 3.1.1 3.3.1.3).
+        """
+        if topic not in self._retained_seen:  # once per topic: every reconnect brings it again
+            self._retained_seen.add(topic)
+            LOG.info("ignored a retained message on actuator topic %.200r: an old command is never sent", topic)
 
     def _apply_map(self, payload: bytes | bytearray) -> None:
+        if not payload:  # the retained map deleted: nothing new to route by
+            LOG.info("datapoint_map deleted (empty message); kept the current one")
+            return
         try:
-            new_map = DatapointMap.parse(load_json(payload))
+            new_map = DatapointMap.parse(load_json(payload), self._settings.connector_name)
         except (ValueError, MapError) as error:
             LOG.error("ignored malformed datapoint_map (kept the previous one): %s", error)
             return

@@ -20,19 +20,36 @@ are QoS 2 is shared book-keeping under our own lock, never held while calling pa
 thread holds paho's lock when it calls `_on_publish`; the other order would deadlock). An
 acknowledgement can even arrive before `publish` has returned its id to us: it is then
 noted as early and matched when the id comes.
+
+While the broker connection is down (and at start, until the first connect) nothing is
+handed to paho: each message is appended to the spool (`spool.py`, SQLite in STATE_DIR)
+before `put` returns, so the charger's answer, sent after, never precedes durability.
+Going offline also spools what waits in memory and copies of what paho holds
+unacknowledged (paho resends those itself after the reconnect; their rows go once the
+broker acknowledges them). After the connect, `N/state` online goes first (`publish_now`,
+from paho's on_connect, ahead of paho's resends), then what paho resends, then the spool,
+oldest first through the same windows, once paho's resends are acknowledged (handed
+earlier, newer rows overtook them); new messages queue behind it on disk. Once it is
+empty, the in-memory fast path takes over again. Keeping messages out of paho while
+disconnected also keeps the order: paho resent what it had queued after our on_connect
+work had published newer messages ("connected" arrived before "connecting" on N/logs).
+The spool is touched by the loop thread only; copying what paho holds happens under our
+lock, so that no acknowledgement slips between a copy and its row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from connector.limits import Throttled
+from connector.spool import Message, Row, Spool
 
 LOG = logging.getLogger(__name__)
 
@@ -45,64 +62,193 @@ QOS2_WINDOW = 10  # half of mosquitto's default max_inflight_messages
 DROP_REPORT_INTERVAL_S = 10.0
 
 
-class Message(NamedTuple):
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-
-
 class Outbox:
-    def __init__(self, client: mqtt.Client, limit: int) -> None:
+    def __init__(self, client: mqtt.Client, limit: int, spool: Spool) -> None:
         self._client = client
         self._limit = limit
-        self._waiting: deque[Message] = deque()
+        self._waiting: deque[Message] = deque()  # the fast path: online, spool drained
         self._handed = 0  # loop thread only
         self._acked = 0  # paho thread only
         self._backlog = False  # set by the loop, cleared by paho's thread
-        self._lock = threading.Lock()  # guards the three below
-        self._qos_of: dict[int, int] = {}  # message id -> QoS, for what paho holds
+        self._lock = threading.Lock()  # guards the nine below
+        self._held: dict[int, Message] = {}  # message id -> what paho holds
         self._early: set[int] = set()  # ids acknowledged before publish() returned them
         self._qos2_held = 0
+        self._row_of: dict[int, int] = {}  # message id -> spool row, for held messages that have one
+        self._never_spooled: set[int] = set()  # held ids of put_first messages (N/state)
+        self._stale: set[int] = set()  # held when the connection went down: paho resends these
+        self._uncounted: set[int] = set()  # ids of publish_now messages, outside the windows
+        self._finished_rows: list[int] = []  # rows whose message the broker acknowledged
+        self._forget_scheduled = False  # a call of _forget_finished is on its way to the loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self.dropped = 0
         self._drop_reports = Throttled(DROP_REPORT_INTERVAL_S)
+        self._spool_errors = Throttled(DROP_REPORT_INTERVAL_S)
+        # The spool side, loop thread only. Rows above `_cursor` are unread; `_peeked`
+        # holds rows read but not yet handed.
+        self._spool = spool
+        self._online = False
+        self._fast = False  # online with nothing spooled: `put` takes the in-memory path
+        self._cursor = 0
+        self._unread = spool.count()  # rows a killed process left are delivered first
+        self._peeked: deque[Row] = deque()
+        self._closed = False
         client.on_publish = self._on_publish
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        if self._unread:
+            LOG.info("%d messages kept from an earlier run go to the broker once it is connected", self._unread)
 
     @property
     def pending(self) -> int:
-        """Messages not yet acknowledged by the broker (waiting here or held by paho)."""
-        return len(self._waiting) + self._handed - self._acked
+        """Messages not yet acknowledged by the broker (waiting here or on disk, or held by paho)."""
+        return len(self._waiting) + self._unread + len(self._peeked) + self._handed - self._acked
 
     def put(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
         message = Message(topic, payload, qos, retain)
+        if not self._fast:
+            self._put_spooled(message)
+            return
         if not self._waiting and self._has_room(message):
             self._hand(message)
             return
+        self._keep_in_memory(message)
+        self._drain()  # acknowledgements may have freed the window meanwhile
+
+    def _keep_in_memory(self, message: Message) -> None:
         self._waiting.append(message)
         if len(self._waiting) > self._limit:
             self._waiting.popleft()
-            self.dropped += 1
-            self._report_drops()
-        self._drain()  # acknowledgements may have freed the window meanwhile
+            self._count_drop()
+
+    def publish_now(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
+        """From paho's own thread (on_connect): ahead of what paho resends after a reconnect.
+
+        Outside the windows and the book-keeping of held messages (those belong to the
+        loop thread); the acknowledgement is recognised by its id and otherwise ignored.
+        Never spooled, like put_first. Safe only on paho's thread: an acknowledgement
+        cannot arrive before this returns.
+        """
+        info = self._client.publish(topic, payload, qos, retain)
+        with self._lock:
+            self._uncounted.add(info.mid)
 
     def put_first(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
-        """Hand over at once, ahead of what waits (one message beyond the window is harmless)."""
-        self._hand(Message(topic, payload, qos, retain))
+        """Hand over at once, ahead of what waits (one message beyond the window is harmless).
+
+        Never spooled: a stale `N/state` delivered after a restart would contradict the new one.
+        """
+        self._hand(Message(topic, payload, qos, retain), spool=False)
+
+    # -- connection state (loop thread) -------------------------------------------------
+
+    def went_online(self) -> None:
+        """The broker connection is up (after `N/state` online): drain the spool, then go fast."""
+        if not self._closed:
+            self._online = True
+            self._drain()
+
+    def went_offline(self) -> None:
+        """The connection is down: from now on to disk, with what memory and paho hold."""
+        if not self._online:
+            return
+        self._online = self._fast = False
+        self._spool_memory()
+
+    def close(self) -> None:
+        """At shutdown: whatever the broker has not acknowledged stays on disk for the next start."""
+        self._online = self._fast = False
+        self._spool_memory()
+        self._forget_finished()
+        self._closed = True
+        self._spool.close()
+
+    def _spool_failed(self, error: sqlite3.Error) -> None:
+        if self._spool_errors.ready():
+            LOG.error(
+                "cannot write the MQTT spool in STATE_DIR (%s; %d more since the last report): "
+                "messages for the broker are kept in memory only",
+                error,
+                self._spool_errors.take_suppressed(),
+            )
+
+    def _spool_memory(self) -> None:
+        """Copies of what paho holds (not yet on disk), then what waits, oldest first."""
+        try:
+            self._spool_held_and_waiting()
+        except sqlite3.Error as error:  # each step is one transaction: what failed stays in memory
+            self._spool_failed(error)
+
+    def _spool_held_and_waiting(self) -> None:
+        # Copies exist only after the fast path (spooled messages have their rows already),
+        # when nothing is unread: so they go right behind the read position, as handed.
+        with self._lock:  # paho's thread must not acknowledge a message between copy and row
+            copies = [
+                (mid, m)
+                for mid, m in self._held.items()
+                if m.qos and mid not in self._row_of and mid not in self._never_spooled
+            ]
+            rows = self._spool.append_many(m for _, m in copies)
+            self._row_of.update(zip((mid for mid, _ in copies), rows, strict=True))
+            # Every message paho holds is resent by paho after the connect, spooled or not.
+            self._stale.update(mid for mid, m in self._held.items() if m.qos and mid not in self._never_spooled)
+        if rows and not self._unread and not self._peeked:
+            self._cursor = rows[-1]
+        if self._peeked:  # read but not handed: unread again
+            self._cursor = self._peeked[0][0] - 1
+            self._unread += len(self._peeked)
+            self._peeked.clear()
+        if self._waiting:
+            self._spool.append_many(self._waiting)
+            self._unread += len(self._waiting)
+            self._waiting.clear()
+
+    def _put_spooled(self, message: Message) -> None:
+        if message.qos == 0:  # heartbeats: worthless later, so never kept
+            if self._online:
+                self._hand(message, spool=False)
+            return
+        if self._closed:  # a last log line after shutdown: nowhere left to keep it
+            return
+        try:
+            self._append_to_spool(message)
+        except sqlite3.Error as error:  # a full disk, say: memory, behind what the spool holds
+            self._spool_failed(error)
+            self._keep_in_memory(message)
+        self._drain()
+
+    def _append_to_spool(self, message: Message) -> None:
+        drop = None
+        if self._unread + len(self._peeked) >= self._limit:
+            drop = self._take_oldest_waiting_row()
+            self._count_drop()
+        self._spool.append(message, drop)
+        self._unread += 1
+
+    def _take_oldest_waiting_row(self) -> int | None:
+        """The oldest row not yet handed, taken out of the queue; the caller deletes it."""
+        if self._peeked:
+            return self._peeked.popleft()[0]
+        row = self._spool.first_after(self._cursor)
+        if row is not None:
+            self._cursor, self._unread = row, self._unread - 1
+        return row
+
+    # -- handing over -------------------------------------------------------------------
 
     def _has_room(self, message: Message) -> bool:
         if self._handed - self._acked >= WINDOW:
             return False
         return message.qos < 2 or self._qos2_held < QOS2_WINDOW
 
-    def _hand(self, message: Message) -> None:
+    def _hand(self, message: Message, row: int | None = None, spool: bool = True) -> None:
         try:
             info = self._client.publish(*message)
         except ValueError as error:  # a topic paho refuses; the map validates, this is the last guard
             LOG.error("dropped message to %.200r: %s", message.topic, error)
+            if row is not None:
+                self._spool.delete([row])
             return
         # Only messages paho will report through on_publish count as held: QoS 0 while
         # disconnected is refused outright (heartbeats, nothing lost worth keeping).
@@ -111,12 +257,22 @@ class Outbox:
             with self._lock:
                 if info.mid in self._early:
                     self._early.discard(info.mid)
-                else:
-                    self._qos_of[info.mid] = message.qos
-                    self._qos2_held += message.qos == 2
+                    if row is not None:  # deleted with the next batch (or at close)
+                        self._finished_rows.append(row)
+                    return
+                self._held[info.mid] = message
+                self._qos2_held += message.qos == 2
+                if row is not None:
+                    self._row_of[info.mid] = row
+                if not spool:
+                    self._never_spooled.add(info.mid)
 
     def _drain(self) -> None:
         """Hand over waiting messages, oldest first, while the windows allow."""
+        if not self._online:
+            return
+        if not self._fast and not self._drain_spool():
+            return
         while self._waiting:
             while self._waiting and self._has_room(self._waiting[0]):
                 self._hand(self._waiting.popleft())
@@ -128,21 +284,86 @@ class Outbox:
             if not self._has_room(self._waiting[0]):
                 return  # paho's thread calls _drain once there is room
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        self._acked += 1
+    def _drain_spool(self) -> bool:
+        """As `_drain`, reading the spool a window at a time; True (fast again) once it is empty.
+
+        Not before the broker acknowledged what paho held when the connection went down:
+        paho resends those after the connect, and newer messages handed meanwhile could
+        overtake them (seen: paho's resend raced our drain on the loop thread).
+        """
+        if self._stale:  # a plain read of a set paho's thread shrinks: at worst one wake-up late
+            self._backlog = True
+            if self._stale:
+                return False
+        while self._peeked or self._read_spool():
+            while self._peeked and self._has_room(self._peeked[0][1]):
+                row, message = self._peeked.popleft()
+                self._hand(message, row)
+            if self._peeked:
+                self._backlog = True  # as in _drain: arm, then look again
+                if not self._has_room(self._peeked[0][1]):
+                    return False
+        self._fast = not self._unread  # unread left: the spool could not be read, try again later
+        return self._fast
+
+    def _read_spool(self) -> bool:
+        if not self._unread:
+            return False
+        try:
+            rows = self._spool.read(self._cursor, WINDOW)
+        except sqlite3.Error as error:
+            self._spool_failed(error)
+            return False
+        if rows:
+            self._cursor = rows[-1][0]
+            self._unread -= len(rows)
+            self._peeked.extend(rows)
+        return bool(rows)
+
+    def _forget_finished(self) -> None:
+        """Delete the rows of messages the broker acknowledged (batched: one commit each)."""
         with self._lock:
-            qos = self._qos_of.pop(mid, None)
-            if qos is None:
+            rows, self._finished_rows = self._finished_rows, []
+            self._forget_scheduled = False
+        if rows and not self._closed:
+            try:
+                self._spool.delete(rows)
+            except sqlite3.Error as error:  # delivered again after a restart: at least once
+                self._spool_failed(error)
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        forget = resent = False
+        with self._lock:
+            if self._uncounted and mid in self._uncounted:
+                self._uncounted.discard(mid)
+                return
+            self._acked += 1
+            message = self._held.pop(mid, None)
+            if message is None:
                 self._early.add(mid)
-            was_qos2 = qos == 2
+            was_qos2 = message is not None and message.qos == 2
             self._qos2_held -= was_qos2
+            if self._row_of:  # only after an outage: the fast path pays nothing for it
+                row = self._row_of.pop(mid, None)
+                if row is not None:
+                    self._finished_rows.append(row)
+                    forget = not self._forget_scheduled
+                    self._forget_scheduled = True
+            if self._never_spooled:
+                self._never_spooled.discard(mid)
+            if self._stale:
+                self._stale.discard(mid)
+                resent = not self._stale
+        if forget and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._forget_finished)
         # Half the window free, or a QoS 2 slot: batches wake-ups under a steady flow.
-        room = was_qos2 or self._handed - self._acked < WINDOW // 2
+        room = was_qos2 or resent or self._handed - self._acked < WINDOW // 2
         if self._backlog and room and self._loop is not None:
             self._backlog = False
             self._loop.call_soon_threadsafe(self._drain)
 
-    def _report_drops(self) -> None:
+    def _count_drop(self) -> None:
+        self.dropped += 1
         if self._drop_reports.ready():
             LOG.warning(
                 "MQTT queue full (%d messages): dropped %d oldest since the last report, %d in all",

@@ -32,12 +32,35 @@ def topic_problem(topic: str) -> str | None:
     if not topic:
         return "empty topic"
     if "+" in topic or "#" in topic:
-        return f"wildcard in topic {topic!r}"
+        return f"wildcard in topic {topic[:200]!r}"
     if "\0" in topic:
         return "NUL in topic"
-    if len(topic.encode()) > MAX_TOPIC_BYTES:
+    try:
+        encoded = topic.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" is valid JSON text)
+        return "topic is not valid UTF-8"
+    if len(encoded) > MAX_TOPIC_BYTES:
         return "topic longer than 65535 bytes"
     return None
+
+
+# The connector's own topics under `N/`. A map that routes a value onto one of them feeds
+# the connector itself: a sensor on N/datapoint_map wiped the map (retained, so at every
+# start), an actuator on N/logs looped at 340 messages/s. N/instances/ is reserved for the
+# presence topics of several instances. Other topics under N/ stay allowed: BEMCom assigns
+# map topics such as N/messages/12/value.
+OWN_TOPICS = ("heartbeat", "logs", "available_datapoints", "datapoint_map", "raw_message_to_db", "state")
+RESERVED_SUBTREES = ("instances/",)
+MAP_SECTIONS = ("sensor", "actuator")
+
+
+def own_topic(topic: str, connector_name: str) -> bool:
+    """True if `topic` is one the connector publishes or listens to itself."""
+    prefix = f"{connector_name}/"
+    if not topic.startswith(prefix):
+        return False
+    part = topic[len(prefix) :]
+    return part in OWN_TOPICS or part.startswith(RESERVED_SUBTREES)
 
 
 @dataclass(frozen=True)
@@ -46,23 +69,36 @@ class DatapointMap:
     actuator: dict[str, str]  # topic -> key
 
     @classmethod
-    def parse(cls, message: Any) -> DatapointMap:
+    def parse(cls, message: Any, connector_name: str | None = None) -> DatapointMap:
+        """The map in a datapoint_map message, or MapError saying what is wrong with it.
+
+        `connector_name`: refuse topics of the connector's own (`N/...`, see OWN_TOPICS).
+        """
         if not isinstance(message, dict):
             raise MapError("datapoint_map must be a JSON object")
-        sections = []
-        for name in ("sensor", "actuator"):
-            section = message.get(name, {})
-            if not isinstance(section, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) and k and v for k, v in section.items()
-            ):
-                raise MapError(f"datapoint_map.{name} must map non-empty strings to strings")
-            sections.append(section)
-        sensor, actuator = sections
+        sensor, actuator = (_section(message, name) for name in MAP_SECTIONS)
         for topic in [*sensor.values(), *actuator.keys()]:
             problem = topic_problem(topic)
+            if problem is None and connector_name is not None and own_topic(topic, connector_name):
+                problem = f"{topic[:200]!r} is one of the connector's own topics"
             if problem is not None:
                 raise MapError(f"datapoint_map: {problem}")
+        both = set(sensor.values()) & actuator.keys()
+        if both:
+            raise MapError(f"datapoint_map: {min(both)[:200]!r} is both a sensor and an actuator topic")
         return cls(sensor=sensor, actuator=actuator)
+
+
+def _section(message: dict[Any, Any], name: str) -> dict[str, str]:
+    """One section of a map: required (a missing one read as empty once wiped a whole map)."""
+    if name not in message:
+        raise MapError(f"datapoint_map has no {name!r} section")
+    section = message[name]
+    if not isinstance(section, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in section.items()
+    ):
+        raise MapError(f"datapoint_map.{name} must map non-empty strings to non-empty strings")
+    return section
 
 
 class KeyLimitError(Exception):

@@ -63,38 +63,36 @@ async def test_values_and_available_datapoints_are_retained(
     assert all(retained for _, _, retained in late.messages)
 
 
-@pytest.mark.parametrize(
-    "bad_map",
-    [
-        b"not json",
-        b'["a"]',
-        b'{"sensor": ["x"]}',
-        b'{"sensor": {"k": 5}}',
-        b'{"actuator": {"t": ""}}',
-        b'{"sensor": {"CP_M__connected": "x/+/y"}}',
-        b'{"actuator": {"a/#": "CP_M__execute_trigger_message"}}',
-        b"[" * 100_000,
-        b'{"sensor": {"CP_M__Heartbeat": NaN}}',
-    ],
-    ids=[
-        "not-json",
-        "list",
-        "sensor-list",
-        "topic-not-string",
-        "empty-key",
-        "sensor-wildcard",
-        "actuator-wildcard",
-        "nested-too-deep",
-        "nan",
-    ],
-)
+# `{N}` stands for the connector's name.
+BAD_MAPS = {
+    "not-json": b"not json",
+    "list": b'["a"]',
+    "sensor-list": b'{"sensor": ["x"], "actuator": {}}',
+    "topic-not-string": b'{"sensor": {"k": 5}, "actuator": {}}',
+    "empty-key": b'{"sensor": {}, "actuator": {"t": ""}}',
+    "sensor-wildcard": b'{"sensor": {"CP_M__connected": "x/+/y"}, "actuator": {}}',
+    "actuator-wildcard": b'{"sensor": {}, "actuator": {"a/#": "CP_M__execute_trigger_message"}}',
+    "nested-too-deep": b"[" * 100_000,
+    "nan": b'{"sensor": {"CP_M__Heartbeat": NaN}, "actuator": {}}',
+    "empty-object": b"{}",
+    "no-actuator-section": b'{"sensor": {"CP_M__Heartbeat": "x/y"}}',
+    "sensor-on-the-map-topic": b'{"sensor": {"CP_M__Heartbeat": "{N}/datapoint_map"}, "actuator": {}}',
+    "actuator-on-the-logs-topic": b'{"sensor": {}, "actuator": {"{N}/logs": "CP_M__execute_trigger_message"}}',
+    "sensor-on-an-instance-topic": b'{"sensor": {"CP_M__Heartbeat": "{N}/instances/a/state"}, "actuator": {}}',
+    "status-on-its-own-actuator-topic": (
+        b'{"sensor": {"CP_M__execute_reset__status": "x/reset"}, "actuator": {"x/reset": "CP_M__execute_reset"}}'
+    ),
+}
+
+
+@pytest.mark.parametrize("bad_map", BAD_MAPS.values(), ids=BAD_MAPS.keys())
 async def test_malformed_map_is_logged_and_the_previous_one_kept(
     connector: RunningConnector, probe: MqttProbe, bad_map: bytes
 ) -> None:
     """A malformed datapoint_map is logged as an ERROR and ignored; values keep their old topics."""
     topic = connector.topic("v/heartbeat")
     await map_datapoints(probe, connector, {"CP_M__Heartbeat": topic}, {})
-    probe.publish(connector.topic("datapoint_map"), bad_map)
+    probe.publish(connector.topic("datapoint_map"), bad_map.replace(b"{N}", connector.name.encode()))
     log = await probe.wait_for(
         connector.topic("logs"), lambda p: p["msg"].startswith("ignored malformed datapoint_map")
     )
@@ -102,6 +100,17 @@ async def test_malformed_map_is_logged_and_the_previous_one_kept(
         await send(charger, "heartbeat")
         await probe.wait_for(topic)
     assert log["level"] == 40
+
+
+async def test_a_map_under_the_connectors_name_but_not_its_own_topics_is_applied(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """Topics under `N/` that are not the connector's own (BEMCom's `N/messages/12/value`) route values."""
+    topic = connector.topic("messages/12/value")
+    await map_datapoints(probe, connector, {"CP_N__Heartbeat": topic}, {})
+    async with ChargerLink(connector.url, "CP_N") as charger:
+        await send(charger, "heartbeat")
+        assert isinstance((await probe.wait_for(topic))["value"], int)
 
 
 async def test_new_keys_arriving_together_are_coalesced(connector: RunningConnector, probe: MqttProbe) -> None:
@@ -237,6 +246,7 @@ async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
             for value in produced:  # answered although the broker is away
                 await send(charger, "meter_values_defaults", meterValue=reading(value))
             assert running.service.mqtt.outbox.pending >= len(produced)
+            since = len(probe.messages)
             persistent_broker.start()
             await probe.wait_value(topic, produced[-1], within=30)
             await probe.wait_for(
@@ -247,6 +257,18 @@ async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
     finally:
         await running.stop()
         probe.close()
+    # After the reconnect: N/state online first, then the backlog (its log lines included) in order.
+    # Not the listing (its own connection), nor the last will (mosquitto publishes it as it
+    # stops; the probe's session kept it).
+    live = [
+        (t, p)
+        for t, p, retained in probe.messages[since:]
+        if not retained and p != {"state": "offline"} and t != running.topic("available_datapoints")
+    ]
+    assert live[0] == (running.topic("state"), {"state": "online"})
+    logs = [p["msg"] for t, p in live if t == running.topic("logs")]
+    lost = next(i for i, m in enumerate(logs) if m.startswith("MQTT connection lost"))
+    assert lost < next(i for i, m in enumerate(logs) if m.startswith("connected to MQTT broker"))
     # Live deliveries only: re-subscribing after the restart also brings the retained value again.
     received = [p["value"] for t, p, retained in probe.messages if t == topic and not retained]
     # QoS 1 is at least once: a delivery whose acknowledgement was cut off by the stop is
@@ -261,3 +283,91 @@ async def test_values_produced_during_a_broker_outage_arrive_oldest_first(
     await late.subscribe(topic)
     assert (await late.wait_for(topic))["value"] == produced[-1]  # the retained value is the newest
     late.close()
+
+
+RETAINED_IGNORED = "ignored a retained message on actuator topic"
+
+
+async def test_a_retained_command_is_never_sent_and_a_live_one_after_it_is(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """A retained command waiting when the map is applied is logged at INFO and not sent; the live one after it is."""
+    topic = connector.topic("cmd/reset")
+    async with ChargerLink(connector.url, "CP_RT") as charger:
+        await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("CP_RT: connected"))
+        probe.publish(topic, {"value": "Hard", "timestamp": 0}, retain=True)
+        await map_datapoints(probe, connector, {}, {topic: "CP_RT__execute_reset"})
+        log = await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith(RETAINED_IGNORED))
+        probe.publish(topic, {"value": "Soft", "timestamp": 0})
+        first_call = await charger.next_call()
+    probe.publish(topic, b"", retain=True)
+    assert first_call == ("Reset", {"type": "Soft"})
+    assert log["level"] == 20 and topic in log["msg"]
+
+
+async def test_an_empty_actuator_message_is_ignored_quietly(connector: RunningConnector, probe: MqttProbe) -> None:
+    """An empty payload on an actuator topic (a retained message deleted) gets no status and no warning."""
+    topic, status = connector.topic("cmd/trigger"), connector.topic("status/trigger")
+    async with ChargerLink(connector.url, "CP_E") as charger:
+        await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("CP_E: connected"))
+        await map_datapoints(
+            probe,
+            connector,
+            {"CP_E__execute_trigger_message__status": status},
+            {topic: "CP_E__execute_trigger_message"},
+        )
+        since = len(probe.messages)
+        probe.publish(topic, b"", retain=True)
+        probe.publish(topic, {"value": 3, "timestamp": 0})
+        first_call = await charger.next_call()
+        await probe.wait_value(status, "Accepted")
+    assert first_call == ("TriggerMessage", {"requested_message": "Heartbeat"})
+    after = probe.messages[since:]
+    assert [p["value"] for t, p, _ in after if t == status] == ["Accepted"]
+    assert not [p for t, p, _ in after if t == connector.topic("logs") and p["level"] >= 30]
+
+
+async def test_a_retained_command_is_not_replayed_after_a_broker_restart(
+    settings_env: dict[str, str], persistent_broker: Mosquitto, connector_name: str
+) -> None:
+    """A retained command that failed (charger away) is not sent when the restarted broker delivers it again."""
+    env = {**settings_env, "MQTT_BROKER_PORT": str(persistent_broker.port)}
+    probe = MqttProbe(persistent_broker.port)
+    await probe.subscribe(f"{connector_name}/#")
+    running = await start_connector(env, probe)
+    topic, status = running.topic("cmd/reset"), running.topic("status/reset")
+    try:
+        async with ChargerLink(running.url, "CP_RR"):
+            await probe.wait_for(running.topic("logs"), lambda p: p["msg"].startswith("CP_RR: connected"))
+        await map_datapoints(probe, running, {"CP_RR__execute_reset__status": status}, {topic: "CP_RR__execute_reset"})
+        probe.publish(topic, {"value": "Hard", "timestamp": 0}, retain=True)  # live: refused, not connected
+        await probe.wait_for(status, lambda p: str(p["value"]).startswith("Failed:"))
+        async with ChargerLink(running.url, "CP_RR") as charger:
+            persistent_broker.stop()
+            since = len(probe.messages)
+            persistent_broker.start()
+            await probe.wait_for(running.topic("logs"), lambda p: p["msg"].startswith(RETAINED_IGNORED), since=since)
+            await probe.wait_for(
+                running.topic("logs"), lambda p: p["msg"].startswith("connected to MQTT broker"), since=since
+            )
+            probe.publish(topic, {"value": "Soft", "timestamp": 0})
+            first_call = await charger.next_call()
+        probe.publish(topic, b"", retain=True)
+    finally:
+        await running.stop()
+        probe.close()
+    assert first_call == ("Reset", {"type": "Soft"})
+
+
+async def test_state_online_comes_first_and_connecting_before_connected(
+    settings_env: dict[str, str], probe: MqttProbe
+) -> None:
+    """At start `N/state` online is the connector's first message, and "connecting" precedes "connected" on N/logs."""
+    since = len(probe.messages)
+    running = await start_connector(settings_env, probe)  # returns once "connected" arrived
+    await running.stop()
+    mine = [(t, p) for t, p, _ in probe.messages[since:] if t.startswith(f"{running.name}/")]
+    logs = [p["msg"] for t, p in mine if t == running.topic("logs")]
+    assert mine[0] == (running.topic("state"), {"state": "online"})
+    connecting = next(i for i, m in enumerate(logs) if m.startswith("connecting to MQTT broker"))
+    assert connecting < next(i for i, m in enumerate(logs) if m.startswith("connected to MQTT broker"))

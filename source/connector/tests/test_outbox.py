@@ -1,4 +1,5 @@
-"""The outbox against a real mosquitto: nothing lost past paho's 65535 ids, order kept, bounds honoured."""
+"""The outbox against a real mosquitto: nothing lost past paho's 65535 ids, order kept, bounds honoured,
+what the broker could not take kept on disk and delivered after the outage."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from connector.outbox import WINDOW, Outbox
+from connector.spool import Spool
 from connector.tests.harness import Mosquitto, MqttProbe
 
 
@@ -27,11 +29,27 @@ async def link(tmp_path: Path) -> AsyncIterator[tuple[mqtt.Client, Mosquitto]]:
     broker.stop()
 
 
-async def connected(client: mqtt.Client, port: int) -> None:
+def new_outbox(client: mqtt.Client, limit: int, spool: Spool | None = None) -> Outbox:
+    """An outbox told of the connection state the way bemcom tells it (from paho's callbacks)."""
+    outbox = Outbox(client, limit, Spool(":memory:") if spool is None else spool)
+    loop = asyncio.get_running_loop()
+    outbox.start(loop)
+
+    def on_disconnect(*args: object) -> None:
+        loop.call_soon_threadsafe(outbox.went_offline)
+
+    client.on_disconnect = on_disconnect
+    return outbox
+
+
+async def connected(client: mqtt.Client, port: int, outbox: Outbox | None = None) -> None:
+    """Connect; the outbox (if given) goes online on this and every later connect."""
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
 
     def on_connect(*args: object) -> None:
+        if outbox is not None:
+            loop.call_soon_threadsafe(outbox.went_online)
         loop.call_soon_threadsafe(done.set)
 
     client.on_connect = on_connect
@@ -44,11 +62,10 @@ async def connected(client: mqtt.Client, port: int) -> None:
 async def test_more_messages_than_paho_has_ids_all_arrive_in_order(link: tuple[mqtt.Client, Mosquitto]) -> None:
     """70,000 QoS 1 messages (past paho's 65535 ids) put at once all arrive, in order, never over WINDOW in paho."""
     client, broker = link
-    outbox = Outbox(client, limit=1_000_000)
-    outbox.start(asyncio.get_running_loop())
+    outbox = new_outbox(client, limit=1_000_000)
     probe = MqttProbe(broker.port)
     await probe.subscribe("o/#", qos=1)
-    await connected(client, broker.port)
+    await connected(client, broker.port, outbox)
     total = 70_000
     held = 0
     for i in range(total):
@@ -65,12 +82,12 @@ async def test_more_messages_than_paho_has_ids_all_arrive_in_order(link: tuple[m
 async def test_full_queue_drops_the_oldest_counts_and_logs(
     link: tuple[mqtt.Client, Mosquitto], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Beyond the limit the oldest waiting messages are dropped, counted, and reported in one WARNING."""
+    """Beyond the limit the oldest messages waiting in memory are dropped, counted, and reported in one WARNING."""
     client, broker = link
-    outbox = Outbox(client, limit=10)
-    outbox.start(asyncio.get_running_loop())
+    outbox = new_outbox(client, limit=10)
+    outbox.went_online()  # as when paho has not noticed yet that the connection is gone
     with caplog.at_level(logging.WARNING, logger="connector.outbox"):
-        for i in range(WINDOW + 100):  # not connected: the window fills, then the queue
+        for i in range(WINDOW + 100):  # paho's window fills, then the queue
             outbox.put("o/x", str(i).encode(), qos=1)
     assert outbox.dropped == 90
     assert outbox.pending == WINDOW + 10
@@ -89,10 +106,9 @@ async def test_full_queue_drops_the_oldest_counts_and_logs(
 
 
 async def test_qos0_while_disconnected_is_not_counted_as_pending(link: tuple[mqtt.Client, Mosquitto]) -> None:
-    """A QoS 0 message paho refuses while disconnected (a heartbeat) does not hold up a flush."""
+    """A QoS 0 message while disconnected (a heartbeat) is neither kept nor holds up a flush."""
     client, _ = link
-    outbox = Outbox(client, limit=10)
-    outbox.start(asyncio.get_running_loop())
+    outbox = new_outbox(client, limit=10)
     outbox.put("o/heartbeat", b"{}", qos=0)
     assert outbox.pending == 0
     assert await outbox.flush(within=1)
@@ -106,11 +122,11 @@ async def test_qos2_backlog_after_a_broker_restart_is_delivered(link: tuple[mqtt
     without the QoS 2 window the connector was thrown off on every reconnect.
     """
     client, broker = link
+    outbox = new_outbox(client, limit=1_000_000)
     disconnects: list[object] = []
-    client.on_disconnect = lambda *args: disconnects.append(args[3])
-    outbox = Outbox(client, limit=1_000_000)
-    outbox.start(asyncio.get_running_loop())
+    client.on_disconnect = lambda *args: disconnects.append(args[3])  # the outbox is not told: paho's path
     await connected(client, broker.port)
+    outbox.went_online()
     client.loop_stop()  # paho notices the outage only once its loop runs again, below
     broker.stop()
     total = 2000
@@ -128,3 +144,120 @@ async def test_qos2_backlog_after_a_broker_restart_is_delivered(link: tuple[mqtt
     raw = [p for t, p, _ in probe.messages if t == "o/raw"]
     assert raw == [i for i in range(total) if i % 3]  # none lost, none repeated, in order
     assert len(disconnects) == 1  # the broker stop; never thrown off afterwards
+
+
+async def test_messages_while_offline_are_spooled_within_the_limit_and_drain_in_order(
+    link: tuple[mqtt.Client, Mosquitto], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Offline, messages go to disk (the oldest dropped beyond the limit); connected, they arrive in order per topic."""
+    client, broker = link
+    spool_file = tmp_path / "spool.sqlite3"
+    outbox = new_outbox(client, limit=1500, spool=Spool(spool_file))
+    with caplog.at_level(logging.WARNING, logger="connector.outbox"):
+        for i in range(2000):  # never connected yet: all to the spool
+            outbox.put("o/raw" if i % 3 else "o/value", str(i).encode(), qos=2 if i % 3 else 1)
+    assert Spool(spool_file).count() == 1500 and outbox.pending == 1500 and outbox.dropped == 500
+    assert len(caplog.records) == 1
+    probe = MqttProbe(broker.port)
+    await probe.subscribe("o/#", qos=1)
+    await connected(client, broker.port, outbox)
+    outbox.put("o/value", b"2000", qos=1)  # behind the spool, not ahead of it
+    assert await outbox.flush(within=60)
+    await probe.wait_for("o/value", lambda p: p == 2000)
+    probe.close()
+    outbox.close()
+    # Per topic: the broker releases a QoS 2 message only when its handshake completes.
+    assert [p for t, p, _ in probe.messages if t == "o/raw"] == [i for i in range(500, 2000) if i % 3]
+    assert [p for t, p, _ in probe.messages if t == "o/value"] == [
+        i for i in range(500, 2001) if i % 3 == 0 or i == 2000
+    ]
+    assert Spool(spool_file).count() == 0  # acknowledged rows are deleted
+
+
+async def test_what_paho_held_and_what_came_after_survive_a_kill_during_an_outage(
+    link: tuple[mqtt.Client, Mosquitto], tmp_path: Path
+) -> None:
+    """Messages paho held unacknowledged and those put offline are on disk; a new outbox on the file delivers all."""
+    client, broker = link
+    spool_file = tmp_path / "spool.sqlite3"
+    outbox = new_outbox(client, limit=1_000_000, spool=Spool(spool_file))
+    await connected(client, broker.port, outbox)
+    await asyncio.to_thread(client.loop_stop)  # paho neither sends nor hears from here on
+    broker.stop()
+    for i in range(100):
+        outbox.put("o/seq", str(i).encode(), qos=1)  # handed to paho, never acknowledged
+    outbox.went_offline()  # as paho's on_disconnect would say
+    for i in range(100, 150):
+        outbox.put("o/seq", str(i).encode(), qos=1)
+    assert Spool(spool_file).count() == 150
+    # The process dies here: a new client and outbox on the same file.
+    broker.start()
+    probe = MqttProbe(broker.port)
+    await probe.subscribe("o/#", qos=1)
+    second = mqtt.Client(CallbackAPIVersion.VERSION2)
+    after_restart = new_outbox(second, limit=1_000_000, spool=Spool(spool_file))
+    assert after_restart.pending == 150
+    await connected(second, broker.port, after_restart)
+    assert await after_restart.flush(within=30)
+    await probe.wait_for("o/seq", lambda p: p == 149)
+    second.loop_stop()
+    probe.close()
+    assert [p for t, p, _ in probe.messages if t == "o/seq"] == list(range(150))
+
+
+async def test_after_a_broker_restart_paho_resends_what_it_held_and_the_spool_follows(
+    link: tuple[mqtt.Client, Mosquitto], tmp_path: Path
+) -> None:
+    """Held messages (resent by paho) and spooled ones arrive once each, in order; then the spool is empty."""
+    client, broker = link
+    spool_file = tmp_path / "spool.sqlite3"
+    outbox = new_outbox(client, limit=1_000_000, spool=Spool(spool_file))
+    await connected(client, broker.port, outbox)
+    await asyncio.to_thread(client.loop_stop)
+    broker.stop()
+    for i in range(100):
+        outbox.put("o/seq", str(i).encode(), qos=1)
+    outbox.went_offline()
+    for i in range(100, 150):
+        outbox.put("o/seq", str(i).encode(), qos=1)
+    broker.start()
+    probe = MqttProbe(broker.port)
+    await probe.subscribe("o/#", qos=1)
+    client.loop_start()  # paho finds the connection gone, reconnects, resends; the outbox goes online
+    assert await outbox.flush(within=30)
+    await probe.wait_for("o/seq", lambda p: p == 149)
+    probe.close()
+    outbox.close()
+    assert [p for t, p, _ in probe.messages if t == "o/seq"] == list(range(150))
+    assert Spool(spool_file).count() == 0
+
+
+async def test_an_outage_while_the_spool_drains_keeps_the_order(
+    link: tuple[mqtt.Client, Mosquitto], tmp_path: Path
+) -> None:
+    """Spooled messages paho held when the connection broke again are resent first; newer ones follow, in order."""
+    client, broker = link
+    outbox = new_outbox(client, limit=1_000_000, spool=Spool(tmp_path / "spool.sqlite3"))
+    for i in range(100):
+        outbox.put("o/seq", str(i).encode(), qos=1)  # never connected: spooled
+    await connected(client, broker.port)
+    await asyncio.to_thread(client.loop_stop)
+    broker.stop()
+    outbox.went_online()  # all 100 rows handed to paho, which cannot deliver them
+    outbox.went_offline()
+    for i in range(100, 150):
+        outbox.put("o/seq", str(i).encode(), qos=1)
+    loop = asyncio.get_running_loop()
+
+    def on_connect(*args: object) -> None:
+        loop.call_soon_threadsafe(outbox.went_online)
+
+    client.on_connect = on_connect
+    broker.start()
+    probe = MqttProbe(broker.port)
+    await probe.subscribe("o/#", qos=1)
+    client.loop_start()
+    assert await outbox.flush(within=30)
+    await probe.wait_until(lambda: len(probe.on("o/seq")) >= 150)
+    probe.close()
+    assert probe.on("o/seq") == list(range(150))

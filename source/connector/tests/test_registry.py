@@ -21,10 +21,15 @@ VALID_MAPS: list[tuple[str, Any, dict[str, str], dict[str, str]]] = [
         {"CP_1__connected": "bemcom/ocpp/1", "CP_1__Heartbeat": "bemcom/ocpp/2"},
         {"bemcom/ocpp/3": "CP_1__execute_trigger_message"},
     ),
-    ("empty object", {}, {}, {}),
     ("empty sections", {"sensor": {}, "actuator": {}}, {}, {}),
-    ("sensor only", {"sensor": {"a": "t/a"}}, {"a": "t/a"}, {}),
-    ("actuator only", {"actuator": {"t/x": "x"}}, {}, {"t/x": "x"}),
+    ("sensor only", {"sensor": {"a": "t/a"}, "actuator": {}}, {"a": "t/a"}, {}),
+    ("actuator only", {"sensor": {}, "actuator": {"t/x": "x"}}, {}, {"t/x": "x"}),
+    (
+        "other topics under the connector's name",
+        {"sensor": {"a": "N/messages/12/value"}, "actuator": {"N/cmd/x": "x", "N/logs/x": "y", "N/states": "z"}},
+        {"a": "N/messages/12/value"},
+        {"N/cmd/x": "x", "N/logs/x": "y", "N/states": "z"},
+    ),
     (
         "identity with __",
         {"sensor": {"site__A__connected": "t/1"}, "actuator": {"t/2": "site__A__execute_send_charging_profile__1"}},
@@ -37,7 +42,7 @@ VALID_MAPS: list[tuple[str, Any, dict[str, str], dict[str, str]]] = [
 @pytest.mark.parametrize(("message", "sensor", "actuator"), [m[1:] for m in VALID_MAPS], ids=[m[0] for m in VALID_MAPS])
 def test_parse_accepts_the_bemcom_shape(message: Any, sensor: dict[str, str], actuator: dict[str, str]) -> None:
     """A `{"sensor": {key: topic}, "actuator": {topic: key}}` object parses into its two mappings."""
-    parsed = DatapointMap.parse(message)
+    parsed = DatapointMap.parse(message, "N")
     assert parsed.sensor == sensor
     assert parsed.actuator == actuator
 
@@ -60,14 +65,26 @@ INVALID_MAPS: list[tuple[str, Any]] = [
     ("empty actuator topic", {"actuator": {"": "CP_1__execute_reset"}}),
     ("empty actuator key", {"actuator": {"t/1": ""}}),
     ("one bad among good", {"sensor": {"a": "t/a", "b": 2}, "actuator": {"t/c": "c"}}),
+    ("empty object", {}),
+    ("no actuator section", {"sensor": {"a": "t/a"}}),
+    ("no sensor section", {"actuator": {"t/x": "x"}}),
+    ("lone surrogate in a topic", {"sensor": {"a": "t/\ud800"}, "actuator": {}}),
+    ("one topic as sensor and actuator", {"sensor": {"a": "t/1"}, "actuator": {"t/1": "b"}}),
+    *[
+        (f"sensor on N/{part}", {"sensor": {"a": f"N/{part}"}, "actuator": {}})
+        for part in ("heartbeat", "logs", "available_datapoints", "datapoint_map", "raw_message_to_db", "state")
+    ],
+    ("actuator on N/logs", {"sensor": {}, "actuator": {"N/logs": "CP_1__execute_reset"}}),
+    ("actuator under N/instances/", {"sensor": {}, "actuator": {"N/instances/a/state": "CP_1__execute_reset"}}),
+    ("sensor under N/instances/", {"sensor": {"a": "N/instances/a/state"}, "actuator": {}}),
 ]
 
 
 @pytest.mark.parametrize("message", [m[1] for m in INVALID_MAPS], ids=[m[0] for m in INVALID_MAPS])
 def test_parse_refuses_malformed_maps(message: Any) -> None:
-    """Anything but an object of two string-to-non-empty-string mappings raises MapError (a ValueError)."""
+    """Anything but both sections of non-empty strings, on topics not the connector's own, raises MapError."""
     with pytest.raises(MapError):
-        DatapointMap.parse(message)
+        DatapointMap.parse(message, "N")
     assert issubclass(MapError, ValueError)
 
 
@@ -202,7 +219,7 @@ SENSOR_TOPICS = [("site__A__connected", "t/a"), ("site__connected", None), ("A__
 def test_sensor_topic_matches_the_whole_key(key: str, topic: str | None) -> None:
     """sensor_topic finds a topic only for the exact key of the map, never for a part of it."""
     registry = Registry()
-    registry.map = DatapointMap.parse({"sensor": {"site__A__connected": "t/a"}})
+    registry.map = DatapointMap.parse({"sensor": {"site__A__connected": "t/a"}, "actuator": {}})
     assert registry.sensor_topic(key) == topic
 
 

@@ -9,7 +9,7 @@ with the transaction and the reservation it had, without a new BootNotification.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,8 @@ class Rig:
         )
 
     async def kill(self) -> None:
-        assert self.process is not None
-        await self.process.kill()
+        if self.process is not None:
+            await self.process.kill()
 
     def sensor(self, *parts: object) -> str:
         return self.topic(f"sensor/{key(CP, *parts)}")
@@ -154,3 +154,58 @@ async def test_clean_shutdown_says_offline(rig: Rig, probe: MqttProbe, broker: M
     finally:
         late.close()
     assert retained == {"state": "offline"} and late.messages[0][2] is True
+
+
+def energy_reading(value: int) -> list[dict[str, object]]:
+    """One meterValue element with an energy reading of `value` Wh, `value` seconds into the hour."""
+    return [
+        {"timestamp": f"2026-11-21T10:{value // 60:02d}:{value % 60:02d}Z", "sampledValue": [{"value": str(value)}]}
+    ]
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker this test stops and starts again (on the same port, without persistence)."""
+    directory = tmp_path / "broker"
+    directory.mkdir()
+    server = Mosquitto(directory)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_values_answered_during_an_outage_survive_a_sigkill(
+    own_broker: Mosquitto, connector_name: str, tmp_path: Path
+) -> None:
+    """Values answered while the broker is down, then SIGKILL: the next process on STATE_DIR delivers all, in order."""
+    energy = key(CP, "MeterValues", 1, "Energy.Active.Import.Register", "Wh")
+    probe = MqttProbe(own_broker.port)
+    await probe.subscribe(f"{connector_name}/#")
+    rig = Rig(own_broker, connector_name, tmp_path, probe)
+    topic = rig.topic(f"sensor/{energy}")
+    mapping = {"sensor": {energy: topic}, "actuator": {}}
+    probe.publish(rig.topic("datapoint_map"), mapping, retain=True)
+    answered = list(range(1, 201))
+    try:
+        await rig.start()
+        async with ChargerLink(rig.url, CP) as charger:
+            await send(charger, "meter_values_defaults", meterValue=energy_reading(0))
+            await probe.wait_value(topic, 0)
+            probe.close()
+            assert rig.process is not None
+            since = len(rig.process.lines)
+            own_broker.stop()
+            await rig.process.wait_for_line("MQTT connection lost", since=since)
+            for value in answered:
+                await send(charger, "meter_values_defaults", meterValue=energy_reading(value))
+            await rig.kill()
+        own_broker.start()
+        probe = rig.probe = MqttProbe(own_broker.port)
+        await probe.subscribe(f"{connector_name}/#")
+        probe.publish(rig.topic("datapoint_map"), mapping, retain=True)  # the broker kept nothing
+        await rig.start()
+        await probe.wait_value(topic, answered[-1])
+    finally:
+        await rig.kill()
+        probe.close()
+    assert [p["value"] for t, p, retained in probe.messages if t == topic and not retained] == answered

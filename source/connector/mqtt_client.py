@@ -1,0 +1,97 @@
+"""paho's client, made to say why it cannot reach the broker.
+
+paho's network loop retries a failed connection attempt forever, but it catches the
+OSError of the attempt and calls `on_connect_fail` without it: an operator saw nothing
+beyond "connecting to MQTT broker" for a broker that refused, did not resolve or failed
+the TLS handshake. `reconnect` is the one method every attempt passes through, in paho's
+thread, so overriding it to keep the exception is the narrowest seam; `on_connect_fail`,
+called right after in the same thread, reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+
+from connector.limits import Throttled
+
+LOG = logging.getLogger(__name__)
+
+# Back-off between attempts, in s: paho doubles it from the first to the last. Capped low:
+# with paho's old cap of 30 s the connector came back 10.7 s after a broker restart.
+RECONNECT_MIN_DELAY_S = 1
+RECONNECT_MAX_DELAY_S = 2
+# A broker that stays away is reported at once, then at most once per interval and reason.
+FAILURE_REPORT_INTERVAL_S = 30.0
+
+
+class ReportingClient(mqtt.Client):
+    """A paho client that keeps the exception of its last failed connection attempt."""
+
+    last_error: OSError | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as error:
+            self.last_error = error
+            raise
+
+
+class Failure(NamedTuple):
+    reason: str
+    level: int  # ERROR where the operator must act (TLS, credentials), else WARNING
+
+
+def describe(error: OSError | None, tls: bool) -> Failure:
+    """Why an attempt failed, in an operator's words (never a secret: paho's errors hold none)."""
+    if isinstance(error, socket.gaierror):
+        return Failure(f"name not resolved ({error.strerror or error})", logging.WARNING)
+    if isinstance(error, ConnectionRefusedError):
+        return Failure("connection refused (is the broker running, on this port?)", logging.WARNING)
+    if isinstance(error, ssl.SSLError):
+        detail = getattr(error, "verify_message", None) or error.reason or error
+        return Failure(f"TLS failure ({detail})", logging.ERROR)
+    if tls and isinstance(error, ConnectionResetError):  # a plain listener hangs up on a TLS hello
+        return Failure("TLS failure (connection reset in the handshake: does this port speak TLS?)", logging.ERROR)
+    if isinstance(error, TimeoutError):
+        return Failure("no answer (timed out)", logging.WARNING)
+    return Failure(str(error) if error is not None else "unknown reason", logging.WARNING)
+
+
+class FailureReports:
+    """Failed attempts, logged per reason: the first at once, then one per interval with a count."""
+
+    def __init__(
+        self, address: str, interval: float = FAILURE_REPORT_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._address = address
+        self._interval = interval
+        self._clock = clock
+        self._by_reason: dict[str, Throttled] = {}
+        self.failures = 0  # since the last successful connect
+
+    def failed(self, reason: str, level: int = logging.WARNING) -> None:
+        self.failures += 1
+        throttle = self._by_reason.setdefault(reason, Throttled(self._interval, self._clock))
+        if throttle.ready():
+            LOG.log(
+                level,
+                "cannot connect to MQTT broker %s: %s; retrying (%d more failed attempts since the last report)",
+                self._address,
+                reason,
+                throttle.take_suppressed(),
+            )
+
+    def connected(self) -> int:
+        """A connect succeeded: the failures before it, and a fresh start for the next outage."""
+        failures, self.failures = self.failures, 0
+        self._by_reason.clear()
+        return failures

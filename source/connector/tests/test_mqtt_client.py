@@ -1,0 +1,188 @@
+"""A broker the connector cannot reach is reported with host:port and the reason, throttled, and retried."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from connector.mqtt_client import FailureReports
+from connector.service import Service
+from connector.settings import Settings
+from connector.tests.harness import WAIT_S, Mosquitto
+
+
+class Records(logging.Handler):
+    """Log records of the connector, from any thread, that a test can await."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._loop.call_soon_threadsafe(self._add, record)
+
+    def _add(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[logging.LogRecord], bool]) -> logging.LogRecord:
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                found = next((r for r in self.records if predicate(r)), None)
+                if found is not None:
+                    return found
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@pytest.fixture
+async def records() -> AsyncIterator[Records]:
+    handler = Records()
+    logger = logging.getLogger("connector")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@pytest.fixture
+async def run_service(settings_env: dict[str, str]) -> AsyncIterator[Callable[[dict[str, str]], Service]]:
+    """Starts a connector in this loop with changed settings; stops it at the end of the test."""
+    running: list[tuple[Service, asyncio.Task[None]]] = []
+
+    def start(changes: dict[str, str]) -> Service:
+        service = Service(Settings.from_env({**settings_env, **changes}))
+        running.append((service, asyncio.create_task(service.run())))
+        return service
+
+    yield start
+    for service, task in running:
+        service.stop.set()
+        async with asyncio.timeout(WAIT_S):
+            await task
+
+
+@pytest.fixture(scope="module")
+def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(path))
+    yield str(path)
+
+
+def connect_failure(record: logging.LogRecord) -> bool:
+    return record.getMessage().startswith("cannot connect to MQTT broker")
+
+
+async def test_a_refused_connection_is_reported_and_retried_until_the_broker_is_there(
+    run_service: Callable[[dict[str, str]], Service], records: Records, tmp_path: Path
+) -> None:
+    """Nothing listening: one WARNING naming host:port and "connection refused"; once a broker starts, connected."""
+    broker = Mosquitto(tmp_path)
+    run_service({"MQTT_BROKER_PORT": str(broker.port)})
+    warning = await records.wait_for(connect_failure)
+    broker.start()
+    try:
+        connected = await records.wait_for(lambda r: r.getMessage().startswith("connected to MQTT broker"))
+    finally:
+        broker.stop()
+    assert warning.levelno == logging.WARNING
+    assert warning.getMessage().startswith(f"cannot connect to MQTT broker 127.0.0.1:{broker.port}: connection refused")
+    assert f"127.0.0.1:{broker.port} (after " in connected.getMessage()
+    assert len([r for r in records.records if connect_failure(r)]) == 1  # the retries are counted, not logged
+
+
+async def test_an_unresolvable_name_is_reported(
+    run_service: Callable[[dict[str, str]], Service], records: Records
+) -> None:
+    """A broker host name that does not resolve is a WARNING naming it and "name not resolved"."""
+    run_service({"MQTT_BROKER_HOST": "broker.invalid", "MQTT_BROKER_PORT": "1883"})
+    warning = await records.wait_for(connect_failure)
+    assert warning.levelno == logging.WARNING
+    assert warning.getMessage().startswith("cannot connect to MQTT broker broker.invalid:1883: name not resolved")
+
+
+async def test_a_tls_failure_is_an_error(
+    run_service: Callable[[dict[str, str]], Service], records: Records, broker: Mosquitto, ca_file: str
+) -> None:
+    """MQTT_TLS_CA_FILE against a broker that does not speak TLS: an ERROR saying "TLS failure"."""
+    run_service({"MQTT_TLS_CA_FILE": ca_file})
+    error = await records.wait_for(connect_failure)
+    assert error.levelno == logging.ERROR
+    assert error.getMessage().startswith(f"cannot connect to MQTT broker 127.0.0.1:{broker.port}: TLS failure")
+
+
+async def test_refused_credentials_are_an_error(
+    run_service: Callable[[dict[str, str]], Service], records: Records, tmp_path: Path
+) -> None:
+    """A broker that refuses the credentials: an ERROR with host:port and the broker's reason, no password."""
+    broker = Mosquitto(tmp_path, extra_config="allow_anonymous false\n")  # no one is allowed in
+    broker.start()
+    try:
+        run_service({"MQTT_BROKER_PORT": str(broker.port), "MQTT_USERNAME": "u", "MQTT_PASSWORD": "pw-Kx81"})
+        error = await records.wait_for(connect_failure)
+    finally:
+        broker.stop()
+    assert error.levelno == logging.ERROR
+    assert error.getMessage().startswith(
+        f"cannot connect to MQTT broker 127.0.0.1:{broker.port}: refused by the broker (Not authorized)"
+    )
+    assert not any("pw-Kx81" in r.getMessage() for r in records.records)
+
+
+def test_failures_are_reported_once_per_interval_and_reason_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
+    """The first failure of each reason is logged at once; repeats within the interval are counted into the next."""
+    now = [0.0]
+    reports = FailureReports("b:1883", interval=30.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="connector.mqtt_client"):
+        for _ in range(5):
+            reports.failed("connection refused")
+        reports.failed("name not resolved")
+        now[0] = 31.0
+        reports.failed("connection refused")
+    assert [r.getMessage().split("; retrying ")[1] for r in caplog.records] == [
+        "(0 more failed attempts since the last report)",
+        "(0 more failed attempts since the last report)",
+        "(4 more failed attempts since the last report)",
+    ]
+    assert [r.getMessage().split(": ")[1].split(";")[0] for r in caplog.records] == [
+        "connection refused",
+        "name not resolved",
+        "connection refused",
+    ]
+    assert reports.connected() == 7 and reports.failures == 0
+
+
+def connected_record(record: logging.LogRecord) -> bool:
+    return record.getMessage().startswith("connected to MQTT broker")
+
+
+async def test_reconnecting_after_a_broker_restart_takes_at_most_a_few_seconds(
+    run_service: Callable[[dict[str, str]], Service], records: Records, tmp_path: Path
+) -> None:
+    """The back-off is capped at 2 s: after a 3.5 s outage the connector is back within 3 s (paho's 30 s cap: 3.5 s)."""
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    try:
+        run_service({"MQTT_BROKER_PORT": str(broker.port)})
+        await records.wait_for(connected_record)
+        broker.stop()
+        await records.wait_for(lambda r: r.getMessage().startswith("MQTT connection lost"))
+        since = len(records.records)
+        await asyncio.to_thread(time.sleep, 3.5)  # the outage: attempts at 1 and 3 s, then every 2 s
+        broker.start()
+        returned = time.monotonic()
+        await records.wait_for(lambda r: connected_record(r) and records.records.index(r) >= since)
+        took = time.monotonic() - returned
+    finally:
+        broker.stop()
+    assert took < 3.0
