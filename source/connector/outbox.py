@@ -1,17 +1,21 @@
 """Ordered, bounded hand-over of outgoing MQTT messages to paho.
 
-paho keys unacknowledged messages by their 16-bit message id. Hand it more than 65535
+paho keys unacknowledged messages by their 16-bit message id
+(https://github.com/eclipse-paho/paho.mqtt.python/issues/377). Hand it more than 65535
 before acknowledgements return (a fleet's meter values while paho's thread waits for the
-GIL, or a broker outage) and later messages overwrite earlier ones: they vanish without an
-error. The benchmark lost 12 % of 80,000 values that way. So paho gets at most `WINDOW`
-unacknowledged messages; the rest wait here, oldest first, and go on as acknowledgements
-come back. Beyond `limit` waiting messages the oldest are dropped, counted and reported.
+GIL, or a broker outage) and later messages are lost: paho 2.2 refuses them with a return
+code (MQTT_ERR_QUEUE_SIZE) that nothing else reports. The benchmark lost 12 % of 80,000
+values that way. So paho gets at most `WINDOW` unacknowledged messages; the rest wait
+here, oldest first, and go on as acknowledgements come back. Beyond `limit` waiting
+messages the oldest are dropped, counted and reported.
 
 QoS 2 messages (raw frames) have a tighter window: mosquitto admits at most
-`max_inflight_messages` (default 20) incoming QoS 2 messages awaiting PUBREL per client and
-disconnects a client beyond it (PUBREC "quota exceeded"). paho resends everything it holds
-at once after a reconnect, so with more held the connector was thrown off on every
-reconnect and a backlog never drained.
+`max_inflight_messages` (default 20) incoming QoS 2 messages awaiting PUBREL per client.
+Beyond it, mosquitto 2.0.11 with MQTT 3.1.1 acknowledges a message and drops it (its log:
+PUBREC "rc151", quota exceeded; seen when re-checked for this comment), and this project's
+outage test once saw the connector thrown off and reconnecting; paho resends everything it
+holds at once after a reconnect (https://github.com/eclipse-paho/paho.mqtt.python/issues/492),
+so with more held a backlog lost messages or never drained.
 
 Threads: `put`, `_drain` and `flush` run on the asyncio loop; `_on_publish` runs on
 paho's network thread. `_handed` is written only by the loop and `_acked` only by paho's

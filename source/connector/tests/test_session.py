@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from connector import __version__
 from connector.tests.conftest import RunningConnector, map_datapoints, values
 from connector.tests.harness import METER_VALUES_8, ChargerLink, MqttProbe, RawLink, frame, send
 
@@ -174,7 +175,7 @@ async def test_raw_frames_reach_raw_message_to_db(settings_env: dict[str, str], 
     assert incoming["payload"]["raw_message"] == sent
     assert incoming["payload"]["charge_point_id"] == "CP_RAW"
     assert json.loads(outgoing["payload"]["raw_message"]) == answer
-    assert incoming["connector_version"] == "0.1.0"
+    assert incoming["connector_version"] == __version__
     assert isinstance(incoming["payload"]["timestamp"], int)
 
 
