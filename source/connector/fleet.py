@@ -24,7 +24,7 @@ from dataclasses import dataclass
 MIN_ABSENCE_FOR_CAP_S = 3600.0
 
 
-@dataclass
+@dataclass(slots=True)  # one per charge point
 class Member:
     booted: bool = False
     absent_since: float | None = None  # seconds since 1970; None while connected

@@ -105,24 +105,23 @@ class KeyLimitError(Exception):
     """A charge point has as many keys as OCPP_MAX_KEYS_PER_CHARGE_POINT allows."""
 
 
-class Listing:
-    """One section of one charge point's part of available_datapoints, kept as encoded JSON.
+def add_entry(entries: bytearray, key: str, example: Any) -> None:
+    """Append `"key": example` to one charge point's part of a listing section.
 
-    With thousands of chargers the message lists hundreds of thousands of keys (27 MB at
-    10,000 chargers). Encoding the whole dict again for every new key blocked the loop for
-    a large share of each second while a fleet booted (the benchmark showed commands
-    waiting over a second); here each entry is encoded once, when its key appears, into
-    its charge point's buffer, and a listing is one join of the buffers. Kept per charge
-    point so that forgetting one costs nothing but dropping its buffers.
+    With thousands of chargers available_datapoints lists hundreds of thousands of keys
+    (27 MB at 10,000 chargers). Encoding the whole dict again for every new key blocked the
+    loop for a large share of each second while a fleet booted (the benchmark showed
+    commands waiting over a second); here each entry is encoded once, when its key appears,
+    into its charge point's buffer, and a listing is one join of the buffers.
     """
+    if entries:
+        entries += b", "
+    entries += f"{json.dumps(key)}: {json.dumps(shortened(example), allow_nan=False)}".encode()
 
-    def __init__(self) -> None:
-        self.entries = bytearray()  # `"key": example` entries, comma separated
 
-    def add(self, key: str, example: Any) -> None:
-        if self.entries:
-            self.entries += b", "
-        self.entries += f"{json.dumps(key)}: {json.dumps(shortened(example), allow_nan=False)}".encode()
+def listed_keys(entries: bytearray) -> list[str]:
+    """The keys in one charge point's part of a listing section (to forget them: rare)."""
+    return list(json.loads(b"{" + entries + b"}")) if entries else []
 
 
 MAX_EXAMPLE_CHARS = 200
@@ -148,13 +147,20 @@ class KeyRecord:
 
 
 class ChargePointKeys:
-    """Everything the registry holds for one charge point (or, under None, for no charge point)."""
+    """Everything the registry holds for one charge point (or, under None, for no charge point).
+
+    Lean on purpose (slots, no set of its keys): there is one per charger, and the keys
+    themselves can be read back from the listing buffers when the charge point is forgotten.
+    """
+
+    __slots__ = ("actuators", "count", "restored", "sensors", "unlisted")
 
     def __init__(self) -> None:
-        self.names: set[str] = set()  # every key, listed or not: what the key limit counts
-        self.sensors = Listing()
-        self.actuators = Listing()
-        self.unlisted: dict[str, Any] = {}  # actuator key -> example, routable but not announced yet
+        self.count = 0  # keys held, listed or not: what the key limit counts
+        self.sensors = bytearray()  # its part of the listing's sensor section
+        self.actuators = bytearray()  # ... and of its actuator section
+        self.unlisted: dict[str, Any] | None = None  # actuator key -> example, routable, not announced yet
+        self.restored: set[str] | None = None  # sensor keys listed before a restart, no value since
 
 
 class Registry:
@@ -188,22 +194,23 @@ class Registry:
             self.sensors[point.key] = point
             return False
         keys = self._keys(cp)
-        if point.key in keys.names:  # listed before a restart: known, now with a value
+        if keys.restored is not None and point.key in keys.restored:  # listed before a restart
+            keys.restored.discard(point.key)
             self.sensors[point.key] = point
             return False
         self._count_new_key(cp, keys, point.key)
         self.sensors[point.key] = point
-        keys.sensors.add(point.key, point.value)  # its first value is its example
+        add_entry(keys.sensors, point.key, point.value)  # its first value is its example
         if cp is not None:
             self.unsaved.append(KeyRecord(point.key, cp, shortened(point.value)))
         return True
 
     def add_actuator(self, key: str, ref: ActuatorRef, example: Any, listed: bool = True) -> bool:
         """Record an actuator; True if it is new to the listing. KeyLimitError as for sensors."""
-        keys = self._keys(ref.cp)
         if key in self.actuators:
             return False
-        if key in keys.unlisted:
+        keys = self._keys(ref.cp)
+        if keys.unlisted is not None and key in keys.unlisted:
             if listed:
                 self._list_actuator(keys, key, ref, keys.unlisted.pop(key))
             return listed
@@ -212,18 +219,20 @@ class Registry:
         if listed:
             self._list_actuator(keys, key, ref, example)
         else:
+            if keys.unlisted is None:
+                keys.unlisted = {}
             keys.unlisted[key] = example
         return listed
 
     def _list_actuator(self, keys: ChargePointKeys, key: str, ref: ActuatorRef, example: Any) -> None:
         self.actuators[key] = example
-        keys.actuators.add(key, example)
+        add_entry(keys.actuators, key, example)
         self.unsaved.append(KeyRecord(key, ref.cp, shortened(example), ref))
 
     def list_actuators(self, cp: str) -> bool:
         """List the charge point's routable actuators (it booted); True if any was new."""
         keys = self._keys(cp)
-        unlisted, keys.unlisted = keys.unlisted, {}
+        unlisted, keys.unlisted = keys.unlisted or {}, None
         for key, example in unlisted.items():
             self._list_actuator(keys, key, self.actuator_refs[key], example)
         return bool(unlisted)
@@ -231,19 +240,19 @@ class Registry:
     def drop_unlisted(self, cp: str) -> None:
         """Forget the actuators of a charge point that left before it was listed."""
         keys = self._by_cp.get(cp)
-        if keys is None:
+        if keys is None or keys.unlisted is None:
             return
         for key in keys.unlisted:
-            keys.names.discard(key)
             del self.actuator_refs[key]
-        keys.unlisted = {}
+        keys.count -= len(keys.unlisted)
+        keys.unlisted = None
 
     def forget(self, cp: str) -> None:
         """Drop every key of a charge point (gone for long); the listing shrinks with it."""
         keys = self._by_cp.pop(cp, None)
         if keys is None:
             return
-        for key in keys.names:
+        for key in [*listed_keys(keys.sensors), *listed_keys(keys.actuators), *(keys.unlisted or ())]:
             self.sensors.pop(key, None)
             self.actuators.pop(key, None)
             self.actuator_refs.pop(key, None)
@@ -256,20 +265,23 @@ class Registry:
         skipped like new ones (the limit may have been lowered).
         """
         keys = self._keys(record.cp)
-        if record.key in keys.names or len(keys.names) >= self.max_keys_per_cp:
+        if keys.count >= self.max_keys_per_cp or record.key in self.actuators:
             return
-        keys.names.add(record.key)
+        keys.count += 1
         if record.actuator is None:
-            keys.sensors.add(record.key, record.example)
+            if keys.restored is None:
+                keys.restored = set()
+            keys.restored.add(record.key)
+            add_entry(keys.sensors, record.key, record.example)
         else:
             self.actuator_refs[record.key] = record.actuator
             self.actuators[record.key] = record.example
-            keys.actuators.add(record.key, record.example)
+            add_entry(keys.actuators, record.key, record.example)
 
     def key_count(self, cp: str) -> int:
         """Keys the charge point holds (listed, or routable while it is connected)."""
         keys = self._by_cp.get(cp)
-        return 0 if keys is None else len(keys.names)
+        return 0 if keys is None else keys.count
 
     def take_unsaved(self) -> list[KeyRecord]:
         taken, self.unsaved = self.unsaved, []
@@ -284,9 +296,9 @@ class Registry:
     def _count_new_key(self, cp: str | None, keys: ChargePointKeys, key: str) -> None:
         # Keys of no charge point (the status of a key the map names) are bounded by the map;
         # the status of a known actuator by its actuator, and it must always reach the operator.
-        if cp is not None and len(keys.names) >= self.max_keys_per_cp and not self._is_status(key):
+        if cp is not None and keys.count >= self.max_keys_per_cp and not self._is_status(key):
             raise KeyLimitError(cp)
-        keys.names.add(key)
+        keys.count += 1
 
     def _is_status(self, key: str) -> bool:
         return key.endswith(STATUS_SUFFIX) and key[: -len(STATUS_SUFFIX)] in self.actuator_refs
@@ -294,8 +306,8 @@ class Registry:
     def available_datapoints(self) -> bytes:
         """`{"sensor": {key: example}, "actuator": {key: example}}` as UTF-8 JSON; a sensor's
         example is the first value it had."""
-        sensors = b", ".join(k.sensors.entries for k in self._by_cp.values() if k.sensors.entries)
-        actuators = b", ".join(k.actuators.entries for k in self._by_cp.values() if k.actuators.entries)
+        sensors = b", ".join(k.sensors for k in self._by_cp.values() if k.sensors)
+        actuators = b", ".join(k.actuators for k in self._by_cp.values() if k.actuators)
         return b"".join((b'{"sensor": {', sensors, b'}, "actuator": {', actuators, b"}}"))
 
     def sensor_topic(self, key: str) -> str | None:
