@@ -5,8 +5,10 @@ identity that connected, booted and left used to be kept for the connector's lif
 keys, its state, its share of every available_datapoints message (24,000 identities made
 a 32.6 MB listing, re-published for each new one). So a charge point that has been gone
 longer than OCPP_FORGET_AFTER is forgotten, and so are the longest-gone ones beyond
-`max_absent` (as many as may be connected at once) once gone for an hour: what the
-connector keeps is bounded by the fleet it serves, not by every identity it ever saw. A forgotten charger that comes
+`max_absent` (as many as may be connected at once): what the connector keeps is bounded
+by the fleet it serves, not by every identity it ever saw. A network blip that
+disconnects a whole fleet forgets none of it: those are the most recently gone, and a
+fleet is no larger than what may be connected at once. A forgotten charger that comes
 back is served as a new one; its keys reappear as it sends them.
 
 `booted` marks a charge point that sent a BootNotification (to this connector, at any time
@@ -15,13 +17,10 @@ it still remembers): only such a charger has its actuators listed as soon as it 
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-# Beyond `max_absent`, only charge points gone at least this long are forgotten: a site's
-# network blip that disconnects the whole fleet for minutes must not wipe what is known.
-MIN_ABSENCE_FOR_CAP_S = 3600.0
 
 
 @dataclass(slots=True)  # one per charge point
@@ -70,19 +69,14 @@ class Roster:
         member = self.members.get(cp)
         return member is not None and member.booted
 
-    def due(self) -> list[str]:
-        """Charge points to forget now: gone too long, then the longest gone beyond `max_absent`."""
-        absent = sorted(
-            ((m.absent_since, cp) for cp, m in self.members.items() if m.absent_since is not None),
-            reverse=True,  # most recently gone first: kept first
-        )
-        now = self._clock()
-        horizon, settled = now - self.forget_after, now - MIN_ABSENCE_FOR_CAP_S
-        return [
-            cp
-            for rank, (since, cp) in enumerate(absent)
-            if since < horizon or (rank >= self.max_absent and since < settled)
-        ]
+    def due(self, limit: int) -> list[str]:
+        """At most `limit` charge points to forget now, longest gone first: those gone longer
+        than forget_after, and the longest gone beyond `max_absent` absent ones."""
+        absent = [(m.absent_since, cp) for cp, m in self.members.items() if m.absent_since is not None]
+        horizon = self._clock() - self.forget_after
+        gone_too_long = sum(1 for since, _ in absent if since < horizon)
+        count = min(max(gone_too_long, len(absent) - self.max_absent), limit)
+        return [cp for _, cp in heapq.nsmallest(count, absent)] if count > 0 else []
 
     def forget(self, cp: str) -> None:
         self.members.pop(cp, None)

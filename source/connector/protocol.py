@@ -80,6 +80,13 @@ MAX_NAMED_DEVIATIONS = 5
 # some hundreds.
 MAX_SAMPLED_VALUES = 2000
 
+# Array items in a payload that is not plainly valid (the compiled check refused it), beyond
+# which it is refused without asking jsonschema, whose walk costs ~15 us an item: any
+# payload, a charger's answer to our calls and an operator's execute_ocpp_call included,
+# is bounded to ~75 ms of the loop. A capped MeterValues stays below it (2,000 values in
+# at most 2,000 elements); real answers (a GetConfiguration of some hundred keys) far below.
+MAX_ARRAY_ITEMS = 5000
+
 REFUSAL_BY_KEYWORD: dict[str, type[OCPPError]] = {
     "type": TypeConstraintViolationError,
     "required": ProtocolError,
@@ -206,7 +213,28 @@ def check_payload(action: str, payload: dict[str, Any], message_type: int) -> Ve
     """
     if _compiled_accepts(action, payload, message_type):
         return Verdict()
+    if array_items_beyond(payload, MAX_ARRAY_ITEMS):
+        beyond = f"payload: more than {MAX_ARRAY_ITEMS} array items"
+        return Verdict(refusal=OccurenceConstraintViolationError(description=beyond), unquoted=[beyond])
     return _jsonschema_verdict(action, payload, message_type)
+
+
+def array_items_beyond(payload: Any, limit: int) -> bool:
+    """Whether the arrays in `payload`, at any depth, hold more than `limit` items in all.
+
+    Stops as soon as it knows: at most `limit` items are looked at.
+    """
+    pending, seen = [payload], 0
+    while pending:
+        value = pending.pop()
+        if isinstance(value, list):
+            seen += len(value)
+            if seen > limit:
+                return True
+            pending.extend(value)
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+    return False
 
 
 # Draft 4 is what the ocpp library validates every 1.6 schema with, even the security
@@ -298,8 +326,10 @@ def _jsonschema_verdict(action: str, payload: dict[str, Any], message_type: int)
         with localcontext() as context:
             context.prec = 400
             refused = next(_jsonschema_core(message_type, action).iter_errors(payload), None) if search else None
+            # A refused payload needs no deviations named: it is not handled (and the search
+            # for them would walk all of it).
             deviations = _tolerated_errors(_jsonschema_full(message_type, action).iter_errors(payload))
-            named = list(itertools.islice(deviations, MAX_NAMED_DEVIATIONS))
+            named = [] if refused is not None else list(itertools.islice(deviations, MAX_NAMED_DEVIATIONS))
     except (InvalidOperation, TypeError, ValueError):  # beyond even that: no meaningful OCPP number
         out_of_range = "a number is out of range"
         return Verdict(refusal=PropertyConstraintViolationError(description=out_of_range), unquoted=[out_of_range])
@@ -369,23 +399,27 @@ def _weight(element: Any) -> int:
 def capped_sampled_values(action: str, payload: dict[str, Any]) -> int:
     """Cut a charger's payload down to MAX_SAMPLED_VALUES sampled values, in place; how many were cut.
 
-    Runs before the schema check, so anything not shaped as the schema wants is left as
-    it is, for the check to judge. The first values in the frame's order are kept.
+    Runs before the schema check. Every element counts, whatever its shape (at least one:
+    300,000 `1`s are no cheaper to check than 300,000 values); the first in the frame's
+    order are kept, and what is left is judged by the schema check as usual.
     """
     elements = payload.get(_SAMPLED_ELEMENTS.get(action, ""))
     if not isinstance(elements, list):
         return 0
     room, cut = MAX_SAMPLED_VALUES, 0
+    if len(elements) > MAX_SAMPLED_VALUES:
+        # Each element weighs one at least, so these go whatever they hold; counted as one
+        # each, unread (reading 300,000 of them would cost more than the check it spares).
+        cut = len(elements) - MAX_SAMPLED_VALUES
+        del elements[MAX_SAMPLED_VALUES:]
     for index, element in enumerate(elements):
-        samples = _samples_of(element)
-        if samples is None:
-            continue
         if room <= 0:  # this element and the later ones are skipped whole
             cut += sum(_weight(later) for later in elements[index:])
             del elements[index:]
             break
-        if len(samples) > room:
+        samples = _samples_of(element)
+        if samples is not None and len(samples) > room:
             cut += len(samples) - room
             del samples[room:]
-        room -= len(samples) or 1
+        room -= _weight(element)
     return cut

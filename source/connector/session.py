@@ -37,7 +37,7 @@ from connector.actuators import ACTUATORS, GET_CONFIGURATION, RATE_UNIT_KEY, Ocp
 from connector.authorization import IdTagPolicy
 from connector.charger import ChargerState
 from connector.datapoints import Datapoint
-from connector.limits import MessageRate
+from connector.limits import MessageRate, RefusalLog
 from connector.protocol import (
     MAX_SAMPLED_VALUES,
     FrameProblem,
@@ -128,6 +128,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self._tasks: set[asyncio.Task[None]] = set()
         self._timeouts = 0  # calls that went unanswered: fails the ones queued behind them
         self._named: set[str] = set()  # deviations already logged on this connection
+        self._refusals: RefusalLog | None = None
         self._rate = MessageRate(max_message_rate)
         self._write_timeout = write_timeout
         # Plausible phase voltages of this connection, latest per phase: W <-> A conversions use
@@ -169,9 +170,9 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     async def _refuse_frame(self, problem: FrameProblem, raw_msg: str) -> None:
         if problem.unique_id is None:
             # OCPP-J 1.6 4.2.3: without a unique id there is nothing to answer.
-            self.log.warning("%s: dropped frame (%s): %.200s", self.id, problem.reason, raw_msg)
+            self._refused("dropped frames", "%s: dropped frame (%s): %.200s", self.id, problem.reason, raw_msg)
             return
-        self.log.warning("%s: refused frame (%s): %.200s", self.id, problem.reason, raw_msg)
+        self._refused("refused frames", "%s: refused frame (%s): %.200s", self.id, problem.reason, raw_msg)
         error = formation_violation(problem)
         await self._send(CallError(problem.unique_id, error.code, error.description, {}).to_json())
 
@@ -181,7 +182,8 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             self._cap_sampled_values(msg)
             refusal = self._schema_refusal(msg)
         if refusal is not None:
-            self.log.warning("%s: refused %.100s: %s %s", self.id, msg.action, refusal.code, refusal.description)
+            description = refusal.description
+            self._refused("refused calls", "%s: refused %.100s: %s %s", self.id, msg.action, refusal.code, description)
             await self._send(msg.create_call_error(refusal).to_json())
             return
         inbound = Inbound(msg.payload, received)
@@ -198,6 +200,13 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         await self._send(msg.create_call_result(response).to_json())
         for work in inbound.after:
             self.spawn(work())
+
+    def _refused(self, reason: str, message: str, *args: object) -> None:
+        """A WARNING about a frame refused: at most one per 10 s per reason on this connection,
+        counting the others (a charger sending junk in a loop must not flood N/logs)."""
+        if self._refusals is None:  # most connections never need one
+            self._refusals = RefusalLog(LOG)
+        self._refusals.report(reason, message, *args)
 
     def _cap_sampled_values(self, msg: Call) -> None:
         """Bound what one frame costs every other charger on this loop (see MAX_SAMPLED_VALUES)."""

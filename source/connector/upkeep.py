@@ -2,24 +2,29 @@
 
 Runs beside the service. Changes are collected in memory by the registry (new listed keys)
 and the roster (arrivals, departures, boots) on the loop thread; every SAVE_EVERY_S they
-are taken there and written by a worker thread, so the event loop never waits on the disk.
+are taken there and written by a worker thread, so the event loop never waits on the disk
+(a save that fails gives them back for the next). Charge points due to be forgotten are
+forgotten at the same pace, a batch at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Callable
 
 from connector.fleet import Member, Roster
+from connector.limits import Throttled
 from connector.registry import KeyRecord, Registry
 from connector.registry_store import RegistryStore
 
 LOG = logging.getLogger(__name__)
 
 SAVE_EVERY_S = 2.0
-FORGET_CHECK_EVERY_S = 60.0
+# Charge points forgotten per tick at most: forgetting one costs ~50 us of the loop (its
+# listing read back), so a flood of identities is given back in slices, not in one stall.
+FORGET_BATCH = 2000
+FORGET_REPORT_INTERVAL_S = 60.0
 
 
 class Upkeep:
@@ -28,6 +33,8 @@ class Upkeep:
         self._roster = roster
         self._store = store
         self._forget = forget
+        self._forgotten_unreported = 0
+        self._reports = Throttled(FORGET_REPORT_INTERVAL_S)
 
     def restore(self) -> None:
         """Load what the store kept into the registry and the roster (at start)."""
@@ -38,30 +45,39 @@ class Upkeep:
         LOG.info("restored %d datapoint keys of %d charge points from %s", len(records), len(members), self._store.path)
 
     async def run(self) -> None:
-        """Forever: save every SAVE_EVERY_S, forget the due every FORGET_CHECK_EVERY_S; save once more when stopped."""
-        saves_per_check = max(1, round(FORGET_CHECK_EVERY_S / SAVE_EVERY_S))
+        """Forever: every SAVE_EVERY_S forget what is due (a batch) and save; save once more when stopped."""
         try:
-            for tick in itertools.count(1):
+            while True:
                 await asyncio.sleep(SAVE_EVERY_S)
-                if tick % saves_per_check == 0:
-                    self.forget_due()
-                await asyncio.to_thread(self._save, *self._take())
+                self.forget_due()
+                await self.save()
         finally:
             # The last changes, every charger's departure at shutdown among them.
             self._save(*self._take())
 
+    async def save(self) -> bool:
+        """Save what changed, in a worker thread; on failure it is kept for the next save."""
+        taken = self._take()
+        saved = await asyncio.to_thread(self._save, *taken)
+        if not saved:
+            self._give_back(*taken)
+        return saved
+
     def forget_due(self) -> int:
-        due = self._roster.due()
+        """Forget a batch of the charge points due (longest gone first); how many."""
+        due = self._roster.due(FORGET_BATCH)
         for cp in due:
             self._forget(cp)
             self._roster.forget(cp)
-        if due:
+        self._forgotten_unreported += len(due)
+        if self._forgotten_unreported and self._reports.ready():
             LOG.info(
                 "forgot %d charge points gone for more than %g s (OCPP_FORGET_AFTER) or beyond the %d most recent",
-                len(due),
+                self._forgotten_unreported,
                 self._roster.forget_after,
                 self._roster.max_absent,
             )
+            self._forgotten_unreported = 0
         return len(due)
 
     def _take(self) -> tuple[list[KeyRecord], dict[str, Member], list[str]]:
@@ -72,8 +88,16 @@ class Upkeep:
             records = [r for r in records if r.cp not in gone]
         return records, changed, forgotten
 
-    def _save(self, records: list[KeyRecord], changed: dict[str, Member], forgotten: list[str]) -> None:
+    def _save(self, records: list[KeyRecord], changed: dict[str, Member], forgotten: list[str]) -> bool:
         try:
             self._store.save(records, changed, forgotten)
         except Exception:  # a full disk must not stop the service; it says so and goes on
-            LOG.exception("could not save the registry to %s; kept in memory", self._store.path)
+            LOG.exception("could not save the registry to %s; kept in memory, tried again", self._store.path)
+            return False
+        return True
+
+    def _give_back(self, records: list[KeyRecord], changed: dict[str, Member], forgotten: list[str]) -> None:
+        """What a failed save took goes back, ahead of (and under) what changed meanwhile."""
+        self._registry.unsaved[:0] = records
+        self._roster.changed = {**changed, **self._roster.changed}
+        self._roster.forgotten[:0] = forgotten

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector.fleet import MIN_ABSENCE_FOR_CAP_S, Member, Roster
+from connector.fleet import Member, Roster
 
 
 class Clock:
@@ -28,19 +28,18 @@ def test_a_charge_point_gone_longer_than_forget_after_is_due() -> None:
     members.arrived("RECENT")
     members.left("RECENT")
     clock.now += 60
-    assert members.due() == ["OLD"]
+    assert members.due(limit=10) == ["OLD"]
 
 
 def test_beyond_max_absent_the_longest_gone_are_due() -> None:
-    """Beyond max_absent absent charge points, the longest gone are due once gone an hour; the recent are kept."""
+    """Beyond max_absent absent charge points, the longest gone are due, the recent kept, at most `limit` at once."""
     members, clock = roster(forget_after=1e9, max_absent=2)
     for cp in ("A", "B", "C", "D"):
         members.arrived(cp)
         clock.now += 1
         members.left(cp)
-    assert members.due() == []  # a whole fleet gone for a moment (a network blip) is kept
-    clock.now += MIN_ABSENCE_FOR_CAP_S
-    assert sorted(members.due()) == ["A", "B"]
+    assert members.due(limit=10) == ["A", "B"]
+    assert members.due(limit=1) == ["A"]  # forgotten in batches, the longest gone first
 
 
 def test_forgotten_members_are_reported_once_to_the_store() -> None:
@@ -69,3 +68,14 @@ def test_booted_is_true_only_the_first_time() -> None:
     members, _ = roster()
     assert members.booted("A") is True
     assert members.booted("A") is False
+
+
+def test_a_fleet_gone_at_once_within_the_bound_is_kept() -> None:
+    """A network blip disconnecting every charger forgets none: no more are absent than may be connected."""
+    members, clock = roster(forget_after=1e9, max_absent=3)
+    for cp in ("A", "B", "C"):
+        members.arrived(cp)
+    for cp in ("A", "B", "C"):
+        members.left(cp)
+    clock.now += 3600
+    assert members.due(limit=10) == []

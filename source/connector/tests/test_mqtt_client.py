@@ -169,7 +169,8 @@ def connected_record(record: logging.LogRecord) -> bool:
 async def test_reconnecting_after_a_broker_restart_takes_at_most_a_few_seconds(
     run_service: Callable[[dict[str, str]], Service], records: Records, tmp_path: Path
 ) -> None:
-    """The back-off is capped at 2 s: after a 3.5 s outage the connector is back within 3 s (paho's 30 s cap: 3.5 s)."""
+    """The back-off is capped at 2 s: after an 8 s outage the connector is back within 5 s (with paho's 30 s cap
+    the next attempt would come 7 s after the broker's return: 1, 2, 4, 8 s apart)."""
     broker = Mosquitto(tmp_path)
     broker.start()
     try:
@@ -178,11 +179,11 @@ async def test_reconnecting_after_a_broker_restart_takes_at_most_a_few_seconds(
         broker.stop()
         await records.wait_for(lambda r: r.getMessage().startswith("MQTT connection lost"))
         since = len(records.records)
-        await asyncio.to_thread(time.sleep, 3.5)  # the outage: attempts at 1 and 3 s, then every 2 s
+        await asyncio.to_thread(time.sleep, 8)  # the outage itself (not a wait for an event)
         broker.start()
         returned = time.monotonic()
         await records.wait_for(lambda r: connected_record(r) and records.records.index(r) >= since)
         took = time.monotonic() - returned
     finally:
         broker.stop()
-    assert took < 3.0
+    assert took < 5.0  # 2 s at most by design; the margin is for a busy CI machine

@@ -127,8 +127,10 @@ async def test_bad_frames_from_one_charger_do_not_disturb_another(
         ("CP%1B%5B2J", "CP\\x1b[2J"),
         ("CP%7F", "CP\\x7f"),
         ("CP%C2%85", "CP\\x85"),
+        ("CP%E2%80%A8", "CP\\u2028"),
+        ("CP%E2%80%AE1", "CP\\u202e1"),
     ],
-    ids=["newline", "escape-sequence", "DEL", "C1-NEL"],
+    ids=["newline", "escape-sequence", "DEL", "C1-NEL", "line-separator", "right-to-left-override"],
 )
 async def test_identity_with_control_characters_is_refused_with_400(
     connector: RunningConnector, probe: MqttProbe, segment: str, shown: str

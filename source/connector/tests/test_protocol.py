@@ -10,9 +10,11 @@ from ocpp.messages import Call, CallError, CallResult, MessageType
 
 from connector.protocol import (
     CHARGER_ACTIONS,
+    MAX_ARRAY_ITEMS,
     MAX_NAMED_DEVIATIONS,
     MAX_SAMPLED_VALUES,
     FrameProblem,
+    array_items_beyond,
     capped_sampled_values,
     check_payload,
     formation_violation,
@@ -265,13 +267,13 @@ def test_padded_number_string_is_schema_valid() -> None:
 
 
 def test_refusal_wins_over_tolerance() -> None:
-    """A payload with a tolerated deviation and a missing required field is refused; the deviation is still named."""
+    """A payload with a tolerated deviation and a missing required field is refused, naming no deviation."""
     action, payload = frame("status_error_code_error")
     del payload["status"]
     verdict = check_payload(action, payload, MessageType.Call)
     assert verdict.refusal is not None
     assert verdict.refusal.code == "ProtocolError"
-    assert verdict.tolerated
+    assert verdict.tolerated == []
 
 
 RESPONSES: list[tuple[str, dict[str, Any], str | None]] = [
@@ -367,21 +369,21 @@ def invented(count: int) -> list[dict[str, Any]]:
 
 
 def test_a_payload_with_thousands_of_deviations_names_only_the_first_few() -> None:
-    """25,000 invented measurands are tolerated, and only the first MAX_NAMED_DEVIATIONS of them are named."""
-    verdict = check_payload("MeterValues", meter_values_of(invented(25_000)), MessageType.Call)
+    """4,000 invented measurands are tolerated, and only the first MAX_NAMED_DEVIATIONS of them are named."""
+    verdict = check_payload("MeterValues", meter_values_of(invented(4000)), MessageType.Call)
     assert verdict.refusal is None
     assert len(verdict.tolerated) == MAX_NAMED_DEVIATIONS
     assert verdict.tolerated[0].startswith("meterValue/0/sampledValue/0/measurand: 'X0' is not one of")
 
 
 def test_a_refusal_behind_thousands_of_deviations_is_found() -> None:
-    """A wrong type after 25,000 invented measurands is still refused, with its path, and the first few are named."""
-    samples = [*invented(25_000), {"value": 1}]
+    """A wrong type after 4,000 invented measurands is still refused, with its path; no deviation is named."""
+    samples = [*invented(4000), {"value": 1}]
     verdict = check_payload("MeterValues", meter_values_of(samples), MessageType.Call)
     assert verdict.refusal is not None
     assert verdict.refusal.code == "TypeConstraintViolation"
-    assert verdict.refusal.description.startswith("meterValue/0/sampledValue/25000/value: ")
-    assert len(verdict.tolerated) == MAX_NAMED_DEVIATIONS
+    assert verdict.refusal.description.startswith("meterValue/0/sampledValue/4000/value: ")
+    assert verdict.tolerated == []
 
 
 def test_unquoted_words_name_path_and_rule_but_no_value() -> None:
@@ -425,11 +427,65 @@ def test_transaction_data_is_capped_too() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [{"meterValue": "many"}, {"meterValue": [1, {"sampledValue": "x"}]}, {}, {"meterValue": [None] * 5000}],
-    ids=["not a list", "odd elements", "no meterValue", "5000 nulls"],
+    [{"meterValue": "many"}, {"meterValue": [1, {"sampledValue": "x"}]}, {}],
+    ids=["not a list", "odd elements", "no meterValue"],
 )
-def test_payloads_not_shaped_as_the_schema_wants_are_left_to_the_check(payload: dict[str, Any]) -> None:
-    """Capping leaves a misshapen payload as it is: the schema check refuses it."""
+def test_small_payloads_not_shaped_as_the_schema_wants_are_left_to_the_check(payload: dict[str, Any]) -> None:
+    """Capping leaves a small misshapen payload as it is: the schema check refuses it."""
     before = json.dumps(payload)
     assert capped_sampled_values("MeterValues", payload) == 0
     assert json.dumps(payload) == before
+
+
+@pytest.mark.parametrize("element", [None, 1, {}, {"sampledValue": "x"}], ids=["nulls", "ones", "empty", "odd"])
+def test_misshapen_elements_count_against_the_cap_too(element: Any) -> None:
+    """Elements of any shape count at least one each: 300,000 of them are cut to MAX_SAMPLED_VALUES."""
+    payload = {"connectorId": 1, "meterValue": [element] * 300_000}
+    assert capped_sampled_values("MeterValues", payload) == 300_000 - MAX_SAMPLED_VALUES
+    assert isinstance(payload["meterValue"], list) and len(payload["meterValue"]) == MAX_SAMPLED_VALUES
+
+
+@pytest.mark.parametrize(
+    ("action", "message_type", "payload"),
+    [
+        ("StopTransaction", MessageType.Call, {**frame("stop_transaction")[1], "transactionData": [1] * 300_000}),
+        ("GetConfiguration", MessageType.CallResult, {"configurationKey": [1] * 300_000}),
+        (
+            "SendLocalList",
+            MessageType.Call,
+            {"listVersion": 1, "updateType": "Full", "localAuthorizationList": [1] * 10**6},
+        ),
+        (
+            "MeterValues",
+            MessageType.Call,
+            {"connectorId": 1, "meterValue": [{"timestamp": "x", "sampledValue": [{"value": "1", "x": 1}] * 6000}]},
+        ),
+    ],
+    ids=["transactionData of ones", "an answer of ones", "an operator's call", "tolerated deviations"],
+)
+def test_a_payload_with_too_many_array_items_is_refused_without_walking_it(
+    action: str, message_type: int, payload: dict[str, Any]
+) -> None:
+    """Beyond MAX_ARRAY_ITEMS array items a payload the compiled check refused is refused as such, unwalked."""
+    verdict = check_payload(action, payload, message_type)
+    assert verdict.refusal is not None
+    assert verdict.refusal.description == f"payload: more than {MAX_ARRAY_ITEMS} array items"
+    assert verdict.tolerated == []
+
+
+def test_array_items_are_counted_at_every_depth_and_the_count_stops_early() -> None:
+    """array_items_beyond counts nested arrays' items and answers as soon as the limit is passed."""
+    nested = {"a": [[1, 2], {"b": [3, 4, 5]}]}  # 2 + 2 + 3 items
+    assert array_items_beyond(nested, 7) is False
+    assert array_items_beyond(nested, 6) is True
+    assert array_items_beyond({"a": [0] * 10**6}, 10) is True
+
+
+def test_a_refused_payload_names_no_deviations() -> None:
+    """With a refusal found, no tolerated deviation is searched for or named."""
+    payload = {
+        "connectorId": "1",
+        "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "1", "unit": "Hz"}]}],
+    }
+    verdict = check_payload("MeterValues", payload, MessageType.Call)
+    assert verdict.refusal is not None and verdict.tolerated == []

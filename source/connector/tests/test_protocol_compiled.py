@@ -216,7 +216,8 @@ def unbounded_verdict(action: str, payload: Any, message_type: int) -> Verdict:
     """The verdict as jsonschema alone gives it: every error, the first that is not tolerated the refusal.
 
     check_payload gave exactly this before its work was bounded; it now names only the
-    first MAX_NAMED_DEVIATIONS deviations, which no payload compared here exceeds.
+    first MAX_NAMED_DEVIATIONS deviations, which no payload compared here exceeds, and none
+    of a payload it refuses (the payload is not handled, so nothing is tolerated in it).
     """
     verdict = Verdict()
     for error in get_validator(message_type, action, OCPP_VERSION).iter_errors(payload):
@@ -226,6 +227,8 @@ def unbounded_verdict(action: str, payload: Any, message_type: int) -> Verdict:
             verdict.refusal = REFUSAL_BY_KEYWORD.get(str(error.validator), FormationViolationError)(
                 description=quoted(error)
             )
+    if verdict.refusal is not None:
+        verdict.tolerated = []
     return verdict
 
 

@@ -240,3 +240,25 @@ async def test_an_honest_charger_is_answered_while_another_sends_huge_frames(con
                 assert (await honest.exchange(call("heartbeat", f"h{n}")))[:2] == [3, f"h{n}"]
         honest_done.set()
     assert answered_big >= 1
+
+
+async def test_a_charger_sending_junk_in_a_loop_gets_a_few_log_lines_not_one_per_frame(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """300 unreadable frames and 300 unknown actions from one charger: each answered as due, one WARNING per kind."""
+    async with RawLink(connector.url, "CP_JUNK") as link:
+        for number in range(300):
+            await link.connection.send("not json")
+            assert await link.exchange(json.dumps([2, f"u{number}", "NoSuchAction", {}])) == [
+                4,
+                f"u{number}",
+                "NotImplemented",
+                "unknown action 'NoSuchAction'",
+                {},
+            ]
+        heartbeat = await link.exchange('[2, "h", "Heartbeat", {}]')
+    assert heartbeat[:2] == [3, "h"] and "currentTime" in heartbeat[2]
+    await probe.wait_for(connector.topic("logs"), lambda p: p["msg"].startswith("CP_JUNK: disconnected"))
+    lines = [p["msg"] for p in probe.on(connector.topic("logs")) if p["msg"].startswith("CP_JUNK: ")]
+    assert len([line for line in lines if line.startswith("CP_JUNK: dropped frame")]) == 1
+    assert len([line for line in lines if line.startswith("CP_JUNK: refused NoSuchAction")]) == 1

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from connector.datapoints import Datapoint
+from connector.fleet import Roster
+from connector.registry import Registry
+from connector.registry_store import RegistryStore
 from connector.tests.conftest import RunningConnector, command, start_connector, wire
 from connector.tests.harness import ChargerLink, MqttProbe, send
+from connector.upkeep import Upkeep
 
 RESET = "CP_1__execute_reset"
 MODEL = "CP_1__BootNotification__charge_point_model"
@@ -78,9 +87,6 @@ async def test_a_charge_point_gone_too_long_is_forgotten(settings_env: dict[str,
             async with ChargerLink(running.url, cp) as charger:
                 await send(charger, "boot_notification")
             await disconnected(probe, running, cp)
-        for member in running.service.roster.members.values():  # as if two hours had passed
-            assert member.absent_since is not None
-            member.absent_since -= 2 * 3600
         assert running.service.upkeep.forget_due() == 1
         after = await listing(probe, running, lambda p: not any(k.startswith("CP_OLD__") for k in p["sensor"]))
     finally:
@@ -90,3 +96,25 @@ async def test_a_charge_point_gone_too_long_is_forgotten(settings_env: dict[str,
     assert running.service.registry.key_count("CP_OLD") == 0
     assert "CP_OLD" not in running.service.dispatcher.chargers
     assert "CP_OLD" not in running.service.roster.members
+
+
+async def test_a_failed_save_loses_nothing_and_is_tried_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the store cannot be written, the changes are kept and the next save writes them."""
+    registry, roster, store = Registry(), Roster(3600.0, 10), RegistryStore(tmp_path)
+    upkeep = Upkeep(registry, roster, store, forget=lambda cp: None)
+    registry.add_sensor(Datapoint("CP_1__connected", True, 1), "CP_1")
+    roster.arrived("CP_1")
+    real_save = store.save
+
+    def full_disk(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "save", full_disk)
+    assert await upkeep.save() is False
+    registry.add_sensor(Datapoint("CP_2__connected", True, 1), "CP_2")
+    monkeypatch.setattr(store, "save", real_save)
+    assert await upkeep.save() is True
+    records, members = store.load()
+    store.close()
+    assert [r.key for r in records] == ["CP_1__connected", "CP_2__connected"]
+    assert set(members) == {"CP_1"}
