@@ -233,6 +233,7 @@ def test_image_install_starts_and_stops_on_sigterm(broker: Mosquitto, tmp_path: 
     env = {
         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         "OCPP_PORT": "0",
+        "HTTP_PORT": "0",  # the operations server too: never a fixed port in tests
         "OCPP_HOST": "127.0.0.1",
         "MQTT_BROKER_HOST": "127.0.0.1",
         "MQTT_BROKER_PORT": str(broker.port),
