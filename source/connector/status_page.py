@@ -32,7 +32,8 @@ th{background:#f4f4f4}
 .up{color:#0a0}.down{color:#c00;font-weight:bold}
 .muted{color:#777}
 nav a{margin-right:1em}
-ul{margin:0;padding-left:1em}
+ul{margin:0;padding:0;list-style:none}
+td:nth-child(-n+4){white-space:nowrap}
 """
 
 
