@@ -33,7 +33,7 @@ th{background:#f4f4f4}
 .muted{color:#777}
 nav a{margin-right:1em}
 ul{margin:0;padding:0;list-style:none}
-td:nth-child(-n+4){white-space:nowrap}
+td:nth-child(n+2):nth-child(-n+4){white-space:nowrap}
 """
 
 
