@@ -61,8 +61,16 @@ VOLUME ["/data"]
 # Numeric, so runtimes that check runAsNonRoot (Kubernetes) can verify it.
 USER 10001:10001
 
-# OCPP (ws://) listening port; OCPP_PORT changes it.
-EXPOSE 9000
+# OCPP (ws://) listening port; OCPP_PORT changes it. The operations HTTP server (/healthz,
+# /readyz, /metrics, the status page at /); HTTP_PORT changes it.
+EXPOSE 9000 8080
+
+# /healthz: unhealthy while the broker connection or the OCPP server is down. In Python, as
+# the image has no curl; the module reads HTTP_HOST/HTTP_PORT as the connector does (the
+# environment, then .env), so it follows them (with HTTP_PORT off or 0 there is nothing to
+# check: run with --no-healthcheck).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "connector.healthcheck"]
 
 # Exec form: ocpp-connector is PID 1 and receives SIGTERM from `docker stop` itself; it
 # installs its own SIGTERM/SIGINT handlers (close chargers with 1001, flush MQTT, exit 0).

@@ -105,6 +105,7 @@ def start_connector(tmp: str, broker: Mosquitto, control: mqtt.Client, identitie
         "MQTT_BROKER_PORT": str(broker.port),
         "OCPP_HOST": "127.0.0.1",
         "OCPP_PORT": "0",
+        "HTTP_PORT": "0",
         "STATE_DIR": str(Path(tmp) / "state"),
         # Every load-generated charger connects from 127.0.0.1, like a fleet behind a load
         # balancer: the per-address bound of unauthenticated connections is set for that.

@@ -55,3 +55,12 @@ ensure_mosquitto() {
   mosquitto_path >/dev/null || apt_install mosquitto "the MQTT broker"
   mosquitto_path >/dev/null || die "mosquitto is still not found after installing it"
 }
+
+chromium_path() {
+  command -v chromium 2>/dev/null || command -v chromium-browser 2>/dev/null
+}
+
+ensure_chromium() {  # the status page is tested in a real headless browser
+  chromium_path >/dev/null || apt_install chromium "the headless browser that tests the status page"
+  chromium_path >/dev/null || die "chromium is still not found after installing it"
+}

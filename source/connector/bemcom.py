@@ -98,6 +98,9 @@ class BemcomMqtt:
         self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
         self._over_key_limit: set[str | None] = set()
         self._retained_seen: set[str] = set()  # actuator topics whose retained message was ignored
+        # Up from the subscriptions after a connect until paho reports the connection lost;
+        # written on the loop thread only, so a late connect callback cannot overtake a loss.
+        self.connected = False
 
     def _new_client(self, tls_ca_file: str | None) -> ReportingClient:
         client = ReportingClient(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
@@ -279,7 +282,11 @@ class BemcomMqtt:
         if reason.is_failure:
             LOG.warning("MQTT connection lost (%s); reconnecting", reason)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.outbox.went_offline)
+        self._loop.call_soon_threadsafe(self._went_offline)
+
+    def _went_offline(self) -> None:
+        self.connected = False
+        self.outbox.went_offline()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         assert self._loop is not None
@@ -291,6 +298,7 @@ class BemcomMqtt:
         for topic in self._registry.map.actuator:
             self._client.subscribe(topic, qos=2)
         self.outbox.went_online()  # what was kept during the outage, oldest first
+        self.connected = True
         # Logged after subscribing: the broker handles one client's packets in order, so
         # whoever sees this line on N/logs knows the subscriptions are in place.
         LOG.info(

@@ -17,6 +17,8 @@ from websockets.exceptions import ConnectionClosed
 
 from connector.actuators import ACTUATORS, Actuator, ChargerFacts, OcppCall, Refusal, accepted
 from connector.datapoints import Datapoint, key, now_ms
+from connector.metrics import CommandResults
+from connector.observed import LastCommand
 from connector.protocol import load_json
 from connector.registry import ActuatorRef
 from connector.session import ChargePointSession, CommandError
@@ -52,6 +54,7 @@ class CommandRunner:
         # The newest command per actuator key: an older one still waiting its turn is
         # dropped, so a burst of limits ends in the last, not in a queue of stale ones.
         self._newest: dict[str, object] = {}
+        self.results = CommandResults()  # for /metrics
 
     def submit(self, topic: str, actuator_key: str, ref: ActuatorRef | None, payload: bytes | bytearray) -> None:
         """Handle one actuator message (on the loop thread); never raises."""
@@ -142,11 +145,21 @@ class CommandRunner:
         # With its charge point: keys an answer mints (a charger's configuration keys) count
         # against that charger's OCPP_MAX_KEYS_PER_CHARGE_POINT and are forgotten with it.
         self._publish([*points, Datapoint(key(command.key, "status"), status, at)], ref.cp)
+        self._ended(ref.cp, command.key, status, at)
 
     def _fail(self, topic: str, actuator_key: str, reason: str, cp: str | None = None) -> None:
         """Publish `Failed: <reason>`; `cp` None only for a key the map names but nobody owns."""
         LOG.warning("actuator %s (topic %s): Failed: %s", actuator_key, topic, reason)
-        self._publish([Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())], cp)
+        status, at = f"Failed: {reason}", now_ms()
+        self._publish([Datapoint(key(actuator_key, "status"), status, at)], cp)
+        self._ended(cp, actuator_key, status, at)
+
+    def _ended(self, cp: str | None, actuator_key: str, status: str, at: int) -> None:
+        """Count the command's result; the status page shows it with its charge point, if connected."""
+        self.results.ended(status)
+        session = self._session_for(cp) if cp is not None else None
+        if session is not None:
+            session.observed.command = LastCommand(actuator_key, status, at)
 
 
 def remember(

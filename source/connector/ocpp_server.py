@@ -29,6 +29,7 @@ from connector.charger import ChargerState
 from connector.gate import Gate
 from connector.limits import RefusalLog, raise_open_files_limit
 from connector.logtext import escaped, has_control_characters
+from connector.metrics import FrameMetrics
 from connector.security import Security, basic_auth_refusal
 from connector.session import ChargePointSession, RawTap, SessionEvents
 from connector.settings import Settings
@@ -106,6 +107,7 @@ class DeviceDispatcher:
         self.sessions_ended = 0
         self.gate = Gate(settings, security.ocpp_tls)
         self.refusals = RefusalLog(LOG)
+        self.metrics = FrameMetrics()  # shared by every session: frames and latency, for /metrics
 
     async def listen(self) -> None:
         """Bind OCPP_HOST:OCPP_PORT; ListenError (one line for the operator) if that fails."""
@@ -119,6 +121,11 @@ class DeviceDispatcher:
         self.port = sockets[0].getsockname()[1] if sockets else None
         scheme = "wss" if self._security.ocpp_tls else "ws"
         LOG.info("OCPP server listening on %s://%s:%s", scheme, self._settings.ocpp_host, self.port)
+
+    @property
+    def listening(self) -> bool:
+        """Whether the OCPP server accepts connections (bound, not shutting down)."""
+        return self._server is not None and not self._stopping
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; then close every connection with 1001 and wait."""
@@ -270,6 +277,7 @@ class DeviceDispatcher:
             # A peer gets as long to take a frame as it gets to answer a ping.
             write_timeout=self._settings.ocpp_ping_interval or self._settings.ocpp_response_timeout,
             raw_tap=self._raw_tap,
+            metrics=self.metrics,
         )
         self._take_over(cp, session)
         LOG.info("%s: connected from %s", cp, connection.remote_address[0])

@@ -109,6 +109,11 @@ class Outbox:
         """Messages not yet acknowledged by the broker (waiting here or on disk, or held by paho)."""
         return len(self._waiting) + self._unread + len(self._peeked) + self._handed - self._acked
 
+    @property
+    def delivered(self) -> int:
+        """Messages the broker acknowledged so far (QoS 0: paho wrote them), for /metrics."""
+        return self._acked
+
     def put(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
         message = Message(topic, payload, qos, retain)
         if not self._fast:

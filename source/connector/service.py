@@ -16,13 +16,16 @@ import logging
 import signal
 import ssl
 
+from connector import __version__, status_page
 from connector.actuators import ACTUATORS
 from connector.bemcom import BemcomMqtt, MqttLogHandler
 from connector.commands import CommandRunner
 from connector.datapoints import Datapoint, key, now_ms
 from connector.fleet import Roster
 from connector.memory import manage_garbage_collection
-from connector.ocpp_server import DeviceDispatcher
+from connector.metrics import Sources, registry_for, versions_connected
+from connector.ocpp_server import DeviceDispatcher, ListenError
+from connector.ops_http import Health, OpsHttpServer, Routes
 from connector.registry import ActuatorRef, Registry
 from connector.registry_store import RegistryStore
 from connector.security import Security
@@ -107,11 +110,50 @@ class Service:
         self.upkeep = Upkeep(self.registry, self.roster, self._store, self._forget)
         self.upkeep.restore()
         self.commands = CommandRunner(self.dispatcher.sessions.get, self.mqtt.publish_values, transactions, settings)
+        self.ops_http = None if settings.http_port is None else self._operations(settings.http_host, settings.http_port)
         self.stop = asyncio.Event()
         self.started = asyncio.Event()
 
+    def _operations(self, host: str, port: int) -> OpsHttpServer:
+        """The operations HTTP server, reading the state the parts keep anyway."""
+        sessions, mqtt_side = self.dispatcher.sessions, self.mqtt
+        health = Health(
+            live={"mqtt": lambda: mqtt_side.connected, "ocpp": lambda: self.dispatcher.listening},
+            # A shared state store (STATE_URL) adds its own check here: without it no charger can be served.
+            ready={"ocpp": lambda: self.dispatcher.listening},
+            charge_points=lambda: len(sessions),
+        )
+        sources = Sources(
+            frames=self.dispatcher.metrics,
+            commands=self.commands.results,
+            versions=lambda: versions_connected(sessions),
+            mqtt_connected=lambda: mqtt_side.connected,
+            mqtt_delivered=lambda: mqtt_side.outbox.delivered,
+            mqtt_queue_depth=lambda: mqtt_side.outbox.pending,
+            mqtt_dropped=lambda: mqtt_side.outbox.dropped,
+        )
+        address = f"{self.settings.mqtt_broker_host}:{self.settings.mqtt_broker_port}"
+
+        def page(request: status_page.Request) -> str:
+            outbox = mqtt_side.outbox
+            broker = status_page.Broker(address, mqtt_side.connected, outbox.pending, outbox.dropped)
+            return status_page.render(sessions, request, broker, __version__)
+
+        return OpsHttpServer(host, port, Routes(health, registry_for(sources), page))
+
+    async def _listen(self) -> None:
+        """Bind the operations port, then OCPP's; ListenError if either is taken."""
+        if self.ops_http is not None:
+            await self.ops_http.listen()
+        try:
+            await self.dispatcher.listen()
+        except ListenError:
+            if self.ops_http is not None:
+                self.ops_http.close()
+            raise
+
     async def run(self) -> None:
-        await self.dispatcher.listen()
+        await self._listen()
         self.started.set()
         log_handler = MqttLogHandler(self.mqtt)
         logging.getLogger().addHandler(log_handler)
@@ -124,6 +166,8 @@ class Service:
                     tasks.create_task(manage_garbage_collection(self.dispatcher.session_counts)),
                     tasks.create_task(self.upkeep.run()),
                 ]
+                if self.ops_http is not None:
+                    background.append(tasks.create_task(self.ops_http.serve()))
                 await self.dispatcher.serve_until(self.stop)
                 for task in background:
                     task.cancel()

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any, Protocol, cast
 
 from ocpp.exceptions import InternalError, OCPPError
@@ -38,8 +39,11 @@ from connector.authorization import IdTagPolicy
 from connector.charger import ChargerState
 from connector.datapoints import Datapoint
 from connector.limits import MessageRate, RefusalLog
+from connector.metrics import FrameMetrics
+from connector.observed import Observed
 from connector.protocol import (
     MAX_SAMPLED_VALUES,
+    OCPP_VERSION,
     FrameProblem,
     capped_sampled_values,
     check_payload,
@@ -101,6 +105,8 @@ def utc_now_text() -> str:
 
 
 class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library base
+    ocpp_version = OCPP_VERSION
+
     def __init__(
         self,
         cp_id: str,
@@ -115,6 +121,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         max_message_rate: float = 0.0,
         write_timeout: float = 60.0,
         raw_tap: RawTap | None = None,
+        metrics: FrameMetrics | None = None,
     ) -> None:
         super().__init__(cp_id, connection, response_timeout=response_timeout, logger=LOG)
         self._events = events
@@ -136,6 +143,8 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         # device, or the same one after a fault, and starts from the default again.
         self.voltages: dict[str, float] = {}
         self.log = logging.LoggerAdapter(LOG, {"charge_point": cp_id})
+        self._metrics = metrics or FrameMetrics()
+        self.observed = Observed()  # for the status page
 
     # -- reading -----------------------------------------------------------------------
 
@@ -147,23 +156,25 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
                 # The dispatcher logs why, from the close code.
                 await self._connection.close(RATE_CLOSE_CODE, "message rate limit exceeded")
                 return
-            received = dp.now_ms()
+            arrived, received = perf_counter(), dp.now_ms()
+            self._metrics.frames_in += 1
             text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
             if self._raw_tap is not None:
                 self._raw_tap(self.id, "in", text, received)
             try:
-                await self.route_message(text, received)
+                await self.route_message(text, received, arrived)
             except ConnectionClosed:
                 raise
             except Exception:
                 self.log.exception("%s: frame could not be handled: %.200s", self.id, text)
 
-    async def route_message(self, raw_msg: str, received: int | None = None) -> None:
+    async def route_message(self, raw_msg: str, received: int | None = None, arrived: float | None = None) -> None:
+        """Handle one frame; `received` (ms) and `arrived` (perf_counter) when it came off the wire."""
         message = parse_frame(raw_msg)
         if isinstance(message, FrameProblem):
             await self._refuse_frame(message, raw_msg)
         elif isinstance(message, Call):
-            await self._handle_call(message, received or dp.now_ms())
+            await self._handle_call(message, received or dp.now_ms(), arrived or perf_counter())
         else:
             self._resolve(message)
 
@@ -176,7 +187,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         error = formation_violation(problem)
         await self._send(CallError(problem.unique_id, error.code, error.description, {}).to_json())
 
-    async def _handle_call(self, msg: Call, received: int) -> None:
+    async def _handle_call(self, msg: Call, received: int, arrived: float) -> None:
         refusal = refusal_for_action(msg.action)
         if refusal is None:
             self._cap_sampled_values(msg)
@@ -194,6 +205,9 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             reply = InternalError(description=f"{type(error).__name__} while handling {msg.action}")
             await self._send(msg.create_call_error(reply).to_json())
             return
+        # The handler has handed its values to the MQTT side (the few CALLs without values,
+        # Authorize and SignCertificate, count their handling): the histogram's end point.
+        self._metrics.handed(perf_counter() - arrived)
         for note in inbound.notes:
             if self._first_time(f"{msg.action}: {note}"):
                 self.log.info("%s: tolerated in %s: %s", self.id, msg.action, note)
@@ -338,6 +352,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         """
         if self._raw_tap is not None:
             self._raw_tap(self.id, "out", message, dp.now_ms())
+        self._metrics.frames_out += 1
         try:
             async with asyncio.timeout(self._write_timeout):
                 await self._connection.send(message)
@@ -454,13 +469,16 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     def on_status_notification(self, msg: Inbound) -> dict[str, Any]:
         self.connector_seen(msg.payload["connectorId"])
         self.publish(dp.status_notification(self.id, msg.payload, msg.received, msg.notes))
+        self.observed.statuses[msg.payload["connectorId"]] = msg.payload["status"]
         return {}
 
     @handles(Action.meter_values)
     def on_meter_values(self, msg: Inbound) -> dict[str, Any]:
         self.connector_seen(msg.payload["connectorId"])
         readings = dp.meter_readings(self.id, msg.payload, msg.received, msg.notes)
-        self.publish([point for _, point in readings])
+        points = [point for _, point in readings]
+        self.publish(points)
+        self.observed.meter = points  # the list just published, kept: no copy
         dp.note_phase_voltages(readings, self.voltages)
         return {}
 

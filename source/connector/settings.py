@@ -76,6 +76,8 @@ class Settings:
     ocpp_max_message_rate: float = 1000.0  # per charge point, averaged over 10 s; 0: off
     max_keys_per_charge_point: int = 2000
     forget_after: float = 30 * 24 * 3600.0  # a charge point gone this long is forgotten
+    http_host: str = "0.0.0.0"
+    http_port: int | None = 8080  # the operations HTTP server; None: HTTP_PORT=off, no server
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -121,6 +123,8 @@ class Settings:
                 "OCPP_MAX_KEYS_PER_CHARGE_POINT", cls.max_keys_per_charge_point, 10, int
             ),
             forget_after=reader.number("OCPP_FORGET_AFTER", cls.forget_after, 60.0, float),
+            http_host=reader.text("HTTP_HOST", cls.http_host),
+            http_port=reader.port_or_off("HTTP_PORT", cls.http_port),
         )
         if reader.problems:
             raise SettingsError(reader.problems)
@@ -175,6 +179,18 @@ class _Reader:
             self.problems.append(f"{name}={value} is not valid; use a port {minimum}..65535")
             return default
         return value
+
+    def port_or_off(self, name: str, default: int | None) -> int | None:
+        """A port (0: any free one), or None for `off`."""
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() == "off":
+            return None
+        if raw.isascii() and raw.isdigit() and int(raw) <= 65535:
+            return int(raw)
+        self.problems.append(f"{name}={raw!r} is not valid; use a port 0..65535 (0: any free port) or off")
+        return default
 
     def choice(self, name: str, default: int, allowed: set[int]) -> int:
         value = self.number(name, default, min(allowed), int)
@@ -290,6 +306,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("OCPP_MAX_MESSAGE_RATE", "ocpp_max_message_rate", "frames/s per charger over 10 s (close 1008; 0: off)"),
     Variable("OCPP_MAX_KEYS_PER_CHARGE_POINT", "max_keys_per_charge_point", "most datapoint keys per charger"),
     Variable("OCPP_FORGET_AFTER", "forget_after", "seconds after which a charger gone is forgotten (30 days)"),
+    Variable("HTTP_HOST", "http_host", "address of the operations HTTP server (/healthz, /readyz, /metrics, /)"),
+    Variable("HTTP_PORT", "http_port", "its port (0: any free port, logged; off: no server)"),
 )
 
 

@@ -41,6 +41,8 @@ def settings_env(broker: Mosquitto, connector_name: str, tmp_path: Path) -> dict
         "MQTT_BROKER_PORT": str(broker.port),
         "OCPP_HOST": "127.0.0.1",
         "OCPP_PORT": "0",
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": "0",  # the operations server too: never a fixed port in tests
         "STATE_DIR": str(tmp_path / "state"),
         "OCPP_RESPONSE_TIMEOUT": "5",
     }

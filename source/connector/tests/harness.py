@@ -398,6 +398,8 @@ def base_env(broker: Mosquitto, name: str, tmp_path: Path) -> dict[str, str]:
         "MQTT_BROKER_PORT": str(broker.port),
         "OCPP_HOST": "127.0.0.1",
         "OCPP_PORT": "0",
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": "0",  # the operations server too: never a fixed port in tests
         "STATE_DIR": str(tmp_path / "state"),
     }
 
@@ -467,3 +469,28 @@ def run_connector(env: dict[str, str], cwd: Path) -> tuple[int, str]:
         check=False,
     )
     return done.returncode, done.stderr
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def http_request(port: int, path: str, method: str = "GET", raw: bytes | None = None) -> HttpAnswer:
+    """One HTTP/1.1 request to 127.0.0.1:port (or the `raw` bytes as sent), read to the server's close."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw if raw is not None else f"{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        async with asyncio.timeout(WAIT_S):
+            data = await reader.read()  # the server closes after every response
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (h.partition(":") for h in header_lines)}
+    return HttpAnswer(int(status_line.split(" ")[1]), headers, body)

@@ -31,7 +31,7 @@ from dotenv import dotenv_values
 
 import connector.settings
 from connector.settings import Settings
-from connector.tests.harness import WAIT_S, Mosquitto
+from connector.tests.harness import WAIT_S, Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 DOCKERFILE = REPO / "Dockerfile"
@@ -219,9 +219,35 @@ def copy_into(build_dir: Path, sources: list[str], destination: str) -> None:
             shutil.copy2(origin, target)
 
 
+def healthcheck_command() -> list[str]:
+    """The final stage's HEALTHCHECK command, which must be exec form (a JSON list after CMD)."""
+    checks = [arguments for keyword, arguments in stages()[-1] if keyword == "HEALTHCHECK"]
+    assert len(checks) == 1, "the final stage needs one HEALTHCHECK"
+    _, rest = split_flags(checks[0])
+    assert rest.startswith("CMD "), checks[0]
+    command = json.loads(rest.removeprefix("CMD "))
+    assert isinstance(command, list) and all(isinstance(part, str) for part in command), checks[0]
+    return [str(part) for part in command]
+
+
+def test_the_healthcheck_is_exec_form_on_the_images_python() -> None:
+    """The HEALTHCHECK runs Python (the image has no curl) without a shell."""
+    assert healthcheck_command()[0] == "python"
+
+
+def assert_healthcheck_passes(workdir: Path, env: dict[str, str]) -> None:
+    """Run the HEALTHCHECK command as Docker would (the container's environment, in WORKDIR): exit 0."""
+    done = subprocess.run(
+        healthcheck_command(), cwd=workdir, env=env, capture_output=True, text=True, timeout=WAIT_S, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("healthy: "), done.stdout
+
+
 @pytest.mark.timeout(600)
 def test_image_install_starts_and_stops_on_sigterm(broker: Mosquitto, tmp_path: Path) -> None:
-    """The Dockerfile's install, redone on the host, yields a command that serves OCPP and exits 0 on SIGTERM."""
+    """The Dockerfile's install, redone on the host, yields a command that serves OCPP, passes the
+    HEALTHCHECK and exits 0 on SIGTERM."""
     venv, build_dir, workdir = tmp_path / "venv", tmp_path / "build", tmp_path / "app"
     build_dir.mkdir()
     workdir.mkdir()
@@ -233,6 +259,9 @@ def test_image_install_starts_and_stops_on_sigterm(broker: Mosquitto, tmp_path: 
     env = {
         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         "OCPP_PORT": "0",
+        # A fixed port, as in a container, for the HEALTHCHECK to find.
+        "HTTP_PORT": str(free_port()),
+        "HTTP_HOST": "127.0.0.1",
         "OCPP_HOST": "127.0.0.1",
         "MQTT_BROKER_HOST": "127.0.0.1",
         "MQTT_BROKER_PORT": str(broker.port),
@@ -248,6 +277,7 @@ def test_image_install_starts_and_stops_on_sigterm(broker: Mosquitto, tmp_path: 
             listening = stderr.wait_for("OCPP server listening on", START_TIMEOUT_S)
             assert "OCPP server listening on ws://127.0.0.1:" in listening
             stderr.wait_for("connected to MQTT broker", START_TIMEOUT_S)
+            assert_healthcheck_passes(workdir, env)
             process.send_signal(signal.SIGTERM)
             try:
                 code = process.wait(timeout=STOP_TIMEOUT_S)

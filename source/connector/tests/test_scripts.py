@@ -43,6 +43,7 @@ def test_run_sh_starts_a_private_broker_and_stops_cleanly(tmp_path: Path) -> Non
         "MQTT_BROKER_PORT": str(port),
         "OCPP_HOST": "127.0.0.1",
         "OCPP_PORT": "0",
+        "HTTP_PORT": "0",  # the operations server too: never a fixed port in tests
         "STATE_DIR": str(tmp_path / "state"),
         "CONNECTOR_NAME": "run-sh-test",
     }
@@ -75,6 +76,7 @@ async def test_ctrl_c_stops_the_connector_first_then_the_private_broker(tmp_path
         "MQTT_BROKER_PORT": str(port),
         "OCPP_HOST": "127.0.0.1",
         "OCPP_PORT": "0",
+        "HTTP_PORT": "0",  # the operations server too: never a fixed port in tests
         "STATE_DIR": str(tmp_path / "state"),
         "CONNECTOR_NAME": name,
     }
