@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -108,6 +109,30 @@ async def test_a_broker_outage_fails_healthz_within_10_s_but_never_readyz(tmp_pa
         body = await until_status(port, "/healthz", 200, WAIT_S)
         assert body["mqtt"] == "up"
     finally:
+        await running.stop()
+        probe.close()
+        broker.stop()
+
+
+async def test_a_broker_gone_silent_fails_healthz_within_10_s(tmp_path: Path) -> None:
+    """A frozen broker (SIGSTOP: the connection stays open, nothing answers) turns /healthz 503 within 10 s."""
+    broker = Mosquitto(tmp_path / "broker")
+    broker.directory.mkdir()
+    broker.start()
+    assert broker.process is not None
+    probe = MqttProbe(broker.port)
+    await probe.subscribe("silent/#")
+    running = await start_connector(base_env(broker, "silent", tmp_path), probe)
+    try:
+        port = ops_port(running)
+        assert (await http_request(port, "/healthz")).status == 200
+        broker.process.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        body = await until_status(port, "/healthz", 503, HEALTH_DEADLINE_S + 2)
+        assert time.monotonic() - frozen < HEALTH_DEADLINE_S
+        assert body["mqtt"] == "down"
+    finally:
+        broker.process.send_signal(signal.SIGCONT)
         await running.stop()
         probe.close()
         broker.stop()
