@@ -1,0 +1,49 @@
+"""The simulated 1.6 charger's own loop (simulator/ocpp16.py), against a hand-written fake of the library's link."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from connector.simulator.fleet import new_station
+from connector.simulator.ocpp16 import Behaviour, Intent
+from connector.simulator.options import Options
+from connector.tests.harness import WAIT_S
+
+
+class SwallowingLink:
+    """Answers the first call only once the caller is cancelled, and drops the cancellation: what
+    Python 3.11's asyncio.wait_for, inside the ocpp library's call(), does when both coincide."""
+
+    def __init__(self) -> None:
+        self.intents: asyncio.Queue[Intent] = asyncio.Queue()
+        self.calls: list[str] = []
+        self.waiting = asyncio.Event()
+
+    async def call(self, request: Any, suppress: bool = True) -> Any:
+        self.calls.append(type(request).__name__)
+        self.waiting.set()
+        if len(self.calls) > 1:
+            await asyncio.Event().wait()  # a later call: no answer comes, a cancellation ends it
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return None  # the answer arrived together with the cancellation; the cancellation is lost
+        raise AssertionError("unreachable")
+
+
+async def test_a_cancelled_charger_stops_even_when_its_cancellation_is_dropped_with_an_answer() -> None:
+    """Cancelled in a call whose answer drops the cancellation, the charger's loop still ends, sending nothing more."""
+    station = new_station("SIM-1", Options("ws://127.0.0.1:9", interval=0.2))
+    station.booted = True  # reconnecting: the loop begins with a StatusNotification
+    link = SwallowingLink()
+    task = asyncio.create_task(Behaviour(station, link).run())  # type: ignore[arg-type]  # a fake of Answers
+    async with asyncio.timeout(WAIT_S):
+        await link.waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(WAIT_S):
+            await task
+    assert link.calls == ["StatusNotification"]
