@@ -5,8 +5,8 @@ values and obey charging limits and the connector's other commands, for trying t
 connector (and a BEMS on top of it) without a charger on the desk.
 
 Layout: `options` (the command line), `fleet` (one task per charger, reconnecting),
-`ocpp16` (the OCPP 1.6 charge point; a 2.0.1 one would sit beside it), `ocpp16_payloads`
-(its pure message building) and `model` (the physics, pure).
+`ocpp16/` (the OCPP 1.6 charge point, its pure message building in `ocpp16/payloads`; a
+2.0.1 one would sit beside it) and `model` (the physics, pure).
 """
 
 from connector.simulator.fleet import run

@@ -43,8 +43,12 @@ def main(arguments: list[str] | None = None) -> int:
     configure_logging()
     LOG.info(
         "simulating %d OCPP %s charger(s) %s against %s, meter values every %g s; Ctrl-C stops",
-        options.chargers, options.ocpp, _names(options), options.url, options.interval,
-    )  # fmt: skip
+        options.chargers,
+        options.ocpp,
+        _names(options),
+        options.url,
+        options.interval,
+    )
     asyncio.run(run_until_signalled(options))
     LOG.info("simulator stopped")
     return 0

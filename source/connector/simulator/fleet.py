@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from dataclasses import dataclass
 
 import websockets
 from ocpp.exceptions import OCPPError
@@ -20,7 +21,7 @@ from websockets.typing import Subprotocol
 
 from connector.simulator import ocpp16
 from connector.simulator.model import ChargerModel
-from connector.simulator.ocpp16_payloads import Configuration
+from connector.simulator.ocpp16.payloads import Configuration
 from connector.simulator.options import Options
 from connector.simulator.race import unless_stopped
 
@@ -67,36 +68,45 @@ async def run(options: Options, stop: asyncio.Event) -> None:
             tasks.create_task(keep_connected(station, options, stop, first_delay=number * STAGGER_S))
 
 
+@dataclass(frozen=True)
+class Ending:
+    """How a connection ended: a Reset (connect again at once), or a problem to report (None: closed)."""
+
+    reboot: bool = False
+    problem: str | None = None
+
+
 async def keep_connected(station: ocpp16.Station, options: Options, stop: asyncio.Event, first_delay: float) -> None:
     """Connect, serve, and after each end connect again (at once after a Reset) until `stop`."""
     backoff = Backoff(random.Random(f"{station.name} backoff"))
     await unless_stopped(asyncio.sleep(first_delay), stop)
     while not stop.is_set():
-        rebooting = await connect_and_serve(station, options, stop, backoff)
+        ending = await connect_and_serve(station, options, stop, backoff)
         if stop.is_set():
             break
-        pause = REBOOT_S if rebooting else backoff.next()
-        if not rebooting:
+        pause = REBOOT_S if ending.reboot else backoff.next()
+        if ending.problem is not None:
+            LOG.warning("%s: %s; connecting again in %.1f s", station.name, ending.problem, pause)
+        elif not ending.reboot:
             LOG.info("%s: connecting again in %.1f s", station.name, pause)
         await unless_stopped(asyncio.sleep(pause), stop)
 
 
-async def connect_and_serve(station: ocpp16.Station, options: Options, stop: asyncio.Event, backoff: Backoff) -> bool:
-    """One connection, from opening to its clean close; True when the charger is to reboot."""
+async def connect_and_serve(station: ocpp16.Station, options: Options, stop: asyncio.Event, backoff: Backoff) -> Ending:
+    """One connection, from opening to its clean close."""
     url = options.url_of(station.name)
     try:
         connection = await unless_stopped(_open(url), stop)
         if connection is None:
-            return False
+            return Ending()
         LOG.info("%s: connected to %s", station.name, url)
         backoff.reset()
         try:
-            return await ocpp16.serve(station, connection, stop)
+            return Ending(reboot=await ocpp16.serve(station, connection, stop))
         finally:
             await _close(connection, stop)
     except CONNECTION_PROBLEMS as problem:
-        LOG.warning("%s: connection to %s failed: %s", station.name, url, _describe(problem))
-        return False
+        return Ending(problem=f"connection to {url} failed: {str(problem) or type(problem).__name__}")
 
 
 async def _open(url: str) -> ClientConnection:
@@ -113,7 +123,3 @@ async def _close(connection: ClientConnection, stop: asyncio.Event) -> None:
         await connection.close(CloseCode.GOING_AWAY, "simulator stopping")
     else:
         await connection.close()
-
-
-def _describe(problem: BaseException) -> str:
-    return str(problem) or type(problem).__name__

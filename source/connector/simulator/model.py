@@ -1,6 +1,6 @@
 """Pure physics of one simulated charger: what it draws under its limits, what its meter reads.
 
-No I/O and no OCPP framing: a protocol module (ocpp16.py; a 2.0.1 one would sit beside it)
+No I/O and no OCPP framing: a protocol package (ocpp16/; a 2.0.1 one would sit beside it)
 turns charging profiles into `Profile`s and `Sample`s into meter values. Time is seconds
 since 1970 (UTC), always passed in, so tests step it by hand.
 

@@ -102,7 +102,9 @@ def parser() -> argparse.ArgumentParser:
     )
     described.add_argument("--url", required=True, type=_url, help="the connector's OCPP address, ws://HOST:PORT")
     described.add_argument("--chargers", type=_count, default=1, metavar="N", help="how many chargers (default 1)")
-    described.add_argument("--ocpp", type=_version, default="1.6", help="OCPP version: 1.6 (2.0.1 not yet)")
+    described.add_argument(
+        "--ocpp", type=_version, default="1.6", metavar="{1.6,2.0.1}", help="OCPP version (default 1.6; 2.0.1 not yet)"
+    )
     described.add_argument(
         "--interval", type=_seconds, default=10.0, metavar="S", help="seconds between meter values (default 10)"
     )

@@ -245,7 +245,7 @@ def test_the_package_ships_the_simulator_without_the_tests(
     monkeypatch.chdir(source)  # pip runs setup.py in its own directory
     runpy.run_path(str(source / "setup.py"))
     packages = setup.call_args.kwargs["packages"]
-    assert "connector.simulator" in packages
+    assert {"connector.simulator", "connector.simulator.ocpp16"} <= set(packages)
     assert not [p for p in packages if p.startswith("connector.tests")]
 
 

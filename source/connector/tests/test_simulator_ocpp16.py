@@ -1,4 +1,4 @@
-"""The simulated 1.6 charger's own loop (simulator/ocpp16.py), against a hand-written fake of the library's link."""
+"""The simulated 1.6 charger's own loop (simulator/ocpp16/behaviour.py), against a fake of the library's link."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from connector.simulator.fleet import new_station
-from connector.simulator.ocpp16 import Behaviour, Intent
+from connector.simulator.ocpp16.behaviour import Behaviour
+from connector.simulator.ocpp16.station import Intent
 from connector.simulator.options import Options
 from connector.tests.harness import WAIT_S
 

@@ -1,4 +1,4 @@
-"""The simulator's OCPP 1.6 words (simulator/ocpp16_payloads.py) and its command line (simulator/options.py)."""
+"""The simulator's OCPP 1.6 words (simulator/ocpp16/payloads.py) and its command line (simulator/options.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ocpp.messages import Call, validate_payload
 
 from connector import datapoints as dp
 from connector.simulator.model import TX, Car, Sample
-from connector.simulator.ocpp16_payloads import (
+from connector.simulator.ocpp16.payloads import (
     MEASURANDS,
     Configuration,
     meter_value,
