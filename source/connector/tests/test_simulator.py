@@ -123,6 +123,19 @@ async def test_the_power_follows_a_limit_within_one_interval(connector: RunningC
         assert (await first_value_after(probe, sensors[POWER], cleared["timestamp"]))["value"] == 11000.0
 
 
+async def test_a_zero_limit_suspends_charging(connector: RunningConnector, probe: MqttProbe) -> None:
+    """A 0 W limit: the power drops to 0 and the connector reports SuspendedEVSE; lifting it resumes Charging."""
+    sensors, actuators = await map_all(probe, connector, (POWER, STATUS), (LIMIT,))
+    async with simulator(connector):
+        await probe.wait_value(sensors[STATUS], "Charging")
+        assert (await answered(probe, actuators[LIMIT], 0))["value"] == "Accepted"
+        await probe.wait_value(sensors[STATUS], "SuspendedEVSE")
+        await probe.wait_value(sensors[POWER], 0.0)
+        since = len(probe.messages)
+        assert (await answered(probe, actuators[LIMIT], None))["value"] == "Accepted"
+        await probe.wait_for(sensors[STATUS], lambda p: p["value"] == "Charging", since=since)
+
+
 async def test_a_current_limit_is_obeyed_on_each_phase(connector: RunningConnector, probe: MqttProbe) -> None:
     """A 10 A limit: about 10 A on each phase, and the power 10 A x its voltage x 3."""
     current = f"{METER}__Current.Import__L1__A"

@@ -95,6 +95,7 @@ class Answers(ChargePoint):  # type: ignore[misc]  # untyped library base
             return self._profile_rejected(refusal)
         self.model.advance(now)  # the energy so far at the power before the limit
         self.model.limits.install(profile)
+        self.intents.put_nowait(ReportStatus())  # a limit of 0 suspends charging, one above resumes it
         period = profile.period_at(now, self.model.car.plugged_in if self.model.car else None)
         limit = "not in effect now" if period is None else f"{period.limit:g} {profile.unit}"
         LOG.info(
@@ -127,6 +128,7 @@ class Answers(ChargePoint):  # type: ignore[misc]  # untyped library base
         )
         if not cleared:
             return call_result.ClearChargingProfile(status="Unknown")
+        self.intents.put_nowait(ReportStatus())
         LOG.info("%s: %d charging profile(s) cleared -> power now %s", self.id, cleared, self._power_text(now))
         return call_result.ClearChargingProfile(status="Accepted")
 
