@@ -177,6 +177,22 @@ async def until(probe: MqttProbe, topic: str, value: Any, since: int) -> list[di
     return found[: [p["value"] for p in found].index(value) + 1]
 
 
+async def test_a_reservation_holds_the_connector_until_cancelled(connector: RunningConnector, probe: MqttProbe) -> None:
+    """Idle after a remote stop: ReserveNow Accepted, status Reserved; CancelReservation Accepted, Available again."""
+    stop = f"{CP}__execute_remote_stop_transaction__1"
+    reserve, cancel = f"{CP}__execute_reserve_now__1", f"{CP}__execute_cancel_reservation__1"
+    topics, actuators = await map_all(probe, connector, (STATUS,), (stop, reserve, cancel))
+    async with simulator(connector):
+        await probe.wait_value(topics[STATUS], "Charging")
+        assert (await answered(probe, actuators[stop], True))["value"] == "Accepted"
+        await probe.wait_value(topics[STATUS], "Available")
+        assert (await answered(probe, actuators[reserve], "TAG-4"))["value"] == "Accepted"
+        await probe.wait_value(topics[STATUS], "Reserved")
+        since = len(probe.messages)
+        assert (await answered(probe, actuators[cancel], True))["value"] == "Accepted"
+        await probe.wait_for(topics[STATUS], lambda p: p["value"] == "Available", since=since)
+
+
 @pytest.mark.parametrize(
     ("actuator", "value", "status"),
     [

@@ -48,3 +48,34 @@ async def test_a_cancelled_charger_stops_even_when_its_cancellation_is_dropped_w
         async with asyncio.timeout(WAIT_S):
             await task
     assert link.calls == ["StatusNotification"]
+
+
+class AnsweringLink:
+    """Answers every call at once (with no payload), recording the actions."""
+
+    def __init__(self) -> None:
+        self.intents: asyncio.Queue[Intent] = asyncio.Queue()
+        self.calls: list[str] = []
+        self.called = asyncio.Event()
+
+    async def call(self, request: Any, suppress: bool = True) -> Any:
+        self.calls.append(type(request).__name__)
+        self.called.set()
+        return None
+
+
+async def test_a_reconnected_charger_keeps_sending_heartbeats() -> None:
+    """After a reconnect without a reboot the charger still sends a Heartbeat every HeartbeatInterval."""
+    station = new_station("SIM-1", Options("ws://127.0.0.1:9", interval=60))
+    station.booted = True
+    station.configuration.set_seconds("HeartbeatInterval", 0.05)
+    link = AnsweringLink()
+    task = asyncio.create_task(Behaviour(station, link).run())  # type: ignore[arg-type]  # a fake of Answers
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while link.calls.count("Heartbeat") < 2:
+                link.called.clear()
+                await link.called.wait()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -70,6 +70,7 @@ class Behaviour:
         else:
             LOG.info("%s: reconnected, carrying on without a reboot", self.name)
         now = time.time()
+        self._next_heartbeat = now + self._heartbeat_interval()  # also on a connection without a boot
         await self._report_status(force=True)
         self._next_sample = self._aligned_after(now)
         if booting and self.station.operative and self.station.model.car is None:
