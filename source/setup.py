@@ -17,6 +17,7 @@ setup(
     name="ocpp-connector",
     version=VERSION,
     description="BEMCom connector between OCPP 1.6 charge points and MQTT",
+    license="MIT",
     packages=find_packages(exclude=["connector.tests", "connector.tests.*"]),
     python_requires=">=3.11",
     install_requires=REQUIREMENTS,
