@@ -20,6 +20,7 @@ from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from connector.actuators import TRIGGERABLE_MESSAGES
 from connector.simulator.model import PHASES
 from connector.simulator.ocpp16.payloads import (
     CONNECTOR_ID,
@@ -43,14 +44,8 @@ from connector.simulator.ocpp16.station import (
 LOG = logging.getLogger(__name__)
 
 RESPONSE_TIMEOUT_S = 30.0
-TRIGGERABLE = (
-    "BootNotification",
-    "DiagnosticsStatusNotification",
-    "FirmwareStatusNotification",
-    "Heartbeat",
-    "MeterValues",
-    "StatusNotification",
-)
+# The messages of OCPP 1.6's core that a trigger asks for: the ones the simulator can send.
+TRIGGERABLE = TRIGGERABLE_MESSAGES
 VENDOR = "connector.simulator"  # DataTransfer with this vendor id is echoed; others are unknown
 
 F = TypeVar("F", bound=Callable[..., Any])
