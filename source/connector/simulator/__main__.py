@@ -11,7 +11,7 @@ from connector.logtext import EscapingFormatter
 from connector.simulator.fleet import run
 from connector.simulator.options import Options, parse
 
-LOG = logging.getLogger("connector.simulator")
+LOG = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

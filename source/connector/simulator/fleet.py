@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import websockets
 from ocpp.exceptions import OCPPError
@@ -20,8 +22,6 @@ from websockets.frames import CloseCode
 from websockets.typing import Subprotocol
 
 from connector.simulator import ocpp16
-from connector.simulator.model import ChargerModel
-from connector.simulator.ocpp16.payloads import Configuration
 from connector.simulator.options import Options
 from connector.simulator.race import unless_stopped
 
@@ -54,18 +54,30 @@ class Backoff:
         self._failures = 0
 
 
-def new_station(name: str, options: Options) -> ocpp16.Station:
-    """A charger as it is at power-on; its randomness seeded by its name, so runs repeat."""
-    rng = random.Random(name)
-    return ocpp16.Station(name, ChargerModel(rng), Configuration(options.interval))
+class Charger(Protocol):
+    """One simulated charger of some OCPP version, as the fleet drives it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def subprotocol(self) -> str: ...
+
+    async def serve(self, connection: ClientConnection, stop: asyncio.Event) -> bool:
+        """Be the charger on `connection` until it closes or `stop` is set; True when it is to reboot."""
+        ...
+
+
+# Each OCPP version's chargers (name, sample interval -> charger); 2.0.1 would be one more line.
+NEW_CHARGER: dict[str, Callable[[str, float], Charger]] = {"1.6": ocpp16.new_charger}
 
 
 async def run(options: Options, stop: asyncio.Event) -> None:
     """Every charger of `options`, until `stop` is set and each has closed its connection."""
     async with asyncio.TaskGroup() as tasks:
         for number, name in enumerate(options.names()):
-            station = new_station(name, options)
-            tasks.create_task(keep_connected(station, options, stop, first_delay=number * STAGGER_S))
+            charger = NEW_CHARGER[options.ocpp](name, options.interval)
+            tasks.create_task(keep_connected(charger, options, stop, first_delay=number * STAGGER_S))
 
 
 @dataclass(frozen=True)
@@ -76,43 +88,43 @@ class Ending:
     problem: str | None = None
 
 
-async def keep_connected(station: ocpp16.Station, options: Options, stop: asyncio.Event, first_delay: float) -> None:
+async def keep_connected(charger: Charger, options: Options, stop: asyncio.Event, first_delay: float) -> None:
     """Connect, serve, and after each end connect again (at once after a Reset) until `stop`."""
-    backoff = Backoff(random.Random(f"{station.name} backoff"))
+    backoff = Backoff(random.Random(f"{charger.name} backoff"))
     await unless_stopped(asyncio.sleep(first_delay), stop)
     while not stop.is_set():
-        ending = await connect_and_serve(station, options, stop, backoff)
+        ending = await connect_and_serve(charger, options, stop, backoff)
         if stop.is_set():
             break
         pause = REBOOT_S if ending.reboot else backoff.next()
         if ending.problem is not None:
-            LOG.warning("%s: %s; connecting again in %.1f s", station.name, ending.problem, pause)
+            LOG.warning("%s: %s; connecting again in %.1f s", charger.name, ending.problem, pause)
         elif not ending.reboot:
-            LOG.info("%s: connecting again in %.1f s", station.name, pause)
+            LOG.info("%s: connecting again in %.1f s", charger.name, pause)
         await unless_stopped(asyncio.sleep(pause), stop)
 
 
-async def connect_and_serve(station: ocpp16.Station, options: Options, stop: asyncio.Event, backoff: Backoff) -> Ending:
+async def connect_and_serve(charger: Charger, options: Options, stop: asyncio.Event, backoff: Backoff) -> Ending:
     """One connection, from opening to its clean close."""
-    url = options.url_of(station.name)
+    url = options.url_of(charger.name)
     try:
-        connection = await unless_stopped(_open(url), stop)
+        connection = await unless_stopped(_open(url, charger.subprotocol), stop)
         if connection is None:
             return Ending()
-        LOG.info("%s: connected to %s", station.name, url)
+        LOG.info("%s: connected to %s", charger.name, url)
         backoff.reset()
         try:
-            return Ending(reboot=await ocpp16.serve(station, connection, stop))
+            return Ending(reboot=await charger.serve(connection, stop))
         finally:
             await _close(connection, stop)
     except CONNECTION_PROBLEMS as problem:
         return Ending(problem=f"connection to {url} failed: {str(problem) or type(problem).__name__}")
 
 
-async def _open(url: str) -> ClientConnection:
+async def _open(url: str, subprotocol: str) -> ClientConnection:
     return await websockets.connect(
         url,
-        subprotocols=[Subprotocol(ocpp16.SUBPROTOCOL)],
+        subprotocols=[Subprotocol(subprotocol)],
         open_timeout=OPEN_TIMEOUT_S,
         close_timeout=CLOSE_TIMEOUT_S,
     )

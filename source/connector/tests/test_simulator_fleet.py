@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from connector.simulator.fleet import MAX_BACKOFF_S, Backoff
+from connector.simulator.fleet import MAX_BACKOFF_S, NEW_CHARGER, Backoff
+from connector.simulator.options import VERSIONS
 from connector.simulator.race import first_to_finish, unless_stopped
 from connector.tests.harness import WAIT_S
 
@@ -56,3 +57,8 @@ async def test_unless_stopped_gives_up_when_stopped() -> None:
     stop.set()
     async with asyncio.timeout(WAIT_S):
         assert await unless_stopped(asyncio.Event().wait(), stop) is None
+
+
+def test_every_version_the_command_line_accepts_has_chargers() -> None:
+    """Each OCPP version --ocpp accepts has a charger implementation in the fleet, and no other."""
+    assert set(NEW_CHARGER) == set(VERSIONS)

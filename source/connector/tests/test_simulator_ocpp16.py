@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from connector.simulator.fleet import new_station
+from connector.simulator.ocpp16 import new_charger
 from connector.simulator.ocpp16.behaviour import Behaviour
 from connector.simulator.ocpp16.station import Intent
-from connector.simulator.options import Options
 from connector.tests.harness import WAIT_S
 
 
@@ -37,7 +36,7 @@ class SwallowingLink:
 
 async def test_a_cancelled_charger_stops_even_when_its_cancellation_is_dropped_with_an_answer() -> None:
     """Cancelled in a call whose answer drops the cancellation, the charger's loop still ends, sending nothing more."""
-    station = new_station("SIM-1", Options("ws://127.0.0.1:9", interval=0.2))
+    station = new_charger("SIM-1", 0.2).station
     station.booted = True  # reconnecting: the loop begins with a StatusNotification
     link = SwallowingLink()
     task = asyncio.create_task(Behaviour(station, link).run())  # type: ignore[arg-type]  # a fake of Answers
@@ -66,7 +65,7 @@ class AnsweringLink:
 
 async def test_a_reconnected_charger_keeps_sending_heartbeats() -> None:
     """After a reconnect without a reboot the charger still sends a Heartbeat every HeartbeatInterval."""
-    station = new_station("SIM-1", Options("ws://127.0.0.1:9", interval=60))
+    station = new_charger("SIM-1", 60).station
     station.booted = True
     station.configuration.set_seconds("HeartbeatInterval", 0.05)
     link = AnsweringLink()
