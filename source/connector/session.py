@@ -136,6 +136,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self._timeouts = 0  # calls that went unanswered: fails the ones queued behind them
         self._named: set[str] = set()  # deviations already logged on this connection
         self._refusals: RefusalLog | None = None
+        self._boot_triggered_until = 0.0  # loop time until which a BootNotification is one we asked for
         self._rate = MessageRate(max_message_rate)
         self._write_timeout = write_timeout
         # Plausible phase voltages of this connection, latest per phase: W <-> A conversions use
@@ -301,8 +302,24 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             call = build()
             if isinstance(call, Refusal):
                 raise CommandError(call.reason)
+            self._note_boot_trigger(call)
             result = await self._exchange(call, counts_unanswered)
         return call, self._result_payload(call.action, result)
+
+    def _note_boot_trigger(self, call: OcppCall) -> None:
+        """A BootNotification we ask for is no reboot: it must not settle running transactions.
+
+        Noted when the trigger goes out, not when its answer comes: some chargers send the
+        BootNotification before their TriggerMessage.conf. Expected within the response timeout.
+        """
+        if call.action == "TriggerMessage" and call.payload.get("requestedMessage") == "BootNotification":
+            self._boot_triggered_until = asyncio.get_running_loop().time() + self._response_timeout
+
+    def _triggered_boot(self) -> bool:
+        """Whether a BootNotification now is the one we asked for (then it is taken as such)."""
+        triggered = asyncio.get_running_loop().time() < self._boot_triggered_until
+        self._boot_triggered_until = 0.0
+        return triggered
 
     async def _exchange(self, call: OcppCall, counts_unanswered: bool = True) -> CallResult | CallError:
         """Send the call (bounded by the write timeout), then wait for its answer (the response timeout)."""
@@ -449,7 +466,8 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     def on_boot_notification(self, msg: Inbound) -> dict[str, Any]:
         self.publish(dp.boot_notification(self.id, msg.payload, msg.received))
         self._events.booted(self.id)
-        self._settle_transactions(msg.received)
+        if not self._triggered_boot():
+            self._settle_transactions(msg.received)
         msg.after.append(self.refresh_rate_units)  # a reboot may come with new firmware
         return {"status": "Accepted", "currentTime": utc_now_text(), "interval": self._heartbeat_interval}
 

@@ -349,6 +349,18 @@ async def test_remote_stop_after_a_reboot_without_stop_fails(rig: Rig) -> None:
     assert await rig.refused(STOP_1, True) == "Failed: no transaction is active on connector 1"
 
 
+async def test_a_boot_the_connector_asked_for_settles_nothing(rig: Rig) -> None:
+    """A BootNotification sent because execute_trigger_message asked for it is no reboot: the transaction runs on."""
+    await rig.boot(None)
+    started = await send(rig.charger, "start_transaction")
+    call, status = await rig.call(TRIGGER, "BootNotification")
+    assert (call, status) == (("TriggerMessage", {"requested_message": "BootNotification"}), "Accepted")
+    await send(rig.charger, "boot_notification_minimal")  # what the trigger asked for
+    assert await rig.charger.next_call() == ("GetConfiguration", {"key": [RATE_UNIT]})  # read after every boot
+    stop_call, _ = await rig.call(STOP_1, True)
+    assert stop_call == ("RemoteStopTransaction", {"transaction_id": started.transaction_id})
+
+
 async def test_remote_stop_after_a_second_start_ignores_the_first(rig: Rig) -> None:
     """A second start on the connector settles the first: once the second stops, no remote stop goes to the first."""
     await send(rig.charger, "start_transaction", timestamp="2026-11-21T10:00:00Z")
