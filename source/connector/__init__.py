@@ -1,3 +1,3 @@
 """OCPP 1.6 to BEMCom MQTT connector."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
