@@ -90,7 +90,9 @@ class CommandResults:
     """Commands ended, by result (a command is rare: a Counter is cheap enough)."""
 
     def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
+        # Every result from 0: an absent series is not a rate of 0 to Prometheus (alerts on
+        # `rate(...{result="Failed"})` would see nothing until the first failure).
+        self.counts: Counter[str] = Counter(dict.fromkeys([*sorted(COMMAND_RESULTS), OTHER_RESULT], 0))
 
     def ended(self, status: str) -> None:
         self.counts[command_result(status)] += 1

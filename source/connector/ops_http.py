@@ -88,8 +88,9 @@ def parse_request(head: bytes) -> Request | None:
     try:
         method, target = parts[0].decode("ascii"), parts[1].decode("ascii")
         path, _, query = target.partition("?")
-        fields = parse_qsl(query, max_num_fields=MAX_QUERY_FIELDS)
-    except (UnicodeDecodeError, ValueError):  # ValueError: more fields than allowed
+        # Fields beyond the first MAX_QUERY_FIELDS are ignored (a bookmark's tracking fields).
+        fields = parse_qsl("&".join(query.split("&", MAX_QUERY_FIELDS)[:MAX_QUERY_FIELDS]))
+    except UnicodeDecodeError:
         return None
     return Request(method, path, dict(fields))
 
@@ -151,7 +152,7 @@ class OpsHttpServer:
         self._requested_port = port
         self._routes = routes
         self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
+        self._clients: dict[asyncio.Task[None], None] = {}  # oldest first
         self.port: int | None = None
 
     async def listen(self) -> None:
@@ -185,16 +186,20 @@ class OpsHttpServer:
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # asyncio runs this in a task of its own per connection: tracked here, ended in serve().
         task = asyncio.current_task()
-        if task is None or len(self._clients) >= MAX_CLIENTS:
+        if task is None:
             writer.transport.abort()
             return
-        self._clients.add(task)
+        if len(self._clients) >= MAX_CLIENTS:
+            # The oldest goes, not the newcomer: idle connections held open must not shut
+            # the health check out (a request that is answered takes milliseconds).
+            next(iter(self._clients)).cancel()
+        self._clients[task] = None
         try:
             await self._exchange(reader, writer)
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             writer.transport.abort()  # gone or too slow: nothing more to say, nothing to flush
         finally:
-            self._clients.discard(task)
+            self._clients.pop(task, None)
             writer.close()
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

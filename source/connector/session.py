@@ -487,7 +487,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     def on_status_notification(self, msg: Inbound) -> dict[str, Any]:
         self.connector_seen(msg.payload["connectorId"])
         self.publish(dp.status_notification(self.id, msg.payload, msg.received, msg.notes))
-        self.observed.statuses[msg.payload["connectorId"]] = msg.payload["status"]
+        self.observed.note_status(msg.payload["connectorId"], msg.payload["status"])
         return {}
 
     @handles(Action.meter_values)
@@ -496,7 +496,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         readings = dp.meter_readings(self.id, msg.payload, msg.received, msg.notes)
         points = [point for _, point in readings]
         self.publish(points)
-        self.observed.meter = points  # the list just published, kept: no copy
+        self.observed.note_meter(points)
         dp.note_phase_voltages(readings, self.voltages)
         return {}
 

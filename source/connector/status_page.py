@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import urlencode
 
-from connector.observed import Observed
+from connector.observed import METER_VALUES_KEPT, Observed
 
 PAGE_SIZE = 50
-METER_VALUES_SHOWN = 8  # of the last MeterValues; the rest are counted
+METER_VALUES_SHOWN = METER_VALUES_KEPT  # of the last MeterValues; the rest are counted
 MAX_TEXT = 80  # characters of charger-controlled text shown in a cell
 MAX_QUERY = 200  # characters of a search
 
@@ -159,7 +159,7 @@ def _meter(cp: str, seen: Observed) -> str:
         f"<li>{text(point.key.removeprefix(prefix))} = {text(point.value)}</li>"
         for point in seen.meter[:METER_VALUES_SHOWN]
     ]
-    more = len(seen.meter) - METER_VALUES_SHOWN
+    more = seen.meter_count - min(len(seen.meter), METER_VALUES_SHOWN)
     if more > 0:
         items.append(f'<li class="muted">{more} more</li>')
     at = utc(seen.meter[0].timestamp / 1000)

@@ -201,3 +201,16 @@ async def test_shipped_broker_config_keeps_retained_values_across_a_restart(tmp_
         subscriber.close()
     finally:
         shipped_broker.stop()
+
+
+def test_the_demo_simulator_has_no_health_check_of_the_connectors() -> None:
+    """The simulator runs the connector's image but serves no /healthz: its inherited HEALTHCHECK is off."""
+    assert services()["simulator"]["healthcheck"] == {"disable": True}
+
+
+def test_unauthenticated_ports_are_published_on_this_machine_only() -> None:
+    """The anonymous demo broker and the operations server are published on 127.0.0.1, OCPP on every address."""
+    published = {name: [str(p) for p in service.get("ports", [])] for name, service in services().items()}
+    assert published["mosquitto"] == ["127.0.0.1:1883:1883"]
+    assert "127.0.0.1:8080:8080" in published["ocpp-connector"]
+    assert "9000:9000" in published["ocpp-connector"]

