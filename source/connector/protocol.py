@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, TypeAlias
@@ -328,8 +328,7 @@ def _jsonschema_verdict(action: str, payload: dict[str, Any], message_type: int)
             refused = next(_jsonschema_core(message_type, action).iter_errors(payload), None) if search else None
             # A refused payload needs no deviations named: it is not handled (and the search
             # for them would walk all of it).
-            deviations = _tolerated_errors(_jsonschema_full(message_type, action).iter_errors(payload))
-            named = [] if refused is not None else list(itertools.islice(deviations, MAX_NAMED_DEVIATIONS))
+            named = [] if refused is not None else _first_deviations(message_type, action, payload)
     except (InvalidOperation, TypeError, ValueError):  # beyond even that: no meaningful OCPP number
         out_of_range = "a number is out of range"
         return Verdict(refusal=PropertyConstraintViolationError(description=out_of_range), unquoted=[out_of_range])
@@ -342,8 +341,11 @@ def _jsonschema_verdict(action: str, payload: dict[str, Any], message_type: int)
     return verdict
 
 
-def _tolerated_errors(errors: Iterator[ValidationError]) -> Iterator[ValidationError]:
-    return (error for error in errors if error.validator in TOLERATED_KEYWORDS)
+def _first_deviations(message_type: int, action: str, payload: Any) -> list[ValidationError]:
+    """The first MAX_NAMED_DEVIATIONS tolerated errors, found lazily (jsonschema stops there)."""
+    errors = _jsonschema_full(message_type, action).iter_errors(payload)
+    tolerated = (error for error in errors if error.validator in TOLERATED_KEYWORDS)
+    return list(itertools.islice(tolerated, MAX_NAMED_DEVIATIONS))
 
 
 def _where(error: ValidationError) -> str:

@@ -58,6 +58,8 @@ class Upkeep:
     async def save(self) -> bool:
         """Save what changed, in a worker thread; on failure it is kept for the next save."""
         taken = self._take()
+        if not any(taken):  # the usual tick: nothing changed, no thread, no transaction
+            return True
         saved = await asyncio.to_thread(self._save, *taken)
         if not saved:
             self._give_back(*taken)

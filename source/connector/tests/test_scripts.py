@@ -34,10 +34,9 @@ def accepts(port: int) -> bool:
     return True
 
 
-def test_run_sh_starts_a_private_broker_and_stops_cleanly(tmp_path: Path) -> None:
-    """With no broker at the configured local port, run.sh starts one there, runs the connector, and stops both."""
-    port = free_port()
-    env = {
+def run_sh_env(port: int, tmp_path: Path, name: str) -> dict[str, str]:
+    """run.sh's environment: a local broker port with nothing on it, free OCPP and HTTP ports."""
+    return {
         **os.environ,
         "MQTT_BROKER_HOST": "127.0.0.1",
         "MQTT_BROKER_PORT": str(port),
@@ -45,8 +44,14 @@ def test_run_sh_starts_a_private_broker_and_stops_cleanly(tmp_path: Path) -> Non
         "OCPP_PORT": "0",
         "HTTP_PORT": "0",  # the operations server too: never a fixed port in tests
         "STATE_DIR": str(tmp_path / "state"),
-        "CONNECTOR_NAME": "run-sh-test",
+        "CONNECTOR_NAME": name,
     }
+
+
+def test_run_sh_starts_a_private_broker_and_stops_cleanly(tmp_path: Path) -> None:
+    """With no broker at the configured local port, run.sh starts one there, runs the connector, and stops both."""
+    port = free_port()
+    env = run_sh_env(port, tmp_path, "run-sh-test")
     process = subprocess.Popen(["./run.sh"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     ready = threading.Event()
@@ -70,16 +75,7 @@ async def test_ctrl_c_stops_the_connector_first_then_the_private_broker(tmp_path
     """Ctrl-C (SIGINT to run.sh's group): `connected = false` and offline reach the broker, which then saves."""
     port = free_port()
     name = "run-sh-sigint"
-    env = {
-        **os.environ,
-        "MQTT_BROKER_HOST": "127.0.0.1",
-        "MQTT_BROKER_PORT": str(port),
-        "OCPP_HOST": "127.0.0.1",
-        "OCPP_PORT": "0",
-        "HTTP_PORT": "0",  # the operations server too: never a fixed port in tests
-        "STATE_DIR": str(tmp_path / "state"),
-        "CONNECTOR_NAME": name,
-    }
+    env = run_sh_env(port, tmp_path, name)
     saved = REPO / ".local-broker" / "mosquitto.db"
     saved.unlink(missing_ok=True)
     # A session of its own, as a terminal's foreground job: Ctrl-C signals the whole group.

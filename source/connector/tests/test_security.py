@@ -215,16 +215,21 @@ async def test_profile_2_serves_wss_only(
         await running.stop()
 
 
-async def test_profile_3_requires_a_client_certificate_from_the_ca(
-    settings_env: dict[str, str], probe: MqttProbe, tls_files: dict[str, str], ca: trustme.CA
-) -> None:
-    """With OCPP_TLS_CA_FILE a charger without a certificate signed by that CA cannot connect; one with it can."""
-    env = {
+def profile_3(settings_env: dict[str, str], tls_files: dict[str, str]) -> dict[str, str]:
+    """The test environment with security profile 3: wss:// and client certificates from the test CA."""
+    return {
         **settings_env,
         "OCPP_TLS_CERT_FILE": tls_files["cert"],
         "OCPP_TLS_KEY_FILE": tls_files["key"],
         "OCPP_TLS_CA_FILE": tls_files["ca"],
     }
+
+
+async def test_profile_3_requires_a_client_certificate_from_the_ca(
+    settings_env: dict[str, str], probe: MqttProbe, tls_files: dict[str, str], ca: trustme.CA
+) -> None:
+    """With OCPP_TLS_CA_FILE a charger without a certificate signed by that CA cannot connect; one with it can."""
+    env = profile_3(settings_env, tls_files)
     running = await start_connector(env, probe)
     url = f"wss://127.0.0.1:{running.service.dispatcher.port}/CP_1"
     try:
@@ -322,12 +327,7 @@ async def test_a_failed_tls_handshake_is_logged(
     settings_env: dict[str, str], probe: MqttProbe, tls_files: dict[str, str], ca: trustme.CA
 ) -> None:
     """Profile 3: a charger without a client certificate is refused and a WARNING says its TLS handshake failed."""
-    env = {
-        **settings_env,
-        "OCPP_TLS_CERT_FILE": tls_files["cert"],
-        "OCPP_TLS_KEY_FILE": tls_files["key"],
-        "OCPP_TLS_CA_FILE": tls_files["ca"],
-    }
+    env = profile_3(settings_env, tls_files)
     running = await start_connector(env, probe)
     try:
         with pytest.raises((ssl.SSLError, ConnectionError, websockets.exceptions.InvalidMessage)):
