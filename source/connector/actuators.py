@@ -59,9 +59,10 @@ CENTRAL_SYSTEM_ACTIONS = frozenset(KNOWN_ACTIONS - CHARGER_ACTIONS | {"DataTrans
 class ChargerFacts:
     """What a command may need to know about the charger, as of now."""
 
-    transaction_id: int | None = None  # active on the addressed connector
+    transaction_id: int | str | None = None  # active on the addressed connector (2.x: the charger's string id)
     reservation_id: int | None = None  # open on the addressed connector
     new_reservation_id: Callable[[], int] = field(default=lambda: 1)  # called only to reserve
+    new_remote_start_id: Callable[[], int] = field(default=lambda: 1)  # 2.x: called only to start
     allowed_rate_units: frozenset[str] | None = None  # {"W", "A"} subset; None: not known
     voltages: tuple[float, ...] = ()  # plausible phase voltages measured in this session, latest per phase
     phases: int = 3
@@ -109,6 +110,19 @@ class Actuator:
     status: Callable[[dict[str, Any]], tuple[str, str | None]] = charger_status
 
 
+@dataclass(frozen=True)
+class Translation:
+    """One version's way of carrying an actuator: value -> call, answer -> datapoints and status.
+
+    The actuator's name, example and where it is offered (`Actuator`) are the same in every
+    version; a version table (ocpp16/, ocpp201/, ocpp21/) maps each name to a Translation.
+    """
+
+    build: Build
+    answer: Answer = no_datapoints
+    status: Callable[[dict[str, Any]], tuple[str, str | None]] = charger_status
+
+
 def charging_profile_id(connector_id: int) -> int:
     return CHARGING_PROFILE_ID_BASE + connector_id
 
@@ -149,7 +163,7 @@ def quote(value: Any) -> str:
     return _SHORT.repr(value)
 
 
-def _number(value: Any, what: str) -> float | Refusal:
+def parse_number(value: Any, what: str) -> float | Refusal:
     """A finite number >= 0 from a JSON number or a numeric string."""
     refusal = Refusal(f"value must be {what}, got {quote(value)}")
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -165,13 +179,13 @@ def _number(value: Any, what: str) -> float | Refusal:
     return number
 
 
-def _tenths(number: float) -> Decimal:
+def tenths(number: float) -> Decimal:
     # OCPP 1.6 limits have multipleOf 0.1; rounding down never exceeds the asked limit.
     # 400 digits hold any float to 0.1, so quantize never overflows its context.
     return Decimal(repr(number)).quantize(Decimal("0.1"), rounding=ROUND_DOWN, context=Context(prec=400))
 
 
-def _text(value: Any, what: str, max_length: int | None = None) -> str | Refusal:
+def parse_text(value: Any, what: str, max_length: int | None = None) -> str | Refusal:
     if not isinstance(value, str) or not value.strip():
         return Refusal(f"value must be {what}, got {quote(value)}")
     text = value.strip()
@@ -180,14 +194,14 @@ def _text(value: Any, what: str, max_length: int | None = None) -> str | Refusal
     return text
 
 
-def _choice(value: Any, options: tuple[str, ...]) -> str | Refusal:
+def parse_choice(value: Any, options: tuple[str, ...]) -> str | Refusal:
     by_lower = {option.lower(): option for option in options}
     if isinstance(value, str) and value.strip().lower() in by_lower:
         return by_lower[value.strip().lower()]
     return Refusal(f"value must be one of {', '.join(options)}; got {quote(value)}")
 
 
-def _json_object(value: Any, what: str) -> dict[str, Any] | Refusal:
+def json_object(value: Any, what: str) -> dict[str, Any] | Refusal:
     """A JSON object given as JSON text (the interface's form) or as an object already."""
     if isinstance(value, str):
         try:
@@ -199,7 +213,7 @@ def _json_object(value: Any, what: str) -> dict[str, Any] | Refusal:
     return value
 
 
-def _schema_checked(call: OcppCall) -> OcppCall | Refusal:
+def schema_checked(call: OcppCall) -> OcppCall | Refusal:
     """Refuse a call the OCPP 1.6 schema refuses: an operator's typo must not reach a charger.
 
     The reason names the path and the rule, never the value: it may be a secret
@@ -233,7 +247,7 @@ def _limit(unit: str) -> Build:
     def build(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
         if value is None:
             return clear_limit(connector_id)
-        number = _number(value, f"a number >= 0 ({unit}) or null")
+        number = parse_number(value, f"a number >= 0 ({unit}) or null")
         if isinstance(number, Refusal):
             return number
         if number > MAX_LIMIT[unit]:
@@ -242,7 +256,7 @@ def _limit(unit: str) -> Build:
         if sent > MAX_LIMIT[sent_unit]:
             beyond = f"beyond {MAX_LIMIT[sent_unit]:.0f} {sent_unit}"
             return Refusal(f"value {quote(value)} {unit} is {sent:.0f} {sent_unit} for this charger, {beyond}")
-        return set_limit(connector_id, _tenths(sent), sent_unit)
+        return set_limit(connector_id, tenths(sent), sent_unit)
 
     return build
 
@@ -301,16 +315,16 @@ def _trigger_message(value: Any, connector_id: int, facts: ChargerFacts) -> Ocpp
     return OcppCall("TriggerMessage", {"requestedMessage": requested})
 
 
-def _allowed_id_tag(value: Any, facts: ChargerFacts) -> str | Refusal:
+def allowed_id_tag(value: Any, facts: ChargerFacts) -> str | Refusal:
     """An id tag (OCPP 1.6 IdToken: at most 20 characters) that the id-tag policy allows."""
-    id_tag = _text(value, "an id tag", 20)
+    id_tag = parse_text(value, "an id tag", 20)
     if isinstance(id_tag, Refusal) or facts.id_tag_allowed(id_tag):
         return id_tag
     return Refusal(f"id tag {id_tag!r} is not allowed (OCPP_ALLOWED_ID_TAGS)")
 
 
 def _remote_start(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    id_tag = _allowed_id_tag(value, facts)
+    id_tag = allowed_id_tag(value, facts)
     if isinstance(id_tag, Refusal):
         return id_tag
     payload: dict[str, Any] = {"idTag": id_tag}
@@ -326,14 +340,14 @@ def _remote_stop(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall
 
 
 def _change_availability(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    kind = _choice(value, ("Operative", "Inoperative"))
+    kind = parse_choice(value, ("Operative", "Inoperative"))
     if isinstance(kind, Refusal):
         return kind
     return OcppCall("ChangeAvailability", {"connectorId": connector_id, "type": kind})
 
 
 def _reset(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    kind = _choice(value, ("Soft", "Hard"))
+    kind = parse_choice(value, ("Soft", "Hard"))
     return kind if isinstance(kind, Refusal) else OcppCall("Reset", {"type": kind})
 
 
@@ -350,14 +364,14 @@ def _change_configuration(value: Any, connector_id: int, facts: ChargerFacts) ->
     if "=" not in value or not value.split("=", 1)[0].strip():
         return Refusal(f'value must be "Key=Value" (a key, "=", the value; {len(value)} characters given, not shown)')
     name, setting = value.split("=", 1)
-    return _schema_checked(OcppCall("ChangeConfiguration", {"key": name.strip(), "value": setting}))
+    return schema_checked(OcppCall("ChangeConfiguration", {"key": name.strip(), "value": setting}))
 
 
 def _get_configuration(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     if not isinstance(value, str):
         return Refusal(f'value must be a configuration key, or "" for all; got {quote(value)}')
     name = value.strip()
-    return _schema_checked(OcppCall("GetConfiguration", {"key": [name]} if name else {}))
+    return schema_checked(OcppCall("GetConfiguration", {"key": [name]} if name else {}))
 
 
 def _configuration_answer(
@@ -387,7 +401,7 @@ def _clear_profiles(value: Any, connector_id: int, facts: ChargerFacts) -> OcppC
 
 
 def _composite_schedule(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    duration = _number(value, "a duration in whole seconds > 0")
+    duration = parse_number(value, "a duration in whole seconds > 0")
     if isinstance(duration, Refusal) or duration != int(duration) or not 0 < duration <= MAX_INT32:
         return Refusal(f"value must be a duration in whole seconds, 1..{MAX_INT32}, got {quote(value)}")
     return OcppCall("GetCompositeSchedule", {"connectorId": connector_id, "duration": int(duration)})
@@ -409,7 +423,7 @@ def _composite_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[
 
 
 def _reserve_now(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    id_tag = _allowed_id_tag(value, facts)
+    id_tag = allowed_id_tag(value, facts)
     if isinstance(id_tag, Refusal):
         return id_tag
     expiry = facts.now + timedelta(seconds=facts.reservation_expiry_s)
@@ -450,7 +464,7 @@ def _cancel_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str
 
 def _data_transfer(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     what = '{"vendor_id": ..., "message_id": ..., "data": ...}'
-    request = _json_object(value, what)
+    request = json_object(value, what)
     if isinstance(request, Refusal):
         return request
     if not isinstance(request.get("vendor_id"), str):
@@ -461,7 +475,7 @@ def _data_transfer(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCa
     if "data" in request:
         data = request["data"]
         payload["data"] = data if isinstance(data, str) else json.dumps(data)
-    return _schema_checked(OcppCall("DataTransfer", payload))
+    return schema_checked(OcppCall("DataTransfer", payload))
 
 
 def _data_transfer_answer(
@@ -472,7 +486,7 @@ def _data_transfer_answer(
 
 def _ocpp_call(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     what = '{"action": "<OCPP 1.6 action>", "payload": {...}}'
-    request = _json_object(value, what)
+    request = json_object(value, what)
     if isinstance(request, Refusal):
         return request
     action, payload = request.get("action"), request.get("payload", {})
@@ -481,10 +495,10 @@ def _ocpp_call(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall |
     if not isinstance(payload, dict):
         return Refusal(f"payload must be a JSON object, got {quote(payload)}")
     if action in ("RemoteStartTransaction", "ReserveNow") and isinstance(payload.get("idTag"), str):
-        id_tag = _allowed_id_tag(payload["idTag"], facts)
+        id_tag = allowed_id_tag(payload["idTag"], facts)
         if isinstance(id_tag, Refusal):
             return id_tag
-    return _schema_checked(OcppCall(action, payload))
+    return schema_checked(OcppCall(action, payload))
 
 
 def _ocpp_call_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:

@@ -1,0 +1,103 @@
+"""What a version's handlers and actuators see of a charge point session: the seam between
+the version tables (ocpp16/, ocpp201/, ocpp21/) and the I/O adapter (session.py).
+
+A handler is a plain function `(Context, Inbound) -> answer payload`: it maps a validated
+CALL's wire payload (camelCase, as received) to datapoints through the context and returns
+the CALLRESULT payload. It does no I/O and never awaits: work that must follow the answer
+(a call to the charger) is appended to `Inbound.after` and started once the answer is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from connector.authorization import IdTagPolicy
+from connector.charger import ChargerState
+from connector.datapoints import Datapoint
+from connector.observed import Observed
+from connector.transactions import TransactionStore
+
+
+@dataclass
+class Inbound:
+    """A validated CALL as a handler sees it."""
+
+    payload: dict[str, Any]
+    received: int  # ms
+    notes: list[str] = field(default_factory=list)  # harmless deviations, logged once per connection
+    # Work to start once the answer is on the wire (a call to the charger must not
+    # overtake the answer that lets it talk, e.g. BootNotification's Accepted).
+    after: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+
+
+class Context(Protocol):
+    """The session as a handler uses it."""
+
+    id: str  # the charge point identity
+    log: logging.LoggerAdapter[logging.Logger]
+    state: ChargerState  # what outlives the connection (rate units)
+    voltages: dict[str, float]  # plausible phase voltages of this connection, latest per phase
+    observed: Observed  # for the status page
+    transactions: TransactionStore
+    id_tags: IdTagPolicy
+    heartbeat_interval: int  # s, for BootNotification's answer
+
+    def publish(self, points: list[Datapoint]) -> None: ...
+
+    def connector_seen(self, connector_id: int) -> None:
+        """A connector (1.6) or EVSE (2.x) id appeared: its actuators are announced once."""
+
+    def booted(self) -> None:
+        """A BootNotification: the charge point is known from now on (its actuators listed)."""
+
+    def triggered_boot(self) -> bool:
+        """Whether the BootNotification being handled is one the connector asked for (TriggerMessage)."""
+
+    async def refresh_rate_units(self, queued_at: int | None = None) -> None:
+        """Read the charger's allowed charging rate units (the version's way); for `Inbound.after`."""
+
+
+Handler = Callable[[Context, Inbound], dict[str, Any]]
+
+
+class NotCovered:
+    """A read's answer that says nothing about the rate units (it asked for other keys)."""
+
+
+NOT_COVERED = NotCovered()
+
+
+@dataclass(frozen=True)
+class RateUnitRead:
+    """How a version learns the charging rate units a charger takes (W, A or both).
+
+    `call` is the connector's own read after each boot; `units` reads an answer to it, or to
+    an operator's read of the same kind: a subset of {"W", "A"}, None where the charger did
+    not say (then both are assumed), NOT_COVERED where the call asked for something else.
+    `actuator` names the actuator whose answer mapping publishes what the read returned.
+    """
+
+    call: Callable[[], Any]  # -> actuators.OcppCall
+    units: Callable[[Any, dict[str, Any]], frozenset[str] | None | NotCovered]  # (call, answer)
+    actuator: str
+    key: str  # what the log line names: "ChargingScheduleAllowedChargingRateUnit"
+
+
+@dataclass(frozen=True)
+class OcppVersion:
+    """One OCPP version's tables: everything the version-agnostic session needs to serve it."""
+
+    name: str  # "1.6", "2.0.1", "2.1": the `<cp>__ocpp_version` value and the schemas' version
+    subprotocol: str  # "ocpp1.6"
+    handlers: dict[str, Handler]  # charger-initiated action -> handler
+    actuators: dict[str, Any]  # actuator name -> actuators.Translation (value -> call; answer -> datapoints)
+    central_actions: frozenset[str]  # actions a central system sends: what execute_ocpp_call may send
+    error_codes: dict[str, str]  # OCPP-J 1.6 error code -> this version's spelling, where it differs
+    rate_units: RateUnitRead
+    send_frames: bool = False  # OCPP 2.1: SEND (type 6) and CALLRESULTERROR (type 5) frames
+
+    def error_code(self, code: str) -> str:
+        return self.error_codes.get(code, code)
