@@ -81,7 +81,7 @@ class RateUnitRead:
     """
 
     call: Callable[[], Any]  # -> actuators.OcppCall
-    units: Callable[[Any, dict[str, Any]], frozenset[str] | None | NotCovered]  # (call, answer)
+    units: Callable[[Any, dict[str, Any]], frozenset[str] | NotCovered | None]  # (call, answer)
     actuator: str
     key: str  # what the log line names: "ChargingScheduleAllowedChargingRateUnit"
 
