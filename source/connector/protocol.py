@@ -175,9 +175,9 @@ def _parse_call(frame: list[Any], unique_id: str | int) -> Call | FrameProblem:
 
 
 @functools.cache
-def schema_fields(action: str) -> frozenset[str]:
-    """The top-level fields OCPP 1.6 defines for a charger's `action` request."""
-    validator: Draft4Validator = get_validator(MessageType.Call, action, OCPP_VERSION)
+def schema_fields(action: str, version: str = OCPP_VERSION) -> frozenset[str]:
+    """The top-level fields OCPP `version` defines for a charger's `action` request."""
+    validator: Draft4Validator = get_validator(MessageType.Call, action, version)
     return frozenset(validator.schema.get("properties", {}))
 
 
@@ -205,18 +205,18 @@ _DECIMAL_SCHEMAS = frozenset(
 )
 
 
-def check_payload(action: str, payload: dict[str, Any], message_type: int) -> Verdict:
+def check_payload(action: str, payload: dict[str, Any], message_type: int, version: str = OCPP_VERSION) -> Verdict:
     """Validate a request (CALL) or a response (CALLRESULT) of `action` against OCPP 1.6.
 
     `payload` holds JSON values as json.loads returns them (the compiled check would take a
     tuple for an array, which jsonschema refuses).
     """
-    if _compiled_accepts(action, payload, message_type):
+    if _compiled_accepts(action, payload, message_type, version):
         return Verdict()
     if array_items_beyond(payload, MAX_ARRAY_ITEMS):
         beyond = f"payload: more than {MAX_ARRAY_ITEMS} array items"
         return Verdict(refusal=OccurenceConstraintViolationError(description=beyond), unquoted=[beyond])
-    return _jsonschema_verdict(action, payload, message_type)
+    return _jsonschema_verdict(action, payload, message_type, version)
 
 
 def array_items_beyond(payload: Any, limit: int) -> bool:
@@ -243,7 +243,7 @@ _DRAFT_4 = "http://json-schema.org/draft-04/schema#"
 
 
 @functools.cache
-def _compiled(message_type: int, action: str) -> Callable[[Any], Any] | None:
+def _compiled(message_type: int, action: str, version: str) -> Callable[[Any], Any] | None:
     """fastjsonschema's compilation of the library's schema, None where jsonschema alone decides.
 
     The compiled check takes ~25 us for an 8-sample MeterValues.req, jsonschema ~300 us.
@@ -257,14 +257,16 @@ def _compiled(message_type: int, action: str) -> Callable[[Any], Any] | None:
     # a composite schedule), not worth a third way of checking.
     if (message_type, action) in _DECIMAL_SCHEMAS:
         return None
-    schema = get_validator(message_type, action, OCPP_VERSION).schema
+    schema = get_validator(message_type, action, version).schema
     # No `format` and no `default`: jsonschema asserts no format unless given a format checker
     # (a charger's odd timestamp is not refused), and defaults would be written into the payload.
     return fastjsonschema.compile({**schema, "$schema": _DRAFT_4}, use_default=False, use_formats=False)
 
 
-def _compiled_accepts(action: str, payload: dict[str, Any], message_type: int, *, core: bool = False) -> bool:
-    compiled = _compiled_core(message_type, action) if core else _compiled(message_type, action)
+def _compiled_accepts(
+    action: str, payload: dict[str, Any], message_type: int, version: str, *, core: bool = False
+) -> bool:
+    compiled = _compiled_core(message_type, action, version) if core else _compiled(message_type, action, version)
     if compiled is None:
         return False
     try:
@@ -290,45 +292,47 @@ def without_tolerated(schema: Any) -> Any:
 
 
 @functools.cache
-def _compiled_core(message_type: int, action: str) -> Callable[[Any], Any] | None:
+def _compiled_core(message_type: int, action: str, version: str) -> Callable[[Any], Any] | None:
     """Like `_compiled`, of the schema without the tolerated keywords: it accepts iff nothing is refused."""
     if (message_type, action) in _DECIMAL_SCHEMAS:
         return None
-    core = without_tolerated(get_validator(message_type, action, OCPP_VERSION).schema)
+    core = without_tolerated(get_validator(message_type, action, version).schema)
     return fastjsonschema.compile({**core, "$schema": _DRAFT_4}, use_default=False, use_formats=False)
 
 
 @functools.cache
-def _jsonschema_core(message_type: int, action: str) -> Draft4Validator:
+def _jsonschema_core(message_type: int, action: str, version: str) -> Draft4Validator:
     """jsonschema's validator of the schema without the tolerated keywords: its errors are refusals only.
 
     Removing keywords that never descend into the instance leaves the other errors in the
     order the full schema yields them, so its first error is the full schema's first refusal.
     """
-    return Draft4Validator(without_tolerated(_jsonschema_full(message_type, action).schema))
+    return Draft4Validator(without_tolerated(_jsonschema_full(message_type, action, version).schema))
 
 
-def _jsonschema_full(message_type: int, action: str) -> Draft4Validator:
+def _jsonschema_full(message_type: int, action: str, version: str) -> Draft4Validator:
     if (message_type, action) in _DECIMAL_SCHEMAS:
-        return get_validator(message_type, action, OCPP_VERSION, parse_float=Decimal)
-    return get_validator(message_type, action, OCPP_VERSION)
+        return get_validator(message_type, action, version, parse_float=Decimal)
+    return get_validator(message_type, action, version)
 
 
-def _jsonschema_verdict(action: str, payload: dict[str, Any], message_type: int) -> Verdict:
+def _jsonschema_verdict(action: str, payload: dict[str, Any], message_type: int, version: str) -> Verdict:
     """The refusal (the first error that leaves no sense to be made) and the first tolerated deviations."""
     if (message_type, action) in _DECIMAL_SCHEMAS:
         payload = json.loads(json.dumps(payload), parse_float=Decimal)
     # The compiled core spares the search for a refusal where there is none (jsonschema would
     # walk the whole payload); a Decimal schema has no compiled core and is searched.
-    search = not _compiled_accepts(action, payload, message_type, core=True)
+    search = not _compiled_accepts(action, payload, message_type, version, core=True)
     try:
         # multipleOf computes a remainder; 400 digits cover any float-sized number.
         with localcontext() as context:
             context.prec = 400
-            refused = next(_jsonschema_core(message_type, action).iter_errors(payload), None) if search else None
+            refused = (
+                next(_jsonschema_core(message_type, action, version).iter_errors(payload), None) if search else None
+            )
             # A refused payload needs no deviations named: it is not handled (and the search
             # for them would walk all of it).
-            named = [] if refused is not None else _first_deviations(message_type, action, payload)
+            named = [] if refused is not None else _first_deviations(message_type, action, payload, version)
     except (InvalidOperation, TypeError, ValueError):  # beyond even that: no meaningful OCPP number
         out_of_range = "a number is out of range"
         return Verdict(refusal=PropertyConstraintViolationError(description=out_of_range), unquoted=[out_of_range])
@@ -341,9 +345,9 @@ def _jsonschema_verdict(action: str, payload: dict[str, Any], message_type: int)
     return verdict
 
 
-def _first_deviations(message_type: int, action: str, payload: Any) -> list[ValidationError]:
+def _first_deviations(message_type: int, action: str, payload: Any, version: str) -> list[ValidationError]:
     """The first MAX_NAMED_DEVIATIONS tolerated errors, found lazily (jsonschema stops there)."""
-    errors = _jsonschema_full(message_type, action).iter_errors(payload)
+    errors = _jsonschema_full(message_type, action, version).iter_errors(payload)
     tolerated = (error for error in errors if error.validator in TOLERATED_KEYWORDS)
     return list(itertools.islice(tolerated, MAX_NAMED_DEVIATIONS))
 

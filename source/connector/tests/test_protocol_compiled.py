@@ -234,11 +234,11 @@ def unbounded_verdict(action: str, payload: Any, message_type: int) -> Verdict:
 
 def assert_agree(message_type: int, action: str, payload: Any) -> None:
     """Each compiled check accepts `payload` iff jsonschema finds no error (none refused): the verdict is as before."""
-    accepted = _compiled_accepts(action, payload, message_type)
+    accepted = _compiled_accepts(action, payload, message_type, "1.6")
     errors = jsonschema_errors(message_type, action, payload)
     assert accepted == (not errors), f"compiled accepts: {accepted}; jsonschema: {errors}; payload: {payload!r:.500}"
     before = unbounded_verdict(action, payload, message_type)
-    assert _compiled_accepts(action, payload, message_type, core=True) == (before.refusal is None), payload
+    assert _compiled_accepts(action, payload, message_type, "1.6", core=True) == (before.refusal is None), payload
     assert len(before.tolerated) <= MAX_NAMED_DEVIATIONS, "a payload that tests naming, not the verdict"
     verdict = check_payload(action, payload, message_type)
     assert parts(verdict) == parts(before)
@@ -249,8 +249,8 @@ def test_every_ocpp16_schema_is_covered() -> None:
     """The schemas compared are the requests and responses of every OCPP 1.6 action."""
     assert {action for _, action in ALL_SCHEMAS} == {action.value for action in Action}
     assert len(ALL_SCHEMAS) == 2 * len(Action)
-    assert {kind for kind in ALL_SCHEMAS if _compiled(*kind) is None} == _DECIMAL_SCHEMAS
-    assert {kind for kind in ALL_SCHEMAS if _compiled_core(*kind) is None} == _DECIMAL_SCHEMAS
+    assert {kind for kind in ALL_SCHEMAS if _compiled(*kind, "1.6") is None} == _DECIMAL_SCHEMAS
+    assert {kind for kind in ALL_SCHEMAS if _compiled_core(*kind, "1.6") is None} == _DECIMAL_SCHEMAS
 
 
 @pytest.mark.parametrize(("message_type", "action"), COMPILED_SCHEMAS, ids=COMPILED_IDS)
@@ -304,7 +304,7 @@ EDGE_CASES: list[tuple[str, int, str, dict[str, Any], bool]] = [
 )
 def test_edge_cases_are_decided_alike(message_type: int, action: str, payload: dict[str, Any], accepted: bool) -> None:
     """Known differences between JSON Schema drafts and validators are decided as jsonschema's Draft 4 does."""
-    assert _compiled_accepts(action, payload, message_type) == accepted
+    assert _compiled_accepts(action, payload, message_type, "1.6") == accepted
     assert_agree(message_type, action, payload)
 
 
@@ -315,7 +315,7 @@ def test_draft06_schemas_are_compiled_as_draft4() -> None:
     assert "draft-06" in schema["$schema"]
     as_declared = fastjsonschema.compile(schema, use_default=False, use_formats=False)
     assert as_declared(payload) == payload
-    assert not _compiled_accepts("LogStatusNotification", payload, MessageType.Call)
+    assert not _compiled_accepts("LogStatusNotification", payload, MessageType.Call, "1.6")
 
 
 def charging_profile(limit: Any) -> dict[str, Any]:
@@ -341,7 +341,7 @@ def charging_profile(limit: Any) -> dict[str, Any]:
 )
 def test_decimal_schemas_keep_jsonschema_verdicts(limit: Any, refusal: str | None) -> None:
     """The multipleOf-0.1 schemas are left to jsonschema over Decimals, with its verdicts."""
-    assert _compiled(MessageType.Call, "SetChargingProfile") is None
+    assert _compiled(MessageType.Call, "SetChargingProfile", "1.6") is None
     verdict = check_payload("SetChargingProfile", charging_profile(limit), MessageType.Call)
     if refusal is None:
         assert verdict.refusal is None
