@@ -1,34 +1,36 @@
-"""Pure: an actuator value becomes the OCPP 1.6 call that carries it, or a refusal; the
-charger's answer becomes a status and, for some actuators, sensor datapoints.
+"""Pure: what every version's actuators share; the actuator catalogue.
 
-Nothing here does I/O. The command runner hands `build_call` the actuator name, the
-connector id from the key, the value from MQTT and a snapshot of what the connector knows
-about the charger (`ChargerFacts`); it sends whatever `OcppCall` comes back. A `Refusal`
-carries the reason that ends up in `Failed: <reason>`.
+An actuator value becomes an OCPP call that carries it, or a refusal; the charger's answer
+becomes a status and, for some actuators, sensor datapoints. The catalogue (`ACTUATORS`)
+names each actuator, its example and where it is offered, the same in every version; each
+version's table (ocpp16/actuators.py, ocpp201/actuators.py, ...) maps the names to a
+`Translation` in that version's messages, built from the parsers and limit rules here.
+
+Nothing here does I/O. The command runner hands a translation's `build` the connector id
+from the key, the value from MQTT and a snapshot of what the connector knows about the
+charger (`ChargerFacts`); it sends whatever `OcppCall` comes back. A `Refusal` carries the
+reason that ends up in `Failed: <reason>`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Context, Decimal
 from typing import Any
 
 from ocpp.messages import MessageType
 
-from connector.datapoints import NUMBER, Datapoint, Scalar, key
-from connector.protocol import CHARGER_ACTIONS, KNOWN_ACTIONS, check_payload, load_json
+from connector.datapoints import NUMBER, Datapoint
+from connector.protocol import check_payload, load_json
 
 SEND_CHARGING_PROFILE = "execute_send_charging_profile"
 SEND_CHARGING_PROFILE_CURRENT = "execute_send_charging_profile_current"
 TRIGGER_MESSAGE = "execute_trigger_message"
 GET_CONFIGURATION = "execute_get_configuration"
-
-RATE_UNIT_KEY = "ChargingScheduleAllowedChargingRateUnit"
 
 # OCPP 1.6 TriggerMessage.req requestedMessage, numbered as the interface numbers them.
 TRIGGERABLE_MESSAGES = (
@@ -51,8 +53,6 @@ DEFAULT_VOLTAGE = 230.0
 # value above is a mistake, not a limit (1e308 W would lift every limit in effect).
 MAX_LIMIT = {"W": 10_000_000.0, "A": 10_000.0}
 MAX_INT32 = 2**31 - 1  # chargers store OCPP integers in 32 bits
-# Calls an operator may send with execute_ocpp_call: what a central system sends.
-CENTRAL_SYSTEM_ACTIONS = frozenset(KNOWN_ACTIONS - CHARGER_ACTIONS | {"DataTransfer"})
 
 
 @dataclass(frozen=True)
@@ -93,21 +93,6 @@ def no_datapoints(cp: str, connector_id: int, call: OcppCall, payload: dict[str,
 def charger_status(payload: dict[str, Any]) -> tuple[str, str | None]:
     """(status, nothing to warn of): the charger's answer as it is."""
     return status_of(payload), None
-
-
-@dataclass(frozen=True)
-class Actuator:
-    name: str
-    per_connector: bool
-    example: Any
-    build: Build
-    answer: Answer = no_datapoints
-    needs_rate_units: bool = False
-    # Acts on one connector (unlock, stop its transaction): meaningless on connector 0, the
-    # charge point as a whole, so not offered there.
-    needs_connector: bool = False
-    # The answer as (status, WARNING to log or None), where the answer alone does not say.
-    status: Callable[[dict[str, Any]], tuple[str, str | None]] = charger_status
 
 
 @dataclass(frozen=True)
@@ -243,78 +228,6 @@ def limit_in(limit: float, unit: str, facts: ChargerFacts) -> tuple[float, str]:
     return limit * min(facts.voltages, default=DEFAULT_VOLTAGE) * facts.phases, "W"
 
 
-def _limit(unit: str) -> Build:
-    def build(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-        if value is None:
-            return clear_limit(connector_id)
-        number = parse_number(value, f"a number >= 0 ({unit}) or null")
-        if isinstance(number, Refusal):
-            return number
-        if number > MAX_LIMIT[unit]:
-            return Refusal(f"value must be at most {MAX_LIMIT[unit]:.0f} {unit}, got {quote(value)}")
-        sent, sent_unit = limit_in(number, unit, facts)
-        if sent > MAX_LIMIT[sent_unit]:
-            beyond = f"beyond {MAX_LIMIT[sent_unit]:.0f} {sent_unit}"
-            return Refusal(f"value {quote(value)} {unit} is {sent:.0f} {sent_unit} for this charger, {beyond}")
-        return set_limit(connector_id, tenths(sent), sent_unit)
-
-    return build
-
-
-def set_limit(connector_id: int, limit: Decimal, unit: str) -> OcppCall:
-    """SetChargingProfile.req with this connector's one TxDefaultProfile."""
-    # Relative + TxDefaultProfile + a single open-ended period: the limit applies to
-    # every transaction from now on, independent of the charger's clock.
-    profile = {
-        "chargingProfileId": charging_profile_id(connector_id),
-        "stackLevel": CHARGING_PROFILE_STACK_LEVEL,
-        "chargingProfilePurpose": "TxDefaultProfile",
-        "chargingProfileKind": "Relative",
-        "chargingSchedule": {
-            "chargingRateUnit": unit,
-            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": float(limit)}],
-        },
-    }
-    return OcppCall("SetChargingProfile", {"connectorId": connector_id, "csChargingProfiles": profile})
-
-
-def clear_limit(connector_id: int) -> OcppCall:
-    payload = {"id": charging_profile_id(connector_id), "connectorId": connector_id}
-    return OcppCall("ClearChargingProfile", payload)
-
-
-def parse_rate_units(text: Any) -> frozenset[str] | None:
-    """ChargingScheduleAllowedChargingRateUnit as chargers send it -> {"A", "W"} subset.
-
-    Seen: "Current", "Power", "Current,Power", "current, power", "Current;Power". None
-    (unknown: both assumed) when absent or when nothing in it is recognisable.
-    """
-    if not isinstance(text, str):
-        return None
-    words = text.replace(";", ",").replace(" ", ",").lower().split(",")
-    units = frozenset({"current": "A", "power": "W"}[w] for w in words if w in ("current", "power"))
-    return units or None
-
-
-# -- the other calls -------------------------------------------------------------------
-
-
-def _trigger_message(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    by_name = {name.lower(): name for name in TRIGGERABLE_MESSAGES}
-    by_number = {str(number): name for number, name in enumerate(TRIGGERABLE_MESSAGES)}
-    requested = None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # 3.0 is the JSON number 3
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(TRIGGERABLE_MESSAGES):
-        requested = TRIGGERABLE_MESSAGES[value]
-    elif isinstance(value, str):
-        requested = by_number.get(value.strip()) or by_name.get(value.strip().lower())
-    if requested is None:
-        choices = ", ".join(f"{i} {n}" for i, n in enumerate(TRIGGERABLE_MESSAGES))
-        return Refusal(f"value must be one of {choices}; got {quote(value)}")
-    return OcppCall("TriggerMessage", {"requestedMessage": requested})
-
-
 def allowed_id_tag(value: Any, facts: ChargerFacts) -> str | Refusal:
     """An id tag (OCPP 1.6 IdToken: at most 20 characters) that the id-tag policy allows."""
     id_tag = parse_text(value, "an id tag", 20)
@@ -323,219 +236,45 @@ def allowed_id_tag(value: Any, facts: ChargerFacts) -> str | Refusal:
     return Refusal(f"id tag {id_tag!r} is not allowed (OCPP_ALLOWED_ID_TAGS)")
 
 
-def _remote_start(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    id_tag = allowed_id_tag(value, facts)
-    if isinstance(id_tag, Refusal):
-        return id_tag
-    payload: dict[str, Any] = {"idTag": id_tag}
-    if connector_id:  # connector 0: the charger chooses (OCPP 1.6 5.11)
-        payload["connectorId"] = connector_id
-    return OcppCall("RemoteStartTransaction", payload)
+# -- the catalogue ---------------------------------------------------------------------
 
 
-def _remote_stop(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    if facts.transaction_id is None:
-        return Refusal(f"no transaction is active on connector {connector_id}")
-    return OcppCall("RemoteStopTransaction", {"transactionId": facts.transaction_id})
+@dataclass(frozen=True)
+class Actuator:
+    """An actuator as MQTT sees it, the same in every version: its name, example and where it is offered.
 
+    How a version carries it (value -> call, answer -> datapoints) is that version's
+    `Translation`, in its actuator table (ocpp16/actuators.py, ...).
+    """
 
-def _change_availability(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    kind = parse_choice(value, ("Operative", "Inoperative"))
-    if isinstance(kind, Refusal):
-        return kind
-    return OcppCall("ChangeAvailability", {"connectorId": connector_id, "type": kind})
-
-
-def _reset(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    kind = parse_choice(value, ("Soft", "Hard"))
-    return kind if isinstance(kind, Refusal) else OcppCall("Reset", {"type": kind})
-
-
-def _unlock(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    if connector_id == 0:
-        return Refusal("UnlockConnector needs a connector id > 0")
-    return OcppCall("UnlockConnector", {"connectorId": connector_id})
-
-
-def _change_configuration(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    # Never quoted: "AuthorizationKey 1234", a mistyped secret, has no "=" to tell where it starts.
-    if not isinstance(value, str):
-        return Refusal(f'value must be "Key=Value" text, got {type(value).__name__}')
-    if "=" not in value or not value.split("=", 1)[0].strip():
-        return Refusal(f'value must be "Key=Value" (a key, "=", the value; {len(value)} characters given, not shown)')
-    name, setting = value.split("=", 1)
-    return schema_checked(OcppCall("ChangeConfiguration", {"key": name.strip(), "value": setting}))
-
-
-def _get_configuration(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    if not isinstance(value, str):
-        return Refusal(f'value must be a configuration key, or "" for all; got {quote(value)}')
-    name = value.strip()
-    return schema_checked(OcppCall("GetConfiguration", {"key": [name]} if name else {}))
-
-
-def _configuration_answer(
-    cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int
-) -> list[Datapoint]:
-    return [
-        Datapoint(key(cp, "Configuration", entry["key"]), entry.get("value"), at)
-        for entry in payload.get("configurationKey", [])
-    ]
-
-
-MAX_KEYS_NAMED = 5
-
-
-def _configuration_status(payload: dict[str, Any]) -> tuple[str, str | None]:
-    """NotSupported, OCPP's word for a key the charger does not know (ChangeConfiguration), where one is."""
-    unknown = payload.get("unknownKey") or []
-    if not unknown:
-        return "Accepted", None
-    named = ", ".join(quote(name) for name in unknown[:MAX_KEYS_NAMED])
-    more = f" and {len(unknown) - MAX_KEYS_NAMED} more" if len(unknown) > MAX_KEYS_NAMED else ""
-    return "NotSupported", f"the charger does not know the configuration key {named}{more}"
-
-
-def _clear_profiles(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    return OcppCall("ClearChargingProfile", {"connectorId": connector_id})
-
-
-def _composite_schedule(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    duration = parse_number(value, "a duration in whole seconds > 0")
-    if isinstance(duration, Refusal) or duration != int(duration) or not 0 < duration <= MAX_INT32:
-        return Refusal(f"value must be a duration in whole seconds, 1..{MAX_INT32}, got {quote(value)}")
-    return OcppCall("GetCompositeSchedule", {"connectorId": connector_id, "duration": int(duration)})
-
-
-def _composite_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
-    schedule = payload.get("chargingSchedule") or {}
-    periods = schedule.get("chargingSchedulePeriod") or []
-    fields: dict[str, Scalar] = {
-        "status": payload.get("status"),
-        "schedule_start": payload.get("scheduleStart"),
-        "duration": schedule.get("duration"),
-        "charging_rate_unit": schedule.get("chargingRateUnit"),
-        "min_charging_rate": schedule.get("minChargingRate"),
-        "limit": periods[0].get("limit") if periods else None,  # the limit in effect at the start
-        "periods": json.dumps(periods),
-    }
-    return [Datapoint(key(cp, "CompositeSchedule", connector_id, name), v, at) for name, v in fields.items()]
-
-
-def _reserve_now(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    id_tag = allowed_id_tag(value, facts)
-    if isinstance(id_tag, Refusal):
-        return id_tag
-    expiry = facts.now + timedelta(seconds=facts.reservation_expiry_s)
-    payload = {
-        "connectorId": connector_id,
-        "expiryDate": expiry.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "idTag": id_tag,
-        "reservationId": facts.new_reservation_id(),
-    }
-    return OcppCall("ReserveNow", payload)
-
-
-def reservation_datapoints(cp: str, connector_id: int, fields: dict[str, Scalar], at: int) -> list[Datapoint]:
-    return [Datapoint(key(cp, "Reservation", connector_id, name), v, at) for name, v in fields.items()]
-
-
-def _reservation_answer(
-    cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int
-) -> list[Datapoint]:
-    fields: dict[str, Scalar] = {
-        "reservation_id": call.payload["reservationId"],
-        "id_tag": call.payload["idTag"],
-        "expiry_date": call.payload["expiryDate"],
-        "status": status_of(payload),
-    }
-    return reservation_datapoints(cp, connector_id, fields, at)
-
-
-def _cancel_reservation(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    if facts.reservation_id is None:
-        return Refusal(f"no reservation is open on connector {connector_id}")
-    return OcppCall("CancelReservation", {"reservationId": facts.reservation_id})
-
-
-def _cancel_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
-    return reservation_datapoints(cp, connector_id, {"status": "Cancelled"}, at) if accepted(payload) else []
-
-
-def _data_transfer(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    what = '{"vendor_id": ..., "message_id": ..., "data": ...}'
-    request = json_object(value, what)
-    if isinstance(request, Refusal):
-        return request
-    if not isinstance(request.get("vendor_id"), str):
-        return Refusal(f"value must be JSON text of {what} with a vendor_id string")
-    payload: dict[str, Any] = {"vendorId": request["vendor_id"]}
-    if "message_id" in request:
-        payload["messageId"] = request["message_id"]
-    if "data" in request:
-        data = request["data"]
-        payload["data"] = data if isinstance(data, str) else json.dumps(data)
-    return schema_checked(OcppCall("DataTransfer", payload))
-
-
-def _data_transfer_answer(
-    cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int
-) -> list[Datapoint]:
-    return [Datapoint(key(cp, "execute_data_transfer", "data"), payload.get("data"), at)]
-
-
-def _ocpp_call(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    what = '{"action": "<OCPP 1.6 action>", "payload": {...}}'
-    request = json_object(value, what)
-    if isinstance(request, Refusal):
-        return request
-    action, payload = request.get("action"), request.get("payload", {})
-    if not isinstance(action, str) or action not in CENTRAL_SYSTEM_ACTIONS:
-        return Refusal(f"action must be one a central system sends in OCPP 1.6, got {quote(action)}")
-    if not isinstance(payload, dict):
-        return Refusal(f"payload must be a JSON object, got {quote(payload)}")
-    if action in ("RemoteStartTransaction", "ReserveNow") and isinstance(payload.get("idTag"), str):
-        id_tag = allowed_id_tag(payload["idTag"], facts)
-        if isinstance(id_tag, Refusal):
-            return id_tag
-    return schema_checked(OcppCall(action, payload))
-
-
-def _ocpp_call_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
-    return [Datapoint(key(cp, "execute_ocpp_call", "response"), json.dumps(payload), at)]
+    name: str
+    per_connector: bool
+    example: Any
+    needs_rate_units: bool = False
+    # Acts on one connector (unlock, stop its transaction): meaningless on connector 0, the
+    # charge point as a whole, so not offered there.
+    needs_connector: bool = False
 
 
 ACTUATORS: dict[str, Actuator] = {
     a.name: a
     for a in (
-        Actuator(SEND_CHARGING_PROFILE, True, 11000, _limit("W"), needs_rate_units=True),
-        Actuator(SEND_CHARGING_PROFILE_CURRENT, True, 16, _limit("A"), needs_rate_units=True),
-        Actuator(TRIGGER_MESSAGE, False, "MeterValues", _trigger_message),
-        Actuator("execute_remote_start_transaction", True, "04A2B3C4D5E6F7", _remote_start),
-        Actuator("execute_remote_stop_transaction", True, True, _remote_stop, needs_connector=True),
-        Actuator("execute_change_availability", True, "Operative", _change_availability),
-        Actuator("execute_reset", False, "Soft", _reset),
-        Actuator("execute_unlock_connector", True, True, _unlock, needs_connector=True),
-        Actuator("execute_change_configuration", False, "HeartbeatInterval=300", _change_configuration),
-        Actuator(GET_CONFIGURATION, False, "", _get_configuration, _configuration_answer, status=_configuration_status),
-        Actuator("execute_clear_charging_profile", True, True, _clear_profiles),
-        Actuator("execute_get_composite_schedule", True, 3600, _composite_schedule, _composite_answer),
-        Actuator("execute_reserve_now", True, "04A2B3C4D5E6F7", _reserve_now, _reservation_answer),
-        Actuator("execute_cancel_reservation", True, True, _cancel_reservation, _cancel_answer),
-        Actuator(
-            "execute_data_transfer",
-            False,
-            '{"vendor_id": "com.example", "message_id": "Hello", "data": ""}',
-            _data_transfer,
-            _data_transfer_answer,
-        ),
-        Actuator(
-            "execute_ocpp_call",
-            False,
-            '{"action": "GetLocalListVersion", "payload": {}}',
-            _ocpp_call,
-            _ocpp_call_answer,
-        ),
+        Actuator(SEND_CHARGING_PROFILE, True, 11000, needs_rate_units=True),
+        Actuator(SEND_CHARGING_PROFILE_CURRENT, True, 16, needs_rate_units=True),
+        Actuator(TRIGGER_MESSAGE, False, "MeterValues"),
+        Actuator("execute_remote_start_transaction", True, "04A2B3C4D5E6F7"),
+        Actuator("execute_remote_stop_transaction", True, True, needs_connector=True),
+        Actuator("execute_change_availability", True, "Operative"),
+        Actuator("execute_reset", False, "Soft"),
+        Actuator("execute_unlock_connector", True, True, needs_connector=True),
+        Actuator("execute_change_configuration", False, "HeartbeatInterval=300"),
+        Actuator(GET_CONFIGURATION, False, ""),
+        Actuator("execute_clear_charging_profile", True, True),
+        Actuator("execute_get_composite_schedule", True, 3600),
+        Actuator("execute_reserve_now", True, "04A2B3C4D5E6F7"),
+        Actuator("execute_cancel_reservation", True, True),
+        Actuator("execute_data_transfer", False, '{"vendor_id": "com.example", "message_id": "Hello", "data": ""}'),
+        Actuator("execute_ocpp_call", False, '{"action": "GetLocalListVersion", "payload": {}}'),
     )
 }
 
@@ -543,5 +282,7 @@ ACTUATOR_NAMES = frozenset(ACTUATORS)
 
 
 def build_call(name: str, connector_id: int, value: Any, facts: ChargerFacts | None = None) -> OcppCall | Refusal:
-    """The OCPP call for `value` on actuator `name` (connector `connector_id`)."""
-    return ACTUATORS[name].build(value, connector_id, facts or ChargerFacts())
+    """The OCPP 1.6 call for `value` on actuator `name` (connector `connector_id`): ocpp16.actuators.build_call."""
+    from connector.ocpp16 import actuators as v16  # imported here: the 1.6 table imports this module
+
+    return v16.build_call(name, connector_id, value, facts)

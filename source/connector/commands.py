@@ -1,5 +1,8 @@
 """Actuator messages from MQTT become OCPP calls; the answer lands on `<key>__status`.
 
+The catalogue (`actuators.ACTUATORS`) says what an actuator is; the charge point's version
+table (`session.version.actuators`) how its value travels in the version the charger speaks.
+
 Every way a command can end is published: the charger's `status` (plus the sensors some
 answers carry), or `Failed: <reason>` with a WARNING that names the topic, when the value
 is refused, the charge point is not connected, or no usable answer comes back.
@@ -15,7 +18,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from connector.actuators import ACTUATORS, Actuator, ChargerFacts, OcppCall, Refusal, accepted
+from connector.actuators import ACTUATORS, Actuator, ChargerFacts, OcppCall, Refusal, Translation, accepted
 from connector.datapoints import Datapoint, key, now_ms
 from connector.metrics import CommandResults
 from connector.observed import LastCommand
@@ -73,11 +76,14 @@ class CommandRunner:
         if session is None:
             self._fail(topic, actuator_key, f"charge point {ref.cp} is not connected", ref.cp)
             return
-        actuator = ACTUATORS[ref.name]
+        translation = session.version.actuators.get(ref.name)
+        if translation is None:
+            self._fail(topic, actuator_key, f"{ref.name} is not available in OCPP {session.ocpp_version}", ref.cp)
+            return
         # Built now to refuse a bad value at once (allocating no reservation id); built
         # again when its turn comes.
         try:
-            call = actuator.build(value, ref.connector_id, self._facts(session, ref, allocate=False))
+            call = translation.build(value, ref.connector_id, self._facts(session, ref, allocate=False))
         except Exception as error:  # a bug in a builder must still end in a status
             LOG.exception("actuator %s: building the call failed", actuator_key)
             call = Refusal(f"internal error ({type(error).__name__}) building the call")
@@ -90,7 +96,8 @@ class CommandRunner:
             topic,
             actuator_key,
             ref,
-            actuator,
+            ACTUATORS[ref.name],
+            translation,
             value,
             still_wanted=lambda: self._newest.get(actuator_key) is token,
             queued_at=session.unanswered,
@@ -103,6 +110,7 @@ class CommandRunner:
             transaction_id=active.transaction_id if active else None,
             reservation_id=self._transactions.reservation(ref.cp, ref.connector_id),
             new_reservation_id=(lambda: self._transactions.new_id(ref.cp)) if allocate else (lambda: 0),
+            new_remote_start_id=(lambda: self._transactions.new_id(ref.cp)) if allocate else (lambda: 0),
             allowed_rate_units=session.state.allowed_rate_units,
             voltages=tuple(session.voltages.values()),
             phases=self._settings.charging_phases,
@@ -112,7 +120,7 @@ class CommandRunner:
 
     async def _run(self, session: ChargePointSession, command: Command) -> None:
         def build() -> OcppCall | Refusal:  # at the call's turn, with what is known by then
-            return command.actuator.build(command.value, command.ref.connector_id, self._facts(session, command.ref))
+            return command.translation.build(command.value, command.ref.connector_id, self._facts(session, command.ref))
 
         try:
             if command.actuator.needs_rate_units and not session.state.rate_units_asked:
@@ -135,11 +143,11 @@ class CommandRunner:
         ref, at = command.ref, now_ms()
         remember(session, self._transactions, call, answer)
         try:
-            points = command.actuator.answer(ref.cp, ref.connector_id, call, answer, at)
+            points = command.translation.answer(ref.cp, ref.connector_id, call, answer, at)
         except Exception:  # a bug in an answer mapping must not swallow the status
             LOG.exception("actuator %s: mapping the answer failed", command.key)
             points = []
-        status, warning = command.actuator.status(answer)
+        status, warning = command.translation.status(answer)
         if warning is not None:
             LOG.warning("%s: %s: %s", ref.cp, command.key, warning)
         # With its charge point: keys an answer mints (a charger's configuration keys) count
@@ -165,13 +173,21 @@ class CommandRunner:
 def remember(
     session: ChargePointSession, transactions: TransactionStore, call: OcppCall, answer: dict[str, Any]
 ) -> None:
-    """What an answer teaches about the charger, whichever actuator sent the call."""
+    """What an answer teaches about the charger, whichever actuator sent the call.
+
+    Reservations in 1.6's payload or 2.x's (`id`, `evseId`, `expiryDateTime`); the rate
+    units from whatever the version's read covers (an operator's read of the same kind).
+    """
     p = call.payload
-    if call.action == "ReserveNow" and accepted(answer):
-        transactions.reserve(session.id, p["connectorId"], p["reservationId"], p["expiryDate"])
-    elif call.action == "CancelReservation" and accepted(answer):
-        transactions.end_reservation(session.id, p["reservationId"])
-    elif call.action == "GetConfiguration":
+    if call.action == "ReserveNow":
+        if accepted(answer):
+            reservation_id = p["reservationId"] if "reservationId" in p else p["id"]
+            expiry = p["expiryDate"] if "expiryDate" in p else p["expiryDateTime"]
+            transactions.reserve(session.id, p.get("connectorId", p.get("evseId", 0)), reservation_id, expiry)
+    elif call.action == "CancelReservation":
+        if accepted(answer):
+            transactions.end_reservation(session.id, p["reservationId"])
+    else:
         session.remember_rate_units(call, answer)
 
 
@@ -182,7 +198,8 @@ class Command:
     topic: str
     key: str
     ref: ActuatorRef
-    actuator: Actuator
+    actuator: Actuator  # what it is (the catalogue's)
+    translation: Translation  # how it travels in the charger's version
     value: Any
     still_wanted: Callable[[], bool]
     queued_at: int  # the session's unanswered count when it arrived

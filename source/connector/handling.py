@@ -84,6 +84,9 @@ class RateUnitRead:
     units: Callable[[Any, dict[str, Any]], frozenset[str] | NotCovered | None]  # (call, answer)
     actuator: str
     key: str  # what the log line names: "ChargingScheduleAllowedChargingRateUnit"
+    # The charger's own words in an answer `units` covers, for the log line ("Current;Power"):
+    # a quirk shows as the charger wrote it. None: the units found are named.
+    reported: Callable[[Any, dict[str, Any]], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class OcppVersion:
     error_codes: dict[str, str]  # OCPP-J 1.6 error code -> this version's spelling, where it differs
     rate_units: RateUnitRead
     send_frames: bool = False  # OCPP 2.1: SEND (type 6) and CALLRESULTERROR (type 5) frames
+    # The CALLERROR code for a frame of a message type the version does not know; None:
+    # ignored, as OCPP-J 1.6 4.1.3 says. OCPP-J 2.x answers "MessageTypeNotSupported".
+    unknown_type_error: str | None = None
 
     def error_code(self, code: str) -> str:
         return self.error_codes.get(code, code)

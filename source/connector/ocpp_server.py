@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from connector import versions
 from connector.charger import ChargerState
 from connector.gate import Gate
 from connector.limits import RefusalLog, raise_open_files_limit
@@ -269,6 +270,8 @@ class DeviceDispatcher:
             connection,
             self._events,
             self._transactions,
+            # No Sec-WebSocket-Protocol at all: served as 1.6 (see _select_subprotocol).
+            version=versions.by_subprotocol(connection.subprotocol or versions.DEFAULT_SUBPROTOCOL),
             state=self.chargers.setdefault(cp, ChargerState()),
             id_tags=self._settings.id_tags,
             heartbeat_interval=self._settings.charger_heartbeat_interval,

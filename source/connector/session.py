@@ -1,73 +1,63 @@
-"""One charge point's OCPP 1.6 session: the ocpp library's ChargePoint, specialised.
+"""One charge point's session: the asyncio adapter between its WebSocket and the OCPP-J endpoint.
 
-Handlers are registered with the library's `@on` and receive the wire payload (camelCase)
-in an `Inbound`: the datapoint mapping works in wire terms, and skipping the library's
-recursive case conversion saves a large share of the per-message cost. The session knows
-nothing of MQTT: it hands datapoints, new connector ids and raw frames to `SessionEvents`.
+It reads frames off the connection and feeds them to the sans-I/O endpoint
+(ocppj/endpoint.py), which says what each means; it dispatches the CALLs to its version's
+handler table (`OcppVersion.handlers`, e.g. ocpp16/handlers.py) with itself as the handler's
+`handling.Context`, writes the answers, and runs the work a handler leaves for after its
+answer. It sends the connector's calls one at a time (`send_call`), times them out, and
+owns the tasks of this connection. It knows nothing of MQTT: it hands datapoints, new
+connector ids and raw frames to `SessionEvents`, and no version: what differs between
+versions is in their tables.
 
-Framing is ours rather than the library's `route_message` (ocpp 2.1.0), because the
-library drops a CALL of the wrong length without the CALLERROR OCPP-J prescribes
-(https://github.com/mobilityhouse/ocpp/issues/102, closed: it only logs), answers an
-unknown action NotSupported and a known one without a handler NotImplemented, the reverse
-of OCPP-J 1.6 table 7 (https://github.com/mobilityhouse/ocpp/issues/493), and validates
-in a thread pool by default (https://github.com/mobilityhouse/ocpp/pull/676), which costs
-more than the validation itself for our small frames.
+Not the ocpp library's ChargePoint: its routing answers an unknown action NotSupported and
+a known one without a handler NotImplemented, the reverse of OCPP-J 1.6 table 7
+(https://github.com/mobilityhouse/ocpp/issues/493), drops a CALL of the wrong length
+without the CALLERROR OCPP-J prescribes (https://github.com/mobilityhouse/ocpp/issues/102),
+validates in a thread pool by default (https://github.com/mobilityhouse/ocpp/pull/676), and
+builds a route map and a queue per connection (~6 KB each) that a table makes unnecessary.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from time import perf_counter
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from ocpp.exceptions import InternalError, OCPPError
-from ocpp.messages import Call, CallError, CallResult, MessageType
-from ocpp.routing import create_route_map, on
-from ocpp.v16 import ChargePoint
-from ocpp.v16.enums import Action
+from ocpp.messages import MessageType
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from connector import datapoints as dp
-from connector.actuators import ACTUATORS, GET_CONFIGURATION, RATE_UNIT_KEY, OcppCall, Refusal, parse_rate_units
+from connector.actuators import OcppCall, Refusal
 from connector.authorization import IdTagPolicy
 from connector.charger import ChargerState
 from connector.datapoints import Datapoint
+from connector.handling import Handler, Inbound, NotCovered, OcppVersion
 from connector.limits import MessageRate, RefusalLog
 from connector.metrics import FrameMetrics
 from connector.observed import Observed
-from connector.protocol import (
-    MAX_SAMPLED_VALUES,
-    OCPP_VERSION,
-    FrameProblem,
-    capped_sampled_values,
-    check_payload,
-    formation_violation,
-    parse_frame,
-    refusal_for_action,
-    schema_fields,
+from connector.ocppj.endpoint import (
+    BadFrame,
+    Endpoint,
+    Error,
+    IncomingCall,
+    RefusedCall,
+    Result,
+    ResultError,
+    Unmatched,
 )
+from connector.protocol import MAX_SAMPLED_VALUES, check_payload
 from connector.transactions import TransactionStore
+
+__all__ = ["ChargePointSession", "CommandError", "Handler", "Inbound", "RawTap", "SessionEvents"]
 
 LOG = logging.getLogger(__name__)
 
-ACCEPTED = {"status": "Accepted"}
 RATE_CLOSE_CODE = 1008  # policy violation
 MAX_QUOTED = 200  # characters of a charger's error description quoted in a status
 MAX_NAMED_DEVIATIONS = 100  # per connection; bounds memory against a charger that varies them
-
-
-Handler = Callable[["ChargePointSession", "Inbound"], dict[str, Any]]
-
-
-def handles(action: Action) -> Callable[[Handler], Handler]:
-    """The ocpp library's `@on`, typed for our handlers (the library ships no types)."""
-    return cast(Callable[[Handler], Handler], on(action))
 
 
 class SessionEvents(Protocol):
@@ -83,29 +73,40 @@ class SessionEvents(Protocol):
 RawTap = Callable[[str, str, str, int], None]  # (cp, direction, frame, ms)
 
 
-@dataclass
-class Inbound:
-    """A validated CALL as a handler sees it."""
-
-    payload: dict[str, Any]
-    received: int  # ms
-    notes: list[str] = field(default_factory=list)
-    # Work to start once the answer is on the wire (a call to the charger must not
-    # overtake the answer that lets it talk, e.g. BootNotification's Accepted).
-    after: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
-
-
 class CommandError(Exception):
     """A call to the charger that got no usable answer: the message is the reason."""
 
 
-def utc_now_text() -> str:
-    """Now in OCPP's date-time form, UTC with a `Z` suffix."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class ChargePointSession:
+    """One connection of one charge point, served in its negotiated OCPP version."""
 
-
-class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library base
-    ocpp_version = OCPP_VERSION
+    __slots__ = (
+        "_answer",
+        "_boot_triggered_until",
+        "_call_lock",
+        "_connection",
+        "_connectors",
+        "_endpoint",
+        "_events",
+        "_metrics",
+        "_named",
+        "_rate",
+        "_raw_tap",
+        "_refusals",
+        "_response_timeout",
+        "_tasks",
+        "_write_timeout",
+        "heartbeat_interval",
+        "id",
+        "id_tags",
+        "log",
+        "observed",
+        "ocpp_version",
+        "state",
+        "transactions",
+        "version",
+        "voltages",
+    )
 
     def __init__(
         self,
@@ -114,6 +115,7 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         events: SessionEvents,
         transactions: TransactionStore,
         *,
+        version: OcppVersion,
         state: ChargerState,
         id_tags: IdTagPolicy,
         heartbeat_interval: int,
@@ -123,29 +125,34 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         raw_tap: RawTap | None = None,
         metrics: FrameMetrics | None = None,
     ) -> None:
-        super().__init__(cp_id, connection, response_timeout=response_timeout, logger=LOG)
-        self._events = events
-        self._transactions = transactions
+        self.id = cp_id
+        self.version = version
+        self.ocpp_version = version.name  # metrics and the status page count and show it
         self.state = state
-        self._id_tags = id_tags
-        self._heartbeat_interval = heartbeat_interval
-        self._raw_tap = raw_tap
-        self._pending: dict[str, asyncio.Future[CallResult | CallError]] = {}
-        self._connectors: set[int] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._timeouts = 0  # calls that went unanswered: fails the ones queued behind them
-        self._named: set[str] = set()  # deviations already logged on this connection
-        self._refusals: RefusalLog | None = None
-        self._boot_triggered_until = 0.0  # loop time until which a BootNotification is one we asked for
-        self._rate = MessageRate(max_message_rate)
-        self._write_timeout = write_timeout
+        self.transactions = transactions
+        self.id_tags = id_tags
+        self.heartbeat_interval = heartbeat_interval
         # Plausible phase voltages of this connection, latest per phase: W <-> A conversions use
         # them. Not kept beyond it: another connection under the same identity may be another
         # device, or the same one after a fault, and starts from the default again.
         self.voltages: dict[str, float] = {}
         self.log = logging.LoggerAdapter(LOG, {"charge_point": cp_id})
-        self._metrics = metrics or FrameMetrics()
         self.observed = Observed()  # for the status page
+        self._connection = connection
+        self._endpoint = Endpoint(version)
+        self._events = events
+        self._raw_tap = raw_tap
+        self._metrics = metrics or FrameMetrics()
+        self._response_timeout = response_timeout
+        self._write_timeout = write_timeout
+        self._rate = MessageRate(max_message_rate)
+        self._call_lock = asyncio.Lock()  # OCPP-J: one CALL of ours in flight at a time
+        self._answer: asyncio.Future[Result | Error] | None = None  # to the call in flight
+        self._connectors: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._named: set[str] = set()  # deviations already logged on this connection
+        self._refusals: RefusalLog | None = None
+        self._boot_triggered_until = 0.0  # loop time until which a BootNotification is one we asked for
 
     # -- reading -----------------------------------------------------------------------
 
@@ -163,58 +170,80 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             if self._raw_tap is not None:
                 self._raw_tap(self.id, "in", text, received)
             try:
-                await self.route_message(text, received, arrived)
+                await self.handle_frame(text, received, arrived)
             except ConnectionClosed:
                 raise
             except Exception:
                 self.log.exception("%s: frame could not be handled: %.200s", self.id, text)
 
-    async def route_message(self, raw_msg: str, received: int | None = None, arrived: float | None = None) -> None:
+    async def handle_frame(self, text: str, received: int | None = None, arrived: float | None = None) -> None:
         """Handle one frame; `received` (ms) and `arrived` (perf_counter) when it came off the wire."""
-        message = parse_frame(raw_msg)
-        if isinstance(message, FrameProblem):
-            await self._refuse_frame(message, raw_msg)
-        elif isinstance(message, Call):
-            await self._handle_call(message, received or dp.now_ms(), arrived or perf_counter())
-        else:
-            self._resolve(message)
+        event = self._endpoint.receive(text)
+        if isinstance(event, IncomingCall):  # the common case first
+            await self._handle_call(event, received or dp.now_ms(), arrived or perf_counter())
+        elif isinstance(event, Result | Error):
+            if self._answer is not None and not self._answer.done():
+                self._answer.set_result(event)
+        elif isinstance(event, RefusedCall):
+            self._refused(
+                "refused calls", "%s: refused %.100s: %s %s", self.id, event.action, event.code, event.description
+            )
+            if event.reply is not None:
+                await self._send(event.reply)
+        elif isinstance(event, BadFrame):
+            await self._bad_frame(event, text)
+        elif isinstance(event, Unmatched):
+            self._refused(
+                "unmatched answers", "%s: ignored answer to unknown or expired call %.100s", self.id, event.unique_id
+            )
+        elif isinstance(event, ResultError):
+            what = "%s: the charger could not use our answer %.100s: %.100s %.200s"
+            self._refused("CALLRESULTERRORs", what, self.id, event.unique_id, event.code, event.description)
 
-    async def _refuse_frame(self, problem: FrameProblem, raw_msg: str) -> None:
-        if problem.unique_id is None:
+    async def _bad_frame(self, event: BadFrame, text: str) -> None:
+        if event.reply is None:
             # OCPP-J 1.6 4.2.3: without a unique id there is nothing to answer.
-            self._refused("dropped frames", "%s: dropped frame (%s): %.200s", self.id, problem.reason, raw_msg)
+            self._refused("dropped frames", "%s: dropped frame (%s): %.200s", self.id, event.reason, text)
             return
-        self._refused("refused frames", "%s: refused frame (%s): %.200s", self.id, problem.reason, raw_msg)
-        error = formation_violation(problem)
-        await self._send(CallError(problem.unique_id, error.code, error.description, {}).to_json())
+        self._refused("refused frames", "%s: refused frame (%s): %.200s", self.id, event.reason, text)
+        await self._send(event.reply)
 
-    async def _handle_call(self, msg: Call, received: int, arrived: float) -> None:
-        refusal = refusal_for_action(msg.action)
-        if refusal is None:
-            self._cap_sampled_values(msg)
-            refusal = self._schema_refusal(msg)
-        if refusal is not None:
-            description = refusal.description
-            self._refused("refused calls", "%s: refused %.100s: %s %s", self.id, msg.action, refusal.code, description)
-            await self._send(msg.create_call_error(refusal).to_json())
-            return
-        inbound = Inbound(msg.payload, received)
+    async def _handle_call(self, call: IncomingCall, received: int, arrived: float) -> None:
+        self._name_deviations(call)
+        inbound = Inbound(call.payload, received)
         try:
-            response = self._handlers()[msg.action](self, inbound)
+            response = self.version.handlers[call.action](self, inbound)
         except Exception as error:
-            self.log.exception("%s: handling %s failed", self.id, msg.action)
-            reply = InternalError(description=f"{type(error).__name__} while handling {msg.action}")
-            await self._send(msg.create_call_error(reply).to_json())
+            self.log.exception("%s: handling %s failed", self.id, call.action)
+            if call.answer:
+                description = f"{type(error).__name__} while handling {call.action}"
+                await self._send(self._endpoint.error(call.unique_id, "InternalError", description))
             return
         # The handler has handed its values to the MQTT side (the few CALLs without values,
         # Authorize and SignCertificate, count their handling): the histogram's end point.
         self._metrics.handed(perf_counter() - arrived)
         for note in inbound.notes:
-            if self._first_time(f"{msg.action}: {note}"):
-                self.log.info("%s: tolerated in %s: %s", self.id, msg.action, note)
-        await self._send(msg.create_call_result(response).to_json())
+            if self._first_time(f"{call.action}: {note}"):
+                self.log.info("%s: tolerated in %s: %s", self.id, call.action, note)
+        if call.answer:  # a 2.1 SEND gets none
+            await self._send(self._endpoint.result(call.unique_id, response))
         for work in inbound.after:
             self.spawn(work())
+
+    def _name_deviations(self, call: IncomingCall) -> None:
+        """Name what was tolerated in a call, each once per connection."""
+        if call.cut and self._first_time(f"{call.action}: over {MAX_SAMPLED_VALUES} sampled values"):
+            # Bounds what one frame costs every other charger on this loop (see MAX_SAMPLED_VALUES).
+            self.log.warning(
+                "%s: %s with more than %d sampled values: answered, the %d beyond them skipped",
+                self.id,
+                call.action,
+                MAX_SAMPLED_VALUES,
+                call.cut,
+            )
+        for deviation in call.tolerated:
+            if self._first_time(f"{call.action}: {deviation}"):
+                self.log.warning("%s: tolerated schema deviation in %s: %s", self.id, call.action, deviation)
 
     def _refused(self, reason: str, message: str, *args: object) -> None:
         """A WARNING about a frame refused: at most one per 10 s per reason on this connection,
@@ -222,25 +251,6 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         if self._refusals is None:  # most connections never need one
             self._refusals = RefusalLog(LOG)
         self._refusals.report(reason, message, *args)
-
-    def _cap_sampled_values(self, msg: Call) -> None:
-        """Bound what one frame costs every other charger on this loop (see MAX_SAMPLED_VALUES)."""
-        cut = capped_sampled_values(msg.action, msg.payload)
-        if cut and self._first_time(f"{msg.action}: over {MAX_SAMPLED_VALUES} sampled values"):
-            self.log.warning(
-                "%s: %s with more than %d sampled values: answered, the %d beyond them skipped",
-                self.id,
-                msg.action,
-                MAX_SAMPLED_VALUES,
-                cut,
-            )
-
-    def _schema_refusal(self, msg: Call) -> OCPPError | None:
-        verdict = check_payload(msg.action, msg.payload, MessageType.Call)
-        for deviation in verdict.tolerated:
-            if self._first_time(f"{msg.action}: {deviation}"):
-                self.log.warning("%s: tolerated schema deviation in %s: %s", self.id, msg.action, deviation)
-        return verdict.refusal
 
     def _first_time(self, deviation: str) -> bool:
         """Name each distinct deviation once per connection: a charger repeats its quirks
@@ -250,25 +260,12 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self._named.add(deviation)
         return True
 
-    @classmethod
-    def _handlers(cls) -> dict[str, Handler]:
-        """Action -> handler function, cached on the class.
-
-        (The library's ChargePoint.__init__ still builds its own route map per session,
-        unused here; the cache only spares our dispatch from building another.)
-        """
-        routes = cls.__dict__.get("_route_cache")
-        if routes is None:
-            routes = {action: r["_on_action"] for action, r in create_route_map(cls).items()}
-            cls._route_cache = routes
-        return cast(dict[str, Handler], routes)
-
     # -- calling the charger -----------------------------------------------------------
 
     @property
     def unanswered(self) -> int:
         """How many calls went unanswered so far; pass it as `queued_at` when a command arrives."""
-        return self._timeouts
+        return self._endpoint.unanswered
 
     async def send_call(
         self,
@@ -291,9 +288,9 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         connector's own reads, which must not cost the operator's commands).
         Never await this from a handler: the answer is read by the same loop.
         """
-        timeouts_before = self._timeouts if queued_at is None else queued_at
+        unanswered_before = self.unanswered if queued_at is None else queued_at
         async with self._call_lock:
-            if self._timeouts != timeouts_before:
+            if self.unanswered != unanswered_before:
                 raise CommandError(
                     f"not sent: the charger left an earlier command unanswered for {self._response_timeout:g} s"
                 )
@@ -303,8 +300,8 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             if isinstance(call, Refusal):
                 raise CommandError(call.reason)
             self._note_boot_trigger(call)
-            result = await self._exchange(call, counts_unanswered)
-        return call, self._result_payload(call.action, result)
+            answer = await self._exchange(call, counts_unanswered)
+        return call, self._result_payload(answer)
 
     def _note_boot_trigger(self, call: OcppCall) -> None:
         """A BootNotification we ask for is no reboot: it must not settle running transactions.
@@ -315,48 +312,36 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         if call.action == "TriggerMessage" and call.payload.get("requestedMessage") == "BootNotification":
             self._boot_triggered_until = asyncio.get_running_loop().time() + self._response_timeout
 
-    def _triggered_boot(self) -> bool:
-        """Whether a BootNotification now is the one we asked for (then it is taken as such)."""
-        triggered = asyncio.get_running_loop().time() < self._boot_triggered_until
-        self._boot_triggered_until = 0.0
-        return triggered
-
-    async def _exchange(self, call: OcppCall, counts_unanswered: bool = True) -> CallResult | CallError:
+    async def _exchange(self, call: OcppCall, counts_unanswered: bool = True) -> Result | Error:
         """Send the call (bounded by the write timeout), then wait for its answer (the response timeout)."""
-        message = Call(str(uuid.uuid4()), call.action, call.payload)
-        answer: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
-        self._pending[message.unique_id] = answer
+        frame = self._endpoint.call(call.action, call.payload)
+        answer: asyncio.Future[Result | Error] = asyncio.get_running_loop().create_future()
+        self._answer = answer
         try:
-            await self._send(message.to_json())
+            await self._send(frame)
             async with asyncio.timeout(self._response_timeout):
                 return await answer
         except TimeoutError:
-            if counts_unanswered:
-                self._timeouts += 1
+            self._endpoint.timed_out(counts_unanswered)
             raise CommandError(f"no answer within {self._response_timeout:g} s") from None
         finally:
-            del self._pending[message.unique_id]
+            self._endpoint.abandon()  # answered, timed out, or given up: nothing is in flight now
+            self._answer = None
 
-    def _result_payload(self, action: str, result: CallResult | CallError) -> dict[str, Any]:
-        if isinstance(result, CallError):
+    def _result_payload(self, answer: Result | Error) -> dict[str, Any]:
+        if isinstance(answer, Error):
             # The charger's words, cut short: they end up in a status and on N/logs.
-            code, description = str(result.error_code)[:MAX_QUOTED], str(result.error_description)
+            code, description = answer.code[:MAX_QUOTED], answer.description
             if len(description) > MAX_QUOTED:
                 description = f"{description[:MAX_QUOTED]}... ({len(description)} characters)"
             raise CommandError(f"charger answered CALLERROR {code}: {description}")
-        verdict = check_payload(action, result.payload, MessageType.CallResult)
+        action = answer.action
+        verdict = check_payload(action, answer.payload, MessageType.CallResult, self.version.name)
         for deviation in verdict.tolerated:
             self.log.warning("%s: tolerated schema deviation in %s answer: %s", self.id, action, deviation)
         if verdict.refusal is not None:
             raise CommandError(f"invalid {action} answer: {verdict.refusal.description}")
-        return cast(dict[str, Any], result.payload)
-
-    def _resolve(self, result: CallResult | CallError) -> None:
-        answer = self._pending.get(result.unique_id)
-        if answer is None or answer.done():
-            self.log.warning("%s: ignored answer to unknown or expired call %s", self.id, result.unique_id)
-            return
-        answer.set_result(result)
+        return answer.payload
 
     async def _send(self, message: str) -> None:
         """Send a frame; a peer that takes nothing for `write_timeout` s is cut off.
@@ -387,28 +372,33 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
     async def close(self, code: int, reason: str) -> None:
         await self._connection.close(code, reason)
 
+    # -- the charger's rate units --------------------------------------------------------
+
     async def refresh_rate_units(self, queued_at: int | None = None) -> None:
-        """Read ChargingScheduleAllowedChargingRateUnit, so limits go out in a unit the charger takes.
+        """Read the units the charger allows for limits (its version's read), so limits go out in one it takes.
 
         Once per boot (after BootNotification; for a charger not booted since the connector
         started, before its first limit), whatever the outcome: asking again before every
         limit would make each wait out the time-out of a charger that cannot answer. Its
         time-out fails no command queued behind it: the read is ours, they are the operator's.
         """
+        read = self.version.rate_units
         self.state.rate_units_asked = True  # a limit arriving meanwhile queues behind this read
         sent = False
 
         def build() -> OcppCall:  # called only when the call's turn comes and it goes out
             nonlocal sent
             sent = True
-            return OcppCall("GetConfiguration", {"key": [RATE_UNIT_KEY]})
+            return read.call()  # type: ignore[no-any-return]  # handling.RateUnitRead.call -> OcppCall
 
         try:
             call, answer = await self.send_call(build, queued_at=queued_at, counts_unanswered=False)
         except (CommandError, ConnectionClosed) as error:
             self._rate_units_unread(error, sent)
             return
-        self.publish(ACTUATORS[GET_CONFIGURATION].answer(self.id, 0, call, answer, dp.now_ms()))
+        translation = self.version.actuators.get(read.actuator)
+        if translation is not None:  # published like the operator's read of the same kind
+            self.publish(translation.answer(self.id, 0, call, answer, dp.now_ms()))
         self.remember_rate_units(call, answer)
 
     def _rate_units_unread(self, error: Exception, sent: bool) -> None:
@@ -421,20 +411,22 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
         self.log.warning(
             "%s: could not read %s (%s); until its next BootNotification limits go out in the unit given",
             self.id,
-            RATE_UNIT_KEY,
+            self.version.rate_units.key,
             error,
         )
 
     def remember_rate_units(self, call: OcppCall, answer: dict[str, Any]) -> None:
-        """Learn the allowed units from a GetConfiguration answer that covers the key."""
-        asked = call.payload.get("key")
-        if asked is not None and RATE_UNIT_KEY not in asked:
-            return  # a read of other keys says nothing about this one
-        entry = next((e for e in answer.get("configurationKey", []) if e.get("key") == RATE_UNIT_KEY), None)
-        # Not reported (unknownKey, or missing): unknown now, whatever older firmware said.
-        self.state.allowed_rate_units = parse_rate_units(entry.get("value")) if entry else None
-        reported = entry.get("value") if entry else "not reported"
-        self.log.info("%s: allowed charging rate units: %s", self.id, reported)
+        """Learn the allowed units from an answer (ours or an operator's read) that covers them."""
+        read = self.version.rate_units
+        units = read.units(call, answer)
+        if isinstance(units, NotCovered):
+            return  # a read of something else says nothing about the units
+        self.state.allowed_rate_units = units
+        if read.reported is not None:
+            said = read.reported(call, answer)
+        else:
+            said = ",".join(sorted(units)) if units else "not reported"
+        self.log.info("%s: allowed charging rate units: %s", self.id, said)
 
     # -- owned background work ---------------------------------------------------------
 
@@ -449,125 +441,22 @@ class ChargePointSession(ChargePoint):  # type: ignore[misc]  # untyped library 
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    # -- helpers for handlers ----------------------------------------------------------
+    # -- what handlers use (handling.Context) ---------------------------------------------
+
+    def publish(self, points: list[Datapoint]) -> None:
+        if points:
+            self._events.publish(self.id, points)
 
     def connector_seen(self, connector_id: int) -> None:
         if connector_id not in self._connectors:
             self._connectors.add(connector_id)
             self._events.connector_seen(self.id, connector_id)
 
-    def publish(self, points: list[Datapoint]) -> None:
-        if points:
-            self._events.publish(self.id, points)
-
-    # -- charger-initiated messages ----------------------------------------------------
-
-    @handles(Action.boot_notification)
-    def on_boot_notification(self, msg: Inbound) -> dict[str, Any]:
-        self.publish(dp.boot_notification(self.id, msg.payload, msg.received))
+    def booted(self) -> None:
         self._events.booted(self.id)
-        if not self._triggered_boot():
-            self._settle_transactions(msg.received)
-        msg.after.append(self.refresh_rate_units)  # a reboot may come with new firmware
-        return {"status": "Accepted", "currentTime": utc_now_text(), "interval": self._heartbeat_interval}
 
-    def _settle_transactions(self, at: int) -> None:
-        """A charger that booted holds no transaction: those still open are settled (see
-        transactions.py), and their connectors are no longer active."""
-        settled = self._transactions.settle_all(self.id)
-        connectors = sorted({record.connector_id for record in settled})
-        self.publish([Datapoint(dp.key(self.id, "Transaction", c, "active"), False, at) for c in connectors])
-
-    @handles(Action.heartbeat)
-    def on_heartbeat(self, msg: Inbound) -> dict[str, Any]:
-        self.publish(dp.heartbeat(self.id, msg.received))
-        return {"currentTime": utc_now_text()}
-
-    @handles(Action.status_notification)
-    def on_status_notification(self, msg: Inbound) -> dict[str, Any]:
-        self.connector_seen(msg.payload["connectorId"])
-        self.publish(dp.status_notification(self.id, msg.payload, msg.received, msg.notes))
-        self.observed.note_status(msg.payload["connectorId"], msg.payload["status"])
-        return {}
-
-    @handles(Action.meter_values)
-    def on_meter_values(self, msg: Inbound) -> dict[str, Any]:
-        self.connector_seen(msg.payload["connectorId"])
-        readings = dp.meter_readings(self.id, msg.payload, msg.received, msg.notes)
-        points = [point for _, point in readings]
-        self.publish(points)
-        self.observed.note_meter(points)
-        dp.note_phase_voltages(readings, self.voltages)
-        return {}
-
-    @handles(Action.start_transaction)
-    def on_start_transaction(self, msg: Inbound) -> dict[str, Any]:
-        p = msg.payload
-        self.connector_seen(p["connectorId"])
-        # An id tag refused here still gets a transaction id: the charger may have started
-        # already and will send StopTransaction for it (OCPP 1.6 5.16).
-        record = self._transactions.start(self.id, p["connectorId"], p["idTag"], p["meterStart"], p["timestamp"])
-        if self._transactions.active(self.id, record.connector_id) == record:
-            self.publish(dp.transaction_started(self.id, p, record, msg.received, msg.notes))
-        else:
-            msg.notes.append(f"replay of transaction {record.transaction_id}, a newer one runs; published nothing")
-        if "reservationId" in p:
-            self._reservation_used(p["connectorId"], p["reservationId"], msg.received)
-        return {"transactionId": record.transaction_id, "idTagInfo": self._id_tags.id_tag_info(p["idTag"])}
-
-    def _reservation_used(self, connector_id: int, reservation_id: int, at: int) -> None:
-        for reserved_on in self._transactions.end_reservation(self.id, reservation_id):
-            self.publish([Datapoint(dp.key(self.id, "Reservation", reserved_on, "status"), "Used", at)])
-
-    @handles(Action.stop_transaction)
-    def on_stop_transaction(self, msg: Inbound) -> dict[str, Any]:
-        p = msg.payload
-        record = self._transactions.stop(self.id, p["transactionId"])
-        if record is None:
-            msg.notes.append(f"transaction {p['transactionId']} is not open (a repeat, or unknown); published nothing")
-        else:
-            # A late stop (of a settled transaction) may come while a newer one runs there.
-            running = self._transactions.active(self.id, record.connector_id)
-            self.publish(dp.transaction_stopped(self.id, p, record, msg.received, msg.notes, running=running))
-        return {"idTagInfo": self._id_tags.id_tag_info(p["idTag"])} if "idTag" in p else {}
-
-    @handles(Action.authorize)
-    def on_authorize(self, msg: Inbound) -> dict[str, Any]:
-        return {"idTagInfo": self._id_tags.id_tag_info(msg.payload["idTag"])}
-
-    @handles(Action.data_transfer)
-    def on_data_transfer(self, msg: Inbound) -> dict[str, Any]:
-        p = msg.payload
-        parts = [self.id, "DataTransfer", p["vendorId"]] + ([p["messageId"]] if "messageId" in p else [])
-        self.publish([Datapoint(dp.key(*parts), str(p.get("data", "")), msg.received)])
-        return ACCEPTED
-
-    @handles(Action.sign_certificate)
-    def on_sign_certificate(self, msg: Inbound) -> dict[str, Any]:
-        self.log.info("%s: SignCertificate rejected: this connector runs no certificate authority", self.id)
-        return {"status": "Rejected"}
-
-    def _notification(self, action: str, msg: Inbound) -> dict[str, Any]:
-        fields = schema_fields(action)
-        self.publish(dp.flat_notification(self.id, action, msg.payload, msg.received, fields=fields, notes=msg.notes))
-        return {}
-
-    @handles(Action.diagnostics_status_notification)
-    def on_diagnostics_status_notification(self, msg: Inbound) -> dict[str, Any]:
-        return self._notification("DiagnosticsStatusNotification", msg)
-
-    @handles(Action.firmware_status_notification)
-    def on_firmware_status_notification(self, msg: Inbound) -> dict[str, Any]:
-        return self._notification("FirmwareStatusNotification", msg)
-
-    @handles(Action.log_status_notification)
-    def on_log_status_notification(self, msg: Inbound) -> dict[str, Any]:
-        return self._notification("LogStatusNotification", msg)
-
-    @handles(Action.signed_firmware_status_notification)
-    def on_signed_firmware_status_notification(self, msg: Inbound) -> dict[str, Any]:
-        return self._notification("SignedFirmwareStatusNotification", msg)
-
-    @handles(Action.security_event_notification)
-    def on_security_event_notification(self, msg: Inbound) -> dict[str, Any]:
-        return self._notification("SecurityEventNotification", msg)
+    def triggered_boot(self) -> bool:
+        """Whether a BootNotification now is the one we asked for (then it is taken as such)."""
+        triggered = asyncio.get_running_loop().time() < self._boot_triggered_until
+        self._boot_triggered_until = 0.0
+        return triggered

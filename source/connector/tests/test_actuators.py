@@ -242,7 +242,7 @@ RATE_UNITS = [
 @pytest.mark.parametrize(("text", "units"), RATE_UNITS, ids=[str(t) for t, _ in RATE_UNITS])
 def test_allowed_rate_units_as_chargers_send_them(text: object, units: frozenset[str] | None) -> None:
     """ChargingScheduleAllowedChargingRateUnit is read in every spelling seen; nothing recognisable is unknown."""
-    from connector.actuators import parse_rate_units
+    from connector.ocpp16.rate_units import parse_rate_units
 
     assert parse_rate_units(text) == units
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from connector import actuators, datapoints
+from connector import datapoints
+from connector.ocpp16 import actuators as ocpp16_actuators
 from connector.tests.conftest import RunningConnector, command, start_connector, wire
 from connector.tests.harness import ChargerLink, MqttProbe, RawLink, send
 
@@ -35,7 +36,8 @@ async def test_an_actuator_that_raises_ends_in_a_failed_status(
 ) -> None:
     """An actuator whose builder raises publishes `Failed: internal error ...` and sends nothing."""
     name = "execute_reset"
-    monkeypatch.setitem(actuators.ACTUATORS, name, dataclasses.replace(actuators.ACTUATORS[name], build=broken))
+    translations = ocpp16_actuators.TRANSLATIONS
+    monkeypatch.setitem(translations, name, dataclasses.replace(translations[name], build=broken))
     async with ChargerLink(connector.url, "CP_1") as charger:
         ((cmd, status),) = (await wire(probe, connector, f"CP_1__{name}")).values()
         probe.publish(cmd, command("Soft"))

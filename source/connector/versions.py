@@ -1,0 +1,21 @@
+"""The OCPP versions the connector serves, by WebSocket subprotocol.
+
+Each version is a package (ocpp16/, ...) exposing `VERSION: handling.OcppVersion`; serving
+another is adding its VERSION to `SERVED`.
+"""
+
+from __future__ import annotations
+
+from connector import ocpp16
+from connector.handling import OcppVersion
+
+SERVED: tuple[OcppVersion, ...] = (ocpp16.VERSION,)
+
+VERSIONS: dict[str, OcppVersion] = {version.subprotocol: version for version in SERVED}
+
+DEFAULT_SUBPROTOCOL = "ocpp1.6"  # a handshake without Sec-WebSocket-Protocol (real chargers do this)
+
+
+def by_subprotocol(name: str) -> OcppVersion:
+    """The version a negotiated subprotocol names; KeyError for one the connector does not serve."""
+    return VERSIONS[name]
