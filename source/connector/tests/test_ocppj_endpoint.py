@@ -250,7 +250,7 @@ def test_frames_out_are_compact_and_carry_decimals_as_the_ocpp_library_does() ->
     ],
 )
 def test_ocpp201_frames_are_refused_in_201s_words(text: str, expected: object) -> None:
-    """2.0.1 spells FormatViolation and answers an unknown message type MessageTypeNotSupported where an id is readable."""
+    """2.0.1 spells FormatViolation and answers an unknown message type (id readable) MessageTypeNotSupported."""
     assert Endpoint(V201).receive(text) == expected
 
 
@@ -291,7 +291,7 @@ frames = st.lists(
 
 @given(frames)
 def test_ocpp16_frames_are_refused_as_parse_frame_refuses_them(text: str) -> None:
-    """For any 1.6 frame, the endpoint answers a frame problem exactly where protocol.parse_frame can, with its reason."""
+    """For any 1.6 frame, the endpoint sees a frame problem exactly where protocol.parse_frame does, as worded."""
     event = Endpoint(ocpp16.VERSION).receive(text)
     parsed = parse_frame(text)
     if isinstance(event, BadFrame):
