@@ -282,11 +282,11 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
     max_leaves=6,
 )
-frames = st.lists(
-    st.sampled_from([2, 3, 4, 5, 6, 7, "2"]) | json_values,
-    min_size=0,
-    max_size=5,
-).map(json.dumps)
+# Arrays led by a message type (or a scalar posing as one), and JSON that is no array at all.
+arrays = st.tuples(st.sampled_from([2, 3, 4, 5, 6, 7, "2", None, 2.5]), st.lists(json_values, max_size=4))
+frames = arrays.map(lambda t: json.dumps([t[0], *t[1]])) | json_values.filter(lambda v: not isinstance(v, list)).map(
+    json.dumps
+)
 
 
 @given(frames)
