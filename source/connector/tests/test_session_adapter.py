@@ -1,0 +1,150 @@
+"""The session as an adapter: a version's tables served over a connection (a hand-written fake here).
+
+What 1.6 chargers see is tested end to end in test_session*.py; these tests cover what no
+1.6 charger can show: a version's own tables, 2.1's SEND and CALLRESULTERROR, and a
+command for an actuator the charger's version does not carry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector import ocpp16
+from connector.actuators import OcppCall
+from connector.charger import ChargerState
+from connector.commands import CommandRunner
+from connector.datapoints import Datapoint
+from connector.handling import Context, Inbound, OcppVersion
+from connector.registry import ActuatorRef
+from connector.session import ChargePointSession
+from connector.settings import Settings
+from connector.transactions import TransactionStore
+
+
+class FakeConnection:
+    """Keeps what the session sends; `sent_one` is set whenever a frame goes out."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.sent_one = asyncio.Event()
+
+    async def send(self, message: str) -> None:
+        self.sent.append(message)
+        self.sent_one.set()
+
+
+class Events:
+    def __init__(self) -> None:
+        self.published: list[Datapoint] = []
+
+    def publish(self, cp: str, points: list[Datapoint]) -> None:
+        self.published += points
+
+    def connector_seen(self, cp: str, connector_id: int) -> None:
+        return None
+
+    def booted(self, cp: str) -> None:
+        return None
+
+
+def heard(ctx: Context, msg: Inbound) -> dict[str, Any]:
+    """A handler that publishes what it got, as a real one would."""
+    ctx.publish([Datapoint(f"{ctx.id}__Heard", json.dumps(msg.payload), msg.received)])
+    return {}
+
+
+V21 = OcppVersion(
+    name="2.1",
+    subprotocol="ocpp2.1",
+    handlers={"Heartbeat": heard},
+    actuators={},  # carries no actuator: every command is "not available"
+    central_actions=frozenset({"Reset"}),
+    error_codes={"FormationViolation": "FormatViolation"},
+    rate_units=ocpp16.VERSION.rate_units,
+    send_frames=True,
+    unknown_type_error="MessageTypeNotSupported",
+)
+
+
+def new_session(tmp_path: Path, version: OcppVersion) -> tuple[ChargePointSession, FakeConnection, Events]:
+    connection, events = FakeConnection(), Events()
+    session = ChargePointSession(
+        "CP_1",
+        connection,  # type: ignore[arg-type]  # the part of ServerConnection a session uses
+        events,
+        TransactionStore(tmp_path),
+        version=version,
+        state=ChargerState(),
+        id_tags=Settings.from_env({}).id_tags,
+        heartbeat_interval=300,
+        response_timeout=30,
+    )
+    return session, connection, events
+
+
+async def test_the_session_serves_its_versions_handler_table(tmp_path: Path) -> None:
+    """A CALL goes to the version's handler and is answered with what it returns, the version named on the session."""
+    session, connection, events = new_session(tmp_path, V21)
+    await session.handle_frame('[2,"h1","Heartbeat",{}]')
+    assert connection.sent == ['[3,"h1",{}]']
+    assert [p.key for p in events.published] == ["CP_1__Heard"]
+    assert (session.version, session.ocpp_version) == (V21, "2.1")
+
+
+async def test_a_send_reaches_its_handler_and_is_never_answered(tmp_path: Path) -> None:
+    """A 2.1 SEND is handled like a CALL, but nothing goes back to the charger."""
+    session, connection, events = new_session(tmp_path, V21)
+    await session.handle_frame('[6,"s1","Heartbeat",{}]')
+    assert [p.key for p in events.published] == ["CP_1__Heard"]
+    assert connection.sent == []
+
+
+async def test_a_callresulterror_is_logged_and_not_answered(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 2.1 CALLRESULTERROR yields a WARNING naming its code; no frame goes back."""
+    session, connection, _ = new_session(tmp_path, V21)
+    with caplog.at_level(logging.WARNING, logger="connector.session"):
+        await session.handle_frame('[5,"r1","FormatViolation","bad interval",{}]')
+    assert connection.sent == []
+    assert "CP_1: the charger could not use our answer r1: FormatViolation bad interval" in caplog.messages
+
+
+async def test_a_2x_version_refuses_in_its_own_words(tmp_path: Path) -> None:
+    """A 2.1 session answers a malformed CALL FormatViolation, an unknown message type MessageTypeNotSupported."""
+    session, connection, _ = new_session(tmp_path, V21)
+    await session.handle_frame('[2,"a1","Heartbeat"]')
+    await session.handle_frame('[9,"a2"]')
+    assert [json.loads(frame)[2] for frame in connection.sent] == ["FormatViolation", "MessageTypeNotSupported"]
+
+
+async def test_send_call_completes_with_the_answer_the_endpoint_matches(tmp_path: Path) -> None:
+    """A call goes out as a CALL; the CALLRESULT with its id, fed as a frame, is what send_call returns."""
+    session, connection, _ = new_session(tmp_path, ocpp16.VERSION)
+    sending = asyncio.create_task(session.send_call(lambda: OcppCall("Reset", {"type": "Soft"})))
+    await connection.sent_one.wait()
+    unique_id = json.loads(connection.sent[0])[1]
+    await session.handle_frame(json.dumps([3, unique_id, {"status": "Accepted"}]))
+    assert await sending == (OcppCall("Reset", {"type": "Soft"}), {"status": "Accepted"})
+
+
+async def test_a_command_the_chargers_version_does_not_carry_fails_by_name(tmp_path: Path) -> None:
+    """An actuator the charger's version lacks ends in `Failed: <name> is not available in OCPP 2.1`, unsent."""
+    session, connection, _ = new_session(tmp_path, V21)
+    statuses: list[Datapoint] = []
+    runner = CommandRunner(
+        {"CP_1": session}.get,
+        lambda points, cp: statuses.extend(points),
+        TransactionStore(tmp_path),
+        Settings.from_env({}),
+    )
+    ref = ActuatorRef("CP_1", "execute_reset", 0)
+    runner.submit("topic/reset", "CP_1__execute_reset", ref, b'{"value": "Soft"}')
+    assert [(p.key, p.value) for p in statuses] == [
+        ("CP_1__execute_reset__status", "Failed: execute_reset is not available in OCPP 2.1")
+    ]
+    assert connection.sent == []
