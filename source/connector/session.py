@@ -389,7 +389,8 @@ class ChargePointSession:
         def build() -> OcppCall:  # called only when the call's turn comes and it goes out
             nonlocal sent
             sent = True
-            return read.call()  # type: ignore[no-any-return]  # handling.RateUnitRead.call -> OcppCall
+            call: OcppCall = read.call()
+            return call
 
         try:
             call, answer = await self.send_call(build, queued_at=queued_at, counts_unanswered=False)
