@@ -18,7 +18,7 @@ import pytest
 from connector import ocpp16
 from connector.actuators import OcppCall
 from connector.charger import ChargerState
-from connector.commands import CommandRunner
+from connector.commands import CommandRunner, remember
 from connector.datapoints import Datapoint
 from connector.handling import Context, Inbound, OcppVersion
 from connector.registry import ActuatorRef
@@ -148,3 +148,22 @@ async def test_a_command_the_chargers_version_does_not_carry_fails_by_name(tmp_p
         ("CP_1__execute_reset__status", "Failed: execute_reset is not available in OCPP 2.1")
     ]
     assert connection.sent == []
+
+
+def test_a_2x_reservation_is_remembered_on_its_evse(tmp_path: Path) -> None:
+    """An accepted 2.x ReserveNow (`id`, `evseId`, `expiryDateTime`) is recorded like a 1.6 one, and cancelled by id."""
+    session, _, _ = new_session(tmp_path, V21)
+    store = TransactionStore(tmp_path)
+    reserve = OcppCall(
+        "ReserveNow",
+        {
+            "id": 42,
+            "expiryDateTime": "2099-11-21T12:00:00Z",
+            "idToken": {"idToken": "T", "type": "Central"},
+            "evseId": 2,
+        },
+    )
+    remember(session, store, reserve, {"status": "Accepted"})
+    assert store.reservation("CP_1", 2) == 42
+    remember(session, store, OcppCall("CancelReservation", {"reservationId": 42}), {"status": "Accepted"})
+    assert store.reservation("CP_1", 2) is None
