@@ -310,6 +310,7 @@ def single_changes_once(payload: dict[str, Any], schema: dict[str, Any]) -> Iter
         base = pruned(payload, schema, schema, path)
         shape = keywords(sub)
         for new in [DELETE, *misfits(sub, schema, variants=1), *SOME_JSON]:
+            tried: tuple[Any, str]
             if slot == "extra":
                 tried = (where if repr(new) == "1" else "extra", repr(new))
             else:
