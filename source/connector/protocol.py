@@ -1,10 +1,11 @@
-"""Pure: OCPP-J 1.6 framing and schema checks, with the tolerance real chargers need.
+"""Pure: OCPP-J framing and schema checks, with the tolerance real chargers need.
 
 `parse_frame` turns frame text into the ocpp library's Call / CallResult / CallError, or
 a `FrameProblem` that says whether an answer is possible (OCPP-J 1.6 section 4: without a
 readable unique id there is nobody to address a CALLERROR to). `check_payload` validates
-against the library's OCPP 1.6 schemas and separates deviations that leave no sense to be
-made of a message from harmless ones that are tolerated and reported. A compiled
+against the library's schemas of OCPP 1.6, 2.0.1 or 2.1 and separates deviations that leave
+no sense to be made of a message from harmless ones that are tolerated and reported, and
+refuses with the version's own error codes (OCPP-J 2.0.1 respelt two of 1.6's). A compiled
 validator (fastjsonschema) lets the common, valid payload through cheaply; a second one,
 compiled without the tolerated keywords, decides as cheaply whether a payload it rejects is
 refused. jsonschema only words the verdict, and its lazy errors are taken no further than
@@ -18,6 +19,7 @@ import functools
 import itertools
 import json
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, TypeAlias
@@ -26,8 +28,10 @@ import fastjsonschema
 from jsonschema import Draft4Validator, ValidationError
 from ocpp.exceptions import (
     FormationViolationError,
+    FormatViolationError,
     NotSupportedError,
     OccurenceConstraintViolationError,
+    OccurrenceConstraintViolationError,
     OCPPError,
     PropertyConstraintViolationError,
     ProtocolError,
@@ -38,8 +42,11 @@ from ocpp.exceptions import (
 )
 from ocpp.messages import Call, CallError, CallResult, MessageType, get_validator
 from ocpp.v16.enums import Action
+from ocpp.v21.enums import Action as Action21
+from ocpp.v201.enums import Action as Action201
 
 OCPP_VERSION = "1.6"
+OCPP_2X_VERSIONS = ("2.0.1", "2.1")  # the ocpp library's names, as every check here takes them
 
 # Charger-initiated actions of OCPP 1.6 and its security extension: the ones we answer.
 CHARGER_ACTIONS = frozenset(
@@ -61,6 +68,12 @@ CHARGER_ACTIONS = frozenset(
     }
 )
 KNOWN_ACTIONS = frozenset(action.value for action in Action)
+# Every action a version defines, sent either way: a CALL naming another is unknown (NotImplemented).
+KNOWN_ACTIONS_BY_VERSION: dict[str, frozenset[str]] = {
+    "1.6": KNOWN_ACTIONS,
+    "2.0.1": frozenset(action.value for action in Action201),
+    "2.1": frozenset(action.value for action in Action21),
+}
 
 # Schema keywords whose violation a charger can commit without making the message
 # meaningless: an unlisted enum value (errorCode "Error", unit "Hz"), an extra field,
@@ -72,8 +85,8 @@ TOLERATED_KEYWORDS = frozenset({"enum", "additionalProperties", "maxLength", "mi
 # formatted message; a charger repeating one quirk in every sample needs naming only once.
 MAX_NAMED_DEVIATIONS = 5
 
-# Sampled values handled per frame (MeterValues, StopTransaction's transactionData): beyond
-# these a frame is answered but the rest is skipped, and named. 25,000 compact ones fit in
+# Sampled values handled per frame (MeterValues, 1.6's StopTransaction, 2.x's TransactionEvent):
+# beyond these a frame is answered but the rest is skipped, and named. 25,000 compact ones fit in
 # a 1 MiB frame, and each costs mapping and publishing; where one deviation or refusal sits
 # at a frame's end, jsonschema walks every value to word it (~25 us each). 2,000 bound a
 # frame to ~50 ms of the loop; real chargers send tens per message, a transaction's data
@@ -96,6 +109,55 @@ REFUSAL_BY_KEYWORD: dict[str, type[OCPPError]] = {
     "pattern": PropertyConstraintViolationError,
     "maxItems": OccurenceConstraintViolationError,
 }
+
+# OCPP-J 2.0.1 section 4.3 (2.1's table is the same) respells 1.6's FormationViolation and
+# OccurenceConstraintViolation, and names a missing required field an occurrence constraint
+# ("fields violate occurrence constraints") where 1.6 answers ProtocolError ("payload for
+# Action is incomplete"). 1.6 stays as its chargers know it.
+REFUSAL_BY_KEYWORD_2X: dict[str, type[OCPPError]] = {
+    **REFUSAL_BY_KEYWORD,
+    "required": OccurrenceConstraintViolationError,
+    "maxItems": OccurrenceConstraintViolationError,
+}
+
+# OCPP-J 1.6 error code -> its 2.0.1 and 2.1 spelling, for CALLERRORs built elsewhere by code.
+ERROR_CODES_2X: dict[str, str] = {
+    FormationViolationError.code: FormatViolationError.code,
+    OccurenceConstraintViolationError.code: OccurrenceConstraintViolationError.code,
+}
+
+
+class RpcFrameworkError(OCPPError):  # type: ignore[misc]  # untyped library base
+    """OCPP-J 2.0.1 and 2.1: the frame is not a valid RPC request (e.g. its message id cannot be read)."""
+
+    code = "RpcFrameworkError"
+
+
+class MessageTypeNotSupportedError(OCPPError):  # type: ignore[misc]  # untyped library base
+    """OCPP-J 2.0.1 section 4.4: a message type number the receiver does not know (1.6 ignores those)."""
+
+    code = "MessageTypeNotSupported"
+
+
+def refusal_for_keyword(keyword: str, version: str = OCPP_VERSION) -> type[OCPPError]:
+    """The CALLERROR that OCPP `version` answers to a payload breaking the schema's `keyword`."""
+    by_keyword = REFUSAL_BY_KEYWORD if version == OCPP_VERSION else REFUSAL_BY_KEYWORD_2X
+    return by_keyword.get(keyword, format_violation_error(version))
+
+
+def format_violation_error(version: str = OCPP_VERSION) -> type[OCPPError]:
+    """A payload or frame that is syntactically incorrect: 1.6's FormationViolation, 2.x's FormatViolation."""
+    error: type[OCPPError] = FormationViolationError if version == OCPP_VERSION else FormatViolationError
+    return error
+
+
+def occurrence_violation_error(version: str = OCPP_VERSION) -> type[OCPPError]:
+    """Too many or too few of something: 1.6's misspelt OccurenceConstraintViolation, 2.x's corrected one."""
+    error: type[OCPPError] = (
+        OccurenceConstraintViolationError if version == OCPP_VERSION else OccurrenceConstraintViolationError
+    )
+    return error
+
 
 Message: TypeAlias = "Call | CallResult | CallError"
 
@@ -181,21 +243,33 @@ def schema_fields(action: str, version: str = OCPP_VERSION) -> frozenset[str]:
     return frozenset(validator.schema.get("properties", {}))
 
 
-def refusal_for_action(action: str) -> OCPPError | None:
-    """NotImplemented for an unknown action, NotSupported for one we never receive."""
-    if action in CHARGER_ACTIONS:
+def refusal_for_action(
+    action: str, version: str = OCPP_VERSION, charger_actions: AbstractSet[str] = CHARGER_ACTIONS
+) -> OCPPError | None:
+    """NotImplemented for an action `version` does not define, NotSupported for a known one we do not answer.
+
+    `charger_actions` are the actions answered: 1.6's by default, a 2.x version's handler
+    table's keys for it. OCPP-J (1.6, 2.0.1 and 2.1 alike): NotImplemented "Requested Action
+    is not known by receiver", NotSupported "recognized but not supported".
+    """
+    if action in charger_actions:
         return None
-    if action in KNOWN_ACTIONS:
-        return NotSupportedError(description=f"{action} is sent by the central system, not to it")
+    if action in KNOWN_ACTIONS_BY_VERSION[version]:
+        if version == OCPP_VERSION:  # CHARGER_ACTIONS hold every charger-initiated 1.6 action
+            return NotSupportedError(description=f"{action} is sent by the central system, not to it")
+        return NotSupportedError(description=f"{action} is not answered by this central system")
     return OcppNotImplementedError(description=f"unknown action {action[:100]!r}")
 
 
-def formation_violation(problem: FrameProblem) -> OCPPError:
-    return FormationViolationError(description=problem.reason)
+def formation_violation(problem: FrameProblem, version: str = OCPP_VERSION) -> OCPPError:
+    """The CALLERROR for a frame that is not a readable CALL: the version's Formation/FormatViolation."""
+    return format_violation_error(version)(description=problem.reason)
 
 
-# Schemas with `multipleOf: 0.1` numbers: validated over Decimals, as the ocpp library
-# does (its validator cache is keyed by name only, so we must ask the same way it does).
+# OCPP 1.6 schemas with `multipleOf: 0.1` numbers: validated over Decimals, as the ocpp
+# library does (its validator cache is keyed by name and version only, so we must ask the
+# same way it does). 2.0.1 and 2.1 have no multipleOf, and the library parses them as floats:
+# their SetChargingProfile is compiled like any other.
 _DECIMAL_SCHEMAS = frozenset(
     {
         (MessageType.Call, "SetChargingProfile"),
@@ -205,17 +279,22 @@ _DECIMAL_SCHEMAS = frozenset(
 )
 
 
-def check_payload(action: str, payload: dict[str, Any], message_type: int, version: str = OCPP_VERSION) -> Verdict:
-    """Validate a request (CALL) or a response (CALLRESULT) of `action` against OCPP 1.6.
+def _decimal(message_type: int, action: str, version: str) -> bool:
+    return version == OCPP_VERSION and (message_type, action) in _DECIMAL_SCHEMAS
 
-    `payload` holds JSON values as json.loads returns them (the compiled check would take a
-    tuple for an array, which jsonschema refuses).
+
+def check_payload(action: str, payload: dict[str, Any], message_type: int, version: str = OCPP_VERSION) -> Verdict:
+    """Validate a request (CALL) or a response (CALLRESULT) of `action` against OCPP `version`.
+
+    A refusal is of `version`'s error codes. `payload` holds JSON values as json.loads
+    returns them (the compiled check would take a tuple for an array, which jsonschema refuses).
     """
     if _compiled_accepts(action, payload, message_type, version):
         return Verdict()
     if array_items_beyond(payload, MAX_ARRAY_ITEMS):
         beyond = f"payload: more than {MAX_ARRAY_ITEMS} array items"
-        return Verdict(refusal=OccurenceConstraintViolationError(description=beyond), unquoted=[beyond])
+        refusal = occurrence_violation_error(version)(description=beyond)
+        return Verdict(refusal=refusal, unquoted=[beyond])
     return _jsonschema_verdict(action, payload, message_type, version)
 
 
@@ -237,8 +316,9 @@ def array_items_beyond(payload: Any, limit: int) -> bool:
     return False
 
 
-# Draft 4 is what the ocpp library validates every 1.6 schema with, even the security
-# extension's that declare draft-06 (under which fastjsonschema would take 1.0 as an integer).
+# Draft 4 is what the ocpp library validates every schema with, even those that declare
+# draft-06 (1.6's security extension, all of 2.0.1 and 2.1), under which fastjsonschema
+# would take 1.0 as an integer.
 _DRAFT_4 = "http://json-schema.org/draft-04/schema#"
 
 
@@ -255,7 +335,7 @@ def _compiled(message_type: int, action: str, version: str) -> Callable[[Any], A
     # floats instead, it raises OverflowError for an integer like 10**400 (which jsonschema's
     # Decimal remainder refuses as out of range). They are rare messages (charging profiles,
     # a composite schedule), not worth a third way of checking.
-    if (message_type, action) in _DECIMAL_SCHEMAS:
+    if _decimal(message_type, action, version):
         return None
     schema = get_validator(message_type, action, version).schema
     # No `format` and no `default`: jsonschema asserts no format unless given a format checker
@@ -294,7 +374,7 @@ def without_tolerated(schema: Any) -> Any:
 @functools.cache
 def _compiled_core(message_type: int, action: str, version: str) -> Callable[[Any], Any] | None:
     """Like `_compiled`, of the schema without the tolerated keywords: it accepts iff nothing is refused."""
-    if (message_type, action) in _DECIMAL_SCHEMAS:
+    if _decimal(message_type, action, version):
         return None
     core = without_tolerated(get_validator(message_type, action, version).schema)
     return fastjsonschema.compile({**core, "$schema": _DRAFT_4}, use_default=False, use_formats=False)
@@ -311,14 +391,14 @@ def _jsonschema_core(message_type: int, action: str, version: str) -> Draft4Vali
 
 
 def _jsonschema_full(message_type: int, action: str, version: str) -> Draft4Validator:
-    if (message_type, action) in _DECIMAL_SCHEMAS:
+    if _decimal(message_type, action, version):
         return get_validator(message_type, action, version, parse_float=Decimal)
     return get_validator(message_type, action, version)
 
 
 def _jsonschema_verdict(action: str, payload: dict[str, Any], message_type: int, version: str) -> Verdict:
     """The refusal (the first error that leaves no sense to be made) and the first tolerated deviations."""
-    if (message_type, action) in _DECIMAL_SCHEMAS:
+    if _decimal(message_type, action, version):
         payload = json.loads(json.dumps(payload), parse_float=Decimal)
     # The compiled core spares the search for a refusal where there is none (jsonschema would
     # walk the whole payload); a Decimal schema has no compiled core and is searched.
@@ -338,8 +418,7 @@ def _jsonschema_verdict(action: str, payload: dict[str, Any], message_type: int,
         return Verdict(refusal=PropertyConstraintViolationError(description=out_of_range), unquoted=[out_of_range])
     verdict = Verdict(tolerated=[quoted(error) for error in named])
     if refused is not None:
-        refusal = REFUSAL_BY_KEYWORD.get(str(refused.validator), FormationViolationError)
-        verdict.refusal = refusal(description=quoted(refused))
+        verdict.refusal = refusal_for_keyword(str(refused.validator), version)(description=quoted(refused))
         verdict.unquoted.append(unquoted(refused))
     verdict.unquoted += [unquoted(error) for error in named]
     return verdict
@@ -377,6 +456,7 @@ _ASKS: dict[str, Callable[[Any], str]] = {
     "minimum": lambda n: f"must be at least {n}",
     "maximum": lambda n: f"must be at most {n}",
     "multipleOf": lambda n: f"must be a multiple of {n}",
+    "maxItems": lambda n: f"has more than {n} items",
 }
 
 
@@ -389,7 +469,14 @@ def unquoted(error: ValidationError) -> str:
     return f"{_where(error)}: {text[:MAX_MESSAGE_CHARS]}"
 
 
-_SAMPLED_ELEMENTS = {"MeterValues": "meterValue", "StopTransaction": "transactionData"}
+# Where each action carries sampled values, as `[{..., "sampledValue": [...]}, ...]`: 1.6's
+# MeterValues and StopTransaction, 2.x's MeterValues and TransactionEvent (no action name
+# means another thing in another version, so the action alone says where).
+_SAMPLED_ELEMENTS = {
+    "MeterValues": "meterValue",
+    "StopTransaction": "transactionData",
+    "TransactionEvent": "meterValue",
+}
 
 
 def _samples_of(element: Any) -> list[Any] | None:
