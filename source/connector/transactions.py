@@ -458,8 +458,8 @@ class TransactionStore:
         records = [_record(r) for r in state["open"]]
         settled = [Settled(_record(s["record"]), float(s["at"])) for s in state.get("settled", [])]
         reservations = [Reservation(**r) for r in state.get("reservations", [])]  # older files: none
-        seq_nos = {str(t): SeqNos(runs) for t, runs in state.get("seq_nos", {}).items()}  # 2.x; older files: none
-        ended = {str(t): float(at) for t, at in state.get("ended", {}).items()}
+        seq_nos = {str(t): SeqNos(runs) for t, runs in _mapping(state, "seq_nos").items()}  # 2.x; older files: none
+        ended = {str(t): float(at) for t, at in _mapping(state, "ended").items()}
         self._last_id[cp] = last_id
         self._open[cp] = {r.transaction_id: r for r in records}
         self._settled[cp] = {s.record.transaction_id: s for s in settled}
@@ -555,6 +555,14 @@ class TransactionStore:
             os.replace(temporary, path)
         except OSError as error:
             LOG.error("%s: could not save transaction state to %s (%s); kept in memory only", cp, path, error)
+
+
+def _mapping(state: dict[str, Any], name: str) -> dict[str, Any]:
+    """A state file's object under `name` ({} if absent); TypeError if it is no object."""
+    value = state.get(name, {})
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} is a JSON {type(value).__name__}, not an object")
+    return value
 
 
 def _record(fields: dict[str, Any]) -> AnyTransaction:

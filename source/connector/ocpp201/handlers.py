@@ -114,10 +114,10 @@ def transaction_event(ctx: Context, inbound: Inbound) -> dict[str, Any]:
         inbound.notes.append(f"transactionId longer than {MAX_TRANSACTION_ID} characters; event not handled")
         return answer
     if ctx.transactions.repeated(ctx.id, transaction_id, p["seqNo"]):
-        inbound.notes.append(f"TransactionEvent seqNo {p['seqNo']} of {transaction_id!r} again; published nothing")
+        inbound.notes.append(f"seqNo {p['seqNo']} of transaction {transaction_id[:40]!r} again; published nothing")
         return answer
     if ctx.transactions.has_ended(ctx.id, transaction_id):
-        inbound.notes.append(f"TransactionEvent for {transaction_id!r}, which has ended; published nothing")
+        inbound.notes.append(f"event for transaction {transaction_id[:40]!r}, which has ended; published nothing")
         return answer
     known = ctx.transactions.known(ctx.id, transaction_id)
     evse = _event_evse(p, known, inbound.notes)

@@ -127,8 +127,8 @@ def test_1_6_and_2_x_records_of_one_charger_live_side_by_side(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     "seq_nos",
-    [{"tx": [[3, 1]]}, {"tx": [["a", 2]]}, {"tx": 5}],
-    ids=["reversed run", "not a number", "not a list"],
+    [{"tx": [[3, 1]]}, {"tx": [["a", 2]]}, {"tx": 5}, [["tx", [0, 1]]]],
+    ids=["reversed run", "not a number", "not a list", "not an object"],
 )
 def test_a_malformed_seq_no_history_starts_afresh(
     tmp_path: Path, seq_nos: object, caplog: pytest.LogCaptureFixture
