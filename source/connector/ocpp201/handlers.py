@@ -22,7 +22,7 @@ from connector.handling import Context, Handler, Inbound
 from connector.ocpp201 import datapoints as dp2
 from connector.protocol import schema_fields
 
-VERSION = "2.0.1"
+SCHEMAS = "2.0.1"  # the schemas (protocol.schema_fields) these handlers read fields from
 
 # Values one NotifyReport or NotifyEvent may publish. A station's report comes in parts
 # of some tens of variables; the registry caps a charge point's keys in all
@@ -240,7 +240,7 @@ def notify_event(ctx: Context, inbound: Inbound) -> dict[str, Any]:
     return {}
 
 
-def notification(action: str, version: str = VERSION) -> Handler:
+def notification(action: str, version: str = SCHEMAS) -> Handler:
     """Status-style notifications: the request's scalar fields (those the version's schema
     defines) as `<cp>__<action>__<field>`, as 1.6's `datapoints.flat_notification`."""
     fields = schema_fields(action, version)

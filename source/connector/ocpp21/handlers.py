@@ -21,7 +21,7 @@ from connector.handling import Context, Handler, Inbound
 from connector.ocpp201 import handlers as v201
 from connector.ocpp201.handlers import acknowledged, notification, refused, utc_now_text
 
-VERSION = "2.1"
+SCHEMAS = "2.1"  # the schemas (protocol.schema_fields) these handlers read fields from
 
 # 2.0.1 handlers that read the request's schema: 2.1's fields instead.
 FLAT_NOTIFICATIONS = (
@@ -77,7 +77,7 @@ def vat_number_validation(ctx: Context, inbound: Inbound) -> dict[str, Any]:
 
 HANDLERS: dict[str, Handler] = {
     **v201.HANDLERS,
-    **{action: notification(action, VERSION) for action in FLAT_NOTIFICATIONS},
+    **{action: notification(action, SCHEMAS) for action in FLAT_NOTIFICATIONS},
     "NotifyEVChargingNeeds": notify_ev_charging_needs,
     "BatterySwap": acknowledged,
     "ClosePeriodicEventStream": acknowledged,
