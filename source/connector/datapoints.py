@@ -1,4 +1,6 @@
-"""Pure: a charger-initiated OCPP 1.6 message becomes flat sensor datapoints.
+"""Pure: a charger-initiated OCPP 1.6 message becomes flat sensor datapoints; the key
+builders every version shares (`key`, `meter_key`), so a key that means the same thing has
+the same shape in 1.6 and 2.x (2.x's own mapping: ocpp201/datapoints.py).
 
 Works on the payload exactly as it came off the wire (camelCase), so the hot path pays for
 no case conversion. Each function returns `Datapoint`s in the order they should be
@@ -58,6 +60,24 @@ class TransactionRecord:
     id_tag: str
     meter_start: int
     started: str = ""  # the charger's timestamp, as sent: tells a replayed start from a new one
+
+
+@dataclass(frozen=True)
+class EvseTransaction:
+    """The same for an OCPP 2.0.1 or 2.1 transaction: the charger names it (a string), on an EVSE.
+
+    Field names follow TransactionRecord's, so what serves both (a remote stop, settling
+    after a boot) reads either: `connector_id` is the EVSE id.
+    """
+
+    transaction_id: str
+    connector_id: int
+    id_tag: str = ""  # the first idToken the transaction's events carried
+    meter_start: int | float | None = None  # Wh; None: its Started event carried no energy register
+    started: str = ""  # the timestamp of its first event, as sent
+
+
+AnyTransaction = TransactionRecord | EvseTransaction
 
 
 def key(*parts: object) -> str:
@@ -159,13 +179,28 @@ def sampled_readings(
 
 
 def sample_key(cp: str, connector_id: int, sample: dict[str, Any]) -> str:
-    parts: list[object] = [cp, "MeterValues", connector_id, sample.get("measurand", DEFAULT_MEASURAND)]
-    if "phase" in sample:
-        parts.append(sample["phase"])
-    location = sample.get("location", DEFAULT_LOCATION)
+    """An OCPP 1.6 SampledValue's key (2.x's: ocpp201/datapoints.py, through the same `meter_key`)."""
+    return meter_key(
+        cp,
+        connector_id,
+        sample.get("measurand", DEFAULT_MEASURAND),
+        phase=sample.get("phase"),
+        location=sample.get("location", DEFAULT_LOCATION),
+        unit=sample.get("unit", DEFAULT_UNIT),
+    )
+
+
+def meter_key(cp: str, connector_id: int, measurand: object, *, phase: object, location: object, unit: object) -> str:
+    """`<cp>__MeterValues__<c>__<measurand>[__<phase>][__<location>]__<unit>`, for every version.
+
+    `phase` None: absent (an overall value); `location` Outlet (the default) is left out.
+    """
+    parts: list[object] = [cp, "MeterValues", connector_id, measurand]
+    if phase is not None:
+        parts.append(phase)
     if location != DEFAULT_LOCATION:
         parts.append(location)
-    parts.append(sample.get("unit", DEFAULT_UNIT))
+    parts.append(unit)
     return key(*parts)
 
 
@@ -226,7 +261,7 @@ def transaction_started(
     return _transaction_running(cp, record, parse_time(payload["timestamp"], received, notes))
 
 
-def _transaction_running(cp: str, record: TransactionRecord, at: int) -> list[Datapoint]:
+def _transaction_running(cp: str, record: AnyTransaction, at: int) -> list[Datapoint]:
     prefix = key(cp, "Transaction", record.connector_id)
     values: dict[str, Scalar] = {
         "active": True,
@@ -248,7 +283,7 @@ def transaction_stopped(
     received: int,
     notes: list[str],
     *,
-    running: TransactionRecord | None = None,
+    running: AnyTransaction | None = None,
 ) -> list[Datapoint]:
     """Any sampled values the charger sent as transactionData, then the stop fields.
 

@@ -19,6 +19,12 @@ Reservations share the id sequence (the charger keeps both kinds of id) and the 
 reservation made before a restart can still be cancelled or used after it. An expired one
 is forgotten when next looked at, as the charger itself drops it at its expiry date.
 
+OCPP 2.0.1 and 2.1 transactions (the charger's string ids, on EVSEs) live in the same
+records and file, and settle the same way. Their TransactionEvents carry a seqNo per
+transaction; the seqNos handled are kept (as runs, bounded: see `SeqNos`) while the
+transaction is open or settled and for a while after it ended, so an event re-sent after a
+lost answer, also after a restart of the connector, is recognised and published once.
+
 File names: the percent-encoded identity, or for one too long for a file name its SHA-256
 in the subfolder `hashed/`, so that no identity maps to another's file; each file names its
 identity inside, checked on load. Versions up to 0.1.0 put hashed names in the main folder
@@ -35,14 +41,14 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
-from connector.datapoints import TransactionRecord
+from connector.datapoints import AnyTransaction, EvseTransaction, TransactionRecord
 
 LOG = logging.getLogger(__name__)
 
@@ -53,6 +59,11 @@ LEGACY_HASHED_NAME = re.compile(r"[0-9a-f]{64}\.json")  # how versions <= 0.1.0 
 SETTLED_KEEP_S = 7 * 24 * 3600.0  # a settled transaction's late StopTransaction still counts this long
 MAX_SETTLED = 20  # per charge point: the newest settled transactions stay stoppable
 MAX_OPEN = 100  # per charge point: beyond, the oldest open ones are settled (a charger inventing connector ids)
+MAX_ENDED = 20  # per charge point: ended 2.x transactions whose seqNos are still recognised (a re-sent Ended)
+ENDED_KEEP_S = SETTLED_KEEP_S  # ... and for how long: a charger re-sends within minutes, an offline queue within days
+MAX_SEQ_RUNS = 16  # per 2.x transaction: runs of consecutive seqNos kept (see SeqNos)
+
+EventOutcome = Literal["opened", "updated", "superseded"]  # what a 2.x Started/Updated event did (see `running`)
 
 
 @dataclass(frozen=True)
@@ -78,8 +89,45 @@ def _epoch_seconds(date_time: str) -> float | None:
 class Settled:
     """A transaction the charger can no longer stop: not active, but its late stop still counts."""
 
-    record: TransactionRecord
+    record: AnyTransaction
     at: float  # seconds since 1970, when it was settled
+
+
+class SeqNos:
+    """The seqNos handled of one 2.x transaction, as runs `[first, last]` of consecutive ones, ascending.
+
+    A charger numbers a transaction's events 0, 1, 2, ... (OCPP 2.0.1 E01), so a
+    transaction of thousands of events is one run. A charger skipping numbers makes gaps;
+    beyond MAX_SEQ_RUNS runs the lowest gap is closed: a seqNo in it counts as handled. That
+    loses at most an old event that never came, and never publishes one twice.
+    """
+
+    def __init__(self, runs: Iterable[Iterable[int]] = ()) -> None:
+        self.runs: list[list[int]] = []
+        for first, last in runs:
+            if not (isinstance(first, int) and isinstance(last, int) and first <= last):
+                raise ValueError(f"seqNo run [{first!r}, {last!r}]")
+            self.add_run(first, last)
+
+    def __contains__(self, seq_no: int) -> bool:
+        return any(first <= seq_no <= last for first, last in self.runs)
+
+    def add(self, seq_no: int) -> None:
+        self.add_run(seq_no, seq_no)
+
+    def add_run(self, first: int, last: int) -> None:
+        merged = [first, last]
+        kept = []
+        for run in self.runs:
+            if run[1] + 1 < merged[0] or merged[1] + 1 < run[0]:
+                kept.append(run)
+            else:  # overlapping or adjacent: one run
+                merged = [min(run[0], merged[0]), max(run[1], merged[1])]
+        kept.append(merged)
+        kept.sort()
+        if len(kept) > MAX_SEQ_RUNS:
+            kept[0:2] = [[kept[0][0], kept[1][1]]]
+        self.runs = kept
 
 
 class StateDirError(Exception):
@@ -104,9 +152,14 @@ class TransactionStore:
         self._dir = Path(state_dir) / "transactions"
         self._clock = clock
         self._last_id: dict[str, int] = {}
-        self._open: dict[str, dict[int, TransactionRecord]] = {}
-        self._settled: dict[str, dict[int, Settled]] = {}
+        # By transaction id: ours (int) for 1.6, the charger's (str) for 2.x.
+        self._open: dict[str, dict[int | str, AnyTransaction]] = {}
+        self._settled: dict[str, dict[int | str, Settled]] = {}
         self._reservations: dict[str, dict[int, Reservation]] = {}  # by connector id
+        # OCPP 2.x: seqNos handled, by transaction id (open, settled or ended), and the ended
+        # transactions still recognised, with when they ended (seconds since 1970).
+        self._seq_nos: dict[str, dict[str, SeqNos]] = {}
+        self._ended: dict[str, dict[str, float]] = {}
         self._move_legacy_hashed_files()
 
     def start(self, cp: str, connector_id: int, id_tag: str, meter_start: int, started: str = "") -> TransactionRecord:
@@ -131,7 +184,7 @@ class TransactionStore:
         self._save(cp)
         return record
 
-    def settle_all(self, cp: str) -> list[TransactionRecord]:
+    def settle_all(self, cp: str) -> list[AnyTransaction]:
         """After a BootNotification: the charger holds none of its transactions any more. The settled ones."""
         self._load(cp)
         settled = self._settle(cp, "BootNotification", list(self._open[cp].values()))
@@ -154,28 +207,43 @@ class TransactionStore:
         if not candidate.started:  # without the charger's timestamp a repeat cannot be told from a new start
             return None
         known = itertools.chain(self._open[cp].values(), (s.record for s in self._settled[cp].values()))
-        return next((r for r in known if replace(r, transaction_id=0) == candidate), None)
+        ours = (r for r in known if isinstance(r, TransactionRecord))  # not a 2.x one of the same charger
+        return next((r for r in ours if replace(r, transaction_id=0) == candidate), None)
 
-    def _newer_on_connector(self, cp: str, record: TransactionRecord) -> bool:
-        return any(r.transaction_id > record.transaction_id for r in self._others_on(cp, record))
+    def _newer_on_connector(self, cp: str, record: AnyTransaction) -> bool:
+        rank = self._rank(cp)
+        return any(rank(r.transaction_id) > rank(record.transaction_id) for r in self._others_on(cp, record))
 
-    def _others_on(self, cp: str, current: TransactionRecord) -> list[TransactionRecord]:
+    def _rank(self, cp: str) -> Callable[[int | str], tuple[int, int]]:
+        """Age order of transaction ids: 1.6 ids (ours) ascend as issued; 2.x ids (the
+        charger's strings) carry no order, so they rank by when they were first opened, after
+        every 1.6 one (a charger moves from 1.6 to 2.x, rarely back)."""
+        position = {t: i for i, t in enumerate(self._open[cp]) if isinstance(t, str)}
+
+        def rank(transaction_id: int | str) -> tuple[int, int]:
+            if isinstance(transaction_id, int):
+                return (0, transaction_id)
+            return (1, position.get(transaction_id, -1))
+
+        return rank
+
+    def _others_on(self, cp: str, current: AnyTransaction) -> list[AnyTransaction]:
         on_connector = (r for r in self._open[cp].values() if r.connector_id == current.connector_id)
         return [r for r in on_connector if r.transaction_id != current.transaction_id]
 
-    def _surplus(self, cp: str, current: TransactionRecord) -> list[TransactionRecord]:
+    def _surplus(self, cp: str, current: AnyTransaction) -> list[AnyTransaction]:
         surplus = len(self._open[cp]) - MAX_OPEN
         if surplus <= 0:
             return []
-        others = sorted(t for t in self._open[cp] if t != current.transaction_id)
+        others = sorted((t for t in self._open[cp] if t != current.transaction_id), key=self._rank(cp))
         return [self._open[cp][t] for t in others[:surplus]]
 
-    def _settle(self, cp: str, reason: str, records: list[TransactionRecord]) -> list[TransactionRecord]:
+    def _settle(self, cp: str, reason: str, records: list[AnyTransaction]) -> list[AnyTransaction]:
         for record in records:
             del self._open[cp][record.transaction_id]
             self._settled[cp][record.transaction_id] = Settled(record, self._clock())
             LOG.info(
-                "%s: transaction %d on connector %d settled (%s): no longer active; a late stop still counts",
+                "%s: transaction %s on connector %d settled (%s): no longer active; a late stop still counts",
                 cp,
                 record.transaction_id,
                 record.connector_id,
@@ -189,18 +257,25 @@ class TransactionStore:
         """Keep the newest MAX_SETTLED settled records younger than SETTLED_KEEP_S."""
         horizon = self._clock() - SETTLED_KEEP_S
         young = (s for s in self._settled[cp].values() if s.at > horizon)
-        kept = sorted(young, key=lambda s: (s.at, s.record.transaction_id))[-MAX_SETTLED:]
+        rank = self._rank(cp)
+        kept = sorted(young, key=lambda s: (s.at, rank(s.record.transaction_id)))[-MAX_SETTLED:]
         self._settled[cp] = {s.record.transaction_id: s for s in kept}
 
-    def stop(self, cp: str, transaction_id: int) -> TransactionRecord | None:
-        """The record of an open or settled transaction, now closed; None if neither (a repeat, or unknown)."""
+    def stop(self, cp: str, transaction_id: int | str) -> TransactionRecord | None:
+        """The record of an open or settled transaction, now closed; None if neither (a repeat, or unknown).
+
+        OCPP 1.6 (a 2.x id, a string, finds nothing: 2.x transactions end through `ended`).
+        """
+        if not isinstance(transaction_id, int):
+            return None
         self._load(cp)
         record = self._open[cp].pop(transaction_id, None) or self._late_stop(cp, transaction_id)
         if record is not None:
             self._save(cp)
-        return record
+        # Ids that are ints are ours: only 1.6 records have them.
+        return record if isinstance(record, TransactionRecord) else None
 
-    def _late_stop(self, cp: str, transaction_id: int) -> TransactionRecord | None:
+    def _late_stop(self, cp: str, transaction_id: int) -> AnyTransaction | None:
         """A settled transaction's record, taken out: its StopTransaction came after all."""
         self._prune_settled(cp)  # one settled too long ago is forgotten, also while we run
         settled = self._settled[cp].pop(transaction_id, None)
@@ -235,12 +310,104 @@ class TransactionStore:
             self._save(cp)
         return ended
 
-    def active(self, cp: str, connector_id: int) -> TransactionRecord | None:
-        """The transaction open on the connector (settled ones are not), if any."""
+    def active(self, cp: str, connector_id: int) -> AnyTransaction | None:
+        """The transaction open on the connector (2.x: the EVSE; settled ones are not), if any."""
         self._load(cp)
         # The newest: state files of earlier versions may hold several open on one connector.
         on_connector = [r for r in self._open[cp].values() if r.connector_id == connector_id]
-        return max(on_connector, key=lambda r: r.transaction_id, default=None)
+        if len(on_connector) <= 1:
+            return on_connector[0] if on_connector else None
+        rank = self._rank(cp)
+        return max(on_connector, key=lambda r: rank(r.transaction_id))
+
+    # -- OCPP 2.x: the charger's transactions, told apart by its string ids ------------------
+
+    def repeated(self, cp: str, transaction_id: str, seq_no: int) -> bool:
+        """Whether a TransactionEvent with this seqNo was handled already (a re-send)."""
+        self._load(cp)
+        seen = self._seq_nos[cp].get(transaction_id)
+        return seen is not None and seq_no in seen
+
+    def known(self, cp: str, transaction_id: str) -> EvseTransaction | None:
+        """A 2.x transaction's record while it is open or settled."""
+        self._load(cp)
+        settled = self._settled[cp].get(transaction_id)
+        record = self._open[cp].get(transaction_id) or (settled.record if settled else None)
+        return record if isinstance(record, EvseTransaction) else None
+
+    def has_ended(self, cp: str, transaction_id: str) -> bool:
+        """Whether a 2.x transaction's Ended event came (and is still remembered, see MAX_ENDED)."""
+        self._load(cp)
+        return transaction_id in self._ended[cp]
+
+    def running(self, cp: str, record: EvseTransaction, seq_no: int) -> EventOutcome:
+        """A 2.x Started or Updated event: the record (new, or with fields it brought) is
+        open on its EVSE, the only one there; the seqNo is handled.
+
+        Returns "opened" (new to the store, or settled and open again: a charger that still
+        sends events holds it), "updated" (open already) or "superseded": settled, and a newer
+        transaction runs on its EVSE, so it stays settled.
+        """
+        self._load(cp)
+        transaction_id = record.transaction_id
+        earlier = self._open[cp].get(transaction_id)
+        outcome: EventOutcome
+        if earlier is None and transaction_id in self._settled[cp]:
+            outcome = self._resume(cp, record)
+        else:
+            outcome = "opened" if earlier is None else "updated"
+            self._open[cp][transaction_id] = record
+            if earlier is None or earlier.connector_id != record.connector_id:
+                self._settle(cp, "a new transaction on its EVSE", self._others_on(cp, record))
+                self._settle(cp, f"more than {MAX_OPEN} open", self._surplus(cp, record))
+        self._note_seq_no(cp, transaction_id, seq_no)
+        # Only a change of the transaction is worth an fsync; a seqNo alone is written for
+        # a restart of the connector, not for a crash of the machine (see `_save`).
+        self._save(cp, durable=earlier != record)
+        return outcome
+
+    def _resume(self, cp: str, record: EvseTransaction) -> EventOutcome:
+        if any(r.connector_id == record.connector_id for r in self._open[cp].values()):
+            self._settled[cp][record.transaction_id] = replace(self._settled[cp][record.transaction_id], record=record)
+            return "superseded"
+        del self._settled[cp][record.transaction_id]
+        self._open[cp][record.transaction_id] = record
+        LOG.info("%s: settled transaction %s sends events again: active again", cp, record.transaction_id)
+        return "opened"
+
+    def ended(self, cp: str, transaction_id: str, seq_no: int) -> EvseTransaction | None:
+        """A 2.x Ended event: the transaction's record, open or settled, now closed (None if
+        neither: never seen); its seqNos stay recognised for a while (MAX_ENDED, ENDED_KEEP_S)."""
+        self._load(cp)
+        settled = self._settled[cp].pop(transaction_id, None)
+        record = self._open[cp].pop(transaction_id, None) or (settled.record if settled else None)
+        if record is not None:
+            LOG.info("%s: transaction %s ended%s", cp, transaction_id, " (it was settled)" if settled else "")
+        self._ended[cp][transaction_id] = self._clock()
+        self._note_seq_no(cp, transaction_id, seq_no)
+        self._prune_ended(cp)
+        self._save(cp)
+        return record if isinstance(record, EvseTransaction) else None
+
+    def _note_seq_no(self, cp: str, transaction_id: str, seq_no: int) -> None:
+        self._seq_nos[cp].setdefault(transaction_id, SeqNos()).add(seq_no)
+
+    def _prune_ended(self, cp: str) -> None:
+        """Keep the newest MAX_ENDED ended transactions younger than ENDED_KEEP_S."""
+        horizon = self._clock() - ENDED_KEEP_S
+        young = sorted((at, t) for t, at in self._ended[cp].items() if at > horizon)
+        self._ended[cp] = {t: at for at, t in young[-MAX_ENDED:]}
+
+    def _prune_seq_nos(self, cp: str) -> None:
+        """Forget the seqNos of transactions no longer open, settled or remembered as ended."""
+        tracked = self._seq_nos[cp]
+        for transaction_id in list(tracked):
+            if not (
+                transaction_id in self._open[cp]
+                or transaction_id in self._settled[cp]
+                or transaction_id in self._ended[cp]
+            ):
+                del tracked[transaction_id]
 
     # -- files -------------------------------------------------------------------------
 
@@ -253,7 +420,7 @@ class TransactionStore:
         """
         self._load(cp)
         keep = self._open[cp] or self._reservations[cp] or self._last_id[cp] >= self._floor()
-        for memory in (self._last_id, self._open, self._settled, self._reservations):
+        for memory in (self._last_id, self._open, self._settled, self._reservations, self._seq_nos, self._ended):
             memory.pop(cp, None)
         if not keep:
             self._path(cp).unlink(missing_ok=True)
@@ -274,6 +441,7 @@ class TransactionStore:
         if cp in self._last_id:
             return
         self._last_id[cp], self._open[cp], self._settled[cp], self._reservations[cp] = 0, {}, {}, {}
+        self._seq_nos[cp], self._ended[cp] = {}, {}
         path = self._path(cp)
         try:
             state = _read_object(path)
@@ -287,14 +455,18 @@ class TransactionStore:
     def _take(self, cp: str, state: dict[str, Any]) -> None:
         """Adopt a state file's content; ValueError, KeyError or TypeError, adopting nothing, if malformed."""
         last_id = int(state["last_id"])
-        records = [TransactionRecord(**r) for r in state["open"]]
-        settled = [Settled(TransactionRecord(**s["record"]), float(s["at"])) for s in state.get("settled", [])]
+        records = [_record(r) for r in state["open"]]
+        settled = [Settled(_record(s["record"]), float(s["at"])) for s in state.get("settled", [])]
         reservations = [Reservation(**r) for r in state.get("reservations", [])]  # older files: none
+        seq_nos = {str(t): SeqNos(runs) for t, runs in _mapping(state, "seq_nos").items()}  # 2.x; older files: none
+        ended = {str(t): float(at) for t, at in _mapping(state, "ended").items()}
         self._last_id[cp] = last_id
         self._open[cp] = {r.transaction_id: r for r in records}
         self._settled[cp] = {s.record.transaction_id: s for s in settled}
         self._reservations[cp] = {r.connector_id: r for r in reservations}
+        self._seq_nos[cp], self._ended[cp] = seq_nos, ended
         self._prune_settled(cp)
+        self._prune_ended(cp)
 
     def _belongs_to(self, cp: str, path: Path, state: dict[str, Any]) -> bool:
         """Whether a state file is this charge point's: it names the identity, or an earlier
@@ -354,26 +526,50 @@ class TransactionStore:
             return False
         return True
 
-    def _save(self, cp: str) -> None:
-        """Persist; on failure keep serving from memory (ids stay unique while we run)."""
-        state = {
+    def _save(self, cp: str, *, durable: bool = True) -> None:
+        """Persist; on failure keep serving from memory (ids stay unique while we run).
+
+        `durable`: flushed to the disk before the rename (fsync). Without it the file
+        survives the connector's death (the kernel holds the data), not the machine's.
+        """
+        self._prune_seq_nos(cp)
+        state: dict[str, Any] = {
             "identity": cp,
             "last_id": self._last_id[cp],
             "open": [asdict(r) for r in self._open[cp].values()],
             "settled": [{"record": asdict(s.record), "at": s.at} for s in self._settled[cp].values()],
             "reservations": [asdict(r) for r in self._reservations[cp].values()],
         }
+        if self._seq_nos[cp] or self._ended[cp]:  # OCPP 2.x only: 1.6 files stay as they were
+            state["seq_nos"] = {t: seen.runs for t, seen in self._seq_nos[cp].items()}
+            state["ended"] = self._ended[cp]
         path = self._path(cp)
         temporary = path.with_suffix(".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with temporary.open("w") as file:
                 json.dump(state, file)
-                file.flush()
-                os.fsync(file.fileno())
+                if durable:
+                    file.flush()
+                    os.fsync(file.fileno())
             os.replace(temporary, path)
         except OSError as error:
             LOG.error("%s: could not save transaction state to %s (%s); kept in memory only", cp, path, error)
+
+
+def _mapping(state: dict[str, Any], name: str) -> dict[str, Any]:
+    """A state file's object under `name` ({} if absent); TypeError if it is no object."""
+    value = state.get(name, {})
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _record(fields: dict[str, Any]) -> AnyTransaction:
+    """A stored transaction: a 2.x one has the charger's string id, a 1.6 one our int."""
+    if isinstance(fields.get("transaction_id"), str):
+        return EvseTransaction(**fields)
+    return TransactionRecord(**fields)
 
 
 def _read_object(path: Path) -> dict[str, Any]:

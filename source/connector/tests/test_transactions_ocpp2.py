@@ -1,0 +1,143 @@
+"""TransactionStore for OCPP 2.x: the charger's transactions and seqNos, bounded and persisted (INTERFACE.md 8)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.datapoints import EvseTransaction, TransactionRecord
+from connector.tests.test_transactions import Clock
+from connector.transactions import ENDED_KEEP_S, MAX_ENDED, MAX_OPEN, MAX_SEQ_RUNS, SeqNos, TransactionStore
+
+CP = "CP_1"
+
+
+def store_in(directory: Path, clock: Clock | None = None) -> TransactionStore:
+    return TransactionStore(directory, clock=clock or Clock())
+
+
+def saved(directory: Path) -> dict[str, object]:
+    state: dict[str, object] = json.loads((directory / "transactions" / f"{CP}.json").read_text())
+    return state
+
+
+def test_consecutive_seq_nos_are_one_run() -> None:
+    """seqNos 0..999 in any order are kept as one run [0, 999]."""
+    seen = SeqNos()
+    for seq_no in [*range(500, 1000), *range(500)]:
+        seen.add(seq_no)
+    assert seen.runs == [[0, 999]]
+    assert 0 in seen and 999 in seen and 1000 not in seen
+
+
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=100))
+def test_seq_nos_remember_every_one_added_within_a_bounded_size(added: list[int]) -> None:
+    """Every seqNo added is recognised; the runs stay sorted, apart and at most MAX_SEQ_RUNS."""
+    seen = SeqNos()
+    for seq_no in added:
+        seen.add(seq_no)
+    assert all(seq_no in seen for seq_no in added)
+    assert len(seen.runs) <= MAX_SEQ_RUNS
+    assert all(a[1] + 1 < b[0] for a, b in zip(seen.runs, seen.runs[1:], strict=False))
+
+
+def test_too_many_gaps_close_the_oldest() -> None:
+    """Beyond MAX_SEQ_RUNS runs the lowest gap counts as seen: nothing is published twice, the newest gaps stay open."""
+    seen = SeqNos()
+    for seq_no in range(0, 2 * (MAX_SEQ_RUNS + 1), 2):
+        seen.add(seq_no)
+    assert len(seen.runs) == MAX_SEQ_RUNS
+    assert 1 in seen  # the lowest gap, closed
+    assert 2 * MAX_SEQ_RUNS - 1 not in seen  # the highest gap, still open
+
+
+def test_a_2_x_transaction_is_persisted_with_its_seq_nos(tmp_path: Path) -> None:
+    """A 2.x transaction and its seqNos are in the charge point's file, and a new store reads them back."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 2, "TAG", 1500, "2026-11-21T10:00:00Z")
+    assert store.running(CP, record, 0) == "opened"
+    assert store.running(CP, record, 1) == "updated"
+    state = saved(tmp_path)
+    assert state["seq_nos"] == {"tx-1": [[0, 1]]}
+    again = store_in(tmp_path)
+    assert again.active(CP, 2) == record
+    assert again.repeated(CP, "tx-1", 1) and not again.repeated(CP, "tx-1", 2)
+
+
+def test_a_1_6_file_stays_as_it_was(tmp_path: Path) -> None:
+    """A charge point with only 1.6 transactions gets no 2.x fields in its file."""
+    store_in(tmp_path).start(CP, 1, "TAG", 0)
+    assert set(saved(tmp_path)) == {"identity", "last_id", "open", "settled", "reservations"}
+
+
+def test_ended_transactions_are_remembered_bounded_and_for_a_while(tmp_path: Path) -> None:
+    """The newest MAX_ENDED ended transactions' seqNos stay known, for ENDED_KEEP_S at most."""
+    clock = Clock()
+    store = store_in(tmp_path, clock)
+    for i in range(MAX_ENDED + 5):
+        store.running(CP, EvseTransaction(f"tx-{i}", 1), 0)
+        store.ended(CP, f"tx-{i}", 1)
+        clock.now += 1
+    remembered = [i for i in range(MAX_ENDED + 5) if store.has_ended(CP, f"tx-{i}")]
+    assert remembered == list(range(5, MAX_ENDED + 5))
+    assert not store.repeated(CP, "tx-0", 1) and store.repeated(CP, f"tx-{MAX_ENDED + 4}", 1)
+    clock.now += ENDED_KEEP_S
+    later = store_in(tmp_path, clock)
+    assert not later.has_ended(CP, f"tx-{MAX_ENDED + 4}")
+
+
+def test_a_new_transaction_settles_the_last_one_on_its_evse(tmp_path: Path) -> None:
+    """A 2.x transaction opened on an EVSE settles the one open there (its end lost); others stay."""
+    store = store_in(tmp_path)
+    old, other = EvseTransaction("old", 1), EvseTransaction("other", 2)
+    store.running(CP, old, 0)
+    store.running(CP, other, 0)
+    store.running(CP, EvseTransaction("new", 1), 0)
+    assert store.active(CP, 1) == EvseTransaction("new", 1)
+    assert store.active(CP, 2) == other
+    assert store.known(CP, "old") == old  # settled, still known: its late end counts
+    assert store.running(CP, old, 1) == "superseded"
+
+
+def test_open_2_x_transactions_are_bounded(tmp_path: Path) -> None:
+    """A station inventing EVSEs holds at most MAX_OPEN open transactions; the oldest are settled."""
+    store = store_in(tmp_path)
+    for evse in range(MAX_OPEN + 3):
+        store.running(CP, EvseTransaction(f"tx-{evse}", evse), 0)
+    assert [store.active(CP, e) for e in range(3)] == [None, None, None]
+    assert store.active(CP, MAX_OPEN + 2) is not None
+
+
+def test_1_6_and_2_x_records_of_one_charger_live_side_by_side(tmp_path: Path) -> None:
+    """A charger moving from 1.6 to 2.0.1 without a boot: the new transaction settles the old one, nothing breaks."""
+    store = store_in(tmp_path)
+    record = store.start(CP, 1, "TAG", 100, "2026-11-21T10:00:00Z")
+    store.running(CP, EvseTransaction("tx-2x", 1), 0)
+    active = store.active(CP, 1)
+    assert isinstance(active, EvseTransaction) and active.transaction_id == "tx-2x"
+    assert store.stop(CP, record.transaction_id) == record  # its late stop still counts
+    assert store.stop(CP, "tx-2x") is None  # 2.x ones end through `ended`
+    assert isinstance(store_in(tmp_path).active(CP, 1), EvseTransaction)
+    assert all(isinstance(r, TransactionRecord | EvseTransaction) for r in store.settle_all(CP))
+
+
+@pytest.mark.parametrize(
+    "seq_nos",
+    [{"tx": [[3, 1]]}, {"tx": [["a", 2]]}, {"tx": 5}, [["tx", [0, 1]]]],
+    ids=["reversed run", "not a number", "not a list", "not an object"],
+)
+def test_a_malformed_seq_no_history_starts_afresh(
+    tmp_path: Path, seq_nos: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A state file whose seqNo history is malformed is reported and ignored, like any malformed state."""
+    folder = tmp_path / "transactions"
+    folder.mkdir()
+    state = {"identity": CP, "last_id": 5, "open": [], "seq_nos": seq_nos, "ended": {}}
+    (folder / f"{CP}.json").write_text(json.dumps(state))
+    store = store_in(tmp_path)
+    assert not store.repeated(CP, "tx", 1)
+    assert "unreadable" in caplog.text
