@@ -1,0 +1,531 @@
+"""Pure: how OCPP 2.0.1 carries each actuator (INTERFACE.md 8): value -> call, answer -> datapoints.
+
+The actuators themselves (names, examples, where they are offered) are the catalogue's,
+`actuators.ACTUATORS`, the same in every version; `TRANSLATIONS` is the 2.0.1 column of it.
+`<c>` in a key is the EVSE id here, 0 the charging station as a whole. Values are read with
+the shared parsers and limits go through the shared rules (`actuators.limit_to_send`), so a
+value means the same to a 1.6 and a 2.0.1 charger.
+
+Builders whose message differs in 2.1 (id token length, trigger names, the schemas an
+operator's text is checked against) are made by small factories that ocpp21/actuators.py
+calls with 2.1's values; everything else 2.1 takes from here as it is.
+
+Choices a reader may wonder about:
+- Remote starts and reservations send the id tag as an IdToken of type `Central` ("generated
+  in the CSMS", no format defined): the interface gives a bare id tag, not its kind. A start
+  or reservation for a card of another type goes through execute_ocpp_call.
+- UnlockConnector names a connector within an EVSE; the actuator key names the EVSE only, so
+  the EVSE's connector 1 is unlocked (one connector per EVSE is what real chargers have).
+- Configuration is the device model: `"Component.Variable"` reads (GetVariables, several
+  comma-separated), `"Component.Variable=Value"` writes one (SetVariables: a value may hold
+  commas, "A,W"). 2.x has no "read everything": GetBaseReport does that, through
+  execute_ocpp_call, and its answer comes as NotifyReport messages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from ocpp.v201.enums import MessageTriggerEnumType
+
+from connector.actuators import (
+    CHARGING_PROFILE_STACK_LEVEL,
+    GET_CONFIGURATION,
+    MAX_INT32,
+    SEND_CHARGING_PROFILE,
+    SEND_CHARGING_PROFILE_CURRENT,
+    TRIGGER_MESSAGE,
+    Build,
+    ChargerFacts,
+    OcppCall,
+    Refusal,
+    Translation,
+    accepted,
+    charging_profile_id,
+    json_object,
+    limit_to_send,
+    parse_choice,
+    parse_number,
+    parse_text,
+    quote,
+    schema_checked,
+    status_of,
+)
+from connector.datapoints import Datapoint, Scalar, key
+
+OCPP_VERSION = "2.0.1"
+ID_TOKEN_LENGTH = 36  # IdTokenType.idToken, 2.0.1
+ID_TOKEN_TYPE = "Central"
+
+# TriggerMessage's numbers keep their 1.6 meaning (INTERFACE.md 8); 2.x reports logs and
+# diagnostics alike with LogStatusNotification, so it takes DiagnosticsStatusNotification's place.
+NUMBERED_TRIGGERS = (
+    "BootNotification",
+    "LogStatusNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "MeterValues",
+    "StatusNotification",
+)
+TRIGGER_NAMES = tuple(str(name) for name in MessageTriggerEnumType)
+
+# The messages a CSMS sends (OCPP 2.0.1 Part 2, every CSMS -> Charging Station message,
+# DataTransfer going both ways): what execute_ocpp_call may send.
+CENTRAL_ACTIONS = frozenset(
+    {
+        "CancelReservation",
+        "CertificateSigned",
+        "ChangeAvailability",
+        "ClearCache",
+        "ClearChargingProfile",
+        "ClearDisplayMessage",
+        "ClearVariableMonitoring",
+        "CostUpdated",
+        "CustomerInformation",
+        "DataTransfer",
+        "DeleteCertificate",
+        "GetBaseReport",
+        "GetChargingProfiles",
+        "GetCompositeSchedule",
+        "GetDisplayMessages",
+        "GetInstalledCertificateIds",
+        "GetLocalListVersion",
+        "GetLog",
+        "GetMonitoringReport",
+        "GetReport",
+        "GetTransactionStatus",
+        "GetVariables",
+        "InstallCertificate",
+        "PublishFirmware",
+        "RequestStartTransaction",
+        "RequestStopTransaction",
+        "ReserveNow",
+        "Reset",
+        "SendLocalList",
+        "SetChargingProfile",
+        "SetDisplayMessage",
+        "SetMonitoringBase",
+        "SetMonitoringLevel",
+        "SetNetworkProfile",
+        "SetVariableMonitoring",
+        "SetVariables",
+        "TriggerMessage",
+        "UnlockConnector",
+        "UnpublishFirmware",
+        "UpdateFirmware",
+    }
+)
+
+UNLOCKED_CONNECTOR = 1  # of the EVSE the key names
+# Soft waits for the EVSEs to be idle, Hard does not: 2.x's words for the same two resets.
+RESET_TYPES = {"Soft": "OnIdle", "Hard": "Immediate", "OnIdle": "OnIdle", "Immediate": "Immediate"}
+# Variables one GetVariables may ask for: each answered one becomes a key of this charger.
+MAX_VARIABLES = 50
+MAX_NAMED = 5  # variables a WARNING names
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# -- charging limits -------------------------------------------------------------------
+
+
+def limit(unit: str) -> Build:
+    """The SetChargingProfile (a number) or ClearChargingProfile (null) for a limit asked in `unit`."""
+
+    def build(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+        if value is None:
+            return clear_limit(evse_id)
+        checked = limit_to_send(value, unit, facts)
+        return checked if isinstance(checked, Refusal) else set_limit(evse_id, *checked)
+
+    return build
+
+
+def set_limit(evse_id: int, limit: Decimal, unit: str) -> OcppCall:
+    """SetChargingProfile with this EVSE's one TxDefaultProfile (EVSE 0: every EVSE's default).
+
+    As in 1.6: Relative, so no startSchedule (2.0.1 K01.FR.41), with a single open-ended
+    period: the limit applies to every transaction from now on, whatever the charger's clock;
+    the fixed id makes each new limit replace the last (K01.FR.05).
+    """
+    profile_id = charging_profile_id(evse_id)
+    schedule = {
+        "id": profile_id,
+        "chargingRateUnit": unit,
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": float(limit)}],
+    }
+    profile = {
+        "id": profile_id,
+        "stackLevel": CHARGING_PROFILE_STACK_LEVEL,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": [schedule],
+    }
+    return OcppCall("SetChargingProfile", {"evseId": evse_id, "chargingProfile": profile})
+
+
+def clear_limit(evse_id: int) -> OcppCall:
+    return OcppCall("ClearChargingProfile", {"chargingProfileId": charging_profile_id(evse_id)})
+
+
+def _clear_profiles(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    return OcppCall("ClearChargingProfile", {"chargingProfileCriteria": {"evseId": evse_id}})
+
+
+def _composite_schedule(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    duration = parse_number(value, "a duration in whole seconds > 0")
+    if isinstance(duration, Refusal) or duration != int(duration) or not 0 < duration <= MAX_INT32:
+        return Refusal(f"value must be a duration in whole seconds, 1..{MAX_INT32}, got {quote(value)}")
+    return OcppCall("GetCompositeSchedule", {"duration": int(duration), "evseId": evse_id})
+
+
+def composite_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
+    """The keys of 1.6's answer; 2.x's composite schedule has no minChargingRate, so that one is left out."""
+    schedule = payload.get("schedule") or {}
+    periods = schedule.get("chargingSchedulePeriod") or []
+    first = periods[0] if periods and isinstance(periods[0], dict) else {}
+    fields: dict[str, Scalar] = {
+        "status": payload.get("status"),
+        "schedule_start": schedule.get("scheduleStart"),
+        "duration": schedule.get("duration"),
+        "charging_rate_unit": schedule.get("chargingRateUnit"),
+        "limit": first.get("limit"),  # the limit in effect at the start
+        "periods": json.dumps(periods),
+    }
+    return [Datapoint(key(cp, "CompositeSchedule", evse_id, name), v, at) for name, v in fields.items()]
+
+
+# -- transactions and reservations -----------------------------------------------------
+
+
+def id_token(value: Any, facts: ChargerFacts, max_length: int) -> dict[str, str] | Refusal:
+    """An id tag the id-tag policy allows, as the IdToken a CSMS sends for it."""
+    token = parse_text(value, "an id tag", max_length)
+    if isinstance(token, Refusal):
+        return token
+    return policy_refusal(token, facts) or {"idToken": token, "type": ID_TOKEN_TYPE}
+
+
+def policy_refusal(token: str, facts: ChargerFacts) -> Refusal | None:
+    return None if facts.id_tag_allowed(token) else Refusal(f"id tag {token!r} is not allowed (OCPP_ALLOWED_ID_TAGS)")
+
+
+def remote_start(max_length: int) -> Build:
+    """RequestStartTransaction for an id tag of at most `max_length` characters."""
+
+    def build(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+        token = id_token(value, facts, max_length)
+        if isinstance(token, Refusal):
+            return token
+        payload: dict[str, Any] = {"idToken": token, "remoteStartId": facts.new_remote_start_id()}
+        if evse_id:  # EVSE 0: the charging station chooses (F01)
+            payload["evseId"] = evse_id
+        return OcppCall("RequestStartTransaction", payload)
+
+    return build
+
+
+def _remote_stop(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    if facts.transaction_id is None:
+        return Refusal(f"no transaction is active on EVSE {evse_id}")
+    return OcppCall("RequestStopTransaction", {"transactionId": str(facts.transaction_id)})
+
+
+def reserve_now(max_length: int) -> Build:
+    """ReserveNow for an id tag of at most `max_length` characters, expiring after the configured time."""
+
+    def build(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+        token = id_token(value, facts, max_length)
+        if isinstance(token, Refusal):
+            return token
+        expiry = facts.now + timedelta(seconds=facts.reservation_expiry_s)
+        payload: dict[str, Any] = {
+            "id": facts.new_reservation_id(),
+            "expiryDateTime": utc_text(expiry),
+            "idToken": token,
+        }
+        if evse_id:  # EVSE 0: any EVSE of the charging station (H01)
+            payload["evseId"] = evse_id
+        return OcppCall("ReserveNow", payload)
+
+    return build
+
+
+def reservation_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
+    """The reservation under 1.6's keys: `<cp>__Reservation__<c>__...`."""
+    fields: dict[str, Scalar] = {
+        "reservation_id": call.payload["id"],
+        "id_tag": call.payload["idToken"]["idToken"],
+        "expiry_date": call.payload["expiryDateTime"],
+        "status": status_of(payload),
+    }
+    return [Datapoint(key(cp, "Reservation", evse_id, name), v, at) for name, v in fields.items()]
+
+
+def _cancel_reservation(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    if facts.reservation_id is None:
+        return Refusal(f"no reservation is open on EVSE {evse_id}")
+    return OcppCall("CancelReservation", {"reservationId": facts.reservation_id})
+
+
+def _cancel_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
+    return [Datapoint(key(cp, "Reservation", evse_id, "status"), "Cancelled", at)] if accepted(payload) else []
+
+
+# -- the charging station --------------------------------------------------------------
+
+_BY_NUMBER = {str(number): name for number, name in enumerate(NUMBERED_TRIGGERS)}
+
+
+def numbered_trigger(value: Any) -> str | None:
+    """0..5 (a JSON number, 3.0 included, or digits) as the message it stands for."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _BY_NUMBER.get(str(value))
+    return _BY_NUMBER.get(value.strip()) if isinstance(value, str) else None
+
+
+def trigger_message(names: tuple[str, ...]) -> Build:
+    """TriggerMessage for 0..5 or one of `names` (the version's requestedMessage values), in any case."""
+    by_name = {name.lower(): name for name in names}
+    numbered = ", ".join(f"{number} {name}" for number, name in enumerate(NUMBERED_TRIGGERS))
+    choices = f"{numbered}, or a name: {', '.join(n for n in names if n not in NUMBERED_TRIGGERS)}"
+
+    def build(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+        requested = numbered_trigger(value)
+        if requested is None and isinstance(value, str):
+            requested = by_name.get(value.strip().lower())
+        if requested is None:
+            return Refusal(f"value must be one of {choices}; got {quote(value)}")
+        return OcppCall("TriggerMessage", {"requestedMessage": requested})
+
+    return build
+
+
+def _change_availability(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    status = parse_choice(value, ("Operative", "Inoperative"))
+    if isinstance(status, Refusal):
+        return status
+    payload: dict[str, Any] = {"operationalStatus": status}
+    if evse_id:  # no evse: the charging station as a whole
+        payload["evse"] = {"id": evse_id}
+    return OcppCall("ChangeAvailability", payload)
+
+
+def _reset(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    kind = parse_choice(value, tuple(RESET_TYPES))
+    return kind if isinstance(kind, Refusal) else OcppCall("Reset", {"type": RESET_TYPES[kind]})
+
+
+def _unlock(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    if evse_id == 0:
+        return Refusal("UnlockConnector needs an EVSE id > 0")
+    return OcppCall("UnlockConnector", {"evseId": evse_id, "connectorId": UNLOCKED_CONNECTOR})
+
+
+# -- the device model (configuration) --------------------------------------------------
+
+Variable = tuple[str, str]  # (component name, variable name)
+
+
+def variable_data(component: str, variable: str) -> dict[str, Any]:
+    """A GetVariableData entry: the Actual value, the one in effect."""
+    return {"attributeType": "Actual", "component": {"name": component}, "variable": {"name": variable}}
+
+
+def parse_variable(text: str) -> Variable | None:
+    """`"Component.Variable"` as its two names; None where one is missing."""
+    component, dot, variable = text.partition(".")
+    if not dot or not component.strip() or not variable.strip():
+        return None
+    return component.strip(), variable.strip()
+
+
+def _get_variables(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    wanted = '"Component.Variable" (several comma-separated)'
+    if not isinstance(value, str):
+        return Refusal(f"value must be {wanted}, got {quote(value)}")
+    if not value.strip():
+        return Refusal(f'value must be {wanted}; OCPP 2.x has no "read all" (GetBaseReport, via execute_ocpp_call)')
+    parts = value.split(",")
+    if len(parts) > MAX_VARIABLES:
+        return Refusal(f"value names {len(parts)} variables; at most {MAX_VARIABLES} at a time")
+    variables = [parse_variable(part) for part in parts]
+    bad = next((part for part, variable in zip(parts, variables, strict=True) if variable is None), None)
+    if bad is not None:
+        return Refusal(f"value must be {wanted}; {quote(bad.strip())} is not")
+    data = [variable_data(*variable) for variable in variables if variable is not None]
+    return schema_checked(OcppCall("GetVariables", {"getVariableData": data}), OCPP_VERSION)
+
+
+def asked_variables(call: OcppCall) -> list[Variable]:
+    """The variables a GetVariables call asked for (ours: well-formed by construction)."""
+    return [(d["component"]["name"], d["variable"]["name"]) for d in call.payload.get("getVariableData", [])]
+
+
+def _named(result: Any) -> Variable | None:
+    """A result's (component, variable), lower-cased for matching; None where the charger left them out."""
+    try:
+        return str(result["component"]["name"]).lower(), str(result["variable"]["name"]).lower()
+    except (KeyError, TypeError):
+        return None
+
+
+def result_for(answer: dict[str, Any], component: str, variable: str) -> dict[str, Any] | None:
+    """The charger's result for one variable (names matched case-insensitively, as 2.0.1 compares them)."""
+    wanted = (component.lower(), variable.lower())
+    results = answer.get("getVariableResult") or []
+    return next((r for r in results if isinstance(r, dict) and _named(r) == wanted), None)
+
+
+def variables_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
+    """`<cp>__Variable__<Component>__<Variable>` = its Actual value, for each variable asked and read.
+
+    Only the variables the call asked for, under the names it asked with: a charger's answer
+    mints no keys of its own choosing, and its spelling of a name does not change the key.
+    """
+    points = []
+    for component, variable in asked_variables(call):
+        result = result_for(payload, component, variable)
+        if result is not None and result.get("attributeStatus") == "Accepted":
+            points.append(Datapoint(key(cp, "Variable", component, variable), result.get("attributeValue"), at))
+    return points
+
+
+def variables_status(results_field: str) -> Callable[[dict[str, Any]], tuple[str, str | None]]:
+    """Accepted if every variable was; else the first other status, with a WARNING naming each variable not Accepted."""
+
+    def status(payload: dict[str, Any]) -> tuple[str, str | None]:
+        results = [r for r in payload.get(results_field) or [] if isinstance(r, dict)]
+        refused = [r for r in results if r.get("attributeStatus") != "Accepted"]
+        if not refused:
+            return "Accepted", None
+        named = ", ".join(_result_words(r) for r in refused[:MAX_NAMED])
+        more = f" and {len(refused) - MAX_NAMED} more" if len(refused) > MAX_NAMED else ""
+        return str(refused[0].get("attributeStatus")), f"variables not Accepted: {named}{more}"
+
+    return status
+
+
+def _result_words(result: dict[str, Any]) -> str:
+    try:
+        name = f"{result['component']['name']}.{result['variable']['name']}"
+    except (KeyError, TypeError):
+        name = "?"
+    return f"{quote(name)} {quote(result.get('attributeStatus'))}"
+
+
+def set_variables(version: str) -> Build:
+    """SetVariables for `"Component.Variable=Value"`, checked against `version`'s schema.
+
+    Refusals never quote the text: the value may be a secret (SecurityCtrlr's
+    BasicAuthPassword), and a mistyped one need not contain the "=" that would tell where.
+    """
+
+    def build(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+        wanted = '"Component.Variable=Value"'
+        if not isinstance(value, str):
+            return Refusal(f"value must be {wanted} text, got {type(value).__name__}")
+        name, equals, setting = value.partition("=")
+        variable = parse_variable(name)
+        if not equals or variable is None:
+            return Refusal(f"value must be {wanted} ({len(value)} characters given, not shown)")
+        data = {**variable_data(*variable), "attributeValue": setting}
+        return schema_checked(OcppCall("SetVariables", {"setVariableData": [data]}), version)
+
+    return build
+
+
+# -- free-form calls -------------------------------------------------------------------
+
+
+def _data_transfer(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+    what = '{"vendor_id": ..., "message_id": ..., "data": ...}'
+    request = json_object(value, what)
+    if isinstance(request, Refusal):
+        return request
+    if not isinstance(request.get("vendor_id"), str):
+        return Refusal(f"value must be JSON text of {what} with a vendor_id string")
+    payload: dict[str, Any] = {"vendorId": request["vendor_id"]}
+    if "message_id" in request:
+        payload["messageId"] = request["message_id"]
+    if "data" in request:
+        payload["data"] = request["data"]  # 2.x: any JSON, sent as it is
+    # The same DataTransfer request schema in 2.0.1 and 2.1: one check serves both.
+    return schema_checked(OcppCall("DataTransfer", payload), OCPP_VERSION)
+
+
+def data_transfer_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
+    """The answer's data as a value: a JSON scalar as it is, anything else as JSON text."""
+    data = payload.get("data")
+    value = data if data is None or isinstance(data, str | int | float | bool) else json.dumps(data)
+    return [Datapoint(key(cp, "execute_data_transfer", "data"), value, at)]
+
+
+# What an operator's call must leave to the id-tag policy: (action, the field holding an IdToken).
+_ID_TOKEN_FIELDS = {"RequestStartTransaction": "idToken", "ReserveNow": "idToken"}
+
+
+def ocpp_call(version: str, actions: frozenset[str]) -> Build:
+    """Any call a CSMS sends in `version` (one of `actions`), checked against that version's schema."""
+    what = f'{{"action": "<OCPP {version} action>", "payload": {{...}}}}'
+
+    def build(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
+        request = json_object(value, what)
+        if isinstance(request, Refusal):
+            return request
+        action, payload = request.get("action"), request.get("payload", {})
+        if not isinstance(action, str) or action not in actions:
+            return Refusal(f"action must be one a central system sends in OCPP {version}, got {quote(action)}")
+        if not isinstance(payload, dict):
+            return Refusal(f"payload must be a JSON object, got {quote(payload)}")
+        refused = policy_refusal(text, facts) if (text := _token_text(payload, action)) is not None else None
+        return refused or schema_checked(OcppCall(action, payload), version)
+
+    return build
+
+
+def _token_text(payload: dict[str, Any], action: str) -> str | None:
+    """The id tag an operator's call starts or reserves for, where it has one."""
+    token = payload.get(_ID_TOKEN_FIELDS.get(action, ""))
+    text = token.get("idToken") if isinstance(token, dict) else None
+    return text if isinstance(text, str) else None
+
+
+def ocpp_call_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
+    return [Datapoint(key(cp, "execute_ocpp_call", "response"), json.dumps(payload), at)]
+
+
+# Examples for the listing where the catalogue's (1.6's) would be refused here.
+EXAMPLES = {
+    "execute_change_configuration": "OCPPCommCtrlr.HeartbeatInterval=300",
+    GET_CONFIGURATION: "SmartChargingCtrlr.RateUnit",
+}
+
+TRANSLATIONS: dict[str, Translation] = {
+    SEND_CHARGING_PROFILE: Translation(limit("W")),
+    SEND_CHARGING_PROFILE_CURRENT: Translation(limit("A")),
+    TRIGGER_MESSAGE: Translation(trigger_message(TRIGGER_NAMES)),
+    "execute_remote_start_transaction": Translation(remote_start(ID_TOKEN_LENGTH)),
+    "execute_remote_stop_transaction": Translation(_remote_stop),
+    "execute_change_availability": Translation(_change_availability),
+    "execute_reset": Translation(_reset),
+    "execute_unlock_connector": Translation(_unlock),
+    "execute_change_configuration": Translation(
+        set_variables(OCPP_VERSION), status=variables_status("setVariableResult")
+    ),
+    GET_CONFIGURATION: Translation(_get_variables, variables_answer, variables_status("getVariableResult")),
+    "execute_clear_charging_profile": Translation(_clear_profiles),
+    "execute_get_composite_schedule": Translation(_composite_schedule, composite_answer),
+    "execute_reserve_now": Translation(reserve_now(ID_TOKEN_LENGTH), reservation_answer),
+    "execute_cancel_reservation": Translation(_cancel_reservation, _cancel_answer),
+    "execute_data_transfer": Translation(_data_transfer, data_transfer_answer),
+    "execute_ocpp_call": Translation(ocpp_call(OCPP_VERSION, CENTRAL_ACTIONS), ocpp_call_answer),
+}
