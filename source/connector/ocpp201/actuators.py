@@ -135,7 +135,7 @@ def utc_text(moment: datetime) -> str:
 # -- charging limits -------------------------------------------------------------------
 
 
-def limit(unit: str) -> Build:
+def send_limit(unit: str) -> Build:
     """The SetChargingProfile (a number) or ClearChargingProfile (null) for a limit asked in `unit`."""
 
     def build(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
@@ -150,9 +150,10 @@ def limit(unit: str) -> Build:
 def set_limit(evse_id: int, limit: Decimal, unit: str) -> OcppCall:
     """SetChargingProfile with this EVSE's one TxDefaultProfile (EVSE 0: every EVSE's default).
 
-    As in 1.6: Relative, so no startSchedule (2.0.1 K01.FR.41), with a single open-ended
-    period: the limit applies to every transaction from now on, whatever the charger's clock;
-    the fixed id makes each new limit replace the last (K01.FR.05).
+    As in 1.6: Relative, so no startSchedule (a Relative schedule starts with each
+    transaction), with a single open-ended period: the limit applies to every transaction
+    from now on, whatever the charger's clock; a profile with an installed profile's id
+    replaces it, so the fixed id makes each new limit replace the last.
     """
     profile_id = charging_profile_id(evse_id)
     schedule = {
@@ -224,7 +225,7 @@ def remote_start(max_length: int) -> Build:
         if isinstance(token, Refusal):
             return token
         payload: dict[str, Any] = {"idToken": token, "remoteStartId": facts.new_remote_start_id()}
-        if evse_id:  # EVSE 0: the charging station chooses (F01)
+        if evse_id:  # EVSE 0 is no EVSE (evseId > 0): left out, the charging station chooses
             payload["evseId"] = evse_id
         return OcppCall("RequestStartTransaction", payload)
 
@@ -250,7 +251,7 @@ def reserve_now(max_length: int) -> Build:
             "expiryDateTime": utc_text(expiry),
             "idToken": token,
         }
-        if evse_id:  # EVSE 0: any EVSE of the charging station (H01)
+        if evse_id:  # left out: a reservation for any EVSE of the charging station
             payload["evseId"] = evse_id
         return OcppCall("ReserveNow", payload)
 
@@ -378,11 +379,21 @@ def _named(result: Any) -> Variable | None:
         return None
 
 
+def results_by_name(answer: dict[str, Any]) -> dict[Variable, dict[str, Any]]:
+    """A GetVariables answer's results by lower-cased (component, variable): 2.0.1 compares names
+    case-insensitively. The first result for a name counts; one pass, however many a charger sends.
+    """
+    found: dict[Variable, dict[str, Any]] = {}
+    for result in answer.get("getVariableResult") or []:
+        named = _named(result) if isinstance(result, dict) else None
+        if named is not None:
+            found.setdefault(named, result)
+    return found
+
+
 def result_for(answer: dict[str, Any], component: str, variable: str) -> dict[str, Any] | None:
-    """The charger's result for one variable (names matched case-insensitively, as 2.0.1 compares them)."""
-    wanted = (component.lower(), variable.lower())
-    results = answer.get("getVariableResult") or []
-    return next((r for r in results if isinstance(r, dict) and _named(r) == wanted), None)
+    """The charger's result for one variable."""
+    return results_by_name(answer).get((component.lower(), variable.lower()))
 
 
 def variables_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
@@ -391,9 +402,9 @@ def variables_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, A
     Only the variables the call asked for, under the names it asked with: a charger's answer
     mints no keys of its own choosing, and its spelling of a name does not change the key.
     """
-    points = []
+    points, results = [], results_by_name(payload)
     for component, variable in asked_variables(call):
-        result = result_for(payload, component, variable)
+        result = results.get((component.lower(), variable.lower()))
         if result is not None and result.get("attributeStatus") == "Accepted":
             points.append(Datapoint(key(cp, "Variable", component, variable), result.get("attributeValue"), at))
     return points
@@ -510,8 +521,8 @@ EXAMPLES = {
 }
 
 TRANSLATIONS: dict[str, Translation] = {
-    SEND_CHARGING_PROFILE: Translation(limit("W")),
-    SEND_CHARGING_PROFILE_CURRENT: Translation(limit("A")),
+    SEND_CHARGING_PROFILE: Translation(send_limit("W")),
+    SEND_CHARGING_PROFILE_CURRENT: Translation(send_limit("A")),
     TRIGGER_MESSAGE: Translation(trigger_message(TRIGGER_NAMES)),
     "execute_remote_start_transaction": Translation(remote_start(ID_TOKEN_LENGTH)),
     "execute_remote_stop_transaction": Translation(_remote_stop),

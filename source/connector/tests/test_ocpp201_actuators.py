@@ -632,6 +632,18 @@ def test_a_variables_answer_mints_only_the_keys_asked_for() -> None:
     assert points == [Datapoint("CP_1__Variable__OCPPCommCtrlr__HeartbeatInterval", "300", AT)]
 
 
+def test_a_variable_answered_twice_counts_once() -> None:
+    """A charger repeating a variable in its answer publishes its first result only."""
+    payload = {
+        "getVariableResult": [
+            result("OCPPCommCtrlr", "HeartbeatInterval", "Accepted", "300"),
+            result("OCPPCommCtrlr", "HeartbeatInterval", "Accepted", "5"),
+        ]
+    }
+    points = answer("execute_get_configuration", 0, "OCPPCommCtrlr.HeartbeatInterval", payload)
+    assert points == [Datapoint("CP_1__Variable__OCPPCommCtrlr__HeartbeatInterval", "300", AT)]
+
+
 STATUSES: list[tuple[str, list[dict[str, Any]], str, list[str]]] = [
     # (results field, results, status, what the WARNING names)
     ("getVariableResult", [result("A", "B", "Accepted", "1")], "Accepted", []),
