@@ -12,7 +12,7 @@ from typing import Any
 
 from connector.actuators import GET_CONFIGURATION, OcppCall
 from connector.handling import NOT_COVERED, NotCovered, RateUnitRead
-from connector.ocpp201.actuators import asked_variables, result_for, variable_data
+from connector.ocpp201.variables import asked_variables, result_for, variable_data
 
 COMPONENT = "SmartChargingCtrlr"
 VARIABLE = "RateUnit"

@@ -19,6 +19,7 @@ from ocpp.v21.enums import MessageTriggerEnumType
 
 from connector.actuators import TRIGGER_MESSAGE, Build, Translation
 from connector.ocpp201 import actuators as v201
+from connector.ocpp201.variables import set_variables
 
 OCPP_VERSION = "2.1"
 ID_TOKEN_LENGTH = 255  # IdTokenType.idToken, 2.1
@@ -58,6 +59,6 @@ TRANSLATIONS: dict[str, Translation] = {
         "execute_remote_start_transaction", v201.remote_start(ID_TOKEN_LENGTH)
     ),
     "execute_reserve_now": _with_build("execute_reserve_now", v201.reserve_now(ID_TOKEN_LENGTH)),
-    "execute_change_configuration": _with_build("execute_change_configuration", v201.set_variables(OCPP_VERSION)),
+    "execute_change_configuration": _with_build("execute_change_configuration", set_variables(OCPP_VERSION)),
     "execute_ocpp_call": _with_build("execute_ocpp_call", v201.ocpp_call(OCPP_VERSION, CENTRAL_ACTIONS)),
 }

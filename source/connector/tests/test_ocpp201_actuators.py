@@ -1,4 +1,4 @@
-"""ocpp201/actuators.py and rate_units.py: actuator values become OCPP 2.0.1 calls or refusals (INTERFACE.md 8)."""
+"""ocpp201/ (actuators, variables, rate units): actuator values become OCPP 2.0.1 calls or refusals (INTERFACE.md 8)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from connector.authorization import IdTagPolicy
 from connector.datapoints import Datapoint, note_phase_voltages, sampled_readings
 from connector.handling import NOT_COVERED
 from connector.ocpp201 import rate_units
-from connector.ocpp201.actuators import CENTRAL_ACTIONS, EXAMPLES, TRANSLATIONS, variables_status
+from connector.ocpp201.actuators import CENTRAL_ACTIONS, EXAMPLES, TRANSLATIONS
+from connector.ocpp201.variables import variables_status
 
 VERSION = "2.0.1"
 NOW = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
