@@ -198,16 +198,16 @@ def json_object(value: Any, what: str) -> dict[str, Any] | Refusal:
     return value
 
 
-def schema_checked(call: OcppCall) -> OcppCall | Refusal:
-    """Refuse a call the OCPP 1.6 schema refuses: an operator's typo must not reach a charger.
+def schema_checked(call: OcppCall, version: str = "1.6") -> OcppCall | Refusal:
+    """Refuse a call OCPP `version`'s schema refuses: an operator's typo must not reach a charger.
 
     The reason names the path and the rule, never the value: it may be a secret
     (AuthorizationKey, a password in a DataTransfer) or megabytes long.
     """
-    verdict = check_payload(call.action, call.payload, MessageType.Call)
+    verdict = check_payload(call.action, call.payload, MessageType.Call, version)
     if verdict.refusal is None and not verdict.tolerated:
         return call
-    return Refusal(f"{call.action} payload breaks the OCPP 1.6 schema: {verdict.unquoted[0]}")
+    return Refusal(f"{call.action} payload breaks the OCPP {version} schema: {verdict.unquoted[0]}")
 
 
 # -- charging limits -------------------------------------------------------------------
@@ -286,3 +286,23 @@ def build_call(name: str, connector_id: int, value: Any, facts: ChargerFacts | N
     from connector.ocpp16 import actuators as v16  # imported here: the 1.6 table imports this module
 
     return v16.build_call(name, connector_id, value, facts)
+
+
+def limit_to_send(value: Any, unit: str, facts: ChargerFacts) -> tuple[Decimal, str] | Refusal:
+    """A limit asked in `unit` as it goes out: in a unit the charger allows, rounded down to 0.1.
+
+    The rules of every version's SetChargingProfile in one place, so they cannot drift: at
+    most MAX_LIMIT as asked and as converted (1e308 W would lift every limit in effect), never
+    weaker than asked (`limit_in`, `tenths`).
+    """
+    number = parse_number(value, f"a number >= 0 ({unit}) or null")
+    if isinstance(number, Refusal):
+        return number
+    if number > MAX_LIMIT[unit]:
+        return Refusal(f"value must be at most {MAX_LIMIT[unit]:.0f} {unit}, got {quote(value)}")
+    sent, sent_unit = limit_in(number, unit, facts)
+    if sent > MAX_LIMIT[sent_unit]:
+        beyond = f"beyond {MAX_LIMIT[sent_unit]:.0f} {sent_unit}"
+        return Refusal(f"value {quote(value)} {unit} is {sent:.0f} {sent_unit} for this charger, {beyond}")
+    return tenths(sent), sent_unit
+
