@@ -1,4 +1,8 @@
-"""The DeviceDispatcher: hosts the OCPP-J 1.6 WebSocket server and its sessions.
+"""The DeviceDispatcher: hosts the OCPP-J WebSocket server and its sessions.
+
+Every OCPP version on one port: the charger's subprotocol list picks the version
+(negotiation.py, OCPP_PROTOCOLS), and a charger that offers permessage-deflate gets it
+within bounded memory (deflate.py).
 
 One session per charge point identity (the last URL path segment, percent-decoded). A
 second connection with the same identity takes over at once; the old one is closed in the
