@@ -1,4 +1,8 @@
-"""The DeviceDispatcher: hosts the OCPP-J 1.6 WebSocket server and its sessions.
+"""The DeviceDispatcher: hosts the OCPP-J WebSocket server and its sessions.
+
+Every OCPP version on one port: the charger's subprotocol list picks the version
+(negotiation.py, OCPP_PROTOCOLS), and a charger that offers permessage-deflate gets it
+within bounded memory (deflate.py).
 
 One session per charge point identity (the last URL path segment, percent-decoded). A
 second connection with the same identity takes over at once; the old one is closed in the
@@ -27,10 +31,12 @@ from websockets.typing import Subprotocol
 
 from connector import versions
 from connector.charger import ChargerState
+from connector.deflate import PER_MESSAGE_DEFLATE
 from connector.gate import Gate
 from connector.limits import RefusalLog, raise_open_files_limit
 from connector.logtext import escaped, has_control_characters
 from connector.metrics import FrameMetrics
+from connector.negotiation import OCPP16, negotiate, version_name
 from connector.security import Security, basic_auth_refusal
 from connector.session import ChargePointSession, RawTap, SessionEvents
 from connector.settings import Settings
@@ -38,7 +44,6 @@ from connector.transactions import TransactionStore
 
 LOG = logging.getLogger(__name__)
 
-OCPP16 = Subprotocol("ocpp1.6")
 # Bounds the shutdown: a peer that does not answer our close frame is cut off after this.
 CLOSE_TIMEOUT_S = 2.0
 LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
@@ -57,7 +62,8 @@ class ListenError(Exception):
 
 
 class DispatcherEvents(SessionEvents, Protocol):
-    def connected(self, cp: str, is_connected: bool) -> None: ...
+    def connected(self, cp: str, is_connected: bool, version: str | None = None) -> None:
+        """A charge point connected (`version`: the OCPP version it is served in, "1.6", "2.0.1", "2.1") or left."""
 
 
 def identity_from_path(path: str) -> str:
@@ -175,11 +181,12 @@ class DeviceDispatcher:
             self._serve_charge_point,
             self._settings.ocpp_host,
             self._settings.ocpp_port,
-            subprotocols=[OCPP16],
+            subprotocols=[Subprotocol(p) for p in self._settings.ocpp_protocols],
             select_subprotocol=self._select_subprotocol,
             process_request=self._check_request,
-            # permessage-deflate roughly triples memory per connection; OCPP frames are small.
+            # permessage-deflate for chargers that offer it, on our terms (deflate.py), not websockets' defaults.
             compression=None,
+            extensions=[PER_MESSAGE_DEFLATE],
             ping_interval=ping,
             ping_timeout=ping,
             close_timeout=CLOSE_TIMEOUT_S,
@@ -247,21 +254,23 @@ class DeviceDispatcher:
         return response
 
     def _select_subprotocol(self, connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
-        if OCPP16 in offered:
-            return OCPP16
-        if not offered:
+        """The charger's first choice that OCPP_PROTOCOLS lists (negotiation.py); refused if none."""
+        cp = connection_identity(connection)
+        spoken = self._settings.ocpp_protocols
+        chosen = negotiate(offered, spoken)
+        if chosen is not None and offered:
+            return Subprotocol(chosen)
+        if chosen is not None:
             # Real chargers often send no Sec-WebSocket-Protocol at all; serve them as 1.6.
-            LOG.info("%s: no subprotocol offered; serving OCPP 1.6", connection_identity(connection))
+            LOG.info("%s: no subprotocol offered; serving OCPP 1.6", cp)
             return None
         # Each offered name is a header token (RFC 6455 4.1): no control characters, but
         # a charger may list many, so the line quotes a prefix.
+        what = f"offering only {', '.join(offered):.100s}" if offered else "offering no subprotocol (OCPP 1.6)"
         self.refusals.report(
-            "protocol refusals",
-            "%s: refused handshake offering only %.100s; this server speaks ocpp1.6",
-            connection_identity(connection),
-            ", ".join(offered),
+            "protocol refusals", "%s: refused handshake %s; OCPP_PROTOCOLS is %s", cp, what, ",".join(spoken)
         )
-        raise NegotiationError("unsupported subprotocols; this server speaks ocpp1.6")
+        raise NegotiationError(f"unsupported subprotocols; this server speaks {', '.join(spoken)}")
 
     async def _serve_charge_point(self, connection: ServerConnection) -> None:
         cp = connection_identity(connection)
@@ -283,9 +292,11 @@ class DeviceDispatcher:
             metrics=self.metrics,
         )
         self._take_over(cp, session)
-        LOG.info("%s: connected from %s", cp, connection.remote_address[0])
+        # No Sec-WebSocket-Protocol (the handshake had none): OCPP 1.6, see _select_subprotocol.
+        subprotocol = connection.subprotocol or OCPP16
+        LOG.info("%s: connected from %s (%s)", cp, connection.remote_address[0], subprotocol)
         try:
-            self._events.connected(cp, True)
+            self._events.connected(cp, True, version=version_name(subprotocol))
             await session.start()
         except ConnectionClosed:
             pass

@@ -60,8 +60,14 @@ class ConnectorEvents:
     def publish(self, cp: str, points: list[Datapoint]) -> None:
         self._mqtt.publish_values(points, cp)
 
-    def connected(self, cp: str, is_connected: bool) -> None:
-        self._mqtt.publish_values([Datapoint(key(cp, "connected"), is_connected, now_ms())], cp)
+    def connected(self, cp: str, is_connected: bool, version: str | None = None) -> None:
+        """`connected` true or false; on connect, `ocpp_version` first, so a reader of `connected`
+        finds the version it is served in (a charger may come back in another after an update)."""
+        at = now_ms()
+        points = [Datapoint(key(cp, "connected"), is_connected, at)]
+        if is_connected and version is not None:
+            points.insert(0, Datapoint(key(cp, "ocpp_version"), version, at))
+        self._mqtt.publish_values(points, cp)
         if not is_connected:
             self._roster.left(cp)
             self._mqtt.drop_unlisted(cp)

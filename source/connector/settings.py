@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from connector.actuators import ACTUATOR_NAMES
 from connector.authorization import IdTagPolicy
+from connector.negotiation import SUBPROTOCOLS
 
 T = TypeVar("T")
 
@@ -52,6 +53,7 @@ class Settings:
     debug: bool = False
     ocpp_host: str = "0.0.0.0"
     ocpp_port: int = 9000
+    ocpp_protocols: tuple[str, ...] = SUBPROTOCOLS  # the subprotocols the connector speaks
     enabled_actuators: frozenset[str] = ACTUATOR_NAMES
     heartbeat_interval: float = 30.0
     charger_heartbeat_interval: int = 300
@@ -100,6 +102,7 @@ class Settings:
             debug=reader.flag("DEBUG", cls.debug),
             ocpp_host=reader.text("OCPP_HOST", cls.ocpp_host),
             ocpp_port=reader.port("OCPP_PORT", cls.ocpp_port, 0),
+            ocpp_protocols=reader.protocols("OCPP_PROTOCOLS"),
             enabled_actuators=reader.actuators("OCPP_CONFIG"),
             heartbeat_interval=reader.number("HEARTBEAT_INTERVAL", cls.heartbeat_interval, 0.1, float),
             charger_heartbeat_interval=reader.number(
@@ -233,6 +236,21 @@ class _Reader:
             return None
         return identities
 
+    def protocols(self, name: str) -> tuple[str, ...]:
+        raw = self._raw(name)
+        if raw is None:
+            return SUBPROTOCOLS
+        # dict.fromkeys: duplicates dropped, the order kept (it is the order --help shows).
+        names = tuple(dict.fromkeys(p.strip().lower() for p in raw.split(",") if p.strip()))
+        accepted = f"use a comma-separated list from: {','.join(SUBPROTOCOLS)}"
+        unknown = [p for p in names if p not in SUBPROTOCOLS]
+        if unknown or not names:
+            # Empty would refuse every charger; an unknown name is a typo that would do the same.
+            what = f"names unknown protocols {unknown}" if unknown else "lists no protocol"
+            self.problems.append(f"{name}={raw[:100]!r} {what}; {accepted}")
+            return SUBPROTOCOLS
+        return names
+
     def actuators(self, name: str) -> frozenset[str]:
         raw = self._raw(name)
         if raw is None:
@@ -274,6 +292,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DEBUG", "debug", "TRUE: debug logging"),
     Variable("OCPP_HOST", "ocpp_host", "address the OCPP server listens on"),
     Variable("OCPP_PORT", "ocpp_port", "port the OCPP server listens on (0: any free port, logged)"),
+    Variable(
+        "OCPP_PROTOCOLS",
+        "ocpp_protocols",
+        "comma-separated subprotocols the connector speaks; a handshake offering none of them gets HTTP 400",
+    ),
     Variable("OCPP_CONFIG", "enabled_actuators", "JSON list of the enabled actuator names", "every actuator"),
     Variable("OCPP_BASIC_AUTH", "ocpp_basic_auth", 'profile 1: {"<cp>": "<password>", ...} or a file holding it'),
     Variable("OCPP_ALLOWED_CHARGE_POINTS", "allowed_charge_points", "comma-separated identities; others get 403"),
@@ -320,6 +343,8 @@ def default_text(variable: Variable) -> str:
         return "unset"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
+    if isinstance(value, tuple):
+        return ",".join(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

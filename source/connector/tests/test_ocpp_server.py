@@ -47,12 +47,13 @@ async def test_handshake_without_subprotocol_is_served_as_ocpp16(connector: Runn
 async def test_handshake_offering_only_other_protocols_is_refused(
     connector: RunningConnector, probe: MqttProbe
 ) -> None:
-    """A handshake offering only ocpp2.0.1 is refused with HTTP 400 and a log line naming the cause."""
+    """A handshake offering only protocols the connector does not speak (OCPP 2.0, withdrawn) is refused
+    with HTTP 400 and a log line naming what was offered."""
     with pytest.raises(InvalidStatus) as refused:
-        await websockets.connect(f"{connector.url}/CP_201", subprotocols=["ocpp2.0.1"])  # type: ignore[list-item]
+        await websockets.connect(f"{connector.url}/CP_20", subprotocols=["ocpp2.0", "ocpp1.5"])  # type: ignore[list-item]
     assert refused.value.response.status_code == 400
-    log = await probe.wait_for(connector.topic("logs"), lambda p: "CP_201" in p["msg"])
-    assert "ocpp2.0.1" in log["msg"] and log["level"] == 30
+    log = await probe.wait_for(connector.topic("logs"), lambda p: "CP_20" in p["msg"])
+    assert "ocpp2.0, ocpp1.5" in log["msg"] and log["level"] == 30
 
 
 async def test_path_without_identity_is_refused(connector: RunningConnector) -> None:
@@ -184,7 +185,7 @@ async def test_a_flood_of_refused_handshakes_gives_one_line_per_reason(
         (f"{running.url}/CP_9", OCPP16, right, 403),
         (f"{running.url}/", OCPP16, right, 404),
         (f"{running.url}/CP%0A1", OCPP16, right, 400),
-        (f"{running.url}/CP_1", [Subprotocol("ocpp2.0.1")], right, 400),
+        (f"{running.url}/CP_1", [Subprotocol("ocpp2.0")], right, 400),
     ]
     since = len(probe.messages)
     try:
@@ -205,7 +206,7 @@ async def test_a_flood_of_refused_handshakes_gives_one_line_per_reason(
         "OCPP_ALLOWED_CHARGE_POINTS",
         "no charge point identity",
         "HTTP 400",
-        "ocpp2.0.1",
+        "offering only ocpp2.0;",
     ):
         assert any(marker in line for line in warnings), marker
 
