@@ -11,15 +11,9 @@ from ocpp.messages import Call, validate_payload
 
 from connector import datapoints as dp
 from connector.simulator.model import TX, Car, Sample
-from connector.simulator.ocpp16.payloads import (
-    MEASURANDS,
-    Configuration,
-    meter_value,
-    parse_time,
-    profile_from_wire,
-    profile_refusal,
-    time_text,
-)
+from connector.simulator.ocpp16.payloads import Configuration, meter_value, profile_from_wire
+from connector.simulator.station import profile_refusal
+from connector.simulator.words import MEASURANDS, parse_time, time_text
 from connector.simulator.options import Options, parse
 
 T0 = 1_796_342_400.0  # 2026-12-04T00:00:00Z
@@ -96,10 +90,10 @@ def test_a_profile_from_the_wire() -> None:
     ("connector_id", "changes", "reason"),
     [
         (2, {}, "no connector 2"),
-        (1, {"charging_profile_purpose": "ChargePointMaxProfile"}, "connector 0"),
+        (1, {"charging_profile_purpose": "ChargePointMaxProfile"}, "belongs on connector 0"),
         (1, {"charging_profile_purpose": TX}, "needs a transaction"),
         (1, {"charging_profile_purpose": TX, "transaction_id": 9}, "not the one in progress"),
-        (1, {"stack_level": 9}, "ChargeProfileMaxStackLevel"),
+        (1, {"stack_level": 9}, "above the highest it supports, 8"),
     ],
 )
 def test_profiles_a_real_charger_refuses(connector_id: int, changes: dict[str, Any], reason: str) -> None:
