@@ -1,4 +1,5 @@
-"""Pure: what every OCPP version of the simulator says alike: date-times, schedule periods, readings.
+"""Pure: what every OCPP version of the simulator says alike: date-times, schedule periods, readings,
+and which setting values it takes.
 
 Each version wraps a `Reading` in its own sampledValue (1.6 a flat `unit`, 2.0.1 a
 `unitOfMeasure` object), so the values, their rounding and their names cannot drift apart.
@@ -64,3 +65,20 @@ def readings(sample: Sample, measurands: Collection[str]) -> list[Reading]:
     if SOC in measurands and sample.soc is not None:
         found.append(Reading(SOC, f"{math.floor(sample.soc)}", "Percent", location="EV"))
     return found
+
+
+def seconds_setting(text: str) -> bool:
+    """A value an interval setting takes: a number of seconds >= 0 (0: off)."""
+    try:
+        return math.isfinite(float(text)) and float(text) >= 0
+    except ValueError:
+        return False
+
+
+def flag_setting(text: str) -> bool:
+    return text.lower() in ("true", "false")
+
+
+def measurands_setting(text: str) -> bool:
+    """A comma-separated list of the measurands the meter has."""
+    return all(word in MEASURANDS for word in text.split(","))

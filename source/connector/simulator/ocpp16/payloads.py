@@ -9,14 +9,23 @@ them into camelCase on the wire.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from connector.simulator.model import Profile, Sample
 from connector.simulator.station import MAX_PERIODS, MAX_PROFILES, MAX_STACK_LEVEL, OUTLET, Station
-from connector.simulator.words import ENERGY, MEASURANDS, parse_time, periods_from_wire, readings, time_text
+from connector.simulator.words import (
+    ENERGY,
+    MEASURANDS,
+    flag_setting,
+    measurands_setting,
+    parse_time,
+    periods_from_wire,
+    readings,
+    seconds_setting,
+    time_text,
+)
 
 CONNECTOR_ID = OUTLET  # the simulated charger has one outlet
 
@@ -164,12 +173,9 @@ class Configuration:
 def _acceptable(key: str, value: str) -> bool:
     text = value.strip()
     if key in INTERVALS:
-        try:
-            return math.isfinite(float(text)) and float(text) >= 0
-        except ValueError:
-            return False
+        return seconds_setting(text)
     if key in FLAGS:
-        return text.lower() in ("true", "false")
+        return flag_setting(text)
     if key == SAMPLED_DATA:
-        return all(word in MEASURANDS for word in text.split(","))
+        return measurands_setting(text)
     return True
