@@ -211,7 +211,7 @@ class Answers(ChargePoint):  # type: ignore[misc]  # untyped library base
         return call_result.CancelReservation(status="Accepted")
 
     @answers201(Action.reset)
-    def on_reset(self, type: str, evse_id: int | None = None) -> call_result.Reset:  # the field's name
+    def on_reset(self, type: str, evse_id: int | None = None) -> call_result.Reset:  # `type`: Reset's own field name
         if evse_id is not None:
             return call_result.Reset(status="Rejected")  # resetting one EVSE alone: not supported
         if type == "OnIdle" and self.model.car is not None:
