@@ -5,8 +5,10 @@ values and obey charging limits and the connector's other commands, for trying t
 connector (and a BEMS on top of it) without a charger on the desk.
 
 Layout: `options` (the command line), `fleet` (one task per charger, reconnecting),
-`ocpp16/` (the OCPP 1.6 charge point, its pure message building in `ocpp16/payloads`; a
-2.0.1 one would sit beside it) and `model` (the physics, pure).
+`ocpp16/` and `ocpp201/` (each version's charger: its answers, its own messages and its
+pure words in `payloads`), what they share (`station`: state and decisions, pure;
+`behaviour`: the loop on one connection; `words`: date-times and readings, pure) and
+`model` (the physics, pure).
 """
 
 from connector.simulator.fleet import run

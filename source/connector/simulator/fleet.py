@@ -21,7 +21,7 @@ from websockets.exceptions import WebSocketException
 from websockets.frames import CloseCode
 from websockets.typing import Subprotocol
 
-from connector.simulator import ocpp16
+from connector.simulator import ocpp16, ocpp201
 from connector.simulator.options import Options
 from connector.simulator.race import unless_stopped
 
@@ -68,8 +68,8 @@ class Charger(Protocol):
         ...
 
 
-# Each OCPP version's chargers (name, sample interval -> charger); 2.0.1 would be one more line.
-NEW_CHARGER: dict[str, Callable[[str, float], Charger]] = {"1.6": ocpp16.new_charger}
+# Each OCPP version's chargers (name, sample interval -> charger).
+NEW_CHARGER: dict[str, Callable[[str, float], Charger]] = {"1.6": ocpp16.new_charger, "2.0.1": ocpp201.new_charger}
 
 
 async def run(options: Options, stop: asyncio.Event) -> None:

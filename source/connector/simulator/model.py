@@ -1,7 +1,7 @@
 """Pure physics of one simulated charger: what it draws under its limits, what its meter reads.
 
-No I/O and no OCPP framing: a protocol package (ocpp16/; a 2.0.1 one would sit beside it)
-turns charging profiles into `Profile`s and `Sample`s into meter values. Time is seconds
+No I/O and no OCPP framing: a protocol package (ocpp16/, ocpp201/) turns charging
+profiles into `Profile`s and `Sample`s into meter values. Time is seconds
 since 1970 (UTC), always passed in, so tests step it by hand.
 
 The car: a battery of BATTERY_WH that arrives with 10-50 % and takes the charger's maximum
@@ -24,11 +24,14 @@ TAPER_FROM_SOC = 80.0  # %
 ARRIVAL_SOC = (10.0, 50.0)  # %, a car's state of charge when it is plugged in
 METER_START_WH = (100_000, 5_000_000)  # a meter that has been in service for a while
 
-CHARGE_POINT_MAX = "ChargePointMaxProfile"
+CHARGE_POINT_MAX = "ChargePointMaxProfile"  # 2.0.1's ChargingStationMaxProfile
 TX_DEFAULT = "TxDefaultProfile"
 TX = "TxProfile"
 PURPOSES = (CHARGE_POINT_MAX, TX_DEFAULT, TX)
 RECURRENCY_S = {"Daily": 86_400.0, "Weekly": 604_800.0}
+
+# 1.6: the central system's number; 2.0.1: the charging station's own string (a UUID).
+TransactionId = int | str
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Profile:
     valid_from: float | None = None
     valid_to: float | None = None
     recurrency: str | None = None  # a key of RECURRENCY_S
-    transaction_id: int | None = None  # TxProfile: the transaction it belongs to
+    transaction_id: TransactionId | None = None  # TxProfile: the transaction it belongs to
 
     def period_at(self, now: float, transaction_start: float | None) -> Period | None:
         """The period in effect at `now`, or None (not valid yet, expired, or before the first period)."""
@@ -160,7 +163,7 @@ class Car:
     meter_start: int  # Wh
     soc: float  # %
     id_tag: str
-    transaction_id: int | None = None  # once the central system has given one
+    transaction_id: TransactionId | None = None  # 1.6: once the central system has given one
     capacity_wh: float = BATTERY_WH
 
     def takes_w(self, maximum: float) -> float:

@@ -16,8 +16,7 @@ from urllib.parse import quote, urlsplit
 from connector import __version__
 
 PROGRAM = "python -m connector.simulator"
-VERSIONS = ("1.6",)  # what the simulator (and the connector) speak
-PLANNED_VERSIONS = ("2.0.1",)
+VERSIONS = ("1.6", "2.0.1")  # what the simulator speaks
 MAX_CHARGERS = 100_000
 MAX_PREFIX = 40
 
@@ -77,11 +76,7 @@ def _seconds(text: str) -> float:
 def _version(text: str) -> str:
     if text in VERSIONS:
         return text
-    if text in PLANNED_VERSIONS:
-        raise argparse.ArgumentTypeError(
-            f"OCPP {text} is not available yet: the connector speaks OCPP 1.6 only for now; use --ocpp 1.6"
-        )
-    raise argparse.ArgumentTypeError(f"{text!r} must be one of {', '.join(VERSIONS + PLANNED_VERSIONS)}")
+    raise argparse.ArgumentTypeError(f"{text!r} must be one of {', '.join(VERSIONS)}")
 
 
 def _prefix(text: str) -> str:
@@ -103,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
     described.add_argument("--url", required=True, type=_url, help="the connector's OCPP address, ws://HOST:PORT")
     described.add_argument("--chargers", type=_count, default=1, metavar="N", help="how many chargers (default 1)")
     described.add_argument(
-        "--ocpp", type=_version, default="1.6", metavar="{1.6,2.0.1}", help="OCPP version (default 1.6; 2.0.1 not yet)"
+        "--ocpp", type=_version, default="1.6", metavar="{1.6,2.0.1}", help="OCPP version (default 1.6)"
     )
     described.add_argument(
         "--interval", type=_seconds, default=10.0, metavar="S", help="seconds between meter values (default 10)"

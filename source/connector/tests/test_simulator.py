@@ -313,10 +313,10 @@ def test_help_exits_0() -> None:
     assert all(option in done.stdout for option in ("--url", "--chargers", "--ocpp", "--interval", "--prefix"))
 
 
-def test_ocpp_2_0_1_exits_2_saying_it_is_not_available_yet() -> None:
-    """--ocpp 2.0.1 ends with status 2 and one stderr line saying 2.0.1 is not available yet."""
-    arguments = simulator_command("--url", "ws://127.0.0.1:9", "--ocpp", "2.0.1")
+def test_an_unknown_ocpp_version_exits_2_naming_the_ones_it_speaks() -> None:
+    """--ocpp 2.1 ends with status 2 and one stderr line naming 1.6 and 2.0.1."""
+    arguments = simulator_command("--url", "ws://127.0.0.1:9", "--ocpp", "2.1")
     done = subprocess.run(arguments, capture_output=True, text=True, timeout=WAIT_S, check=False)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "OCPP 2.0.1 is not available yet" in lines[0], lines
+    assert len(lines) == 1 and "must be one of 1.6, 2.0.1" in lines[0], lines

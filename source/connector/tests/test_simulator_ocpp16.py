@@ -9,7 +9,7 @@ import pytest
 
 from connector.simulator.ocpp16 import new_charger
 from connector.simulator.ocpp16.behaviour import Behaviour
-from connector.simulator.ocpp16.station import Intent
+from connector.simulator.station import Intent
 from connector.tests.harness import WAIT_S
 
 

@@ -11,16 +11,10 @@ from ocpp.messages import Call, validate_payload
 
 from connector import datapoints as dp
 from connector.simulator.model import TX, Car, Sample
-from connector.simulator.ocpp16.payloads import (
-    MEASURANDS,
-    Configuration,
-    meter_value,
-    parse_time,
-    profile_from_wire,
-    profile_refusal,
-    time_text,
-)
+from connector.simulator.ocpp16.payloads import Configuration, meter_value, profile_from_wire
 from connector.simulator.options import Options, parse
+from connector.simulator.station import profile_refusal
+from connector.simulator.words import MEASURANDS, parse_time, time_text
 
 T0 = 1_796_342_400.0  # 2026-12-04T00:00:00Z
 SAMPLE = Sample(4200.04, 1234567.8, (229.5, 230.0, 231.2), (6.1, 6.08, 6.05), 42.9)
@@ -96,10 +90,10 @@ def test_a_profile_from_the_wire() -> None:
     ("connector_id", "changes", "reason"),
     [
         (2, {}, "no connector 2"),
-        (1, {"charging_profile_purpose": "ChargePointMaxProfile"}, "connector 0"),
+        (1, {"charging_profile_purpose": "ChargePointMaxProfile"}, "belongs on connector 0"),
         (1, {"charging_profile_purpose": TX}, "needs a transaction"),
         (1, {"charging_profile_purpose": TX, "transaction_id": 9}, "not the one in progress"),
-        (1, {"stack_level": 9}, "ChargeProfileMaxStackLevel"),
+        (1, {"stack_level": 9}, "above the highest it supports, 8"),
     ],
 )
 def test_profiles_a_real_charger_refuses(connector_id: int, changes: dict[str, Any], reason: str) -> None:
@@ -156,6 +150,11 @@ def test_options_default_to_one_charger_every_10_s() -> None:
     assert options.url_of("SIM-1") == "ws://127.0.0.1:9000/SIM-1"
 
 
+def test_options_take_ocpp_2_0_1() -> None:
+    """--ocpp 2.0.1 simulates OCPP 2.0.1 charging stations."""
+    assert parse(["--url", "ws://h:1", "--ocpp", "2.0.1"]).ocpp == "2.0.1"
+
+
 def test_options_name_the_chargers_with_the_prefix() -> None:
     """--chargers 3 --prefix LAB: LAB-1, LAB-2, LAB-3, each percent-encoded in its URL."""
     options = parse(["--url", "ws://h:1/ocpp", "--chargers", "3", "--prefix", "LAB 7"])
@@ -172,7 +171,7 @@ def test_options_name_the_chargers_with_the_prefix() -> None:
         (["--url", "ws://h:1", "--chargers", "0"], "1 to 100000"),
         (["--url", "ws://h:1", "--interval", "-1"], "seconds > 0"),
         (["--url", "ws://h:1", "--interval", "nan"], "seconds > 0"),
-        (["--url", "ws://h:1", "--ocpp", "2.0.1"], "OCPP 2.0.1 is not available yet"),
+        (["--url", "ws://h:1", "--ocpp", "2.1"], "must be one of 1.6, 2.0.1"),
         (["--url", "ws://h:1", "--ocpp", "1.5"], "must be one of 1.6, 2.0.1"),
         (["--url", "ws://h:1", "--prefix", ""], "printable"),
         (["--url", "ws://h:1", "--bogus"], "unrecognized"),

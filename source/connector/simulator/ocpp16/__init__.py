@@ -2,9 +2,8 @@
 
 Two halves share the connection: `answers.Answers` (the library's ChargePoint) answers the
 central system's calls, `behaviour.Behaviour` sends what the charger says of its own
-accord. `station.Station` is what outlives a connection; `payloads` the pure message
-building. A 2.0.1 charger would be a package like this one beside it, on the same `model`,
-its `new_charger` in fleet.NEW_CHARGER and "2.0.1" in options.VERSIONS.
+accord. What they share with 2.0.1 (the station's state and decisions, the loop, the
+readings) is one level up; `payloads` holds the pure 1.6 words.
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ from typing import ClassVar
 
 from websockets.asyncio.client import ClientConnection
 
+from connector.simulator.behaviour import serve
 from connector.simulator.model import ChargerModel
 from connector.simulator.ocpp16.answers import Answers
 from connector.simulator.ocpp16.behaviour import Behaviour
 from connector.simulator.ocpp16.payloads import Configuration
-from connector.simulator.ocpp16.station import Station
-from connector.simulator.race import first_to_finish
+from connector.simulator.station import Station
 
 __all__ = ["Charger16", "new_charger"]
 
@@ -30,7 +29,7 @@ __all__ = ["Charger16", "new_charger"]
 class Charger16:
     """A simulated 1.6 charger as the fleet drives it (fleet.Charger)."""
 
-    station: Station
+    station: Station[Configuration]
     subprotocol: ClassVar[str] = "ocpp1.6"
 
     @property
@@ -40,9 +39,7 @@ class Charger16:
     async def serve(self, connection: ClientConnection, stop: asyncio.Event) -> bool:
         """Be the charger on `connection` until it closes or `stop` is set; True when it is to reboot."""
         link = Answers(self.station, connection)
-        behaviour = Behaviour(self.station, link)
-        await first_to_finish(link.read(), behaviour.run(), stop.wait())
-        return behaviour.rebooting
+        return await serve(link, Behaviour(self.station, link), stop)
 
 
 def new_charger(name: str, sample_interval: float) -> Charger16:

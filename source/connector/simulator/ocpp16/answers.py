@@ -9,68 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
-from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from connector.actuators import TRIGGERABLE_MESSAGES
-from connector.simulator.model import PHASES
-from connector.simulator.ocpp16.payloads import (
-    CONNECTOR_ID,
-    MAX_PROFILES,
-    parse_time,
-    profile_from_wire,
-    profile_refusal,
-    time_text,
-)
-from connector.simulator.ocpp16.station import (
-    Intent,
-    Reboot,
-    ReportStatus,
-    Reservation,
-    Send,
-    StartCharging,
-    Station,
-    StopCharging,
-)
+from connector.simulator.behaviour import RESPONSE_TIMEOUT_S, VENDOR, answers
+from connector.simulator.ocpp16.payloads import CONNECTOR_ID, Configuration, profile_from_wire
+from connector.simulator.station import Intent, Reboot, ReportStatus, Send, StartCharging, Station, StopCharging
+from connector.simulator.words import parse_time, time_text
 
 LOG = logging.getLogger(__name__)
 
-RESPONSE_TIMEOUT_S = 30.0
 # The messages of OCPP 1.6's core that a trigger asks for: the ones the simulator can send.
 TRIGGERABLE = TRIGGERABLE_MESSAGES
-VENDOR = "connector.simulator"  # DataTransfer with this vendor id is echoed; others are unknown
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def answers(action: Action) -> Callable[[F], F]:
-    """The ocpp library's `@on`, typed (the library ships no type information)."""
-    return cast(Callable[[F], F], on(action))
 
 
 class Answers(ChargePoint):  # type: ignore[misc]  # untyped library base
     """Answers to the central system's calls, as a real 1.6 charger with one connector gives them."""
 
-    def __init__(self, station: Station, connection: ClientConnection) -> None:
+    def __init__(self, station: Station[Configuration], connection: ClientConnection) -> None:
         super().__init__(station.name, connection, response_timeout=RESPONSE_TIMEOUT_S)
         self.station = station
         self.model = station.model
         self.intents: asyncio.Queue[Intent] = asyncio.Queue()
-
-    async def read(self) -> None:
-        """Answer calls until the central system closes the connection."""
-        try:
-            await self.start()
-        except ConnectionClosed as closed:
-            LOG.info("%s: connection closed by the central system (%s)", self.id, closed)
 
     # -- smart charging ----------------------------------------------------------------
 
@@ -83,13 +48,9 @@ class Answers(ChargePoint):  # type: ignore[misc]  # untyped library base
             profile = profile_from_wire(connector_id, cs_charging_profiles)
         except ValueError as error:
             return self._profile_rejected(f"a date it cannot read ({error})")
-        refusal = profile_refusal(profile, self.model.car)
-        if refusal is None and len(self.model.limits) >= MAX_PROFILES:
-            refusal = f"{MAX_PROFILES} profiles are installed already (MaxChargingProfilesInstalled)"
+        refusal = self.station.install(profile, now)
         if refusal is not None:
             return self._profile_rejected(refusal)
-        self.model.advance(now)  # the energy so far at the power before the limit
-        self.model.limits.install(profile)
         self.intents.put_nowait(ReportStatus())  # a limit of 0 suspends charging, one above resumes it
         period = profile.period_at(now, self.model.car.plugged_in if self.model.car else None)
         limit = "not in effect now" if period is None else f"{period.limit:g} {profile.unit}"
@@ -99,17 +60,13 @@ class Answers(ChargePoint):  # type: ignore[misc]  # untyped library base
             profile.purpose,
             limit,
             connector_id,
-            self._power_text(now),
+            self.station.power_text(now),
         )
         return call_result.SetChargingProfile(status="Accepted")
 
     def _profile_rejected(self, reason: str) -> call_result.SetChargingProfile:
         LOG.warning("%s: SetChargingProfile rejected: %s", self.id, reason)
         return call_result.SetChargingProfile(status="Rejected")
-
-    def _power_text(self, now: float) -> str:
-        power = f"{self.model.power_w(now):.0f} W"
-        return power if self.model.car is not None else f"{power} (no car charging)"
 
     @answers(Action.clear_charging_profile)
     def on_clear_charging_profile(self, **criteria: Any) -> call_result.ClearChargingProfile:
@@ -124,7 +81,7 @@ class Answers(ChargePoint):  # type: ignore[misc]  # untyped library base
         if not cleared:
             return call_result.ClearChargingProfile(status="Unknown")
         self.intents.put_nowait(ReportStatus())
-        LOG.info("%s: %d charging profile(s) cleared -> power now %s", self.id, cleared, self._power_text(now))
+        LOG.info("%s: %d charging profile(s) cleared -> power now %s", self.id, cleared, self.station.power_text(now))
         return call_result.ClearChargingProfile(status="Accepted")
 
     @answers(Action.get_composite_schedule)
@@ -134,11 +91,8 @@ class Answers(ChargePoint):  # type: ignore[misc]  # untyped library base
         if connector_id not in (0, CONNECTOR_ID):
             return call_result.GetCompositeSchedule(status="Rejected")
         now = time.time()
-        limit = self.model.limit(now)
-        unit = charging_rate_unit or (limit.profile.unit if limit else "W")
-        watts = self.model.max_power_w if limit is None else min(self.model.max_power_w, limit.watts)
-        value = watts if unit == "W" else watts / (self.model.voltage() * (limit.phases if limit else PHASES))
-        period = {"start_period": 0, "limit": math.floor(value * 10) / 10}
+        unit, limit = self.station.composite_limit(now, charging_rate_unit)
+        period = {"start_period": 0, "limit": limit}
         schedule = {"duration": duration, "charging_rate_unit": unit, "charging_schedule_period": [period]}
         return call_result.GetCompositeSchedule(
             status="Accepted", connector_id=connector_id, schedule_start=time_text(now), charging_schedule=schedule
@@ -150,7 +104,7 @@ class Answers(ChargePoint):  # type: ignore[misc]  # untyped library base
     def on_remote_start_transaction(
         self, id_tag: str, connector_id: int | None = None, charging_profile: dict[str, Any] | None = None
     ) -> call_result.RemoteStartTransaction:
-        refusal = self._start_refusal(id_tag, connector_id)
+        refusal = self.station.start_refusal(id_tag, connector_id)
         if refusal is not None:
             LOG.info("%s: RemoteStartTransaction rejected: %s", self.id, refusal)
             return call_result.RemoteStartTransaction(status="Rejected")
@@ -158,18 +112,6 @@ class Answers(ChargePoint):  # type: ignore[misc]  # untyped library base
         reservation_id = reservation.reservation_id if reservation else None
         self.intents.put_nowait(StartCharging(id_tag, reservation_id, charging_profile))
         return call_result.RemoteStartTransaction(status="Accepted")
-
-    def _start_refusal(self, id_tag: str, connector_id: int | None) -> str | None:
-        if connector_id not in (None, CONNECTOR_ID):
-            return f"there is no connector {connector_id}"
-        if self.model.car is not None:
-            return "a transaction is in progress"
-        if not self.station.operative:
-            return "the connector is Unavailable"
-        reservation = self.station.reservation
-        if reservation is not None and reservation.id_tag != id_tag:
-            return f"the connector is reserved (reservation {reservation.reservation_id})"
-        return None
 
     @answers(Action.remote_stop_transaction)
     def on_remote_stop_transaction(self, transaction_id: int) -> call_result.RemoteStopTransaction:
@@ -194,36 +136,23 @@ class Answers(ChargePoint):  # type: ignore[misc]  # untyped library base
     def on_change_availability(self, **request: Any) -> call_result.ChangeAvailability:
         if request["connector_id"] not in (0, CONNECTOR_ID):
             return call_result.ChangeAvailability(status="Rejected")
-        operative = request["type"] == "Operative"
-        if not operative and self.model.car is not None:
-            self.station.inoperative_scheduled = True  # after the transaction (OCPP 1.6 5.2)
-            return call_result.ChangeAvailability(status="Scheduled")
-        self.station.operative, self.station.inoperative_scheduled = operative, False
+        status = self.station.change_availability(request["type"] == "Operative")
         self.intents.put_nowait(ReportStatus())
-        return call_result.ChangeAvailability(status="Accepted")
+        return call_result.ChangeAvailability(status=status)
 
     @answers(Action.reserve_now)
     def on_reserve_now(self, **request: Any) -> call_result.ReserveNow:
-        reservation = self.station.reservation
         if request["connector_id"] != CONNECTOR_ID:
-            status = "Rejected"  # ReserveConnectorZeroSupported is false
-        elif not self.station.operative:
-            status = "Unavailable"
-        elif self.model.car is not None or (reservation and reservation.reservation_id != request["reservation_id"]):
-            status = "Occupied"
-        else:
-            expires = parse_time(request["expiry_date"]) or time.time()
-            self.station.reservation = Reservation(request["reservation_id"], request["id_tag"], expires)
-            self.intents.put_nowait(ReportStatus())
-            status = "Accepted"
+            return call_result.ReserveNow(status="Rejected")  # ReserveConnectorZeroSupported is false
+        expires = parse_time(request["expiry_date"]) or time.time()
+        status = self.station.reserve(request["reservation_id"], request["id_tag"], expires)
+        self.intents.put_nowait(ReportStatus())
         return call_result.ReserveNow(status=status)
 
     @answers(Action.cancel_reservation)
     def on_cancel_reservation(self, reservation_id: int) -> call_result.CancelReservation:
-        reservation = self.station.reservation
-        if reservation is None or reservation.reservation_id != reservation_id:
+        if not self.station.cancel_reservation(reservation_id):
             return call_result.CancelReservation(status="Rejected")
-        self.station.reservation = None
         self.intents.put_nowait(ReportStatus())
         return call_result.CancelReservation(status="Accepted")
 

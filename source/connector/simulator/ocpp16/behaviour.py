@@ -1,175 +1,59 @@
-"""What a simulated OCPP 1.6 charger says of its own accord on one connection, in one loop.
+"""What a simulated OCPP 1.6 charger says of its own accord, in 1.6's messages (the loop is `simulator.behaviour`).
 
-BootNotification (after power-on or a Reset, not after a mere reconnect), StatusNotification
-whenever the status changes, a transaction after each boot, MeterValues every
-MeterValueSampleInterval on the clock's multiples of it, Heartbeats, and what the central
-system's calls queued (`intents`). The physics is the pure `model`.
+BootNotification, StatusNotification of connector 1 (and 0 when asked), MeterValues with
+the transaction's id, Heartbeat, and transactions as StartTransaction / StopTransaction.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from ocpp.exceptions import OCPPError
 from ocpp.v16 import call
 
 from connector import __version__
-from connector.simulator.ocpp16.answers import VENDOR, Answers
+from connector.simulator.behaviour import MODEL, VENDOR
+from connector.simulator.behaviour import Behaviour as Loop
 from connector.simulator.ocpp16.payloads import (
     CONNECTOR_ID,
-    HEARTBEAT_INTERVAL,
-    SAMPLE_INTERVAL,
+    Configuration,
+    charge_point_status,
+    connector_status,
     energy_reading,
     meter_value,
     profile_from_wire,
-    profile_refusal,
-    time_text,
 )
-from connector.simulator.ocpp16.station import (
-    Intent,
-    Reboot,
-    ReportStatus,
-    Send,
-    StartCharging,
-    Station,
-    StopCharging,
-)
+from connector.simulator.station import Send, StartCharging, Station
+from connector.simulator.words import time_text
 
 LOG = logging.getLogger(__name__)
 
-MODEL = "Simulated 11 kW"
-AUTO_ID_TAG = "SIMULATED"  # the id tag of the transaction started after each boot
-BOOT_RETRY_S = 10.0  # when BootNotification is not Accepted and names no interval
-
 
 @dataclass
-class Behaviour:
-    """What the charger says of its own accord on one connection, in one loop."""
+class Behaviour(Loop):
+    """What a 1.6 charger with one connector says of its own accord."""
 
-    station: Station
-    link: Answers
-    rebooting: bool = False  # a Reset: the connection is to end and the charger to boot again
-    _next_sample: float = 0.0
-    _next_heartbeat: float = math.inf
-    _reported: str | None = None  # the last status sent for connector 1
+    station: Station[Configuration]
 
-    @property
-    def name(self) -> str:
-        return self.station.name
-
-    async def run(self) -> None:
-        """Boot (unless only reconnecting), report, start charging after a boot, then carry on until a Reset."""
-        booting = not self.station.booted
-        if booting:
-            await self._boot()
-        else:
-            LOG.info("%s: reconnected, carrying on without a reboot", self.name)
-        now = time.time()
-        self._next_heartbeat = now + self._heartbeat_interval()  # also on a connection without a boot
-        await self._report_status(force=True)
-        self._next_sample = self._aligned_after(now)
-        if booting and self.station.operative and self.station.model.car is None:
-            await self._start(StartCharging(AUTO_ID_TAG))
-        while not self.rebooting:
-            intent = await self._next_intent()
-            if intent is not None:
-                await self._carry_out(intent)
-            await self._on_schedule()
-            await self._report_status()
-
-    async def _next_intent(self) -> Intent | None:
-        """The next queued intent, or None when the next sample or heartbeat is due first."""
-        due = min(self._next_sample, self._next_heartbeat) - time.time()
-        try:
-            async with asyncio.timeout(max(0.0, due) if math.isfinite(due) else None):
-                return await self.link.intents.get()
-        except TimeoutError:
-            return None
-
-    async def _carry_out(self, intent: Intent) -> None:
-        match intent:
-            case StartCharging():
-                await self._start(intent)
-            case StopCharging(reason=reason):
-                await self._stop(reason)
-            case Send():
-                await self._send(intent)
-            case Reboot(kind=kind):
-                await self._reboot(kind)
-            case ReportStatus():
-                pass  # the loop reports after every intent
-
-    async def _on_schedule(self) -> None:
-        now = time.time()
-        if now >= self._next_sample:
-            context = "Sample.Periodic" if self.station.model.car else "Sample.Clock"
-            await self._meter_values(self._next_sample, context)
-            self._next_sample = self._aligned_after(now)
-        if now >= self._next_heartbeat:
-            await self._call(call.Heartbeat())
-            self._next_heartbeat = now + self._heartbeat_interval()
-        reservation = self.station.reservation
-        if reservation is not None and now >= reservation.expires:
-            LOG.info("%s: reservation %d expired", self.name, reservation.reservation_id)
-            self.station.reservation = None
-
-    def _aligned_after(self, now: float) -> float:
-        """The next multiple of MeterValueSampleInterval since 1970 (clock-aligned samples); never if 0."""
-        interval = self.station.configuration.seconds(SAMPLE_INTERVAL)
-        return (math.floor(now / interval) + 1) * interval if interval > 0 else math.inf
-
-    def _heartbeat_interval(self) -> float:
-        seconds = self.station.configuration.seconds(HEARTBEAT_INTERVAL)
-        return seconds if seconds > 0 else math.inf
-
-    # -- messages ----------------------------------------------------------------------
-
-    async def _call(self, request: Any) -> Any:
-        """The answer to `request`, or None for a CALLERROR (logged); a timeout ends the connection."""
-        try:
-            answer = await self.link.call(request, suppress=False)
-        except OCPPError as error:
-            LOG.warning("%s: %s answered with an error: %s", self.name, type(request).__name__, error)
-            return None
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            # The library awaits the answer with asyncio.wait_for, which in Python 3.11
-            # returns the answer and drops a cancellation that arrives with it
-            # (https://github.com/python/cpython/issues/86296); carrying on would send the
-            # next call on a connection nobody reads any more, and wait for its timeout.
-            raise asyncio.CancelledError
-        return answer
-
-    async def _boot(self) -> None:
-        """BootNotification until Accepted (Pending or Rejected: again after the interval it names)."""
-        request = call.BootNotification(
+    def _boot_request(self) -> call.BootNotification:
+        return call.BootNotification(
             charge_point_vendor=VENDOR,
             charge_point_model=MODEL,
             charge_point_serial_number=self.name[:25],
             firmware_version=__version__,
         )
-        while True:
-            answer = await self._call(request)
-            if answer is not None and answer.status == "Accepted":
-                break
-            retry = float(answer.interval) if answer is not None and answer.interval > 0 else BOOT_RETRY_S
-            LOG.warning("%s: BootNotification not accepted; again in %.0f s", self.name, retry)
-            await asyncio.sleep(retry)
-        self.station.booted = True
-        if answer.interval > 0:
-            self.station.configuration.set_seconds(HEARTBEAT_INTERVAL, answer.interval)
-        self._next_heartbeat = time.time() + self._heartbeat_interval()
-        LOG.info("%s: booted (heartbeat every %s s)", self.name, answer.interval)
 
-    async def _report_status(self, force: bool = False) -> None:
-        status = self.station.connector_status(time.time())
-        if force or status != self._reported:
-            await self._status(status)
+    def _heartbeat_request(self) -> call.Heartbeat:
+        return call.Heartbeat()
+
+    def _status_now(self) -> str:
+        return connector_status(self.station, time.time())
+
+    async def _send_status(self, status: str) -> None:
+        await self._status(status)
 
     async def _status(self, status: str, connector_id: int = CONNECTOR_ID) -> None:
         request = call.StatusNotification(
@@ -177,7 +61,7 @@ class Behaviour:
         )
         await self._call(request)
         if connector_id == CONNECTOR_ID:
-            self._reported = status
+            self._reported = status  # also Preparing and Finishing, which the loop's status never is
 
     async def _meter_values(self, at: float, context: str) -> None:
         model = self.station.model
@@ -187,7 +71,6 @@ class Behaviour:
         await self._call(call.MeterValues(CONNECTOR_ID, [reading], transaction_id))
 
     async def _send(self, trigger: Send) -> None:
-        """What TriggerMessage asked for."""
         match trigger.message:
             case "BootNotification":
                 await self._boot()
@@ -195,8 +78,8 @@ class Behaviour:
                 await self._call(call.Heartbeat())
             case "MeterValues":
                 await self._meter_values(time.time(), "Trigger")
-            case "StatusNotification" if trigger.connector_id == 0:
-                await self._status(self.station.charge_point_status(), 0)
+            case "StatusNotification" if trigger.outlet_id == 0:
+                await self._status(charge_point_status(self.station), 0)
             case "StatusNotification":
                 await self._report_status(force=True)
             case "DiagnosticsStatusNotification":
@@ -246,11 +129,9 @@ class Behaviour:
         except ValueError as error:
             LOG.warning("%s: the remote start's charging profile has a date it cannot read: %s", self.name, error)
             return
-        refusal = profile_refusal(parsed, car)
+        refusal = self.station.install(parsed, time.time())
         if refusal is not None:
             LOG.warning("%s: the remote start's charging profile is not used: %s", self.name, refusal)
-            return
-        self.station.model.limits.install(parsed)
 
     async def _stop(self, reason: str) -> None:
         """StopTransaction with the register and the reason; Finishing, then the status the loop reports."""
@@ -273,11 +154,8 @@ class Behaviour:
             await self._call(request)
             energy = math.floor(sample.energy_wh) - car.meter_start
             LOG.info("%s: transaction %d stopped (%s): %d Wh", self.name, car.transaction_id, reason, energy)
-        if self.station.inoperative_scheduled:
-            self.station.operative, self.station.inoperative_scheduled = False, False
+        self.station.transaction_ended()
 
     async def _reboot(self, kind: str) -> None:
         await self._stop(f"{kind}Reset")
-        LOG.info("%s: rebooting (%s reset)", self.name, kind)
-        self.station.booted = False
-        self.rebooting = True
+        self._go_down(kind)

@@ -1,45 +1,33 @@
 """Pure: what the simulated charger says in OCPP 1.6 words, and what it makes of what it hears.
 
-Charging profiles from the wire become the model's `Profile`s (or a reason to refuse
-them), samples become meterValue elements, and the charger's configuration keys live here
+Charging profiles from the wire become the model's `Profile`s (whether to take them is
+`station.profile_refusal`'s, for every version), readings become meterValue elements, the
+station's state becomes 1.6's status names, and the charger's configuration keys live here
 with the rules for changing them. Payloads are in the ocpp library's snake_case: it turns
 them into camelCase on the wire.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from connector.simulator.model import CHARGE_POINT_MAX, PURPOSES, TX, Car, Period, Profile, Sample
+from connector.simulator.model import Profile, Sample
+from connector.simulator.station import MAX_PERIODS, MAX_PROFILES, MAX_STACK_LEVEL, OUTLET, Station
+from connector.simulator.words import (
+    ENERGY,
+    MEASURANDS,
+    flag_setting,
+    measurands_setting,
+    parse_time,
+    periods_from_wire,
+    readings,
+    seconds_setting,
+    time_text,
+)
 
-CONNECTOR_ID = 1  # the simulated charger has one outlet
-MAX_STACK_LEVEL = 8
-MAX_PERIODS = 24
-MAX_PROFILES = 10
-
-ENERGY = "Energy.Active.Import.Register"
-POWER = "Power.Active.Import"
-CURRENT = "Current.Import"
-VOLTAGE = "Voltage"
-SOC = "SoC"
-MEASURANDS = (ENERGY, POWER, CURRENT, VOLTAGE, SOC)
-
-
-def time_text(at: float) -> str:
-    """OCPP's date-time: UTC with a `Z` suffix, to the millisecond."""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str | None) -> float | None:
-    """An OCPP date-time as seconds since 1970; one without an offset is taken as UTC."""
-    if text is None:
-        return None
-    moment = datetime.fromisoformat(text)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+CONNECTOR_ID = OUTLET  # the simulated charger has one outlet
 
 
 # -- charging profiles -----------------------------------------------------------------
@@ -48,20 +36,13 @@ def parse_time(text: str | None) -> float | None:
 def profile_from_wire(connector_id: int, profile: dict[str, Any]) -> Profile:
     """csChargingProfiles (schema-checked, snake_case) as the model's Profile; ValueError for a bad date."""
     schedule = profile["charging_schedule"]
-    periods = sorted(
-        (
-            Period(float(p["start_period"]), float(p["limit"]), p.get("number_phases"))
-            for p in schedule["charging_schedule_period"]
-        ),
-        key=lambda period: period.start_s,
-    )
     return Profile(
         profile_id=profile["charging_profile_id"],
         connector_id=connector_id,
         stack_level=profile["stack_level"],
         purpose=profile["charging_profile_purpose"],
         unit=schedule["charging_rate_unit"],
-        periods=tuple(periods),
+        periods=periods_from_wire(schedule["charging_schedule_period"]),
         kind=profile["charging_profile_kind"],
         start=parse_time(schedule.get("start_schedule")),
         duration_s=schedule.get("duration"),
@@ -72,41 +53,19 @@ def profile_from_wire(connector_id: int, profile: dict[str, Any]) -> Profile:
     )
 
 
-def profile_refusal(profile: Profile, car: Car | None) -> str | None:
-    """Why a charger like this one refuses the profile (SetChargingProfile Rejected), or None."""
-    if profile.connector_id not in (0, CONNECTOR_ID):
-        return f"there is no connector {profile.connector_id}"
-    if profile.purpose == CHARGE_POINT_MAX and profile.connector_id != 0:
-        return "a ChargePointMaxProfile belongs on connector 0"
-    if profile.purpose == TX and (car is None or car.transaction_id is None):
-        return "a TxProfile needs a transaction in progress"
-    if profile.purpose == TX and profile.transaction_id not in (None, car and car.transaction_id):
-        return f"transaction {profile.transaction_id} is not the one in progress"
-    if profile.stack_level > MAX_STACK_LEVEL:
-        return f"stack level {profile.stack_level} is above ChargeProfileMaxStackLevel {MAX_STACK_LEVEL}"
-    if len(profile.periods) > MAX_PERIODS:
-        return f"{len(profile.periods)} periods are more than ChargingScheduleMaxPeriods {MAX_PERIODS}"
-    if profile.purpose not in PURPOSES or not all(math.isfinite(p.limit) and p.limit >= 0 for p in profile.periods):
-        return "its purpose or a limit makes no sense"
-    return None
-
-
 # -- meter values ----------------------------------------------------------------------
 
 
 def meter_value(sample: Sample, at: float, context: str, measurands: Collection[str]) -> dict[str, Any]:
     """One meterValue element with the measurands asked for (MeterValuesSampledData)."""
-    values: list[dict[str, Any]] = []
-    if ENERGY in measurands:
-        values.append(_sampled(ENERGY, f"{math.floor(sample.energy_wh)}", "Wh", context))
-    if POWER in measurands:
-        values.append(_sampled(POWER, f"{sample.power_w:.1f}", "W", context))
-    if CURRENT in measurands:
-        values += (_sampled(CURRENT, f"{a:.2f}", "A", context, f"L{i}") for i, a in _phases(sample.currents))
-    if VOLTAGE in measurands:
-        values += (_sampled(VOLTAGE, f"{v:.1f}", "V", context, f"L{i}-N") for i, v in _phases(sample.voltages))
-    if SOC in measurands and sample.soc is not None:
-        values.append({**_sampled(SOC, f"{math.floor(sample.soc)}", "Percent", context), "location": "EV"})
+    values = []
+    for reading in readings(sample, measurands):
+        sampled = {"value": reading.value, "context": context, "measurand": reading.measurand, "unit": reading.unit}
+        if reading.phase is not None:
+            sampled["phase"] = reading.phase
+        if reading.location is not None:
+            sampled["location"] = reading.location
+        values.append(sampled)
     return {"timestamp": time_text(at), "sampled_value": values}
 
 
@@ -115,13 +74,19 @@ def energy_reading(sample: Sample, at: float, context: str) -> dict[str, Any]:
     return meter_value(sample, at, context, (ENERGY,))
 
 
-def _phases(per_phase: Iterable[float]) -> Iterable[tuple[int, float]]:
-    return enumerate(per_phase, start=1)
+def connector_status(station: Station[Configuration], now: float) -> str:
+    """StatusNotification's status of connector 1 as things stand."""
+    charging = station.model.charging_state(now)
+    if charging is not None:
+        return charging
+    if not station.operative:
+        return "Unavailable"
+    return "Reserved" if station.reservation is not None else "Available"
 
 
-def _sampled(measurand: str, value: str, unit: str, context: str, phase: str | None = None) -> dict[str, Any]:
-    sampled = {"value": value, "context": context, "measurand": measurand, "unit": unit}
-    return sampled if phase is None else {**sampled, "phase": phase}
+def charge_point_status(station: Station[Configuration]) -> str:
+    """Connector 0, the charge point as a whole."""
+    return "Available" if station.operative else "Unavailable"
 
 
 # -- configuration ---------------------------------------------------------------------
@@ -194,16 +159,23 @@ class Configuration:
     def measurands(self) -> frozenset[str]:
         return frozenset(self._settings[SAMPLED_DATA].value.split(","))
 
+    # station.Settings, what the charger's loop reads
+    def heartbeat_s(self) -> float:
+        return self.seconds(HEARTBEAT_INTERVAL)
+
+    def set_heartbeat_s(self, seconds: float) -> None:
+        self.set_seconds(HEARTBEAT_INTERVAL, seconds)
+
+    def sample_s(self) -> float:
+        return self.seconds(SAMPLE_INTERVAL)
+
 
 def _acceptable(key: str, value: str) -> bool:
     text = value.strip()
     if key in INTERVALS:
-        try:
-            return math.isfinite(float(text)) and float(text) >= 0
-        except ValueError:
-            return False
+        return seconds_setting(text)
     if key in FLAGS:
-        return text.lower() in ("true", "false")
+        return flag_setting(text)
     if key == SAMPLED_DATA:
-        return all(word in MEASURANDS for word in text.split(","))
+        return measurands_setting(text)
     return True
