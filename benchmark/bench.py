@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmark/bench.py --json bench.json     # the issue's targets: 10,000 chargers
     .venv/bin/python benchmark/bench.py --chargers 1000 --connect-rate 500 --duration 30   # smaller
+    .venv/bin/python benchmark/bench.py --ocpp 2.0.1 --json bench-201.json   # the same in OCPP 2.0.1
 
 The defaults are the targets (10,000 chargers connecting at 1,000/s, a MeterValues.req
 every 10 s each for 60 s, 300 commands); a full run takes about four minutes. Linux only
@@ -59,6 +60,14 @@ the rest of the machine (other users, kernel network work): above 30 % of a core
 phase is flagged as disturbed. Last: the server's WARNING/ERROR lines, grouped, and its
 shutdown time on SIGTERM with every charger still connected.
 
+`--ocpp 2.0.1`: the chargers speak OCPP 2.0.1 (BootNotification, the connector's
+GetVariables read of the rate unit, one transaction Started after boot), and their load
+message is MeterValues or TransactionEvent `Updated` in turn (charger i's k-th message:
+shape (i + k) mod 2, so each period carries both), each with the same 8 values, which
+make the same datapoint keys as 1.6's, under the same map. `--shape MeterValues` or
+`--shape TransactionEvent` sends one of them only, for each shape's own CPU per message.
+The floor serves 2.0.1 too; the verdicts are the same.
+
 Modules: this one (options, phases, command line), `loadgen.py` (the chargers, in worker
 processes), `peers.py` (server process, value subscriber, worker pool), `measure.py`
 (/proc readings, percentiles), `report.py` (table, JSON, verdicts), `floor.py`.
@@ -83,11 +92,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 from loadgen import (
+    OCPP_VERSIONS,
+    SHAPES,
     BurstOrder,
     CollectArrivals,
     ConnectOrder,
     ConnectResult,
     LoadResult,
+    Order,
     Reply,
     SteadyOrder,
     raise_fd_limit,
@@ -117,6 +129,8 @@ class Options:
     floor_max_inflight: int
     targets: tuple[str, ...]
     json_path: Path | None
+    ocpp: str = "1.6"
+    shapes: tuple[str, ...] = ("MeterValues",)  # the load messages' shapes, taken in turn
 
 
 # -- the phases ------------------------------------------------------------------------
@@ -143,7 +157,11 @@ class Bench:
         start = time.time() + 1.0
         shares = [[(i, cp) for i, cp in enumerate(identities) if i % workers == w] for w in range(workers)]
         rate, timeout = self.options.connect_rate, self.options.open_timeout
-        self.generator.send([ConnectOrder(self.server.url, share, start, rate, timeout) for share in shares])
+        ocpp, shapes = self.options.ocpp, self.options.shapes
+        orders: list[Order] = [
+            ConnectOrder(self.server.url, share, start, rate, timeout, ocpp, shapes) for share in shares
+        ]
+        self.generator.send(orders)
         time.sleep(max(0.0, start - time.time()))
         with self.cpu_use() as use:
             replies = self.generator.replies()
@@ -298,12 +316,13 @@ def run_target(target: str, options: Options) -> dict[str, Any]:
 def run_phases(target: str, bench: Bench, identities: list[str]) -> dict[str, Any]:
     options = bench.options
     figures: dict[str, Any] = {}
-    progress(target, f"connecting {options.chargers} chargers at {options.connect_rate:g}/s")
+    progress(target, f"connecting {options.chargers} OCPP {options.ocpp} chargers at {options.connect_rate:g}/s")
     figures["connect"] = bench.connect(identities)
     if target == "connector" and options.commands:
         progress(target, f"{options.commands} commands at {options.command_rate:g}/s")
         figures["commands"] = bench.commands()
-    progress(target, f"steady load: every {options.period:g} s for {options.duration:g} s")
+    load = " / ".join(options.shapes)
+    progress(target, f"steady load: {load} every {options.period:g} s for {options.duration:g} s")
     figures["steady"] = bench.steady()
     if options.rounds:
         progress(target, f"burst: {options.rounds} per charger, one at a time")
@@ -331,10 +350,20 @@ def parse_options(argv: list[str] | None = None) -> Options:
     add("--floor-max-inflight", type=int, default=0, help="the floor's paho max_inflight_messages (default 0: none)")
     add("--targets", default="floor,connector", help="comma-separated: floor, connector (default both)")
     add("--json", type=Path, default=None, help="also write the figures, ratios and verdicts to this file")
+    add("--ocpp", choices=OCPP_VERSIONS, default="1.6", help="the chargers' OCPP version (default 1.6)")
+    add(
+        "--shape",
+        choices=SHAPES["2.0.1"],
+        default=None,
+        help="2.0.1 load messages: MeterValues or TransactionEvent (default: both in turn)",
+    )
     args = parser.parse_args(argv)
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     if not targets or set(targets) - {"floor", "connector"}:
         parser.error("--targets takes floor, connector or both")
+    shapes = SHAPES[args.ocpp] if args.shape is None else (args.shape,)
+    if not set(shapes) <= set(SHAPES[args.ocpp]):
+        parser.error(f"--shape on OCPP {args.ocpp} takes {' or '.join(SHAPES[args.ocpp])}")
     return Options(
         chargers=args.chargers,
         connect_rate=args.connect_rate,
@@ -349,6 +378,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
         floor_max_inflight=args.floor_max_inflight,
         targets=targets,
         json_path=args.json,
+        ocpp=args.ocpp,
+        shapes=shapes,
     )
 
 
@@ -356,7 +387,7 @@ def main() -> None:
     options = parse_options()
     raise_fd_limit()
     results = {target: run_target(target, options) for target in options.targets}
-    report = Report(results)
+    report = Report(results, f"OCPP {options.ocpp}: {' / '.join(options.shapes)}")
     print(report.table())
     if options.json_path is not None:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}

@@ -1,16 +1,21 @@
-"""The floor: the least an OCPP -> MQTT bridge must do for a MeterValues.req.
+"""The floor: the least an OCPP -> MQTT bridge must do for a MeterValues or TransactionEvent.
 
     .venv/bin/python benchmark/floor.py --mqtt-port 1883 [--name bench] [--host 127.0.0.1] [--port 0]
 
-A websockets server (compression off, like the connector) that, per frame, parses the
-JSON and answers: BootNotification with Accepted, every other CALL with `{}`. For a
-MeterValues CALL it first publishes each sampled value with paho (QoS 1, retained, paho's
+A websockets server (compression off, like the connector) speaking `ocpp1.6` and
+`ocpp2.0.1` that, per frame, parses the JSON and answers: BootNotification with Accepted
+(the same answer in both versions), every other CALL with `{}` (a valid answer to
+MeterValues and TransactionEvent alike). For a MeterValues CALL, and a 2.0.1
+TransactionEvent, it first publishes each sampled value with paho (QoS 1, retained, paho's
 network thread started with `loop_start`) to `<name>/v/<cp>__MeterValues__<c>__<measurand>
 [__<phase>]__<unit>` as `{"value": float, "timestamp": ms}`, the timestamp being the meter
-value's, as the connector publishes it. No schema validation, no datapoint map, no
-registry, no keepalive pings, no logging per charge point: `benchmark/bench.py` measures
-the connector against this, in the same run. Logs `floor listening on ws://host:port` on
-stderr once the broker connection is up (`--port 0`: a free port).
+value's, as the connector publishes it. `<c>` is 1.6's `connectorId`, 2.0.1's `evseId` or
+TransactionEvent `evse.id` (the benchmark always sends it); the unit 1.6's `unit`, 2.0.1's
+`unitOfMeasure` (value x 10^multiplier), default Wh. No schema validation, no datapoint
+map, no registry, no transaction state, no keepalive pings, no logging per charge point:
+`benchmark/bench.py` measures the connector against this, in the same run. Logs `floor
+listening on ws://host:port` on stderr once the broker connection is up (`--port 0`: a
+free port).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +34,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
+OCPP16, OCPP201 = Subprotocol("ocpp1.6"), Subprotocol("ocpp2.0.1")
+Read = Callable[[dict[str, Any]], tuple[float, str]]  # a sampled value -> (value, unit)
 # paho numbers unacknowledged messages with 16-bit ids: far more than this outstanding and
 # new ones would overwrite old ones (lost without an error). Reading waits below it.
 MAX_UNACKNOWLEDGED = 30_000
@@ -47,39 +55,65 @@ class Floor:
     async def serve_charge_point(self, connection: ServerConnection) -> None:
         assert connection.request is not None
         cp = connection.request.path.rsplit("/", 1)[-1]
+        ocpp16 = connection.subprotocol == OCPP16
         async for frame in connection:
             message = json.loads(frame)
             if message[0] != 2:  # a charger's answer to us: we never call, nothing to do
                 continue
             _, unique_id, action, payload = message
-            if action == "MeterValues":
+            if values := meter_values_of(ocpp16, action, payload):
                 # Polled: an asyncio.Event would cost a call into the loop per acknowledgement.
                 while self.published - self.acknowledged > MAX_UNACKNOWLEDGED:  # noqa: ASYNC110
                     await asyncio.sleep(0.001)
-                self.publish_meter_values(cp, payload)
+                self.publish_meter_values(cp, *values)
                 answer: dict[str, Any] = {}
             elif action == "BootNotification":
-                answer = {"status": "Accepted", "currentTime": now_text(), "interval": 300}
+                answer = boot_answer()
             else:
                 answer = {}
             await connection.send(json.dumps([3, unique_id, answer]))
 
-    def publish_meter_values(self, cp: str, payload: dict[str, Any]) -> None:
-        prefix = f"{self.name}/v/{cp}__MeterValues__{payload['connectorId']}__"
-        for meter_value in payload["meterValue"]:
+    def publish_meter_values(self, cp: str, where: int, meter_values: list[Any], read: Read) -> None:
+        """Each sampled value of connector/EVSE `where`; `read` takes the version's (value, unit) from one."""
+        prefix = f"{self.name}/v/{cp}__MeterValues__{where}__"
+        for meter_value in meter_values:
             timestamp = int(datetime.fromisoformat(meter_value["timestamp"]).timestamp() * 1000)
             for sample in meter_value["sampledValue"]:
                 phase = sample.get("phase")
                 measurand = sample.get("measurand", "Energy.Active.Import.Register")
                 path = f"{measurand}__{phase}" if phase else measurand
-                topic = f"{prefix}{path}__{sample.get('unit', 'Wh')}"
-                message = json.dumps({"value": float(sample["value"]), "timestamp": timestamp})
-                self.client.publish(topic, message, qos=1, retain=True)
+                value, unit = read(sample)
+                topic = f"{prefix}{path}__{unit}"
+                self.client.publish(topic, json.dumps({"value": value, "timestamp": timestamp}), qos=1, retain=True)
                 self.published += 1
 
 
-def now_text() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def meter_values_of(ocpp16: bool, action: str, payload: dict[str, Any]) -> tuple[int, list[Any], Read] | None:
+    """The connector/EVSE a message's values belong to, its meter values, how to read one; None: no values."""
+    if action == "MeterValues" and ocpp16:
+        return payload["connectorId"], payload["meterValue"], sample_16
+    if action == "MeterValues":
+        return payload["evseId"], payload["meterValue"], sample_201
+    if action == "TransactionEvent" and not ocpp16:
+        return payload["evse"]["id"], payload.get("meterValue", []), sample_201
+    return None
+
+
+def sample_16(sample: dict[str, Any]) -> tuple[float, str]:
+    """1.6: the value is a decimal string, the unit beside it."""
+    return float(sample["value"]), sample.get("unit", "Wh")
+
+
+def sample_201(sample: dict[str, Any]) -> tuple[float, str]:
+    """2.0.1: the value is a number, scaled by unitOfMeasure's power of ten."""
+    unit = sample.get("unitOfMeasure", {})
+    return float(sample["value"]) * 10 ** unit.get("multiplier", 0), unit.get("unit", "Wh")
+
+
+def boot_answer() -> dict[str, Any]:
+    """Accepted: the same answer in 1.6 and 2.0.1."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"status": "Accepted", "currentTime": now, "interval": 300}
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -95,7 +129,7 @@ async def run(args: argparse.Namespace) -> None:
         floor.serve_charge_point,
         args.host,
         args.port,
-        subprotocols=[Subprotocol("ocpp1.6")],
+        subprotocols=[OCPP16, OCPP201],
         compression=None,
         ping_interval=None,
         backlog=4096,  # as the connector: asyncio's 100 drops SYNs at 1,000 connections/s

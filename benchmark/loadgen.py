@@ -7,11 +7,18 @@ load, burst, stop. Replies carry what was measured; the orchestrator reads the w
 CPU time from /proc, to tell when the generator, not the server, is the limit.
 
 Chargers speak raw OCPP-J frames (no ocpp library, no schema checks, compression off, no
-WebSocket pings of their own) to keep the generator light. A charger answers every CALL
-of the server at once: GetConfiguration with the rate units (the connector reads them
-after boot), TriggerMessage with Accepted (its arrival time is recorded: the command
-latency), anything else with a NotImplemented CALLERROR. Times are `time.time()`, the
-same clock in every process on the machine.
+WebSocket pings of their own) to keep the generator light, in OCPP 1.6 or 2.0.1 (one
+version per run). A charger answers every CALL of the server at once: the rate-unit read
+the connector makes after boot (1.6 GetConfiguration, 2.0.1 GetVariables of
+`SmartChargingCtrlr.RateUnit`: both units), TriggerMessage with Accepted (its arrival time
+is recorded: the command latency), anything else with a NotImplemented CALLERROR. Times
+are `time.time()`, the same clock in every process on the machine.
+
+The load is the same 8 sampled values in every message. On 1.6 they come in MeterValues;
+on 2.0.1 in MeterValues and in TransactionEvent `Updated` of the one transaction each
+charger starts after boot (`--shape` picks one, or both alternating: charger i's k-th
+message has shape (i + k) mod 2, so every period carries both). Every shape yields the
+same datapoint keys (`sensor_keys`), so one datapoint map serves every run.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import json
 import resource
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -31,12 +38,16 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.typing import Subprotocol
 
-OCPP16 = Subprotocol("ocpp1.6")
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
-RATE_UNITS_ANSWER = {
-    "configurationKey": [{"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current,Power"}]
+OCPP_VERSIONS = ("1.6", "2.0.1")
+SUBPROTOCOLS = {"1.6": Subprotocol("ocpp1.6"), "2.0.1": Subprotocol("ocpp2.0.1")}
+# The shapes of the load messages each version can send.
+SHAPES = {"1.6": ("MeterValues",), "2.0.1": ("MeterValues", "TransactionEvent")}
+BOOT_PAYLOADS = {
+    "1.6": {"chargePointVendor": "Bench", "chargePointModel": "M"},
+    "2.0.1": {"reason": "PowerUp", "chargingStation": {"vendorName": "Bench", "model": "M"}},
 }
-BOOT = json.dumps([CALL, "boot", "BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "M"}])
+BOOTS = {version: json.dumps([CALL, "boot", "BootNotification", payload]) for version, payload in BOOT_PAYLOADS.items()}
 # (measurand, phase, unit, value): energy, power, and voltage and current of three phases.
 SAMPLES = [
     ("Energy.Active.Import.Register", None, "Wh", "1234567"),
@@ -48,14 +59,22 @@ SAMPLES = [
     ("Current.Import", "L2", "A", "15.98"),
     ("Current.Import", "L3", "A", "16.00"),
 ]
-SAMPLED_VALUES = json.dumps(
-    [
-        {"value": value, "context": "Sample.Periodic", "measurand": measurand, "unit": unit}
-        | ({"phase": phase} if phase else {})
-        for measurand, phase, unit, value in SAMPLES
-    ],
-    separators=(",", ":"),
-)
+
+
+def sampled_value(version: str, measurand: str, phase: str | None, unit: str, value: str) -> dict[str, Any]:
+    """One sampled value as the version writes it: 1.6 a string and `unit`, 2.0.1 a number and `unitOfMeasure`."""
+    if version == "1.6":
+        shaped: dict[str, Any] = {"value": value, "unit": unit}
+    else:
+        shaped = {"value": float(value), "unitOfMeasure": {"unit": unit}}
+    return shaped | {"context": "Sample.Periodic", "measurand": measurand} | ({"phase": phase} if phase else {})
+
+
+# The 8 values as JSON text, per version: built once, spliced into every load message.
+SAMPLED_VALUES = {
+    version: json.dumps([sampled_value(version, *sample) for sample in SAMPLES], separators=(",", ":"))
+    for version in OCPP_VERSIONS
+}
 ANSWER_GRACE_S = 60.0  # how long answers are awaited after the last send of a phase
 
 
@@ -73,10 +92,77 @@ def iso_ms(ms: int) -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{milli:03d}Z"
 
 
-def meter_values_frame(unique_id: str, ms: int) -> str:
-    """A MeterValues.req whose meter value is stamped `ms`: the MQTT subscriber's latency origin."""
-    meter_value = f'{{"timestamp":"{iso_ms(ms)}","sampledValue":{SAMPLED_VALUES}}}'
-    return f'[{CALL},"{unique_id}","MeterValues",{{"connectorId":1,"meterValue":[{meter_value}]}}]'
+def meter_value(version: str, ms: int) -> str:
+    """The 8 values as one meter value stamped `ms`: the MQTT subscriber's latency origin."""
+    return f'{{"timestamp":"{iso_ms(ms)}","sampledValue":{SAMPLED_VALUES[version]}}}'
+
+
+def meter_values_frame(unique_id: str, ms: int, version: str = "1.6") -> str:
+    """A MeterValues CALL of connector (1.6) or EVSE (2.0.1) 1."""
+    where = "connectorId" if version == "1.6" else "evseId"
+    return f'[{CALL},"{unique_id}","MeterValues",{{"{where}":1,"meterValue":[{meter_value(version, ms)}]}}]'
+
+
+def transaction_id(cp: str) -> str:
+    return f"{cp}-tx"
+
+
+def transaction_started_frame(cp: str, ms: int) -> str:
+    """The 2.0.1 TransactionEvent Started of the charger's one transaction (seqNo 0, no values)."""
+    payload = {
+        "eventType": "Started",
+        "timestamp": iso_ms(ms),
+        "triggerReason": "CablePluggedIn",
+        "seqNo": 0,
+        "transactionInfo": {"transactionId": transaction_id(cp)},
+        "evse": {"id": 1},
+    }
+    return json.dumps([CALL, "start", "TransactionEvent", payload])
+
+
+def transaction_updated_frame(unique_id: str, ms: int, cp: str, seq_no: int) -> str:
+    """A 2.0.1 TransactionEvent Updated carrying the 8 values stamped `ms`."""
+    event = (
+        f'"eventType":"Updated","timestamp":"{iso_ms(ms)}","triggerReason":"MeterValuePeriodic","seqNo":{seq_no},'
+        f'"transactionInfo":{{"transactionId":"{transaction_id(cp)}"}},"evse":{{"id":1}}'
+    )
+    return f'[{CALL},"{unique_id}","TransactionEvent",{{{event},"meterValue":[{meter_value("2.0.1", ms)}]}}]'
+
+
+def rate_units_answer(payload: dict[str, Any]) -> dict[str, Any]:
+    """GetConfiguration (1.6): the rate units the connector reads after boot, both of them."""
+    return {
+        "configurationKey": [
+            {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current,Power"}
+        ]
+    }
+
+
+def get_variables_answer(payload: dict[str, Any]) -> dict[str, Any]:
+    """GetVariables (2.0.1): `SmartChargingCtrlr.RateUnit` is `A,W` (both units); nothing else is known."""
+    results = []
+    for wanted in payload["getVariableData"]:
+        component, variable = wanted["component"], wanted["variable"]
+        if component["name"] != "SmartChargingCtrlr":
+            results.append({"attributeStatus": "UnknownComponent", "component": component, "variable": variable})
+        elif variable["name"] != "RateUnit":
+            results.append({"attributeStatus": "UnknownVariable", "component": component, "variable": variable})
+        else:
+            results.append(
+                {"attributeStatus": "Accepted", "attributeValue": "A,W", "component": component, "variable": variable}
+            )
+    return {"getVariableResult": results}
+
+
+def accepted(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "Accepted"}
+
+
+# Per version: the server's action -> our answer's payload; anything else is NotImplemented.
+ANSWERS: dict[str, dict[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "1.6": {"GetConfiguration": rate_units_answer, "TriggerMessage": accepted},
+    "2.0.1": {"GetVariables": get_variables_answer, "TriggerMessage": accepted},
+}
 
 
 def raise_fd_limit() -> None:
@@ -95,6 +181,8 @@ class ConnectOrder:
     start: float  # charger i starts connecting at start + i / rate
     rate: float
     open_timeout: float
+    ocpp: str = "1.6"  # the version the chargers speak
+    shapes: tuple[str, ...] = ("MeterValues",)  # of their load messages, taken in turn
 
 
 @dataclass(frozen=True)
@@ -164,18 +252,22 @@ class CallFailedError(Exception):
 
 
 class Charger:
-    def __init__(self, index: int, cp: str, fleet: Fleet) -> None:
+    def __init__(self, index: int, cp: str, fleet: Fleet, ocpp: str, shapes: tuple[str, ...]) -> None:
         self.index = index  # in the whole fleet, across workers: spreads the steady sends
         self.cp = cp
         self.fleet = fleet
+        self.ocpp = ocpp
+        self.shapes = shapes
         self.ws: ClientConnection | None = None
         self.pending: dict[str, asyncio.Future[float]] = {}  # unique id -> answer arrival time
         self.closed = False
+        self.loads = 0  # load messages built so far: picks the next one's shape
+        self.seq_no = 0  # of the transaction's last event (2.0.1)
 
     async def connect(self, url: str) -> None:
         self.ws = await connect(
             f"{url}/{self.cp}",
-            subprotocols=[OCPP16],
+            subprotocols=[SUBPROTOCOLS[self.ocpp]],
             compression=None,
             ping_interval=None,
             open_timeout=None,  # bounded by the caller's timeout
@@ -183,6 +275,22 @@ class Charger:
             proxy=None,
         )
         self.fleet.spawn(self.read())
+
+    async def boot(self) -> float:
+        """BootNotification, then (2.0.1) the Started of the transaction the load updates; when boot was answered."""
+        booted = await (await self.call("boot", BOOTS[self.ocpp]))
+        if "TransactionEvent" in self.shapes:
+            await (await self.call("start", transaction_started_frame(self.cp, int(time.time() * 1000))))
+        return booted
+
+    def load_frame(self, unique_id: str, ms: int) -> str:
+        """The next load message, its values stamped `ms`: the shapes in turn, offset by the charger's index."""
+        shape = self.shapes[(self.index + self.loads) % len(self.shapes)]
+        self.loads += 1
+        if shape == "MeterValues":
+            return meter_values_frame(unique_id, ms, self.ocpp)
+        self.seq_no += 1
+        return transaction_updated_frame(unique_id, ms, self.cp, self.seq_no)
 
     async def call(self, unique_id: str, frame: str) -> asyncio.Future[float]:
         """Send a CALL; the future resolves to the time its CALLRESULT arrived."""
@@ -219,14 +327,14 @@ class Charger:
 
     async def answer(self, message: list[Any], arrived: float) -> None:
         assert self.ws is not None
-        _, unique_id, action, _ = message
+        _, unique_id, action, payload = message
         if action == "TriggerMessage":
             self.fleet.arrivals.append((self.cp, arrived))
-            reply: list[Any] = [CALLRESULT, unique_id, {"status": "Accepted"}]
-        elif action == "GetConfiguration":
-            reply = [CALLRESULT, unique_id, RATE_UNITS_ANSWER]
+        answer = ANSWERS[self.ocpp].get(action)
+        if answer is None:
+            reply: list[Any] = [CALLERROR, unique_id, "NotImplemented", "", {}]
         else:
-            reply = [CALLERROR, unique_id, "NotImplemented", "", {}]
+            reply = [CALLRESULT, unique_id, answer(payload)]
         await self.ws.send(json.dumps(reply))
 
     async def close(self) -> None:
@@ -264,16 +372,15 @@ class Fleet:
         result = ConnectResult()
 
         async def boot(index: int, cp: str) -> None:
-            charger, started = Charger(index, cp, self), time.time()
+            charger, started = Charger(index, cp, self, order.ocpp, order.shapes), time.time()
             try:
                 async with asyncio.timeout(order.open_timeout):
                     await charger.connect(order.url)
-                    await (await charger.call("boot", BOOT))
+                    booted = await charger.boot()
             except (OSError, TimeoutError, WebSocketException, CallFailedError) as error:
                 result.failures[describe(error)] += 1
                 await charger.close()
                 return
-            booted = time.time()
             self.chargers.append(charger)
             result.booted.append(cp)
             result.boot_latencies.append(booted - started)
@@ -305,7 +412,7 @@ class Fleet:
                 sent = time.time()
                 result.send_lags.append(sent - scheduled)
                 try:
-                    answers.append((sent, await charger.call(f"s{k}", meter_values_frame(f"s{k}", int(sent * 1000)))))
+                    answers.append((sent, await charger.call(f"s{k}", charger.load_frame(f"s{k}", int(sent * 1000)))))
                 except ConnectionClosed as error:
                     result.errors[describe(error)] += 1
                     return
@@ -324,7 +431,7 @@ class Fleet:
             for k in range(order.rounds):
                 sent = time.time()
                 try:
-                    answer = await charger.call(f"b{k}", meter_values_frame(f"b{k}", int(sent * 1000)))
+                    answer = await charger.call(f"b{k}", charger.load_frame(f"b{k}", int(sent * 1000)))
                     result.sent += 1
                     answers.append((sent, answer))
                     async with asyncio.timeout(ANSWER_GRACE_S):

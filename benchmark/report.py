@@ -146,9 +146,10 @@ ROWS = [
 
 
 class Report:
-    def __init__(self, results: dict[str, Figures]) -> None:
+    def __init__(self, results: dict[str, Figures], load: str = "") -> None:
         self.floor = results.get("floor")
         self.connector = results.get("connector")
+        self.load = load  # what the chargers spoke and sent: "OCPP 2.0.1: MeterValues / TransactionEvent"
 
     def ratio(self, path: str) -> float | None:
         floor, connector = get(self.floor, path), get(self.connector, path)
@@ -180,6 +181,7 @@ class Report:
 
     def document(self) -> dict[str, Any]:
         return {
+            "load": self.load,
             "floor": self.floor,
             "connector": self.connector,
             "ratios": self.ratios(),
@@ -187,7 +189,7 @@ class Report:
         }
 
     def table(self) -> str:
-        header = ("", "floor", "connector", "ratio", "target")
+        header = (self.load, "floor", "connector", "ratio", "target")
         rows = [header]
         for row in ROWS:
             ratio = self.ratio(row.ratio_of) if row.ratio_of else None
