@@ -305,4 +305,3 @@ def limit_to_send(value: Any, unit: str, facts: ChargerFacts) -> tuple[Decimal, 
         beyond = f"beyond {MAX_LIMIT[sent_unit]:.0f} {sent_unit}"
         return Refusal(f"value {quote(value)} {unit} is {sent:.0f} {sent_unit} for this charger, {beyond}")
     return tenths(sent), sent_unit
-

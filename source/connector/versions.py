@@ -1,15 +1,15 @@
 """The OCPP versions the connector serves, by WebSocket subprotocol.
 
-Each version is a package (ocpp16/, ...) exposing `VERSION: handling.OcppVersion`; serving
+Each version is a package (ocpp16/, ocpp201/, ocpp21/) exposing `VERSION: handling.OcppVersion`; serving
 another is adding its VERSION to `SERVED`.
 """
 
 from __future__ import annotations
 
-from connector import ocpp16
+from connector import ocpp16, ocpp21, ocpp201
 from connector.handling import OcppVersion
 
-SERVED: tuple[OcppVersion, ...] = (ocpp16.VERSION,)
+SERVED: tuple[OcppVersion, ...] = (ocpp21.VERSION, ocpp201.VERSION, ocpp16.VERSION)
 
 VERSIONS: dict[str, OcppVersion] = {version.subprotocol: version for version in SERVED}
 
