@@ -34,10 +34,10 @@ STATUS = f"{CP}__StatusNotification__1__status"
 
 
 @asynccontextmanager
-async def simulator(connector: RunningConnector, chargers: int = 1) -> AsyncIterator[None]:
-    """The simulator's chargers against `connector` while the block runs; stopped and awaited after it."""
+async def simulator(connector: RunningConnector, chargers: int = 1, ocpp: str = "1.6") -> AsyncIterator[None]:
+    """The simulator's chargers (speaking `ocpp`) against `connector` while the block runs; stopped and awaited after."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run(Options(connector.url, chargers, "1.6", INTERVAL_S), stop))
+    task = asyncio.create_task(run(Options(connector.url, chargers, ocpp, INTERVAL_S), stop))
     try:
         yield
     finally:
@@ -263,6 +263,52 @@ async def test_the_charger_reconnects_and_keeps_its_limit(settings_env: dict[str
         again = await probe.wait_for(sensors[POWER], since=since)
         assert again["value"] == 3000.0
     await connector.stop()
+
+
+# -- the same map against an OCPP 2.0.1 station ----------------------------------------
+# The keys are the 1.6 ones (`<c>` is the EVSE id), so these tests reuse the constants above.
+
+STATUS_201 = f"{CP}__StatusNotification__1__1__connector_status"
+
+
+async def test_a_2_0_1_station_meters_and_follows_power_and_current_limits(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """OCPP 2.0.1: the 1.6 power key carries 11 kW; a 4200 W limit, then 10 A in its place, then null: 11 kW again."""
+    version = f"{CP}__ocpp_version"
+    sensors, actuators = await map_all(probe, connector, (POWER, version), (LIMIT, CURRENT_LIMIT))
+    async with simulator(connector, ocpp="2.0.1"):
+        await probe.wait_value(sensors[version], "2.0.1")
+        await probe.wait_value(sensors[POWER], 11000.0)
+        accepted = await answered(probe, actuators[LIMIT], 4200)
+        assert accepted["value"] == "Accepted"
+        assert (await first_value_after(probe, sensors[POWER], accepted["timestamp"]))["value"] == 4200.0
+        amperes = await answered(probe, actuators[CURRENT_LIMIT], 10)
+        assert amperes["value"] == "Accepted"
+        power = await first_value_after(probe, sensors[POWER], amperes["timestamp"])
+        assert 10 * 3 * 224 <= power["value"] <= 10 * 3 * 236
+        cleared = await answered(probe, actuators[CURRENT_LIMIT], None)
+        assert cleared["value"] == "Accepted"
+        assert (await first_value_after(probe, sensors[POWER], cleared["timestamp"]))["value"] == 11000.0
+
+
+async def test_a_2_0_1_station_is_stopped_and_started_remotely(connector: RunningConnector, probe: MqttProbe) -> None:
+    """OCPP 2.0.1: remote stop ends the transaction (Remote, Available); remote start opens one for its id tag."""
+    sensors = (f"{TRANSACTION}__active", f"{TRANSACTION}__stop_reason", f"{TRANSACTION}__id_tag", STATUS_201)
+    stop, start = f"{CP}__execute_remote_stop_transaction__1", f"{CP}__execute_remote_start_transaction__1"
+    topics, actuators = await map_all(probe, connector, sensors, (stop, start))
+    active, reason, id_tag, status = (topics[k] for k in sensors)
+    async with simulator(connector, ocpp="2.0.1"):
+        await probe.wait_value(active, True)
+        await probe.wait_value(status, "Occupied")
+        assert (await answered(probe, actuators[stop], True))["value"] == "Accepted"
+        await probe.wait_value(reason, "Remote")
+        await probe.wait_value(active, False)
+        await probe.wait_value(status, "Available")
+        since = len(probe.messages)
+        assert (await answered(probe, actuators[start], "TAG-2"))["value"] == "Accepted"
+        await probe.wait_for(id_tag, lambda p: p["value"] == "TAG-2", since=since)
+        await probe.wait_for(active, lambda p: p["value"] is True, since=since)
 
 
 def test_the_package_ships_the_simulator_without_the_tests(
