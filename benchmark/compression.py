@@ -19,7 +19,11 @@ deflate.PER_MESSAGE_DEFLATE, to compare candidates. Bytes on the wire are comput
 without a network: the same exchange (BootNotification and ten MeterValues with their
 answers) encoded through the negotiated extensions, against the frames' plain size.
 
+`--ocpp 2.0.1`: the chargers speak OCPP 2.0.1 instead (BootNotification, the connector's
+GetVariables read of the rate unit, three MeterValues with the same 8 values as numbers).
+
     .venv/bin/python benchmark/compression.py [--chargers 2000] [--offers none,bare,window_bits] [--server JSON]
+                                              [--ocpp 1.6|2.0.1]
 
 Prints one JSON object. Takes about a minute per offer at 2,000 chargers. Linux only.
 """
@@ -42,14 +46,18 @@ from websockets.frames import Frame, Opcode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
+from loadgen import ANSWERS, BOOTS, OCPP_VERSIONS, SUBPROTOCOLS, meter_values_frame
+
 from connector.deflate import PER_MESSAGE_DEFLATE
 from connector.tests.harness import FIXTURES, ConnectorProcess, Mosquitto, base_env
 
-FRAMES = json.loads((FIXTURES / "ocpp16_frames.json").read_text())
-BOOT = json.dumps([2, "b", *FRAMES["boot_notification"]])
-METER_VALUES = json.dumps([2, "m", *FRAMES["meter_values_8"]])
-CONFIGURATION = {
-    "configurationKey": [{"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current,Power"}]
+FRAMES_16 = json.loads((FIXTURES / "ocpp16_frames.json").read_text())
+METER_VALUES_AT_MS = 1_795_000_000_000  # a fixed stamp: every 2.0.1 frame the same size in every run
+# Per version, the boot and the MeterValues each charger sends (1.6: the test fixtures', as measured before 2.0.1).
+BOOT = {"1.6": json.dumps([2, "b", *FRAMES_16["boot_notification"]]), "2.0.1": BOOTS["2.0.1"]}
+METER_VALUES = {
+    "1.6": json.dumps([2, "m", *FRAMES_16["meter_values_8"]]),
+    "2.0.1": meter_values_frame("m", METER_VALUES_AT_MS, "2.0.1"),
 }
 
 OFFERS: dict[str, list[ClientExtensionFactory] | None] = {
@@ -77,31 +85,31 @@ async def spawn(env: dict[str, str], cwd: Path, server: dict[str, Any] | None) -
     return ConnectorProcess(process)
 
 
-async def exchange(ws: Any, frame: str) -> None:
+async def exchange(ws: Any, frame: str, version: str) -> None:
     """Send a CALL and wait for its answer, answering the connector's own calls meanwhile."""
     await ws.send(frame)
     while True:
         message = json.loads(await ws.recv())
         if message[0] == 3:
             return
-        if message[0] == 2:  # the GetConfiguration that follows a boot
-            await ws.send(json.dumps([3, message[1], CONFIGURATION]))
+        if message[0] == 2:  # the rate-unit read that follows a boot
+            await ws.send(json.dumps([3, message[1], ANSWERS[version][message[2]](message[3])]))
 
 
-async def charger(url: str, cp: str, offer: list[ClientExtensionFactory] | None) -> Any:
+async def charger(url: str, cp: str, offer: list[ClientExtensionFactory] | None, version: str) -> Any:
     extensions = {"compression": None, "extensions": offer} if offer else {"compression": None}
-    ws = await websockets.connect(f"{url}/{cp}", subprotocols=["ocpp1.6"], open_timeout=120, **extensions)  # type: ignore[list-item]
-    await exchange(ws, BOOT)
+    ws = await websockets.connect(f"{url}/{cp}", subprotocols=[SUBPROTOCOLS[version]], open_timeout=120, **extensions)  # type: ignore[list-item]
+    await exchange(ws, BOOT[version], version)
     for _ in range(3):
-        await exchange(ws, METER_VALUES)
+        await exchange(ws, METER_VALUES[version], version)
     return ws
 
 
-async def connect_all(url: str, count: int, offer: list[ClientExtensionFactory] | None) -> list[Any]:
+async def connect_all(url: str, count: int, offer: list[ClientExtensionFactory] | None, version: str) -> list[Any]:
     """Open `count` chargers, 100 at a time; the open connections."""
     open_: list[Any] = []
     for first in range(0, count, 100):
-        batch = [charger(url, f"Z-{n}", offer) for n in range(first, min(first + 100, count))]
+        batch = [charger(url, f"Z-{n}", offer, version) for n in range(first, min(first + 100, count))]
         open_ += await asyncio.gather(*batch)
     return open_
 
@@ -123,7 +131,7 @@ async def quiet_rss_kb(pid: int) -> int:
     return previous
 
 
-async def measure(count: int, offer_name: str, server: dict[str, Any] | None) -> dict[str, Any]:
+async def measure(count: int, offer_name: str, server: dict[str, Any] | None, version: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         broker = Mosquitto(Path(tmp))
         broker.start()
@@ -138,7 +146,7 @@ async def measure(count: int, offer_name: str, server: dict[str, Any] | None) ->
             await connector.wait_for_line("connected to MQTT broker")
             pid = connector.process.pid
             before = await quiet_rss_kb(pid)
-            connections = await connect_all(f"ws://127.0.0.1:{port}", count, OFFERS[offer_name])
+            connections = await connect_all(f"ws://127.0.0.1:{port}", count, OFFERS[offer_name], version)
             after = await quiet_rss_kb(pid)
             negotiated = connections[0].response.headers.get("Sec-WebSocket-Extensions")
             await asyncio.gather(*(ws.close() for ws in connections))
@@ -162,10 +170,10 @@ def negotiated_pair(
     return offer.process_response_params(response, []), on_server
 
 
-def wire_bytes(server: ServerPerMessageDeflateFactory, offer_name: str) -> dict[str, Any]:
+def wire_bytes(server: ServerPerMessageDeflateFactory, offer_name: str, version: str) -> dict[str, Any]:
     """Bytes of a boot and ten MeterValues with their answers: plain, and as sent deflated."""
     answers = [json.dumps([3, "m", {}])] * 10
-    sent = [BOOT, *[METER_VALUES] * 10]
+    sent = [BOOT[version], *[METER_VALUES[version]] * 10]
     received = [
         json.dumps([3, "b", {"status": "Accepted", "currentTime": "2026-11-21T10:15:00Z", "interval": 300}]),
         *answers,
@@ -180,13 +188,14 @@ def wire_bytes(server: ServerPerMessageDeflateFactory, offer_name: str) -> dict[
     return {"offer": offer_name, "plain": plain, "on_wire": deflated}
 
 
-async def run(count: int, offers: list[str], server: dict[str, Any] | None) -> dict[str, Any]:
+async def run(count: int, offers: list[str], server: dict[str, Any] | None, version: str) -> dict[str, Any]:
     factory = PER_MESSAGE_DEFLATE if server is None else ServerPerMessageDeflateFactory(**server)
     return {
         "chargers": count,
+        "ocpp": version,
         "server": server or "deflate.PER_MESSAGE_DEFLATE",
-        "memory": [await measure(count, offer, server) for offer in offers],
-        "bytes": [wire_bytes(factory, offer) for offer in offers],
+        "memory": [await measure(count, offer, server, version) for offer in offers],
+        "bytes": [wire_bytes(factory, offer, version) for offer in offers],
     }
 
 
@@ -195,9 +204,11 @@ def main() -> None:
     parser.add_argument("--chargers", type=int, default=2000)
     parser.add_argument("--offers", default="none,bare,window_bits")
     parser.add_argument("--server", type=json.loads, default=None, help="ServerPerMessageDeflateFactory kwargs (JSON)")
+    parser.add_argument("--ocpp", choices=OCPP_VERSIONS, default="1.6", help="the chargers' OCPP version")
     options = parser.parse_args()
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1] / "source"))
-    print(json.dumps(asyncio.run(run(options.chargers, options.offers.split(","), options.server)), indent=2))
+    result = run(options.chargers, options.offers.split(","), options.server, options.ocpp)
+    print(json.dumps(asyncio.run(result), indent=2))
 
 
 if __name__ == "__main__":
