@@ -14,6 +14,7 @@ reason that ends up in `Failed: <reason>`.
 
 from __future__ import annotations
 
+import json
 import math
 import reprlib
 from collections.abc import Callable
@@ -286,6 +287,24 @@ def build_call(name: str, connector_id: int, value: Any, facts: ChargerFacts | N
     from connector.ocpp16 import actuators as v16  # imported here: the 1.6 table imports this module
 
     return v16.build_call(name, connector_id, value, facts)
+
+
+def data_transfer_payload(value: Any, data_as_text: bool) -> dict[str, Any] | Refusal:
+    """execute_data_transfer's value, JSON text of `{"vendor_id", "message_id", "data"}`, as a
+    DataTransfer payload; 1.6 wants `data` as text (`data_as_text`: other JSON is encoded), 2.x any JSON."""
+    what = '{"vendor_id": ..., "message_id": ..., "data": ...}'
+    request = json_object(value, what)
+    if isinstance(request, Refusal):
+        return request
+    if not isinstance(request.get("vendor_id"), str):
+        return Refusal(f"value must be JSON text of {what} with a vendor_id string")
+    payload: dict[str, Any] = {"vendorId": request["vendor_id"]}
+    if "message_id" in request:
+        payload["messageId"] = request["message_id"]
+    if "data" in request:
+        data = request["data"]
+        payload["data"] = json.dumps(data) if data_as_text and not isinstance(data, str) else data
+    return payload
 
 
 def limit_to_send(value: Any, unit: str, facts: ChargerFacts) -> tuple[Decimal, str] | Refusal:

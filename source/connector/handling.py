@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from connector import datapoints as dp
 from connector.authorization import IdTagPolicy
 from connector.charger import ChargerState
 from connector.datapoints import Datapoint
@@ -61,6 +63,40 @@ class Context(Protocol):
 
 
 Handler = Callable[[Context, Inbound], dict[str, Any]]
+
+
+# -- what every version's handlers share ---------------------------------------------------
+
+
+def utc_now_text() -> str:
+    """Now in OCPP's date-time form, UTC with a `Z` suffix."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def accept_boot(ctx: Context, inbound: Inbound, boot_points: list[Datapoint]) -> dict[str, Any]:
+    """A BootNotification in any version: its datapoints published, the charger known from now
+    on, its transactions settled (unless the connector asked for the boot), its rate units
+    read again once the answer is out; the answer Accepted with the heartbeat interval."""
+    ctx.publish(boot_points)
+    ctx.booted()
+    if not ctx.triggered_boot():
+        settle_transactions(ctx, inbound.received)
+    inbound.after.append(ctx.refresh_rate_units)  # a reboot may come with new firmware
+    return {"status": "Accepted", "currentTime": utc_now_text(), "interval": ctx.heartbeat_interval}
+
+
+def settle_transactions(ctx: Context, at: int) -> None:
+    """A charger that booted holds no transaction: those still open are settled (see
+    transactions.py), and their connectors (1.6) or EVSEs (2.x) are no longer active."""
+    settled = ctx.transactions.settle_all(ctx.id)
+    where = sorted({record.connector_id for record in settled})
+    ctx.publish([Datapoint(dp.key(ctx.id, "Transaction", c, "active"), False, at) for c in where])
+
+
+def heartbeat(ctx: Context, inbound: Inbound) -> dict[str, Any]:
+    """Heartbeat, the same message in every version."""
+    ctx.publish(dp.heartbeat(ctx.id, inbound.received))
+    return {"currentTime": utc_now_text()}
 
 
 class NotCovered:

@@ -17,7 +17,6 @@ from connector.actuators import (
     CHARGING_PROFILE_STACK_LEVEL,
     GET_CONFIGURATION,
     MAX_INT32,
-    MAX_LIMIT,
     SEND_CHARGING_PROFILE,
     SEND_CHARGING_PROFILE_CURRENT,
     TRIGGER_MESSAGE,
@@ -30,14 +29,14 @@ from connector.actuators import (
     accepted,
     allowed_id_tag,
     charging_profile_id,
+    data_transfer_payload,
     json_object,
-    limit_in,
+    limit_to_send,
     parse_choice,
     parse_number,
     quote,
     schema_checked,
     status_of,
-    tenths,
 )
 from connector.datapoints import Datapoint, Scalar, key
 from connector.protocol import CHARGER_ACTIONS, KNOWN_ACTIONS
@@ -53,16 +52,10 @@ def _limit(unit: str) -> Build:
     def build(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
         if value is None:
             return clear_limit(connector_id)
-        number = parse_number(value, f"a number >= 0 ({unit}) or null")
-        if isinstance(number, Refusal):
-            return number
-        if number > MAX_LIMIT[unit]:
-            return Refusal(f"value must be at most {MAX_LIMIT[unit]:.0f} {unit}, got {quote(value)}")
-        sent, sent_unit = limit_in(number, unit, facts)
-        if sent > MAX_LIMIT[sent_unit]:
-            beyond = f"beyond {MAX_LIMIT[sent_unit]:.0f} {sent_unit}"
-            return Refusal(f"value {quote(value)} {unit} is {sent:.0f} {sent_unit} for this charger, {beyond}")
-        return set_limit(connector_id, tenths(sent), sent_unit)
+        limit = limit_to_send(value, unit, facts)
+        if isinstance(limit, Refusal):
+            return limit
+        return set_limit(connector_id, *limit)
 
     return build
 
@@ -248,19 +241,8 @@ def _cancel_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str
 
 
 def _data_transfer(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    what = '{"vendor_id": ..., "message_id": ..., "data": ...}'
-    request = json_object(value, what)
-    if isinstance(request, Refusal):
-        return request
-    if not isinstance(request.get("vendor_id"), str):
-        return Refusal(f"value must be JSON text of {what} with a vendor_id string")
-    payload: dict[str, Any] = {"vendorId": request["vendor_id"]}
-    if "message_id" in request:
-        payload["messageId"] = request["message_id"]
-    if "data" in request:
-        data = request["data"]
-        payload["data"] = data if isinstance(data, str) else json.dumps(data)
-    return schema_checked(OcppCall("DataTransfer", payload))
+    payload = data_transfer_payload(value, data_as_text=True)  # 1.6: `data` is a string
+    return payload if isinstance(payload, Refusal) else schema_checked(OcppCall("DataTransfer", payload))
 
 
 def _data_transfer_answer(

@@ -9,42 +9,18 @@ Keys and values come from datapoints.py, the one place their shapes are built.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from connector import datapoints as dp
 from connector.datapoints import Datapoint
-from connector.handling import Context, Handler, Inbound
+from connector.handling import Context, Handler, Inbound, accept_boot, heartbeat
 from connector.protocol import schema_fields
 
 ACCEPTED = {"status": "Accepted"}
 
 
-def utc_now_text() -> str:
-    """Now in OCPP's date-time form, UTC with a `Z` suffix."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def boot_notification(ctx: Context, msg: Inbound) -> dict[str, Any]:
-    ctx.publish(dp.boot_notification(ctx.id, msg.payload, msg.received))
-    ctx.booted()
-    if not ctx.triggered_boot():
-        settle_transactions(ctx, msg.received)
-    msg.after.append(ctx.refresh_rate_units)  # a reboot may come with new firmware
-    return {"status": "Accepted", "currentTime": utc_now_text(), "interval": ctx.heartbeat_interval}
-
-
-def settle_transactions(ctx: Context, at: int) -> None:
-    """A charger that booted holds no transaction: those still open are settled (see
-    transactions.py), and their connectors are no longer active."""
-    settled = ctx.transactions.settle_all(ctx.id)
-    connectors = sorted({record.connector_id for record in settled})
-    ctx.publish([Datapoint(dp.key(ctx.id, "Transaction", c, "active"), False, at) for c in connectors])
-
-
-def heartbeat(ctx: Context, msg: Inbound) -> dict[str, Any]:
-    ctx.publish(dp.heartbeat(ctx.id, msg.received))
-    return {"currentTime": utc_now_text()}
+    return accept_boot(ctx, msg, dp.boot_notification(ctx.id, msg.payload, msg.received))
 
 
 def status_notification(ctx: Context, msg: Inbound) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from connector.actuators import (
     Translation,
     accepted,
     charging_profile_id,
+    data_transfer_payload,
     json_object,
     limit_to_send,
     parse_choice,
@@ -329,17 +330,9 @@ def _unlock(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal
 
 
 def _data_transfer(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    what = '{"vendor_id": ..., "message_id": ..., "data": ...}'
-    request = json_object(value, what)
-    if isinstance(request, Refusal):
-        return request
-    if not isinstance(request.get("vendor_id"), str):
-        return Refusal(f"value must be JSON text of {what} with a vendor_id string")
-    payload: dict[str, Any] = {"vendorId": request["vendor_id"]}
-    if "message_id" in request:
-        payload["messageId"] = request["message_id"]
-    if "data" in request:
-        payload["data"] = request["data"]  # 2.x: any JSON, sent as it is
+    payload = data_transfer_payload(value, data_as_text=False)  # 2.x: `data` is any JSON, sent as it is
+    if isinstance(payload, Refusal):
+        return payload
     # The same DataTransfer request schema in 2.0.1 and 2.1: one check serves both.
     return schema_checked(OcppCall("DataTransfer", payload), OCPP_VERSION)
 

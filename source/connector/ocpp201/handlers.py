@@ -13,12 +13,11 @@ SignCertificate `Rejected`, ...), with `statusInfo.reasonCode` `UnsupportedReque
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from connector import datapoints as dp
 from connector.datapoints import Datapoint, EvseTransaction
-from connector.handling import Context, Handler, Inbound
+from connector.handling import Context, Handler, Inbound, accept_boot, heartbeat
 from connector.ocpp201 import datapoints as dp2
 from connector.protocol import schema_fields
 
@@ -36,11 +35,6 @@ MAX_STORED_TEXT = 255  # an idToken or timestamp kept in the transaction store
 UNSUPPORTED = {"reasonCode": "UnsupportedRequest"}
 
 
-def utc_now_text() -> str:
-    """Now in OCPP's date-time form, UTC with a `Z` suffix."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def refused(status: str, why: str, **fields: Any) -> dict[str, Any]:
     """A business refusal: the status, and `statusInfo` saying it is a request this CSMS does not support."""
     return {"status": status, "statusInfo": {**UNSUPPORTED, "additionalInfo": why}, **fields}
@@ -50,25 +44,7 @@ def refused(status: str, why: str, **fields: Any) -> dict[str, Any]:
 
 
 def boot_notification(ctx: Context, inbound: Inbound) -> dict[str, Any]:
-    ctx.publish(dp2.boot_notification(ctx.id, inbound.payload, inbound.received))
-    ctx.booted()
-    if not ctx.triggered_boot():
-        settle_transactions(ctx, inbound.received)
-    inbound.after.append(ctx.refresh_rate_units)  # a reboot may come with new firmware
-    return {"status": "Accepted", "currentTime": utc_now_text(), "interval": ctx.heartbeat_interval}
-
-
-def settle_transactions(ctx: Context, at: int) -> None:
-    """A station that booted holds no transaction: those still open are settled (see
-    transactions.py), and their EVSEs are no longer active."""
-    settled = ctx.transactions.settle_all(ctx.id)
-    evses = sorted({record.connector_id for record in settled})
-    ctx.publish([Datapoint(dp.key(ctx.id, "Transaction", evse, "active"), False, at) for evse in evses])
-
-
-def heartbeat(ctx: Context, inbound: Inbound) -> dict[str, Any]:
-    ctx.publish(dp.heartbeat(ctx.id, inbound.received))
-    return {"currentTime": utc_now_text()}
+    return accept_boot(ctx, inbound, dp2.boot_notification(ctx.id, inbound.payload, inbound.received))
 
 
 def status_notification(ctx: Context, inbound: Inbound) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.handling import Context, Handler, Inbound
+from connector.handling import Context, Handler, Inbound, utc_now_text
 from connector.ocpp201 import handlers as v201
-from connector.ocpp201.handlers import acknowledged, notification, refused, utc_now_text
+from connector.ocpp201.handlers import acknowledged, notification, refused
 
 SCHEMAS = "2.1"  # the schemas (protocol.schema_fields) these handlers read fields from
 

@@ -35,7 +35,7 @@ STATUS = f"{CP}__StatusNotification__1__status"
 
 @asynccontextmanager
 async def simulator(connector: RunningConnector, chargers: int = 1, ocpp: str = "1.6") -> AsyncIterator[None]:
-    """The simulator's chargers (speaking `ocpp`) against `connector` while the block runs; stopped and awaited after."""
+    """The simulator's chargers (speaking `ocpp`) against `connector` while the block runs; then stopped."""
     stop = asyncio.Event()
     task = asyncio.create_task(run(Options(connector.url, chargers, ocpp, INTERVAL_S), stop))
     try:
