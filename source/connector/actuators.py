@@ -289,6 +289,29 @@ def build_call(name: str, connector_id: int, value: Any, facts: ChargerFacts | N
     return v16.build_call(name, connector_id, value, facts)
 
 
+def ocpp_call(version: str, actions: frozenset[str], id_tag_of: Callable[[str, dict[str, Any]], Any]) -> Build:
+    """execute_ocpp_call in `version`: any call a central system sends (one of `actions`), checked
+    against that version's schema; the id tag it starts or reserves for (`id_tag_of(action,
+    payload)`, None where it has none) is left to the id-tag policy like a remote start's."""
+    what = f'{{"action": "<OCPP {version} action>", "payload": {{...}}}}'
+
+    def build(value: Any, where: int, facts: ChargerFacts) -> OcppCall | Refusal:
+        request = json_object(value, what)
+        if isinstance(request, Refusal):
+            return request
+        action, payload = request.get("action"), request.get("payload", {})
+        if not isinstance(action, str) or action not in actions:
+            return Refusal(f"action must be one a central system sends in OCPP {version}, got {quote(action)}")
+        if not isinstance(payload, dict):
+            return Refusal(f"payload must be a JSON object, got {quote(payload)}")
+        id_tag = id_tag_of(action, payload)
+        if isinstance(id_tag, str) and not facts.id_tag_allowed(id_tag):
+            return Refusal(f"id tag {quote(id_tag)} is not allowed (OCPP_ALLOWED_ID_TAGS)")
+        return schema_checked(OcppCall(action, payload), version)
+
+    return build
+
+
 def data_transfer_payload(value: Any, data_as_text: bool) -> dict[str, Any] | Refusal:
     """execute_data_transfer's value, JSON text of `{"vendor_id", "message_id", "data"}`, as a
     DataTransfer payload; 1.6 wants `data` as text (`data_as_text`: other JSON is encoded), 2.x any JSON."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -157,10 +157,30 @@ def sampled_values(
     return [point for _, point in sampled_readings(cp, connector_id, meter_value, received, notes)]
 
 
+# One sampled value as a datapoint at `at`, or None where there is no reading (noted):
+# (cp, connector or EVSE id, sample, at, notes). Each version reads a value its own way.
+SamplePoint = Callable[[str, int, dict[str, Any], int, list[str]], Datapoint | None]
+
+
+def sample_point(cp: str, connector_id: int, sample: dict[str, Any], at: int, notes: list[str]) -> Datapoint | None:
+    """An OCPP 1.6 SampledValue as a datapoint."""
+    if str(sample["value"]).strip() == "":
+        # No reading: publishing "" would overwrite a number on a numeric sensor.
+        notes.append(f"empty value for {sample_key(cp, connector_id, sample)}; skipped it")
+        return None
+    return Datapoint(sample_key(cp, connector_id, sample), sample_value(sample, notes), at)
+
+
 def sampled_readings(
-    cp: str, connector_id: int, meter_value: Iterable[dict[str, Any]], received: int, notes: list[str]
+    cp: str,
+    connector_id: int,
+    meter_value: Iterable[dict[str, Any]],
+    received: int,
+    notes: list[str],
+    *,
+    point: SamplePoint = sample_point,
 ) -> list[Reading]:
-    """Every sampled value of every meterValue element, oldest element first."""
+    """Every sampled value of every meterValue element, oldest element first (`point`: the version's reading)."""
     stamped = [(parse_time(mv.get("timestamp"), received, notes), mv) for mv in meter_value]
     stamped.sort(key=lambda pair: pair[0])  # stable: equal times keep the charger's order
     readings: list[Reading] = []
@@ -169,12 +189,9 @@ def sampled_readings(
         if not samples:
             notes.append("meterValue element with an empty sampledValue; skipped it")
         for sample in samples:
-            if str(sample["value"]).strip() == "":
-                # No reading: publishing "" would overwrite a number on a numeric sensor.
-                notes.append(f"empty value for {sample_key(cp, connector_id, sample)}; skipped it")
-                continue
-            point = Datapoint(sample_key(cp, connector_id, sample), sample_value(sample, notes), at)
-            readings.append((sample, point))
+            made = point(cp, connector_id, sample, at, notes)
+            if made is not None:
+                readings.append((sample, made))
     return readings
 
 

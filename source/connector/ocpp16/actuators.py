@@ -30,8 +30,8 @@ from connector.actuators import (
     allowed_id_tag,
     charging_profile_id,
     data_transfer_payload,
-    json_object,
     limit_to_send,
+    ocpp_call,
     parse_choice,
     parse_number,
     quote,
@@ -251,21 +251,9 @@ def _data_transfer_answer(
     return [Datapoint(key(cp, "execute_data_transfer", "data"), payload.get("data"), at)]
 
 
-def _ocpp_call(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-    what = '{"action": "<OCPP 1.6 action>", "payload": {...}}'
-    request = json_object(value, what)
-    if isinstance(request, Refusal):
-        return request
-    action, payload = request.get("action"), request.get("payload", {})
-    if not isinstance(action, str) or action not in CENTRAL_ACTIONS:
-        return Refusal(f"action must be one a central system sends in OCPP 1.6, got {quote(action)}")
-    if not isinstance(payload, dict):
-        return Refusal(f"payload must be a JSON object, got {quote(payload)}")
-    if action in ("RemoteStartTransaction", "ReserveNow") and isinstance(payload.get("idTag"), str):
-        id_tag = allowed_id_tag(payload["idTag"], facts)
-        if isinstance(id_tag, Refusal):
-            return id_tag
-    return schema_checked(OcppCall(action, payload))
+def _id_tag_of(action: str, payload: dict[str, Any]) -> Any:
+    """The id tag a 1.6 call starts or reserves for (execute_ocpp_call), or None."""
+    return payload.get("idTag") if action in ("RemoteStartTransaction", "ReserveNow") else None
 
 
 def _ocpp_call_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
@@ -288,7 +276,7 @@ TRANSLATIONS: dict[str, Translation] = {
     "execute_reserve_now": Translation(_reserve_now, _reservation_answer),
     "execute_cancel_reservation": Translation(_cancel_reservation, _cancel_answer),
     "execute_data_transfer": Translation(_data_transfer, _data_transfer_answer),
-    "execute_ocpp_call": Translation(_ocpp_call, _ocpp_call_answer),
+    "execute_ocpp_call": Translation(ocpp_call("1.6", CENTRAL_ACTIONS, _id_tag_of), _ocpp_call_answer),
 }
 
 

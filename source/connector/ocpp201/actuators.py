@@ -43,8 +43,8 @@ from connector.actuators import (
     accepted,
     charging_profile_id,
     data_transfer_payload,
-    json_object,
     limit_to_send,
+    ocpp_call,
     parse_choice,
     parse_number,
     parse_text,
@@ -344,34 +344,10 @@ def data_transfer_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[st
     return [Datapoint(key(cp, "execute_data_transfer", "data"), value, at)]
 
 
-# What an operator's call must leave to the id-tag policy: (action, the field holding an IdToken).
-_ID_TOKEN_FIELDS = {"RequestStartTransaction": "idToken", "ReserveNow": "idToken"}
-
-
-def ocpp_call(version: str, actions: frozenset[str]) -> Build:
-    """Any call a CSMS sends in `version` (one of `actions`), checked against that version's schema."""
-    what = f'{{"action": "<OCPP {version} action>", "payload": {{...}}}}'
-
-    def build(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
-        request = json_object(value, what)
-        if isinstance(request, Refusal):
-            return request
-        action, payload = request.get("action"), request.get("payload", {})
-        if not isinstance(action, str) or action not in actions:
-            return Refusal(f"action must be one a central system sends in OCPP {version}, got {quote(action)}")
-        if not isinstance(payload, dict):
-            return Refusal(f"payload must be a JSON object, got {quote(payload)}")
-        refused = policy_refusal(text, facts) if (text := _token_text(payload, action)) is not None else None
-        return refused or schema_checked(OcppCall(action, payload), version)
-
-    return build
-
-
-def _token_text(payload: dict[str, Any], action: str) -> str | None:
-    """The id tag an operator's call starts or reserves for, where it has one."""
-    token = payload.get(_ID_TOKEN_FIELDS.get(action, ""))
-    text = token.get("idToken") if isinstance(token, dict) else None
-    return text if isinstance(text, str) else None
+def id_token_of(action: str, payload: dict[str, Any]) -> Any:
+    """The idToken text a 2.x call starts or reserves for (execute_ocpp_call), or None."""
+    token = payload.get("idToken") if action in ("RequestStartTransaction", "ReserveNow") else None
+    return token.get("idToken") if isinstance(token, dict) else None
 
 
 def ocpp_call_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
@@ -402,5 +378,5 @@ TRANSLATIONS: dict[str, Translation] = {
     "execute_reserve_now": Translation(reserve_now(ID_TOKEN_LENGTH), reservation_answer),
     "execute_cancel_reservation": Translation(_cancel_reservation, _cancel_answer),
     "execute_data_transfer": Translation(_data_transfer, data_transfer_answer),
-    "execute_ocpp_call": Translation(ocpp_call(OCPP_VERSION, CENTRAL_ACTIONS), ocpp_call_answer),
+    "execute_ocpp_call": Translation(ocpp_call(OCPP_VERSION, CENTRAL_ACTIONS, id_token_of), ocpp_call_answer),
 }

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from connector import datapoints as dp
 from connector.datapoints import (
     DEFAULT_LOCATION,
     DEFAULT_MEASURAND,
@@ -72,18 +73,13 @@ def sampled_readings(
     cp: str, evse_id: int, meter_value: Iterable[dict[str, Any]], received: int, notes: list[str]
 ) -> list[Reading]:
     """Every sampled value of every meterValue element as (sample, datapoint), oldest element first."""
-    stamped = [(parse_time(mv.get("timestamp"), received, notes), mv) for mv in meter_value]
-    stamped.sort(key=lambda pair: pair[0])  # stable: equal times keep the charger's order
-    readings: list[Reading] = []
-    for at, element in stamped:
-        samples = element.get("sampledValue") or []
-        if not samples:
-            notes.append("meterValue element with an empty sampledValue; skipped it")
-        for sample in samples:
-            value = sample_value(sample, notes)
-            if value is not None:
-                readings.append((sample, Datapoint(sample_key(cp, evse_id, sample), value, at)))
-    return readings
+    return dp.sampled_readings(cp, evse_id, meter_value, received, notes, point=sample_point)
+
+
+def sample_point(cp: str, evse_id: int, sample: dict[str, Any], at: int, notes: list[str]) -> Datapoint | None:
+    """A 2.x SampledValue as a datapoint: value x 10^multiplier."""
+    value = sample_value(sample, notes)
+    return None if value is None else Datapoint(sample_key(cp, evse_id, sample), value, at)
 
 
 def sample_key(cp: str, evse_id: int, sample: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from ocpp.v21.enums import MessageTriggerEnumType
 
-from connector.actuators import TRIGGER_MESSAGE, Build, Translation
+from connector.actuators import TRIGGER_MESSAGE, Build, Translation, ocpp_call
 from connector.ocpp201 import actuators as v201
 from connector.ocpp201.variables import set_variables
 
@@ -60,5 +60,5 @@ TRANSLATIONS: dict[str, Translation] = {
     ),
     "execute_reserve_now": _with_build("execute_reserve_now", v201.reserve_now(ID_TOKEN_LENGTH)),
     "execute_change_configuration": _with_build("execute_change_configuration", set_variables(OCPP_VERSION)),
-    "execute_ocpp_call": _with_build("execute_ocpp_call", v201.ocpp_call(OCPP_VERSION, CENTRAL_ACTIONS)),
+    "execute_ocpp_call": _with_build("execute_ocpp_call", ocpp_call(OCPP_VERSION, CENTRAL_ACTIONS, v201.id_token_of)),
 }
