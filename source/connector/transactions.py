@@ -62,6 +62,10 @@ MAX_OPEN = 100  # per charge point: beyond, the oldest open ones are settled (a 
 MAX_ENDED = 20  # per charge point: ended 2.x transactions whose seqNos are still recognised (a re-sent Ended)
 ENDED_KEEP_S = SETTLED_KEEP_S  # ... and for how long: a charger re-sends within minutes, an offline queue within days
 MAX_SEQ_RUNS = 16  # per 2.x transaction: runs of consecutive seqNos kept (see SeqNos)
+# seqNos appended to a charge point's journal (see `_journal_seq_no`) before its state file
+# is written whole again and the journal emptied: bounds the journal's size and its replay.
+MAX_JOURNAL_LINES = 256
+JOURNAL_SUFFIX = ".seq"
 
 EventOutcome = Literal["opened", "updated", "superseded"]  # what a 2.x Started/Updated event did (see `running`)
 
@@ -160,6 +164,8 @@ class TransactionStore:
         # transactions still recognised, with when they ended (seconds since 1970).
         self._seq_nos: dict[str, dict[str, SeqNos]] = {}
         self._ended: dict[str, dict[str, float]] = {}
+        # Lines in each charge point's seqNo journal since its state file was last written.
+        self._journaled: dict[str, int] = {}
         self._move_legacy_hashed_files()
 
     def start(self, cp: str, connector_id: int, id_tag: str, meter_start: int, started: str = "") -> TransactionRecord:
@@ -361,9 +367,10 @@ class TransactionStore:
                 self._settle(cp, "a new transaction on its EVSE", self._others_on(cp, record))
                 self._settle(cp, f"more than {MAX_OPEN} open", self._surplus(cp, record))
         self._note_seq_no(cp, transaction_id, seq_no)
-        # Only a change of the transaction is worth an fsync; a seqNo alone is written for
-        # a restart of the connector, not for a crash of the machine (see `_save`).
-        self._save(cp, durable=earlier != record)
+        if earlier == record:
+            self._journal_seq_no(cp, transaction_id, seq_no)  # the usual Updated event: one line
+        else:
+            self._save(cp)
         return outcome
 
     def _resume(self, cp: str, record: EvseTransaction) -> EventOutcome:
@@ -391,6 +398,45 @@ class TransactionStore:
 
     def _note_seq_no(self, cp: str, transaction_id: str, seq_no: int) -> None:
         self._seq_nos[cp].setdefault(transaction_id, SeqNos()).add(seq_no)
+
+    def _journal_seq_no(self, cp: str, transaction_id: str, seq_no: int) -> None:
+        """Record a seqNo handled, nothing else having changed, for a restart of the connector.
+
+        Writing the whole state file (a temporary file and a rename) for each of a fleet's
+        periodic TransactionEvents cost ~350 us a message; one line appended to the charge
+        point's journal costs a tenth of that. Like the file without fsync it survives the
+        connector's death, not the machine's; `_load` replays it, `_save` empties it.
+        """
+        if self._journaled.get(cp, 0) >= MAX_JOURNAL_LINES:
+            self._save(cp, durable=False)
+            return
+        try:
+            with self._journal_path(cp).open("a") as journal:
+                journal.write(json.dumps([transaction_id, seq_no]) + "\n")
+        except OSError:
+            self._save(cp, durable=False)  # a directory not created yet, or a full disk: the whole file
+            return
+        self._journaled[cp] = self._journaled.get(cp, 0) + 1
+
+    def _replay_journal(self, cp: str) -> None:
+        """Add the seqNos of the charge point's journal (a line cut short by a crash: skipped)."""
+        try:
+            with self._journal_path(cp).open() as journal:
+                lines = list(itertools.islice(journal, MAX_JOURNAL_LINES + 1))
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            LOG.error("%s: seqNo journal unreadable (%s); its seqNos are not known", cp, error)
+            return
+        for line in lines:
+            entry = _journal_entry(line)
+            if entry is not None:
+                self._note_seq_no(cp, *entry)
+        self._journaled[cp] = max(len(lines), 1)  # the next save empties it
+        self._prune_seq_nos(cp)
+
+    def _journal_path(self, cp: str) -> Path:
+        return self._path(cp).with_suffix(JOURNAL_SUFFIX)
 
     def _prune_ended(self, cp: str) -> None:
         """Keep the newest MAX_ENDED ended transactions younger than ENDED_KEEP_S."""
@@ -423,6 +469,8 @@ class TransactionStore:
         for memory in (self._last_id, self._open, self._settled, self._reservations, self._seq_nos, self._ended):
             memory.pop(cp, None)
         if not keep:
+            if self._journaled.pop(cp, 0):
+                self._journal_path(cp).unlink(missing_ok=True)
             self._path(cp).unlink(missing_ok=True)
 
     def _floor(self) -> int:
@@ -451,6 +499,7 @@ class TransactionStore:
             pass
         except (ValueError, KeyError, TypeError) as error:
             LOG.error("%s: transaction state %s unreadable (%s); starting afresh", cp, path, error)
+        self._replay_journal(cp)
 
     def _take(self, cp: str, state: dict[str, Any]) -> None:
         """Adopt a state file's content; ValueError, KeyError or TypeError, adopting nothing, if malformed."""
@@ -548,13 +597,29 @@ class TransactionStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with temporary.open("w") as file:
-                json.dump(state, file)
+                file.write(json.dumps(state))  # dumps: the C encoder; dump writes piecewise in Python
                 if durable:
                     file.flush()
                     os.fsync(file.fileno())
             os.replace(temporary, path)
+            if self._journaled.pop(cp, 0):
+                self._journal_path(cp).unlink(missing_ok=True)  # the file holds its seqNos now
         except OSError as error:
             LOG.error("%s: could not save transaction state to %s (%s); kept in memory only", cp, path, error)
+
+
+def _journal_entry(line: str) -> tuple[str, int] | None:
+    """A journal line `["<transaction id>", <seqNo>]`, or None where it is not one."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    if not (isinstance(entry, list) and len(entry) == 2):
+        return None
+    transaction_id, seq_no = entry
+    if isinstance(transaction_id, str) and isinstance(seq_no, int) and not isinstance(seq_no, bool) and seq_no >= 0:
+        return transaction_id, seq_no
+    return None
 
 
 def _mapping(state: dict[str, Any], name: str) -> dict[str, Any]:

@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 
 from connector.datapoints import EvseTransaction, TransactionRecord
 from connector.tests.test_transactions import Clock
-from connector.transactions import ENDED_KEEP_S, MAX_ENDED, MAX_OPEN, MAX_SEQ_RUNS, SeqNos, TransactionStore
+from connector.transactions import (
+    ENDED_KEEP_S,
+    JOURNAL_SUFFIX,
+    MAX_ENDED,
+    MAX_JOURNAL_LINES,
+    MAX_OPEN,
+    MAX_SEQ_RUNS,
+    SeqNos,
+    TransactionStore,
+)
 
 CP = "CP_1"
 
@@ -56,16 +65,97 @@ def test_too_many_gaps_close_the_oldest() -> None:
 
 
 def test_a_2_x_transaction_is_persisted_with_its_seq_nos(tmp_path: Path) -> None:
-    """A 2.x transaction and its seqNos are in the charge point's file, and a new store reads them back."""
+    """A 2.x transaction and its seqNos are kept (the file, and the journal of later seqNos); a new store reads them."""
     store = store_in(tmp_path)
     record = EvseTransaction("tx-1", 2, "TAG", 1500, "2026-11-21T10:00:00Z")
     assert store.running(CP, record, 0) == "opened"
     assert store.running(CP, record, 1) == "updated"
-    state = saved(tmp_path)
-    assert state["seq_nos"] == {"tx-1": [[0, 1]]}
+    assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 0]]}
+    assert journal(tmp_path).read_text() == '["tx-1", 1]\n'
     again = store_in(tmp_path)
     assert again.active(CP, 2) == record
-    assert again.repeated(CP, "tx-1", 1) and not again.repeated(CP, "tx-1", 2)
+    assert again.repeated(CP, "tx-1", 0) and again.repeated(CP, "tx-1", 1) and not again.repeated(CP, "tx-1", 2)
+
+
+def journal(directory: Path) -> Path:
+    return directory / "transactions" / f"{CP}{JOURNAL_SUFFIX}"
+
+
+def test_an_updated_event_appends_a_line_and_leaves_the_file_alone(tmp_path: Path) -> None:
+    """Updated events that change nothing but the seqNo are one journal line each; the state file is not rewritten."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    store.running(CP, record, 0)
+    before = (tmp_path / "transactions" / f"{CP}.json").stat().st_mtime_ns
+    for seq_no in range(1, 6):
+        store.running(CP, record, seq_no)
+    assert (tmp_path / "transactions" / f"{CP}.json").stat().st_mtime_ns == before
+    assert journal(tmp_path).read_text().splitlines() == [json.dumps(["tx-1", n]) for n in range(1, 6)]
+
+
+def test_a_change_of_the_transaction_writes_the_file_and_empties_the_journal(tmp_path: Path) -> None:
+    """An event that changes the record (here its id tag) writes the state file whole, seqNos included; no journal."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    for seq_no in range(3):
+        store.running(CP, record, seq_no)
+    store.running(CP, EvseTransaction("tx-1", 1, "OTHER", 0, "2026-11-21T10:00:00Z"), 3)
+    assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 3]]}
+    assert not journal(tmp_path).exists()
+
+
+def test_the_journal_is_bounded(tmp_path: Path) -> None:
+    """After MAX_JOURNAL_LINES lines the state file is written whole and the journal starts again."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    last = MAX_JOURNAL_LINES + 2  # 0 opens (a save), 1..MAX journaled, MAX + 1 a save, MAX + 2 journaled
+    for seq_no in range(last + 1):
+        store.running(CP, record, seq_no)
+    assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, last - 1]]}
+    assert journal(tmp_path).read_text() == json.dumps(["tx-1", last]) + "\n"
+    assert store_in(tmp_path).repeated(CP, "tx-1", last)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    ['["tx-1", 9', '["tx-1"]', "[7, 9]", '["tx-1", -1]', '["tx-1", true]', "\x00\x00"],
+    ids=["cut short", "one element", "not a text id", "negative", "a boolean", "garbage"],
+)
+def test_a_journal_line_that_is_not_one_is_skipped(tmp_path: Path, tail: str) -> None:
+    """A line a crash cut short (or any that is not `[id, seqNo >= 0]`) is skipped; the lines before it count."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    store.running(CP, record, 0)
+    store.running(CP, record, 1)
+    with journal(tmp_path).open("a") as file:
+        file.write(tail)
+    again = store_in(tmp_path)
+    assert again.repeated(CP, "tx-1", 1)
+    assert not again.repeated(CP, "tx-1", 9)
+    again.running(CP, EvseTransaction("tx-1", 1, "OTHER", 0, "2026-11-21T10:00:00Z"), 2)  # a whole save
+    assert not journal(tmp_path).exists()
+
+
+def test_forgetting_a_charge_point_removes_its_journal(tmp_path: Path) -> None:
+    """A charge point forgotten with nothing open leaves neither its file nor its journal behind."""
+    clock = Clock()
+    store = store_in(tmp_path, clock)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    store.running(CP, record, 0)
+    store.running(CP, record, 1)
+    store.ended(CP, "tx-1", 2)
+    store.running(CP, EvseTransaction("tx-2", 1, "TAG", 0, "2026-11-21T11:00:00Z"), 0)
+    store.ended(CP, "tx-2", 1)
+    store.running(CP, EvseTransaction("tx-3", 1, "TAG", 0, "2026-11-21T12:00:00Z"), 0)
+    store.running(CP, EvseTransaction("tx-3", 1, "TAG", 0, "2026-11-21T12:00:00Z"), 1)
+    store.ended(CP, "tx-3", 2)
+    assert not journal(tmp_path).exists()  # Ended writes the file whole
+    store.running(CP, EvseTransaction("tx-4", 1, "TAG", 0, "2026-11-21T13:00:00Z"), 0)
+    store.running(CP, EvseTransaction("tx-4", 1, "TAG", 0, "2026-11-21T13:00:00Z"), 1)
+    assert journal(tmp_path).exists()
+    store.settle_all(CP)
+    store.forget(CP)
+    assert not journal(tmp_path).exists()
 
 
 def test_a_1_6_file_stays_as_it_was(tmp_path: Path) -> None:
