@@ -1,0 +1,95 @@
+"""A hostile or broken OCPP 2.0.1 / 2.1 station over real WebSockets, a real mosquitto, the connector in
+between (INTERFACE.md 7 and 8): raw frames the ocpp library would refuse to send, and what they must not
+do to the connector: crash a handler, lose the station's data, leave a frame unanswered, or grow what
+the connector keeps for one peer without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+
+import pytest
+
+from connector.tests.conftest import RunningConnector, map_datapoints
+from connector.tests.harness import WAIT_S, MqttProbe
+from connector.tests.harness_ocpp2 import dumps, transaction_event
+
+VERSIONS = ["2.0.1", "2.1"]
+BEYOND_FLOAT = 10**400  # a JSON integer Python reads exactly, and no float can hold
+
+
+class Peer:
+    """A raw 2.x station that reads in the background: its answers by id, the connector's calls in order."""
+
+    def __init__(self, url: str, cp_id: str, version: str) -> None:
+        self.target, self.version = f"{url}/{cp_id}", version
+        self.calls: asyncio.Queue[list[Any]] = asyncio.Queue()
+        self.answers: dict[Any, asyncio.Future[list[Any]]] = {}
+        self._ids = itertools.count()
+
+    async def __aenter__(self) -> Peer:
+        import websockets
+        from websockets.typing import Subprotocol
+
+        offered = [Subprotocol(f"ocpp{self.version}")]
+        self.connection = await websockets.connect(self.target, subprotocols=offered, open_timeout=WAIT_S)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.close()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def _read(self) -> None:
+        async for text in self.connection:
+            frame = json.loads(text)
+            if frame[0] == 2:
+                self.calls.put_nowait(frame)
+            elif frame[1] in self.answers:
+                self.answers[frame[1]].set_result(frame)
+
+    async def send_call(self, action: str, payload: dict[str, Any]) -> list[Any]:
+        """Send a CALL and return the frame that answers it (CALLRESULT or CALLERROR)."""
+        unique_id = f"m{next(self._ids)}"
+        answer = self.answers[unique_id] = asyncio.get_running_loop().create_future()
+        await self.connection.send(dumps([2, unique_id, action, payload]))
+        async with asyncio.timeout(WAIT_S):
+            return await answer
+
+    async def next_call(self) -> list[Any]:
+        async with asyncio.timeout(WAIT_S):
+            return await self.calls.get()
+
+    async def answer(self, call: list[Any], payload: dict[str, Any]) -> None:
+        await self.connection.send(dumps([3, call[1], payload]))
+
+
+def cp_for(version: str, what: str) -> str:
+    return f"BAD_{version.replace('.', '')}_{what}"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_voltage_beyond_float_range_loses_no_transaction_event(
+    version: str, connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """A Voltage of 10**400 V (valid JSON, no float holds it) is no plausible voltage: the TransactionEvent
+    carrying it is answered, and its transaction published, instead of an InternalError that left the
+    event's seqNo handled and its values lost for good."""
+    cp = cp_for(version, "VOLT")
+    active, tx_id = f"{connector.name}/t/active", f"{connector.name}/t/tx"
+    await map_datapoints(
+        probe, connector, {f"{cp}__Transaction__1__active": active, f"{cp}__Transaction__1__transaction_id": tx_id}, {}
+    )
+    voltage = {"value": BEYOND_FLOAT, "measurand": "Voltage", "phase": "L1-N", "unitOfMeasure": {"unit": "V"}}
+    meter = [{"timestamp": "2026-12-04T10:00:00Z", "sampledValue": [voltage]}]
+    async with Peer(connector.url, cp, version) as peer:
+        answer = await peer.send_call("TransactionEvent", transaction_event("Started", 0, "tx-volt", meterValue=meter))
+        assert answer[0] == 3, answer
+        await probe.wait_value(tx_id, "tx-volt")
+        await probe.wait_value(active, True)
+        answer = await peer.send_call("MeterValues", {"evseId": 1, "meterValue": meter})
+        assert answer[0] == 3, answer
