@@ -58,6 +58,11 @@ LOG = logging.getLogger(__name__)
 RATE_CLOSE_CODE = 1008  # policy violation
 MAX_QUOTED = 200  # characters of a charger's error description quoted in a status
 MAX_NAMED_DEVIATIONS = 100  # per connection; bounds memory against a charger that varies them
+# Connector (1.6) or EVSE (2.x) ids a connection announces actuators for. Real chargers have
+# a few; an id is any integer, and at 1,000 frames/s a charger inventing one per frame grew
+# the set by gigabytes a day. The registry's key limit stops listing them long before (some
+# ten actuators per id against 2,000 keys), so ids beyond this are neither tracked nor announced.
+MAX_CONNECTORS_SEEN = 256
 
 
 class SessionEvents(Protocol):
@@ -449,9 +454,19 @@ class ChargePointSession:
             self._events.publish(self.id, points)
 
     def connector_seen(self, connector_id: int) -> None:
-        if connector_id not in self._connectors:
-            self._connectors.add(connector_id)
-            self._events.connector_seen(self.id, connector_id)
+        if connector_id in self._connectors:
+            return
+        if len(self._connectors) >= MAX_CONNECTORS_SEEN:
+            if self._first_time("connector ids beyond the bound"):
+                self.log.warning(
+                    "%s: more than %d connector or EVSE ids on this connection; no actuators announced for %.40s",
+                    self.id,
+                    MAX_CONNECTORS_SEEN,
+                    connector_id,
+                )
+            return
+        self._connectors.add(connector_id)
+        self._events.connector_seen(self.id, connector_id)
 
     def booted(self) -> None:
         self._events.booted(self.id)

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from connector.session import MAX_CONNECTORS_SEEN
 from connector.tests.conftest import RunningConnector, map_datapoints
 from connector.tests.harness import WAIT_S, MqttProbe
-from connector.tests.harness_ocpp2 import dumps, transaction_event
+from connector.tests.harness_ocpp2 import dumps, status, transaction_event
 
 VERSIONS = ["2.0.1", "2.1"]
 BEYOND_FLOAT = 10**400  # a JSON integer Python reads exactly, and no float can hold
@@ -93,3 +94,21 @@ async def test_a_voltage_beyond_float_range_loses_no_transaction_event(
         await probe.wait_value(active, True)
         answer = await peer.send_call("MeterValues", {"evseId": 1, "meterValue": meter})
         assert answer[0] == 3, answer
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_evse_ids_a_station_invents_are_tracked_only_up_to_a_bound(
+    version: str, connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """Every new evseId of a connection was remembered in the session forever (1,000 frames/s allowed:
+    gigabytes a day from one station); beyond MAX_CONNECTORS_SEEN new ones are not tracked, and still answered."""
+    cp = cp_for(version, "EVSES")
+    async with Peer(connector.url, cp, version) as peer:
+        for evse in range(MAX_CONNECTORS_SEEN + 50):
+            answer = await peer.send_call("StatusNotification", status(evse + 10**9))
+            assert answer[0] == 3, answer
+        session = connector.service.dispatcher.sessions[cp]
+        assert len(session._connectors) <= MAX_CONNECTORS_SEEN
+    await probe.wait_for(
+        connector.topic("logs"), lambda p: f"{cp}: more than {MAX_CONNECTORS_SEEN} connector or EVSE ids" in p["msg"]
+    )
