@@ -12,11 +12,13 @@ import json
 from typing import Any
 
 import pytest
+import websockets
+from websockets.typing import Subprotocol
 
 from connector.session import MAX_CONNECTORS_SEEN
-from connector.tests.conftest import RunningConnector, map_datapoints
+from connector.tests.conftest import RunningConnector, command, map_datapoints, wire
 from connector.tests.harness import WAIT_S, MqttProbe
-from connector.tests.harness_ocpp2 import dumps, status, transaction_event
+from connector.tests.harness_ocpp2 import boot, dumps, status, transaction_event
 
 VERSIONS = ["2.0.1", "2.1"]
 BEYOND_FLOAT = 10**400  # a JSON integer Python reads exactly, and no float can hold
@@ -32,9 +34,6 @@ class Peer:
         self._ids = itertools.count()
 
     async def __aenter__(self) -> Peer:
-        import websockets
-        from websockets.typing import Subprotocol
-
         offered = [Subprotocol(f"ocpp{self.version}")]
         self.connection = await websockets.connect(self.target, subprotocols=offered, open_timeout=WAIT_S)
         self._reader = asyncio.create_task(self._read())
@@ -56,7 +55,8 @@ class Peer:
     async def send_call(self, action: str, payload: dict[str, Any]) -> list[Any]:
         """Send a CALL and return the frame that answers it (CALLRESULT or CALLERROR)."""
         unique_id = f"m{next(self._ids)}"
-        answer = self.answers[unique_id] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.answers[unique_id] = answer
         await self.connection.send(dumps([2, unique_id, action, payload]))
         async with asyncio.timeout(WAIT_S):
             return await answer
@@ -112,3 +112,31 @@ async def test_evse_ids_a_station_invents_are_tracked_only_up_to_a_bound(
     await probe.wait_for(
         connector.topic("logs"), lambda p: f"{cp}: more than {MAX_CONNECTORS_SEEN} connector or EVSE ids" in p["msg"]
     )
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_boot_storm_queues_at_most_one_rate_unit_read_before_a_limit(
+    version: str, connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """Each BootNotification queued one more rate-unit read behind the one in flight, each waiting out the
+    response timeout: a station booting in a loop grew the connector's tasks without bound and held every
+    limit behind them. Now a read waiting its turn covers the boots after it: at most two go out."""
+    cp = cp_for(version, "BOOTS")
+    limit = f"{cp}__execute_send_charging_profile__0"
+    topics = await wire(probe, connector, limit)
+    async with Peer(connector.url, cp, version) as peer:
+        for _ in range(20):
+            answer = await peer.send_call("BootNotification", boot())
+            assert answer[2]["status"] == "Accepted"
+        probe.publish(topics[limit][0], command(11000))
+        reads = 0
+        while True:
+            call = await peer.next_call()
+            if call[2] != "GetVariables":
+                break
+            reads += 1
+            await peer.connection.send(dumps([4, call[1], "NotImplemented", "no device model here", {}]))
+        assert call[2] == "SetChargingProfile"
+        assert reads <= 2
+        await peer.answer(call, {"status": "Accepted"})
+        await probe.wait_for(topics[limit][1], lambda p: p["value"] == "Accepted")
