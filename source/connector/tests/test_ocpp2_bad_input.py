@@ -15,6 +15,7 @@ import pytest
 import websockets
 from websockets.typing import Subprotocol
 
+from connector.registry import MAX_KEY_CHARS
 from connector.session import MAX_CONNECTORS_SEEN
 from connector.tests.conftest import RunningConnector, command, map_datapoints, wire
 from connector.tests.harness import WAIT_S, MqttProbe
@@ -140,3 +141,37 @@ async def test_a_boot_storm_queues_at_most_one_rate_unit_read_before_a_limit(
         assert reads <= 2
         await peer.answer(call, {"status": "Accepted"})
         await probe.wait_for(topics[limit][1], lambda p: p["value"] == "Accepted")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_key_of_a_megabyte_never_reaches_the_fleets_listing(
+    version: str, connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """Component names are the station's (maxLength is a tolerated deviation): a NotifyReport naming one of
+    600,000 characters minted a key as long, listed in every available_datapoints; some hundreds of them
+    took the listing past MQTT's 256 MB, and then no charger's new key was listed again. A key beyond
+    MAX_KEY_CHARS is not kept, named in a WARNING; the report's other variables are published."""
+    cp = cp_for(version, "LONGKEY")
+    huge = "C" * 600_000
+    report = {
+        "requestId": 1,
+        "generatedAt": "2026-12-04T10:00:00Z",
+        "seqNo": 0,
+        "reportData": [
+            {"component": {"name": huge}, "variable": {"name": "V"}, "variableAttribute": [{"value": "1"}]},
+            {
+                "component": {"name": "OCPPCommCtrlr"},
+                "variable": {"name": "HeartbeatInterval"},
+                "variableAttribute": [{"value": "300"}],
+            },
+        ],
+    }
+    normal = f"{cp}__Variable__OCPPCommCtrlr__HeartbeatInterval"
+    async with Peer(connector.url, cp, version) as peer:
+        answer = await peer.send_call("NotifyReport", report)
+        assert answer[0] == 3, str(answer)[:200]
+    listing = await probe.wait_for(
+        connector.topic("available_datapoints"), lambda p: isinstance(p, dict) and normal in p["sensor"]
+    )
+    assert all(len(key) <= MAX_KEY_CHARS for key in [*listing["sensor"], *listing["actuator"]])
+    await probe.wait_for(connector.topic("logs"), lambda p: f"{cp}: key of 600" in p["msg"])
