@@ -175,3 +175,61 @@ async def test_a_key_of_a_megabyte_never_reaches_the_fleets_listing(
     )
     assert all(len(key) <= MAX_KEY_CHARS for key in [*listing["sensor"], *listing["actuator"]])
     await probe.wait_for(connector.topic("logs"), lambda p: f"{cp}: key of 600" in p["msg"])
+
+
+async def test_21_only_frame_types_on_a_201_connection_get_message_type_not_supported(
+    connector: RunningConnector,
+) -> None:
+    """A CALLRESULTERROR (5) or SEND (6) on 2.0.1, which has neither, is answered MessageTypeNotSupported
+    (OCPP-J 2.0.1 4.4), never handled as a call; the session goes on."""
+    async with Peer(connector.url, cp_for("2.0.1", "TYPES"), "2.0.1") as peer:
+        for frame in ([5, "r1", "InternalError", "nope", {}], [6, "s1", "Heartbeat", {}]):
+            answer = peer.answers[frame[1]] = asyncio.get_running_loop().create_future()
+            await peer.connection.send(dumps(frame))
+            async with asyncio.timeout(WAIT_S):
+                assert (await answer)[:3] == [4, frame[1], "MessageTypeNotSupported"]
+        assert (await peer.send_call("Heartbeat", {}))[0] == 3
+
+
+async def test_a_21_result_error_with_the_limits_id_does_not_end_the_limit(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """2.1's CALLRESULTERROR says the peer could not use *our answer*: one carrying the id of our limit in
+    flight is no answer to it, and the CALLRESULT that follows is the one that counts."""
+    cp = cp_for("2.1", "RESULTERROR")
+    limit = f"{cp}__execute_send_charging_profile__0"
+    topics = await wire(probe, connector, limit)
+    async with Peer(connector.url, cp, "2.1") as peer:
+        probe.publish(topics[limit][0], command(7000))
+        call = await peer.next_call()
+        if call[2] == "GetVariables":  # the first limit reads the rate units
+            await peer.connection.send(dumps([4, call[1], "NotImplemented", "no", {}]))
+            call = await peer.next_call()
+        assert call[2] == "SetChargingProfile"
+        await peer.connection.send(dumps([5, call[1], "InternalError", "forged", {}]))
+        await peer.answer(call, {"status": "Accepted"})
+        await probe.wait_for(topics[limit][1], lambda p: p["value"] == "Accepted")
+    assert [p["value"] for p in probe.on(topics[limit][1])] == ["Accepted"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_multipliers_and_values_out_of_range_skip_only_their_value(
+    version: str, connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """multiplier 300 or -300, 1e308 x 10^24: each such value skipped (no inf, no minutes of arithmetic),
+    the message answered and its sensible value published."""
+    cp = cp_for(version, "MULT")
+    power = f"{connector.name}/t/power"
+    await map_datapoints(probe, connector, {f"{cp}__MeterValues__1__Power.Active.Import__W": power}, {})
+    samples = [
+        {"value": 1, "measurand": "Current.Import", "unitOfMeasure": {"unit": "A", "multiplier": 300}},
+        {"value": 1, "measurand": "Current.Offered", "unitOfMeasure": {"unit": "A", "multiplier": -300}},
+        {"value": 1e308, "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"multiplier": 24}},
+        {"value": 4.2, "measurand": "Power.Active.Import", "unitOfMeasure": {"unit": "W", "multiplier": 3}},
+    ]
+    async with Peer(connector.url, cp, version) as peer:
+        meter = {"evseId": 1, "meterValue": [{"timestamp": "2026-12-04T10:00:00Z", "sampledValue": samples}]}
+        assert (await peer.send_call("MeterValues", meter))[0] == 3
+        await probe.wait_value(power, 4200.0)
+    keys = connector.service.registry.sensors
+    assert not any(k.startswith(f"{cp}__MeterValues__1__Current") or "Energy" in k for k in keys if cp in k)
