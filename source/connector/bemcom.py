@@ -29,7 +29,16 @@ from connector.mqtt_client import (
 )
 from connector.outbox import Outbox
 from connector.protocol import load_json
-from connector.registry import OWN_TOPICS, ActuatorRef, DatapointMap, KeyLimitError, MapError, Registry
+from connector.registry import (
+    MAX_KEY_CHARS,
+    OWN_TOPICS,
+    ActuatorRef,
+    DatapointMap,
+    KeyLimitError,
+    KeyTooLongError,
+    MapError,
+    Registry,
+)
 from connector.settings import Settings
 from connector.spool import SPOOL_FILE, Spool
 
@@ -103,6 +112,7 @@ class BemcomMqtt:
         self._available_changed = asyncio.Event()
         self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
         self._over_key_limit: set[str | None] = set()
+        self._sent_long_key: set[str | None] = set()  # charge points named for a key beyond MAX_KEY_CHARS
         self._retained_seen: set[str] = set()  # actuator topics whose retained message was ignored
         # Up from the subscriptions after a connect until paho reports the connection lost;
         # written on the loop thread only, so a late connect callback cannot overtake a loss.
@@ -206,8 +216,8 @@ class BemcomMqtt:
             try:
                 if self._registry.add_sensor(point, cp):
                     self._available_changed.set()
-            except KeyLimitError:
-                self._key_limit_reached(cp, point.key)
+            except KeyLimitError as error:
+                self._key_refused(error, cp, point.key)
                 continue
             topic = self._registry.sensor_topic(point.key)
             if topic is not None:
@@ -218,8 +228,8 @@ class BemcomMqtt:
         try:
             if self._registry.add_actuator(key, ref, example, listed):
                 self._available_changed.set()
-        except KeyLimitError:
-            self._key_limit_reached(ref.cp, key)
+        except KeyLimitError as error:
+            self._key_refused(error, ref.cp, key)
 
     def list_actuators(self, cp: str) -> None:
         if self._registry.list_actuators(cp):
@@ -232,7 +242,22 @@ class BemcomMqtt:
         """Drop everything of a charge point gone for long; the listing shrinks."""
         self._registry.forget(cp)
         self._over_key_limit.discard(cp)
+        self._sent_long_key.discard(cp)
         self._available_changed.set()
+
+    def _key_refused(self, error: KeyLimitError, cp: str | None, key: str) -> None:
+        if isinstance(error, KeyTooLongError):
+            if cp not in self._sent_long_key:  # once per charge point, like the key limit
+                self._sent_long_key.add(cp)
+                LOG.warning(
+                    "%s: key of %d characters not kept (at most %d), nor others as long: %.100r...",
+                    cp,
+                    len(key),
+                    MAX_KEY_CHARS,
+                    key,
+                )
+            return
+        self._key_limit_reached(cp, key)
 
     def _key_limit_reached(self, cp: str | None, key: str) -> None:
         if cp not in self._over_key_limit:  # once per charge point: it will keep trying

@@ -252,6 +252,7 @@ VOLTAGE_PHASES = {
 }
 LINE_TO_LINE = frozenset({"L1-L2", "L2-L3", "L3-L1"})
 SQRT_3 = math.sqrt(3)
+MAX_LINE_VOLTS = PLAUSIBLE_VOLTS[1] * SQRT_3  # the highest plausible reading, line-to-line included
 
 
 def note_phase_voltages(readings: Iterable[Reading], voltages: dict[str, float]) -> None:
@@ -266,6 +267,10 @@ def note_phase_voltages(readings: Iterable[Reading], voltages: dict[str, float])
         phase = VOLTAGE_PHASES.get(sample.get("phase", ""))
         value = point.value
         if phase is None or not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if not 0 < value <= MAX_LINE_VOLTS:
+            # Compared before any division: a JSON integer beyond float range (10**400) is
+            # valid JSON, and float() of it raised OverflowError, failing the whole message.
             continue
         volts = value / SQRT_3 if phase in LINE_TO_LINE else float(value)
         if PLAUSIBLE_VOLTS[0] <= volts <= PLAUSIBLE_VOLTS[1]:

@@ -101,8 +101,20 @@ def _section(message: dict[Any, Any], name: str) -> dict[str, str]:
     return section
 
 
+# Longest key a charge point may mint. Parts of keys are the charger's text (a measurand, a
+# unit, a 2.x component or variable name, a vendor id), and a schema's maxLength is a
+# tolerated deviation: a 600,000-character component name made a key as long, listed in
+# every available_datapoints message; some hundred of them took the listing past MQTT's
+# 256 MB, and then no charger's new key was listed again. Real keys have some tens.
+MAX_KEY_CHARS = 512
+
+
 class KeyLimitError(Exception):
     """A charge point has as many keys as OCPP_MAX_KEYS_PER_CHARGE_POINT allows."""
+
+
+class KeyTooLongError(KeyLimitError):
+    """A charge point's new key is longer than MAX_KEY_CHARS: not kept, like one beyond the limit."""
 
 
 def add_entry(entries: bytearray, key: str, example: Any) -> None:
@@ -296,6 +308,8 @@ class Registry:
     def _count_new_key(self, cp: str | None, keys: ChargePointKeys, key: str) -> None:
         # Keys of no charge point (the status of a key the map names) are bounded by the map;
         # the status of a known actuator by its actuator, and it must always reach the operator.
+        if cp is not None and len(key) > MAX_KEY_CHARS:
+            raise KeyTooLongError(cp)
         if cp is not None and keys.count >= self.max_keys_per_cp and not self._is_status(key):
             raise KeyLimitError(cp)
         keys.count += 1

@@ -58,6 +58,11 @@ LOG = logging.getLogger(__name__)
 RATE_CLOSE_CODE = 1008  # policy violation
 MAX_QUOTED = 200  # characters of a charger's error description quoted in a status
 MAX_NAMED_DEVIATIONS = 100  # per connection; bounds memory against a charger that varies them
+# Connector (1.6) or EVSE (2.x) ids a connection announces actuators for. Real chargers have
+# a few; an id is any integer, and at 1,000 frames/s a charger inventing one per frame grew
+# the set by gigabytes a day. The registry's key limit stops listing them long before (some
+# ten actuators per id against 2,000 keys), so ids beyond this are neither tracked nor announced.
+MAX_CONNECTORS_SEEN = 256
 
 
 class SessionEvents(Protocol):
@@ -91,6 +96,7 @@ class ChargePointSession:
         "_metrics",
         "_named",
         "_rate",
+        "_rate_units_waiting",
         "_raw_tap",
         "_refusals",
         "_response_timeout",
@@ -146,6 +152,7 @@ class ChargePointSession:
         self._response_timeout = response_timeout
         self._write_timeout = write_timeout
         self._rate = MessageRate(max_message_rate)
+        self._rate_units_waiting = False  # a rate-unit read is queued and not yet sent
         self._call_lock = asyncio.Lock()  # OCPP-J: one CALL of ours in flight at a time
         self._answer: asyncio.Future[Result | Error] | None = None  # to the call in flight
         self._connectors: set[int] = set()
@@ -381,14 +388,22 @@ class ChargePointSession:
         started, before its first limit), whatever the outcome: asking again before every
         limit would make each wait out the time-out of a charger that cannot answer. Its
         time-out fails no command queued behind it: the read is ours, they are the operator's.
+
+        A read still waiting for its turn answers for every boot until it goes out: without
+        this, a charger booting in a loop queued a read per boot, each waiting out the
+        time-out, tasks without bound with every limit behind them.
         """
         read = self.version.rate_units
         self.state.rate_units_asked = True  # a limit arriving meanwhile queues behind this read
+        if self._rate_units_waiting:
+            return
+        self._rate_units_waiting = True
         sent = False
 
         def build() -> OcppCall:  # called only when the call's turn comes and it goes out
             nonlocal sent
             sent = True
+            self._rate_units_waiting = False  # a boot from now on needs a read after this one
             call: OcppCall = read.call()
             return call
 
@@ -397,6 +412,9 @@ class ChargePointSession:
         except (CommandError, ConnectionClosed) as error:
             self._rate_units_unread(error, sent)
             return
+        finally:
+            if not sent:  # failed or cancelled before its turn: the next boot asks again
+                self._rate_units_waiting = False
         translation = self.version.actuators.get(read.actuator)
         if translation is not None:  # published like the operator's read of the same kind
             self.publish(translation.answer(self.id, 0, call, answer, dp.now_ms()))
@@ -449,9 +467,19 @@ class ChargePointSession:
             self._events.publish(self.id, points)
 
     def connector_seen(self, connector_id: int) -> None:
-        if connector_id not in self._connectors:
-            self._connectors.add(connector_id)
-            self._events.connector_seen(self.id, connector_id)
+        if connector_id in self._connectors:
+            return
+        if len(self._connectors) >= MAX_CONNECTORS_SEEN:
+            if self._first_time("connector ids beyond the bound"):
+                self.log.warning(
+                    "%s: more than %d connector or EVSE ids on this connection; no actuators announced for %.40s",
+                    self.id,
+                    MAX_CONNECTORS_SEEN,
+                    connector_id,
+                )
+            return
+        self._connectors.add(connector_id)
+        self._events.connector_seen(self.id, connector_id)
 
     def booted(self) -> None:
         self._events.booted(self.id)
