@@ -617,7 +617,8 @@ def _journal_entry(line: str) -> tuple[str, int] | None:
     if not (isinstance(entry, list) and len(entry) == 2):
         return None
     transaction_id, seq_no = entry
-    if isinstance(transaction_id, str) and isinstance(seq_no, int) and not isinstance(seq_no, bool) and seq_no >= 0:
+    # Any integer: the schema sets no minimum, and the store keeps what a charger sent.
+    if isinstance(transaction_id, str) and isinstance(seq_no, int) and not isinstance(seq_no, bool):
         return transaction_id, seq_no
     return None
 

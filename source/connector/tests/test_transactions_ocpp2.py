@@ -118,8 +118,8 @@ def test_the_journal_is_bounded(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "tail",
-    ['["tx-1", 9', '["tx-1"]', "[7, 9]", '["tx-1", -1]', '["tx-1", true]', "\x00\x00"],
-    ids=["cut short", "one element", "not a text id", "negative", "a boolean", "garbage"],
+    ['["tx-1", 9', '["tx-1"]', "[7, 9]", '["tx-1", 9.0]', '["tx-1", true]', "\x00\x00"],
+    ids=["cut short", "one element", "not a text id", "not an integer", "a boolean", "garbage"],
 )
 def test_a_journal_line_that_is_not_one_is_skipped(tmp_path: Path, tail: str) -> None:
     """A line a crash cut short (or any that is not `[id, seqNo >= 0]`) is skipped; the lines before it count."""
@@ -134,6 +134,15 @@ def test_a_journal_line_that_is_not_one_is_skipped(tmp_path: Path, tail: str) ->
     assert not again.repeated(CP, "tx-1", 9)
     again.running(CP, EvseTransaction("tx-1", 1, "OTHER", 0, "2026-11-21T10:00:00Z"), 2)  # a whole save
     assert not journal(tmp_path).exists()
+
+
+def test_a_negative_seq_no_is_journaled_and_replayed(tmp_path: Path) -> None:
+    """The schema sets seqNo no minimum: a negative one is recognised after a restart like any other."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    store.running(CP, record, 0)
+    store.running(CP, record, -3)
+    assert store_in(tmp_path).repeated(CP, "tx-1", -3)
 
 
 def test_forgetting_a_charge_point_removes_its_journal(tmp_path: Path) -> None:
