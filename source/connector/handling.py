@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from ocpp.messages import MessageType
+
 from connector import datapoints as dp
 from connector.authorization import IdTagPolicy
 from connector.charger import ChargerState
 from connector.datapoints import Datapoint
 from connector.observed import Observed
+from connector.protocol import check_payload, strictly_valid
 from connector.transactions import TransactionStore
 
 
@@ -63,6 +66,27 @@ class Context(Protocol):
 
 
 Handler = Callable[[Context, Inbound], dict[str, Any]]
+
+
+class CallRefusedError(Exception):
+    """Raised by a handler: the CALL is answered with this CALLERROR (the version's code), not a result."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+def echo_checked(action: str, answer: dict[str, Any], version: str) -> dict[str, Any]:
+    """An answer that echoes what the charger sent, if `version`'s schema takes it back.
+
+    A request's over-long or unlisted text is tolerated on the way in (protocol.py); copied
+    into our answer it would make the answer invalid, so the CALL is refused instead.
+    """
+    if strictly_valid(action, answer, MessageType.CallResult, version):
+        return answer
+    why = check_payload(action, answer, MessageType.CallResult, version).unquoted or ["a field beyond the schema"]
+    raise CallRefusedError("PropertyConstraintViolation", f"our answer cannot echo it: {why[0]}"[:200])
 
 
 # -- what every version's handlers share ---------------------------------------------------

@@ -343,6 +343,11 @@ def _compiled(message_type: int, action: str, version: str) -> Callable[[Any], A
     return fastjsonschema.compile({**schema, "$schema": _DRAFT_4}, use_default=False, use_formats=False)
 
 
+def strictly_valid(action: str, payload: dict[str, Any], message_type: int, version: str = OCPP_VERSION) -> bool:
+    """Whether `payload` meets `version`'s whole schema, tolerated keywords included (for what we send)."""
+    return _compiled_accepts(action, payload, message_type, version)
+
+
 def _compiled_accepts(
     action: str, payload: dict[str, Any], message_type: int, version: str, *, core: bool = False
 ) -> bool:

@@ -34,7 +34,7 @@ from connector.actuators import OcppCall, Refusal
 from connector.authorization import IdTagPolicy
 from connector.charger import ChargerState
 from connector.datapoints import Datapoint
-from connector.handling import Handler, Inbound, NotCovered, OcppVersion
+from connector.handling import CallRefusedError, Handler, Inbound, NotCovered, OcppVersion
 from connector.limits import MessageRate, RefusalLog
 from connector.metrics import FrameMetrics
 from connector.observed import Observed
@@ -220,6 +220,12 @@ class ChargePointSession:
         inbound = Inbound(call.payload, received)
         try:
             response = self.version.handlers[call.action](self, inbound)
+        except CallRefusedError as refused:
+            self._refused("refused frames", "%s: refused %s: %s", self.id, call.action, refused.description)
+            if call.answer:
+                code = self.version.error_code(refused.code)
+                await self._send(self._endpoint.error(call.unique_id, code, refused.description))
+            return
         except Exception as error:
             self.log.exception("%s: handling %s failed", self.id, call.action)
             if call.answer:

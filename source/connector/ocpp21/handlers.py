@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.handling import Context, Handler, Inbound, utc_now_text
+from connector.handling import Context, Handler, Inbound, echo_checked, utc_now_text
 from connector.ocpp201 import handlers as v201
 from connector.ocpp201.handlers import acknowledged, notification, refused
 
@@ -53,7 +53,7 @@ def get_certificate_chain_status(ctx: Context, inbound: Inbound) -> dict[str, An
         }
         for request in inbound.payload["certificateStatusRequests"]
     ]
-    return {"certificateStatus": statuses}
+    return echo_checked("GetCertificateChainStatus", {"certificateStatus": statuses}, SCHEMAS)
 
 
 def _hash_data(sent: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +72,7 @@ def pull_dynamic_schedule_update(ctx: Context, inbound: Inbound) -> dict[str, An
 def vat_number_validation(ctx: Context, inbound: Inbound) -> dict[str, Any]:
     p = inbound.payload
     echoed = {"vatNumber": p["vatNumber"], **({"evseId": p["evseId"]} if "evseId" in p else {})}
-    return refused("Rejected", "no VAT number validation", **echoed)
+    return echo_checked("VatNumberValidation", refused("Rejected", "no VAT number validation", **echoed), SCHEMAS)
 
 
 HANDLERS: dict[str, Handler] = {

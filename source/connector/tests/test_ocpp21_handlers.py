@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ocpp.messages import MessageType
 from ocpp.v21.enums import Action
 
+from connector.handling import CallRefusedError
 from connector.ocpp21.handlers import HANDLERS
 from connector.ocpp201 import handlers as v201
 from connector.tests.handler_context import CP, FakeContext, assert_valid, event, handle, register, requests
@@ -109,6 +110,33 @@ def test_certificate_chain_status_answers_each_certificate_failed(ctx: FakeConte
     answer = answer_of(ctx, "GetCertificateChainStatus", payload)
     assert [s["certificateHashData"] for s in answer["certificateStatus"]] == hashes
     assert {s["status"] for s in answer["certificateStatus"]} == {"Failed"}
+
+
+@pytest.mark.parametrize(
+    ("action", "payload"),
+    [
+        ("VatNumberValidation", {"vatNumber": "DE" + "1" * 40}),
+        (
+            "GetCertificateChainStatus",
+            {"certificateStatusRequests": [{
+                "certificateHashData": {
+                    "hashAlgorithm": "SHA256", "issuerNameHash": "n" * 200, "issuerKeyHash": "k", "serialNumber": "1",
+                },
+                "source": "OCSP",
+                "urls": ["http://ocsp.example.com"],
+            }]},
+        ),
+    ],
+    ids=["vatNumber beyond 20", "issuerNameHash beyond 128"],
+)  # fmt: skip
+def test_a_tolerated_field_that_the_answer_would_echo_is_refused(
+    ctx: FakeContext, action: str, payload: dict[str, Any]
+) -> None:
+    """Over-long text the request's check tolerates would make our echoing answer invalid: the CALL is refused."""
+    with pytest.raises(CallRefusedError) as refused:
+        handle(HANDLERS, ctx, action, payload)
+    assert refused.value.code == "PropertyConstraintViolation"
+    assert "our answer cannot echo it" in refused.value.description
 
 
 def test_a_2_1_transaction_with_its_new_fields_maps_as_2_0_1(ctx: FakeContext) -> None:

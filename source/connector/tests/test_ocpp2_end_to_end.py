@@ -291,3 +291,21 @@ async def test_a_21_send_frame_gets_no_answer_and_a_result_error_is_logged(
         lambda p: "could not use our answer r1" in p["msg"] and "InternalError" in p["msg"],
         since=since,
     )
+
+
+async def test_a_21_request_our_answer_cannot_echo_is_refused_by_name(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """A vatNumber beyond 2.1's 20 characters would make our echoing answer invalid: a CALLERROR, logged."""
+    since = len(probe.messages)
+    async with RawStation(connector.url, "CP_21_VAT", "2.1") as raw:
+        answer = await raw.exchange(dumps([2, "v", "VatNumberValidation", {"vatNumber": "DE" + "1" * 40}]))
+        assert answer[:3] == [4, "v", "PropertyConstraintViolation"]
+        assert "vatNumber" in answer[3]
+        answer = await raw.exchange(dumps([2, "w", "VatNumberValidation", {"vatNumber": "DE123456789"}]))
+        assert answer[:2] == [3, "w"] and answer[2]["status"] == "Rejected"
+    await probe.wait_for(
+        connector.topic("logs"),
+        lambda p: "refused VatNumberValidation" in p["msg"] and "cannot echo" in p["msg"],
+        since=since,
+    )
