@@ -382,7 +382,7 @@ class BemcomMqtt:
             self._client.subscribe(topic, qos=2)
         # A newly mapped sensor gets its latest value at once: some (boot data) never repeat.
         for key, topic in new_map.sensor.items():
-            latest = self._registry.sensors.get(key)
+            latest = self._registry.latest(key)
             if latest is not None and old_map.sensor.get(key) != topic:
                 self._publish_value(topic, latest)
         LOG.info("datapoint_map applied: %d sensors, %d actuators", len(new_map.sensor), len(new_map.actuator))

@@ -137,6 +137,12 @@ def listed_keys(entries: bytearray) -> list[str]:
 
 
 MAX_EXAMPLE_CHARS = 200
+# Text longer than this is not kept as a sensor's latest value: a charger could otherwise
+# hold its keys' limit x a frame's size of memory (2,000 NotifyReport values of 1 MB each).
+# Every value is published all the same; only a sensor mapped later misses such a value
+# until its next one. 2.x's longest variable value (ValueType) is 2,500 characters.
+MAX_KEPT_CHARS = 4096
+NOT_KEPT = "<not kept: longer than MAX_KEPT_CHARS>"  # by identity: a charger's text never `is` it
 STATUS_SUFFIX = "__status"  # `<actuator key>__status`: the answer to the last command
 
 
@@ -202,20 +208,26 @@ class Registry:
 
         KeyLimitError for a new key of a charge point that has used up its keys.
         """
+        kept = point if not (isinstance(point.value, str) and len(point.value) > MAX_KEPT_CHARS) else None
         if point.key in self.sensors:
-            self.sensors[point.key] = point
+            self.sensors[point.key] = kept or point._replace(value=NOT_KEPT)
             return False
         keys = self._keys(cp)
         if keys.restored is not None and point.key in keys.restored:  # listed before a restart
             keys.restored.discard(point.key)
-            self.sensors[point.key] = point
+            self.sensors[point.key] = kept or point._replace(value=NOT_KEPT)
             return False
         self._count_new_key(cp, keys, point.key)
-        self.sensors[point.key] = point
+        self.sensors[point.key] = kept or point._replace(value=NOT_KEPT)
         add_entry(keys.sensors, point.key, point.value)  # its first value is its example
         if cp is not None:
             self.unsaved.append(KeyRecord(point.key, cp, shortened(point.value)))
         return True
+
+    def latest(self, key: str) -> Datapoint | None:
+        """A sensor's latest value, where it is known and kept (see MAX_KEPT_CHARS)."""
+        point = self.sensors.get(key)
+        return None if point is None or point.value is NOT_KEPT else point
 
     def add_actuator(self, key: str, ref: ActuatorRef, example: Any, listed: bool = True) -> bool:
         """Record an actuator; True if it is new to the listing. KeyLimitError as for sensors."""

@@ -9,7 +9,7 @@ import pytest
 
 from connector.bemcom import AVAILABLE_DATAPOINTS_BYTES_PER_S, AVAILABLE_DATAPOINTS_COALESCE_S, listing_pause
 from connector.datapoints import Datapoint
-from connector.registry import ActuatorRef, DatapointMap, MapError, Registry
+from connector.registry import MAX_KEPT_CHARS, ActuatorRef, DatapointMap, MapError, Registry
 
 VALID_MAPS: list[tuple[str, Any, dict[str, str], dict[str, str]]] = [
     (
@@ -236,7 +236,21 @@ def test_long_text_examples_are_cut_short_in_the_listing() -> None:
     registry.add_sensor(point("CP_1__DataTransfer__V", "x" * 1_000_000), "CP_1")
     listed = json.loads(registry.available_datapoints())["sensor"]["CP_1__DataTransfer__V"]
     assert listed == "x" * 200 + "..."
-    assert registry.sensors["CP_1__DataTransfer__V"].value == "x" * 1_000_000  # the value itself is kept whole
+
+
+def test_long_text_is_published_but_not_kept_as_the_latest_value() -> None:
+    """Text beyond MAX_KEPT_CHARS is not held as a latest value (memory a charger could fill); shorter text is."""
+    registry = Registry()
+    registry.add_sensor(point("CP_1__DataTransfer__V", "x" * (MAX_KEPT_CHARS + 1)), "CP_1")
+    registry.add_sensor(point("CP_1__DataTransfer__W", "y" * MAX_KEPT_CHARS), "CP_1")
+    assert registry.latest("CP_1__DataTransfer__V") is None
+    assert "CP_1__DataTransfer__V" in registry.sensors  # known all the same: listed once, not new again
+    assert not registry.add_sensor(point("CP_1__DataTransfer__V", "x" * (MAX_KEPT_CHARS + 2)), "CP_1")
+    latest = registry.latest("CP_1__DataTransfer__W")
+    assert latest is not None and latest.value == "y" * MAX_KEPT_CHARS
+    registry.add_sensor(point("CP_1__DataTransfer__V", "short"), "CP_1")
+    again = registry.latest("CP_1__DataTransfer__V")
+    assert again is not None and again.value == "short"
 
 
 def test_unlisted_actuators_route_but_are_listed_only_when_asked() -> None:
