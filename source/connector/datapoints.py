@@ -106,12 +106,17 @@ NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 SIGNIFICANT_DIGITS = 12  # beyond any meter's precision; drops float noise like 0.15006999999999998
 
 
+# Python refuses int() of more than 4,300 digits (a guard against quadratic conversion);
+# longer digit strings take the float path below, which gives them back as text.
+MAX_INT_DIGITS = 4000
+
+
 def sampled_number(text: str) -> Scalar:
     """A sampled value as a JSON number where it is one, else the text unchanged."""
     stripped = text.strip()
     if not NUMBER.fullmatch(stripped):
         return text
-    if stripped.lstrip("-").isdigit():
+    if stripped.lstrip("-").isdigit() and len(stripped) <= MAX_INT_DIGITS:
         return int(stripped)
     number = float(stripped)
     if not math.isfinite(number):

@@ -12,11 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.datapoints import (
+    MAX_INT_DIGITS,
     Datapoint,
     TransactionRecord,
     boot_notification,
     heartbeat,
     meter_values,
+    sampled_number,
     status_notification,
     transaction_started,
     transaction_stopped,
@@ -499,3 +501,13 @@ def test_plausible_phase_voltages_are_kept_per_phase(
     voltages: dict[str, float] = {}
     note_phase_voltages(sampled_readings("CP", 1, meter_value, 0, []), voltages)
     assert voltages == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1" * MAX_INT_DIGITS, int("1" * MAX_INT_DIGITS)), ("1" * 5000, "1" * 5000), ("-" + "9" * 5000, "-" + "9" * 5000)],
+    ids=["longest int", "beyond int()'s limit", "negative, beyond"],
+)
+def test_a_number_too_long_for_int_is_kept_as_text(text: str, expected: Any) -> None:
+    """Python's int() refuses more than 4,300 digits: such a reading stays text instead of failing the message."""
+    assert sampled_number(text) == expected
