@@ -1,0 +1,295 @@
+"""Every rule of INTERFACE.md section 8 over real WebSockets, where test_ocpp2_end_to_end.py,
+test_negotiation.py and test_compression.py leave one untested; and sections 6 and 7
+(security profiles 1-3, the allow-list, the limits, bad input) shown for OCPP 2.0.1 stations.
+
+The ocpp library's 2.x stations (harness_ocpp2.py) where a station behaves, raw 2.x frames where
+it must not; a real mosquitto and the connector in process, restarted on the same STATE_DIR
+where a rule is about restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import trustme
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
+
+from connector.tests.conftest import RunningConnector, command, map_datapoints, start_connector, wire
+from connector.tests.harness import WAIT_S, ChargerLink, MqttProbe, send
+from connector.tests.harness_ocpp2 import (
+    RawStation,
+    StationLink,
+    boot,
+    dumps,
+    energy,
+    meter_values,
+    rate_unit_answer,
+    sample,
+    status,
+    transaction_event,
+)
+from connector.tests.test_ocpp2_end_to_end import started
+from connector.tests.test_security import basic, client_context, profile_3, tls_files  # noqa: F401 - a fixture
+
+Start = Callable[..., Awaitable[RunningConnector]]
+PASSWORDS = {"CP_201": "s3cret-201", "CP_OTHER": "other-pw"}
+
+
+@pytest.fixture
+async def start(settings_env: dict[str, str], probe: MqttProbe) -> AsyncIterator[Start]:
+    """Start connectors with settings added to the test's; each still running is stopped at the end."""
+    running: list[RunningConnector] = []
+
+    async def start_with(**settings: str) -> RunningConnector:
+        connector = await start_connector({**settings_env, **settings}, probe)
+        running.append(connector)
+        return connector
+
+    yield start_with
+    for connector in running:
+        if not connector.task.done():
+            await connector.stop()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+async def heartbeat_answered(station: Any) -> None:
+    answer = await station.send("Heartbeat", {})
+    assert answer["currentTime"].endswith("Z")
+
+
+async def logged(probe: MqttProbe, running: RunningConnector, *texts: str, since: int = 0) -> None:
+    """Until each of `texts` is part of a line on the logs topic (from message number `since` on)."""
+
+    def lines() -> list[str]:
+        return [p["msg"] for t, p, _ in probe.messages[since:] if t == running.topic("logs")]
+
+    await probe.wait_until(lambda: all(any(text in line for line in lines()) for text in texts))
+
+
+async def log_line(probe: MqttProbe, running: RunningConnector, text: str, since: int = 0) -> str:
+    found = await probe.wait_for(running.topic("logs"), lambda p: text in p["msg"], since=since)
+    return str(found["msg"])
+
+
+# -- versions, negotiation ------------------------------------------------------------------
+
+
+async def test_a_charger_moving_from_16_to_201_to_21_is_served_in_each(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """One identity connecting in 1.6, then 2.0.1, then 2.1 is served in each (that version's messages and
+    error codes), and `<cp>__ocpp_version` follows it."""
+    cp, version = "CP_MOVES", connector.topic("t/version")
+    await map_datapoints(probe, connector, {f"{cp}__ocpp_version": version}, {})
+    async with ChargerLink(connector.url, cp) as charger:
+        assert (await send(charger, "boot_notification")).status == "Accepted"
+        await probe.wait_value(version, "1.6")
+    async with RawStation(connector.url, cp, "2.0.1") as raw:
+        await probe.wait_value(version, "2.0.1")
+        # 1.6's StartTransaction is no 2.0.1 message; a 2.0.1 payload error is spelt the 2.0.1 way.
+        assert (await raw.exchange(dumps([2, "s", "StartTransaction", {}])))[:3] == [4, "s", "NotImplemented"]
+        assert (await raw.exchange(dumps([2, "f", "Heartbeat", []])))[:3] == [4, "f", "FormatViolation"]
+        answer = await raw.exchange(dumps([2, "b", "BootNotification", boot()]))
+        assert answer[:2] == [3, "b"] and answer[2]["status"] == "Accepted"
+    async with StationLink(connector.url, cp, "2.1") as station:
+        await probe.wait_value(version, "2.1")
+        await heartbeat_answered(station)
+    versions = [p["value"] for p in probe.on(version)]
+    assert versions == ["1.6", "2.0.1", "2.1"]
+
+
+async def test_a_handshake_offering_only_switched_off_protocols_is_refused(start: Start, probe: MqttProbe) -> None:
+    """With OCPP_PROTOCOLS=ocpp2.0.1,ocpp1.6 a station offering only ocpp2.1 gets HTTP 400; one offering
+    ocpp2.1 then ocpp2.0.1 is served in 2.0.1."""
+    running = await start(OCPP_PROTOCOLS="ocpp2.0.1,ocpp1.6")
+    with pytest.raises(InvalidStatus) as refused:
+        await websockets.connect(f"{running.url}/CP_21", subprotocols=[Subprotocol("ocpp2.1")], open_timeout=WAIT_S)
+    assert refused.value.response.status_code == 400
+    log = await log_line(probe, running, "CP_21: refused handshake")
+    assert "ocpp2.1" in log and "OCPP_PROTOCOLS is ocpp2.0.1,ocpp1.6" in log
+    async with StationLink(running.url, "CP_21", "2.0.1", subprotocols=["ocpp2.1", "ocpp2.0.1"]) as station:
+        assert station._connection.subprotocol == "ocpp2.0.1"
+        await heartbeat_answered(station)
+
+
+# -- security profiles 1-3 and the allow-list, for 2.0.1 ------------------------------------
+
+
+def credentials(cp: str, password: str) -> dict[str, Any]:
+    return {"additional_headers": {"Authorization": basic(cp, password)}}
+
+
+async def refused_status(url: str, cp: str, **options: Any) -> int:
+    """The HTTP status a 2.0.1 handshake to `url` is refused with."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with StationLink(url, cp, "2.0.1", **options):
+            pass
+    return refused.value.response.status_code
+
+
+async def test_profile_1_and_the_allow_list_hold_for_201(start: Start, probe: MqttProbe) -> None:
+    """HTTP Basic (user = identity) admits a 2.0.1 station with its password; a wrong or missing one gets 401,
+    an identity outside OCPP_ALLOWED_CHARGE_POINTS 403, before the WebSocket opens."""
+    running = await start(OCPP_BASIC_AUTH=json.dumps(PASSWORDS), OCPP_ALLOWED_CHARGE_POINTS="CP_201,CP_OTHER")
+    assert await refused_status(running.url, "CP_201", **credentials("CP_201", "wrong")) == 401
+    assert await refused_status(running.url, "CP_201") == 401
+    assert await refused_status(running.url, "CP_STRANGER", **credentials("CP_STRANGER", "x")) == 403
+    async with StationLink(running.url, "CP_201", "2.0.1", **credentials("CP_201", "s3cret-201")) as station:
+        assert (await station.send("BootNotification", boot()))["status"] == "Accepted"
+    logs = [p["msg"] for p in probe.on(running.topic("logs"))]
+    assert "CP_STRANGER: refused: not in OCPP_ALLOWED_CHARGE_POINTS" in logs
+    assert not any("s3cret" in line for line in logs)
+
+
+async def test_profile_2_serves_a_201_station_over_tls_with_its_password(
+    start: Start, tls_files: dict[str, str], ca: trustme.CA  # noqa: F811 - the fixture imported above
+) -> None:
+    """TLS and HTTP Basic: a 2.0.1 station with its password is served over wss://, a wrong password gets 401."""
+    running = await start(
+        OCPP_TLS_CERT_FILE=tls_files["cert"], OCPP_TLS_KEY_FILE=tls_files["key"], OCPP_BASIC_AUTH=json.dumps(PASSWORDS)
+    )
+    url = f"wss://127.0.0.1:{running.service.dispatcher.port}"
+    tls = {"ssl": client_context(ca, False)}
+    assert await refused_status(url, "CP_201", **tls, **credentials("CP_201", "s3cret-202")) == 401
+    async with StationLink(url, "CP_201", "2.0.1", **tls, **credentials("CP_201", "s3cret-201")) as station:
+        assert station._connection.subprotocol == "ocpp2.0.1"
+        await heartbeat_answered(station)
+
+
+async def test_profile_3_serves_a_201_station_with_a_client_certificate(
+    start: Start,
+    settings_env: dict[str, str],
+    tls_files: dict[str, str],  # noqa: F811 - the fixture imported above
+    ca: trustme.CA,
+) -> None:
+    """Client certificate from the CA plus HTTP Basic: served in 2.0.1; without a certificate the TLS handshake
+    fails; with one but a wrong password, 401."""
+    env = profile_3(settings_env, tls_files)
+    running = await start(**env, OCPP_BASIC_AUTH=json.dumps(PASSWORDS))
+    url = f"wss://127.0.0.1:{running.service.dispatcher.port}"
+    with pytest.raises((OSError, websockets.exceptions.InvalidMessage)):
+        async with StationLink(url, "CP_201", "2.0.1", ssl=client_context(ca, False)) as station:
+            await heartbeat_answered(station)
+    certified = {"ssl": client_context(ca, True)}
+    assert await refused_status(url, "CP_201", **certified, **credentials("CP_201", "wrong")) == 401
+    async with StationLink(url, "CP_201", "2.0.1", **certified, **credentials("CP_201", "s3cret-201")) as station:
+        assert (await station.send("BootNotification", boot()))["status"] == "Accepted"
+
+
+# -- limits and bad input (section 7), for 2.0.1 --------------------------------------------
+
+
+async def closed_with(connection: websockets.ClientConnection) -> int | None:
+    async with asyncio.timeout(WAIT_S):
+        await connection.wait_closed()
+    return connection.close_code
+
+
+async def another_station_served(running: RunningConnector) -> None:
+    async with StationLink(running.url, "CP_BYSTANDER", "2.0.1") as station:
+        await heartbeat_answered(station)
+
+
+async def test_a_201_frame_beyond_the_size_limit_is_closed_1009(start: Start, probe: MqttProbe) -> None:
+    """OCPP_MAX_FRAME_SIZE cuts a 2.0.1 station off with 1009; a frame within it was answered; others go on."""
+    running = await start(OCPP_MAX_FRAME_SIZE="2048")
+    async with RawStation(running.url, "CP_BIG") as raw:
+        fits = dumps([2, "ok", "DataTransfer", {"vendorId": "V", "data": "x" * 1900}])
+        answer = await raw.exchange(fits)
+        assert answer[:2] == [3, "ok"] and answer[2]["status"] == "UnknownVendorId"
+        await raw.connection.send(dumps([2, "big", "DataTransfer", {"vendorId": "V", "data": "x" * 4000}]))
+        assert await closed_with(raw.connection) == 1009
+    assert "OCPP_MAX_FRAME_SIZE" in await log_line(probe, running, "CP_BIG: disconnected with close code 1009")
+    await another_station_served(running)
+
+
+async def test_a_flooding_201_station_is_closed_1008(start: Start, probe: MqttProbe) -> None:
+    """Beyond OCPP_MAX_MESSAGE_RATE a 2.0.1 station is closed with 1008; the burst within it was answered."""
+    running = await start(OCPP_MAX_MESSAGE_RATE="2")
+    answered = []
+    async with RawStation(running.url, "CP_FLOOD") as raw:
+        for number in range(40):
+            await raw.connection.send(dumps([2, f"h{number}", "Heartbeat", {}]))
+        try:
+            async with asyncio.timeout(WAIT_S):
+                async for frame in raw.connection:
+                    answered.append(json.loads(frame)[1])
+        except ConnectionClosed:
+            pass
+        assert await closed_with(raw.connection) == 1008
+    assert "OCPP_MAX_MESSAGE_RATE" in await log_line(probe, running, "CP_FLOOD: disconnected with close code 1008")
+    assert answered[:20] == [f"h{n}" for n in range(20)] and len(answered) < 40
+    await another_station_served(running)
+
+
+async def test_a_201_station_minting_keys_stops_at_the_cap(start: Start, probe: MqttProbe) -> None:
+    """A 2.0.1 station's new keys stop at OCPP_MAX_KEYS_PER_CHARGE_POINT, with one warning; it is still answered."""
+    running = await start(OCPP_MAX_KEYS_PER_CHARGE_POINT="20")
+    async with RawStation(running.url, "CP_KEYS") as raw:
+        for number in range(40):
+            answer = await raw.exchange(dumps([2, f"d{number}", "DataTransfer", {"vendorId": f"V{number}"}]))
+            assert answer[0] == 3
+        await log_line(probe, running, "CP_KEYS: has 20 datapoint keys")
+        assert running.service.registry.key_count("CP_KEYS") == 20
+    warnings = [p for p in probe.on(running.topic("logs")) if "OCPP_MAX_KEYS_PER_CHARGE_POINT" in p["msg"]]
+    assert len(warnings) == 1
+
+
+async def test_bad_201_frames_get_201_answers_and_tolerated_ones_are_named(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """Not JSON: dropped with a log line; a CALL of the wrong shape: FormatViolation; an unknown message type:
+    MessageTypeNotSupported; a number sent as text: TypeConstraintViolation; an unlisted enum value and an
+    empty sampledValue: answered as valid and named in the log. The session goes on throughout."""
+    since = len(probe.messages)
+    async with RawStation(connector.url, "CP_JUNK") as raw:
+        await raw.connection.send("{not json")
+        assert (await raw.exchange(dumps([2, "w", "Heartbeat"])))[:3] == [4, "w", "FormatViolation"]
+        assert (await raw.exchange(dumps([7, "t", "Heartbeat", {}])))[:3] == [4, "t", "MessageTypeNotSupported"]
+        odd_status = {**status(1), "connectorStatus": "Charging"}  # 1.6's word, not 2.0.1's
+        assert (await raw.exchange(dumps([2, "e", "StatusNotification", odd_status])))[:2] == [3, "e"]
+        # 1.6's " 0.0" is a string field padded; 2.x's value is a JSON number, so text there is a type
+        # wrong (as 1.6's `"connectorId": "1"`), refused the 2.x way and not silently read.
+        padded = meter_values(1, {"value": " 0.0", "measurand": "Power.Active.Import"})
+        assert (await raw.exchange(dumps([2, "p", "MeterValues", padded])))[:3] == [4, "p", "TypeConstraintViolation"]
+        empty = {"evseId": 1, "meterValue": [{"timestamp": "2026-12-04T10:00:00Z", "sampledValue": []}]}
+        assert (await raw.exchange(dumps([2, "m", "MeterValues", empty])))[:2] == [3, "m"]
+    await logged(
+        probe,
+        connector,
+        "CP_JUNK: dropped frame (frame is not JSON)",
+        "CP_JUNK: tolerated schema deviation in StatusNotification: connectorStatus: 'Charging'",
+        "CP_JUNK: tolerated schema deviation in MeterValues: meterValue/0/sampledValue: []",
+        since=since,
+    )
+
+
+async def test_a_bad_value_for_a_201_station_is_refused_and_a_silent_station_times_out(
+    start: Start, probe: MqttProbe
+) -> None:
+    """A value a 2.0.1 actuator cannot take fails without a call; a station that never answers fails by time-out."""
+    running = await start(OCPP_RESPONSE_TIMEOUT="1")
+    reset, trigger = "CP_QUIET__execute_reset", "CP_QUIET__execute_trigger_message"
+    async with RawStation(running.url, "CP_QUIET") as raw:
+        topics = await wire(probe, running, reset, trigger)
+        since = len(probe.messages)
+        probe.publish(topics[reset][0], command("Sideways"))
+        failed = await probe.wait_for(topics[reset][1], lambda p: p["value"].startswith("Failed:"), since=since)
+        assert failed["value"] == "Failed: value must be one of Soft, Hard, OnIdle, Immediate; got 'Sideways'"
+        await logged(probe, running, f"(topic {topics[reset][0]}): Failed: value must be", since=since)
+        probe.publish(topics[trigger][0], command(3))
+        async with asyncio.timeout(WAIT_S):
+            call = json.loads(await raw.connection.recv())
+        assert call[0] == 2 and call[2:] == ["TriggerMessage", {"requestedMessage": "Heartbeat"}]
+        timed_out = await probe.wait_for(topics[trigger][1], lambda p: p["value"].startswith("Failed:"), since=since)
+    assert timed_out["value"] == "Failed: no answer within 1 s"
