@@ -293,3 +293,186 @@ async def test_a_bad_value_for_a_201_station_is_refused_and_a_silent_station_tim
         assert call[0] == 2 and call[2:] == ["TriggerMessage", {"requestedMessage": "Heartbeat"}]
         timed_out = await probe.wait_for(topics[trigger][1], lambda p: p["value"].startswith("Failed:"), since=since)
     assert timed_out["value"] == "Failed: no answer within 1 s"
+
+
+# -- boot, answers ------------------------------------------------------------------------
+
+VERSIONS = ["2.0.1", "2.1"]
+
+
+async def test_boot_publishes_every_field_and_answers_the_heartbeat_interval(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """BootNotification: Accepted with OCPP_CHARGER_HEARTBEAT_INTERVAL; reason, the station's fields in snake_case
+    and the modem's as modem_* are published."""
+    cp = "CP_BOOT"
+    fields = ("reason", "vendor_name", "model", "serial_number", "firmware_version", "modem_iccid", "modem_imsi")
+    topics = {f"{cp}__BootNotification__{f}": connector.topic(f"t/{f}") for f in fields}
+    await map_datapoints(probe, connector, topics, {})
+    async with StationLink(connector.url, cp, "2.0.1") as station:
+        answer = await station.send("BootNotification", boot("FirmwareUpdate"))
+        assert answer["status"] == "Accepted"
+        assert answer["interval"] == connector.service.settings.charger_heartbeat_interval
+        assert answer["currentTime"].endswith("Z")
+        expected = ("FirmwareUpdate", "Example", "Wallbox 2", "SN-1", "2.0.1-a", "8949", "2620")
+        for field, value in zip(fields, expected, strict=True):
+            await probe.wait_value(connector.topic(f"t/{field}"), value)
+
+
+T = "2026-12-04T10:00:00Z"
+PROFILE = {
+    "id": 1,
+    "stackLevel": 0,
+    "chargingProfilePurpose": "TxDefaultProfile",
+    "chargingProfileKind": "Relative",
+    "chargingSchedule": [
+        {"id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 1000.0}]}
+    ],
+}
+EVENT = {
+    "eventId": 1,
+    "timestamp": T,
+    "trigger": "Alerting",
+    "actualValue": "1",
+    "eventNotificationType": "HardWiredNotification",
+    "component": {"name": "EVSE"},
+    "variable": {"name": "Problem"},
+}
+OCSP = {"hashAlgorithm": "SHA256", "issuerNameHash": "a", "issuerKeyHash": "b", "serialNumber": "1", "responderURL": "x"}
+# One valid request of every message a 2.0.1 charging station sends, and the business answer due where the
+# connector has no such feature (INTERFACE.md 8); None: any schema-valid answer.
+STATION_MESSAGES: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
+    "Authorize": ({"idToken": {"idToken": "04A2B3C4", "type": "ISO14443"}}, {"idTokenInfo": {"status": "Accepted"}}),
+    "BootNotification": (boot(), None),
+    "ClearedChargingLimit": ({"chargingLimitSource": "EMS"}, {}),
+    "DataTransfer": ({"vendorId": "com.example", "data": {"a": 1}}, {"status": "UnknownVendorId"}),
+    "FirmwareStatusNotification": ({"status": "Installed"}, {}),
+    "Get15118EVCertificate": (
+        {"iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef", "action": "Install", "exiRequest": "AA=="},
+        None,
+    ),
+    "GetCertificateStatus": ({"ocspRequestData": OCSP}, None),
+    "Heartbeat": ({}, None),
+    "LogStatusNotification": ({"status": "Idle"}, {}),
+    "MeterValues": (meter_values(1, sample(1.0)), {}),
+    "NotifyChargingLimit": ({"chargingLimit": {"chargingLimitSource": "EMS"}}, {}),
+    "NotifyCustomerInformation": ({"data": "x", "seqNo": 0, "generatedAt": T, "requestId": 1}, {}),
+    "NotifyDisplayMessages": ({"requestId": 1}, {}),
+    "NotifyEVChargingNeeds": ({"chargingNeeds": {"requestedEnergyTransfer": "AC_three_phase"}, "evseId": 1}, None),
+    "NotifyEVChargingSchedule": ({"timeBase": T, "chargingSchedule": PROFILE["chargingSchedule"][0], "evseId": 1}, None),
+    "NotifyEvent": ({"generatedAt": T, "seqNo": 0, "eventData": [EVENT]}, {}),
+    "NotifyMonitoringReport": ({"requestId": 1, "seqNo": 0, "generatedAt": T}, {}),
+    "NotifyReport": ({"requestId": 1, "seqNo": 0, "generatedAt": T}, {}),
+    "PublishFirmwareStatusNotification": ({"status": "Idle"}, {}),
+    "ReportChargingProfiles": (
+        {"requestId": 1, "chargingLimitSource": "EMS", "evseId": 1, "chargingProfile": [PROFILE]},
+        {},
+    ),
+    "ReservationStatusUpdate": ({"reservationId": 1, "reservationUpdateStatus": "Expired"}, {}),
+    "SecurityEventNotification": ({"type": "FirmwareUpdated", "timestamp": T}, {}),
+    "SignCertificate": ({"csr": "x"}, None),
+    "StatusNotification": (status(1), {}),
+    "TransactionEvent": (transaction_event("Started", 0, "tx-answers"), {}),
+}
+
+
+async def test_every_201_station_message_gets_a_schema_valid_answer(connector: RunningConnector) -> None:
+    """Each message a 2.0.1 station may send is answered, schema-valid (the library checks it), with the
+    business answer of a CSMS without the feature: DataTransfer UnknownVendorId, SignCertificate Rejected, ..."""
+    from connector.ocpp201.handlers import HANDLERS
+
+    assert set(STATION_MESSAGES) == set(HANDLERS)
+    async with StationLink(connector.url, "CP_ASKS", "2.0.1") as station:
+        station.replies["GetVariables"] = rate_unit_answer("A,W")  # the read that follows the boot
+        answers = {action: await station.send(action, request) for action, (request, _) in STATION_MESSAGES.items()}
+    for action, (_, expected) in STATION_MESSAGES.items():
+        if expected is not None:
+            assert answers[action] == expected, action
+    assert answers["SignCertificate"]["status"] == "Rejected"
+    assert answers["Get15118EVCertificate"]["status"] == "Failed"
+    assert answers["GetCertificateStatus"]["status"] == "Failed"
+    assert answers["NotifyEVChargingNeeds"]["status"] == "Rejected"
+
+
+# -- transactions ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_allowed_id_tags_answer_authorize_and_transaction_events(
+    version: str, start: Start, probe: MqttProbe
+) -> None:
+    """With OCPP_ALLOWED_ID_TAGS, Authorize and a TransactionEvent's idTokenInfo say Accepted for a listed tag
+    (in any case) and Invalid for another; a remote start for an unlisted tag is refused, nothing sent."""
+    running = await start(OCPP_ALLOWED_ID_TAGS="04A2B3C4,CAFE")
+    cp = f"CP_TAGS_{version.replace('.', '')}"
+    remote_start = f"{cp}__execute_remote_start_transaction__1"
+
+    def token(tag: str) -> dict[str, str]:
+        return {"idToken": tag, "type": "ISO14443"}
+
+    async with StationLink(running.url, cp, version) as station:
+        assert (await station.send("Authorize", {"idToken": token("04a2b3c4")}))["idTokenInfo"]["status"] == "Accepted"
+        assert (await station.send("Authorize", {"idToken": token("DEADBEEF")}))["idTokenInfo"]["status"] == "Invalid"
+        started_ok = transaction_event("Started", 0, "tx-ok", idToken=token("CAFE"))
+        assert (await station.send("TransactionEvent", started_ok))["idTokenInfo"]["status"] == "Accepted"
+        started_bad = transaction_event("Started", 0, "tx-bad", evse=2, idToken=token("DEADBEEF"))
+        assert (await station.send("TransactionEvent", started_bad))["idTokenInfo"]["status"] == "Invalid"
+        topics = await wire(probe, running, remote_start)
+        since = len(probe.messages)
+        probe.publish(topics[remote_start][0], command("DEADBEEF"))
+        failed = await probe.wait_for(topics[remote_start][1], lambda p: p["value"].startswith("Failed"), since=since)
+        assert "OCPP_ALLOWED_ID_TAGS" in failed["value"]
+        assert station.received.empty()
+
+
+async def test_an_event_without_evse_belongs_to_its_transactions_evse(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """A transaction started on EVSE 2: its later events without `evse` publish under EVSE 2 (meter values,
+    charging state, its end with the `Local` a missing stoppedReason means), nothing under EVSE 0."""
+    cp = "CP_NOEVSE"
+    power, prefix = f"{cp}__MeterValues__2__Power.Active.Import__W", f"{cp}__Transaction__2__"
+    fields = ("active", "charging_state", "stop_reason", "energy")
+    await map_datapoints(
+        probe,
+        connector,
+        {power: connector.topic("t/power"), **{prefix + f: connector.topic(f"t/{f}") for f in fields}},
+        {},
+    )
+    async with StationLink(connector.url, cp, "2.0.1") as station:
+        await station.send("TransactionEvent", transaction_event("Started", 0, "tx-2", evse=2, meterValue=energy(100)))
+        await probe.wait_value(connector.topic("t/active"), True)
+        meter = [{"timestamp": T, "sampledValue": [sample(3000, "Power.Active.Import", "W")]}]
+        updated = transaction_event("Updated", 1, "tx-2", evse=None, chargingState="SuspendedEV", meterValue=meter)
+        await station.send("TransactionEvent", updated)
+        await probe.wait_value(connector.topic("t/power"), 3000)
+        await probe.wait_value(connector.topic("t/charging_state"), "SuspendedEV")
+        ended = transaction_event("Ended", 2, "tx-2", evse=None, meterValue=energy(2600, context="Transaction.End"))
+        await station.send("TransactionEvent", ended)
+        await probe.wait_value(connector.topic("t/active"), False)
+        await probe.wait_value(connector.topic("t/stop_reason"), "Local")
+        await probe.wait_value(connector.topic("t/energy"), 2500)
+    sensors = connector.service.registry.sensors
+    assert not [k for k in sensors if k.startswith((f"{cp}__Transaction__0__", f"{cp}__MeterValues__0__"))]
+
+
+async def test_an_offline_event_keeps_its_own_timestamps(connector: RunningConnector, probe: MqttProbe) -> None:
+    """An event sent `offline` publishes its meter values and fields at the charger's times, not at arrival."""
+    cp = "CP_OFFLINE"
+    power = f"{cp}__MeterValues__1__Power.Active.Import__W"
+    await map_datapoints(
+        probe,
+        connector,
+        {power: connector.topic("t/power"), f"{cp}__Transaction__1__charging_state": connector.topic("t/state")},
+        {},
+    )
+    then, sampled_at = "2026-11-30T08:00:00Z", "2026-11-30T07:59:30Z"
+    async with StationLink(connector.url, cp, "2.0.1") as station:
+        await station.send("TransactionEvent", transaction_event("Started", 0, "tx-o", at="2026-11-30T07:00:00Z"))
+        meter = [{"timestamp": sampled_at, "sampledValue": [sample(4200, "Power.Active.Import", "W")]}]
+        event = transaction_event("Updated", 1, "tx-o", at=then, offline=True, chargingState="Charging", meterValue=meter)
+        await station.send("TransactionEvent", event)
+        reading = await probe.wait_value(connector.topic("t/power"), 4200)
+        state = await probe.wait_value(connector.topic("t/state"), "Charging")
+    assert reading["timestamp"] == 1796025570000  # 2026-11-30T07:59:30Z
+    assert state["timestamp"] == 1796025600000  # 2026-11-30T08:00:00Z
