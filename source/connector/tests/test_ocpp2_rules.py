@@ -81,6 +81,17 @@ async def log_line(probe: MqttProbe, running: RunningConnector, text: str, since
     return str(found["msg"])
 
 
+async def wire_with(
+    probe: MqttProbe, running: RunningConnector, sensors: dict[str, str], *keys: str
+) -> dict[str, tuple[str, str]]:
+    """conftest.wire's map (each actuator key a command topic, its status a sensor) with more sensors in it:
+    a map replaces the last one whole."""
+    topics = {k: (running.topic(f"cmd/{k}"), running.topic(f"status/{k}")) for k in keys}
+    statuses = {f"{k}__status": status for k, (_, status) in topics.items()}
+    await map_datapoints(probe, running, {**sensors, **statuses}, {cmd: k for k, (cmd, _) in topics.items()})
+    return topics
+
+
 # -- versions, negotiation ------------------------------------------------------------------
 
 
@@ -476,3 +487,163 @@ async def test_an_offline_event_keeps_its_own_timestamps(connector: RunningConne
         state = await probe.wait_value(connector.topic("t/state"), "Charging")
     assert reading["timestamp"] == 1796025570000  # 2026-11-30T07:59:30Z
     assert state["timestamp"] == 1796025600000  # 2026-11-30T08:00:00Z
+
+
+async def test_open_transactions_and_their_seq_nos_survive_a_restart(start: Start, probe: MqttProbe) -> None:
+    """After a restart on the same STATE_DIR, a seqNo the old process handled publishes nothing (here sent with
+    other values, to see that none of them goes out), the next one does, and a remote stop names the transaction."""
+    cp = "CP_RESTART"
+    power, state = f"{cp}__MeterValues__1__Power.Active.Import__W", f"{cp}__Transaction__1__charging_state"
+    stop = f"{cp}__execute_remote_stop_transaction__1"
+
+    def updated(seq_no: int, watts: float, charging: str) -> dict[str, Any]:
+        meter = [{"timestamp": T, "sampledValue": [sample(watts, "Power.Active.Import", "W")]}]
+        return transaction_event("Updated", seq_no, "tx-r", evse=None, chargingState=charging, meterValue=meter)
+
+    first = await start()
+    async with StationLink(first.url, cp, "2.0.1") as station:
+        await station.send("TransactionEvent", transaction_event("Started", 0, "tx-r", meterValue=energy(500)))
+        await station.send("TransactionEvent", updated(1, 7000, "Charging"))
+    await first.stop()
+    second = await start()
+    topics = await wire_with(probe, second, {power: second.topic("t/power"), state: second.topic("t/state")}, stop)
+    since = len(probe.messages)
+    async with StationLink(second.url, cp, "2.0.1") as station:  # back without a boot, as after a CSMS restart
+        await station.send("TransactionEvent", updated(1, 4321, "SuspendedEVSE"))
+        await station.send("TransactionEvent", updated(2, 5555, "SuspendedEV"))
+        await probe.wait_value(second.topic("t/power"), 5555)
+        await probe.wait_value(second.topic("t/state"), "SuspendedEV")
+        probe.publish(topics[stop][0], command(True))
+        assert await station.next_call() == ("RequestStopTransaction", {"transactionId": "tx-r"})
+        await probe.wait_for(topics[stop][1], lambda p: p["value"] == "Accepted", since=since)
+    published = [p["value"] for t, p, _ in probe.messages[since:] if t in (second.topic("t/power"), second.topic("t/state"))]
+    assert 4321 not in published and "SuspendedEVSE" not in published
+
+
+# -- EVSEs and actuators --------------------------------------------------------------------
+
+PER_EVSE = (
+    "execute_send_charging_profile",
+    "execute_send_charging_profile_current",
+    "execute_remote_start_transaction",
+    "execute_remote_stop_transaction",
+    "execute_change_availability",
+)
+
+
+def actuators_of(cp: str, evse: int) -> set[str]:
+    return {f"{cp}__{name}__{evse}" for name in PER_EVSE}
+
+
+async def listed(probe: MqttProbe, running: RunningConnector, keys: set[str]) -> dict[str, Any]:
+    """The first available_datapoints listing whose actuators include `keys`."""
+    listing: dict[str, Any] = await probe.wait_for(
+        running.topic("available_datapoints"), lambda p: keys <= set(p["actuator"])
+    )
+    return listing
+
+
+async def test_per_evse_actuators_appear_when_an_evse_is_first_seen(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """EVSE 0's actuators (but remote stop) are listed on connect (and boot); EVSE 2's after its StatusNotification, 3's after MeterValues,
+    4's after a TransactionEvent, and none before."""
+    cp = "CP_EVSES"
+    async with StationLink(connector.url, cp, "2.0.1") as station:
+        station.replies["GetVariables"] = rate_unit_answer("A,W")
+        await station.send("BootNotification", boot())  # listed once booted (docs/datapoints.md)
+        # Stopping a transaction acts on one EVSE: not offered for the station as a whole.
+        on_connect = await listed(probe, connector, actuators_of(cp, 0) - {f"{cp}__execute_remote_stop_transaction__0"})
+        assert not any(k.endswith(("__2", "__3", "__4")) for k in on_connect["actuator"] if k.startswith(cp))
+        await station.send("StatusNotification", status(2))
+        await listed(probe, connector, actuators_of(cp, 2))
+        await station.send("MeterValues", meter_values(3, sample(10.0)))
+        await listed(probe, connector, actuators_of(cp, 3))
+        await station.send("TransactionEvent", transaction_event("Started", 0, "tx-4", evse=4))
+        await listed(probe, connector, actuators_of(cp, 4))
+    assert f"{cp}__execute_reset" in on_connect["actuator"]
+    assert f"{cp}__execute_trigger_message" in on_connect["actuator"]
+
+
+async def ask(
+    probe: MqttProbe, topics: dict[str, tuple[str, str]], station: Any, key: str, value: Any
+) -> tuple[str, dict[str, Any]]:
+    """Publish `value` to the actuator `key`; the call the station got, once its status says Accepted."""
+    since = len(probe.messages)
+    probe.publish(topics[key][0], command(value))
+    call: tuple[str, dict[str, Any]] = await station.next_call()
+    await probe.wait_for(topics[key][1], lambda p: p["value"] == "Accepted", since=since)
+    return call
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_trigger_numbers_and_resets_take_the_versions_words(
+    version: str, connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """Trigger 0-5 keep their 1.6 meaning in the version's names (1 is LogStatusNotification); reset Soft and
+    Hard are OnIdle and Immediate."""
+    cp = f"CP_WORDS_{version.replace('.', '')}"
+    trigger, reset = f"{cp}__execute_trigger_message", f"{cp}__execute_reset"
+    async with StationLink(connector.url, cp, version) as station:
+        topics = await wire(probe, connector, trigger, reset)
+        requested = [(await ask(probe, topics, station, trigger, number))[1] for number in range(6)]
+        resets = [(await ask(probe, topics, station, reset, kind))[1] for kind in ("Soft", "Hard")]
+    names = ["BootNotification", "LogStatusNotification", "FirmwareStatusNotification", "Heartbeat"]
+    assert requested == [{"requestedMessage": name} for name in [*names, "MeterValues", "StatusNotification"]]
+    assert resets == [{"type": "OnIdle"}, {"type": "Immediate"}]
+
+
+async def test_remote_start_ids_are_unique_per_charger_and_evse_0_names_no_evse(
+    start: Start, probe: MqttProbe
+) -> None:
+    """RequestStartTransaction: idToken type Central, no evseId for <c> = 0, a remoteStartId never repeated for
+    the charger, also after a restart."""
+    cp = "CP_STARTS"
+    starts = [f"{cp}__execute_remote_start_transaction__{c}" for c in (0, 1)]
+    calls = []
+    for _ in range(2):  # before and after a restart
+        running = await start()
+        async with StationLink(running.url, cp, "2.0.1") as station:
+            await station.send("StatusNotification", status(1))
+            topics = await wire(probe, running, *starts)
+            calls += [await ask(probe, topics, station, key, "04A2B3C4") for key in starts]
+        await running.stop()
+    assert all(action == "RequestStartTransaction" for action, _ in calls)
+    assert all(payload["idToken"] == {"idToken": "04A2B3C4", "type": "Central"} for _, payload in calls)
+    assert ["evseId" in payload for _, payload in calls] == [False, True, False, True]
+    assert calls[1][1]["evseId"] == 1
+    ids = [payload["remoteStartId"] for _, payload in calls]
+    assert len(set(ids)) == len(ids)
+
+
+async def test_variables_are_read_and_written_as_component_variable(
+    connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """execute_get_configuration "Component.Variable,..." is GetVariables whose answers become
+    `<cp>__Variable__<Component>__<Variable>`; execute_change_configuration "Component.Variable=Value" is SetVariables."""
+    cp = "CP_VARS"
+    read, write = f"{cp}__execute_get_configuration", f"{cp}__execute_change_configuration"
+    interval, units = f"{cp}__Variable__OCPPCommCtrlr__HeartbeatInterval", f"{cp}__Variable__SmartChargingCtrlr__RateUnit"
+    async with StationLink(connector.url, cp, "2.0.1") as station:
+        heartbeat = {**rate_unit_answer("300")["getVariableResult"][0]}
+        heartbeat.update(component={"name": "OCPPCommCtrlr"}, variable={"name": "HeartbeatInterval"})
+        results = [heartbeat, *rate_unit_answer("A,W")["getVariableResult"]]
+        station.replies["GetVariables"] = {"getVariableResult": results}
+        set_result = {k: v for k, v in heartbeat.items() if k != "attributeValue"}
+        station.replies["SetVariables"] = {"setVariableResult": [set_result]}
+        sensors = {interval: connector.topic("t/interval"), units: connector.topic("t/units")}
+        topics = await wire_with(probe, connector, sensors, read, write)
+        _, asked = await ask(probe, topics, station, read, "OCPPCommCtrlr.HeartbeatInterval,SmartChargingCtrlr.RateUnit")
+        await probe.wait_value(connector.topic("t/interval"), "300")
+        await probe.wait_value(connector.topic("t/units"), "A,W")
+        _, written = await ask(probe, topics, station, write, "OCPPCommCtrlr.HeartbeatInterval=120")
+    assert [(d["component"]["name"], d["variable"]["name"]) for d in asked["getVariableData"]] == [
+        ("OCPPCommCtrlr", "HeartbeatInterval"),
+        ("SmartChargingCtrlr", "RateUnit"),
+    ]
+    variable = {"name": "HeartbeatInterval"}
+    assert written == {
+        "setVariableData": [
+            {"attributeType": "Actual", "component": {"name": "OCPPCommCtrlr"}, "variable": variable, "attributeValue": "120"}
+        ]
+    }
