@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,8 +35,7 @@ from connector.tests.harness_ocpp2 import (
     status,
     transaction_event,
 )
-from connector.tests.test_ocpp2_end_to_end import started
-from connector.tests.test_security import basic, client_context, profile_3, tls_files  # noqa: F401 - a fixture
+from connector.tests.test_security import basic, client_context, profile_3, write_tls_files
 
 Start = Callable[..., Awaitable[RunningConnector]]
 PASSWORDS = {"CP_201": "s3cret-201", "CP_OTHER": "other-pw"}
@@ -60,6 +60,11 @@ async def start(settings_env: dict[str, str], probe: MqttProbe) -> AsyncIterator
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
+
+
+@pytest.fixture
+def tls_files(ca: trustme.CA, tmp_path: Path) -> dict[str, str]:
+    return write_tls_files(ca, tmp_path)
 
 
 async def heartbeat_answered(station: Any) -> None:
@@ -163,14 +168,16 @@ async def test_profile_1_and_the_allow_list_hold_for_201(start: Start, probe: Mq
 
 
 async def test_profile_2_serves_a_201_station_over_tls_with_its_password(
-    start: Start, tls_files: dict[str, str], ca: trustme.CA  # noqa: F811 - the fixture imported above
+    start: Start,
+    tls_files: dict[str, str],
+    ca: trustme.CA,
 ) -> None:
     """TLS and HTTP Basic: a 2.0.1 station with its password is served over wss://, a wrong password gets 401."""
     running = await start(
         OCPP_TLS_CERT_FILE=tls_files["cert"], OCPP_TLS_KEY_FILE=tls_files["key"], OCPP_BASIC_AUTH=json.dumps(PASSWORDS)
     )
     url = f"wss://127.0.0.1:{running.service.dispatcher.port}"
-    tls = {"ssl": client_context(ca, False)}
+    tls: dict[str, Any] = {"ssl": client_context(ca, False)}
     assert await refused_status(url, "CP_201", **tls, **credentials("CP_201", "s3cret-202")) == 401
     async with StationLink(url, "CP_201", "2.0.1", **tls, **credentials("CP_201", "s3cret-201")) as station:
         assert station._connection.subprotocol == "ocpp2.0.1"
@@ -180,7 +187,7 @@ async def test_profile_2_serves_a_201_station_over_tls_with_its_password(
 async def test_profile_3_serves_a_201_station_with_a_client_certificate(
     start: Start,
     settings_env: dict[str, str],
-    tls_files: dict[str, str],  # noqa: F811 - the fixture imported above
+    tls_files: dict[str, str],
     ca: trustme.CA,
 ) -> None:
     """Client certificate from the CA plus HTTP Basic: served in 2.0.1; without a certificate the TLS handshake
@@ -191,7 +198,7 @@ async def test_profile_3_serves_a_201_station_with_a_client_certificate(
     with pytest.raises((OSError, websockets.exceptions.InvalidMessage)):
         async with StationLink(url, "CP_201", "2.0.1", ssl=client_context(ca, False)) as station:
             await heartbeat_answered(station)
-    certified = {"ssl": client_context(ca, True)}
+    certified: dict[str, Any] = {"ssl": client_context(ca, True)}
     assert await refused_status(url, "CP_201", **certified, **credentials("CP_201", "wrong")) == 401
     async with StationLink(url, "CP_201", "2.0.1", **certified, **credentials("CP_201", "s3cret-201")) as station:
         assert (await station.send("BootNotification", boot()))["status"] == "Accepted"
@@ -331,14 +338,13 @@ async def test_boot_publishes_every_field_and_answers_the_heartbeat_interval(
 
 
 T = "2026-12-04T10:00:00Z"
+SCHEDULE = {"id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 1000.0}]}
 PROFILE = {
     "id": 1,
     "stackLevel": 0,
     "chargingProfilePurpose": "TxDefaultProfile",
     "chargingProfileKind": "Relative",
-    "chargingSchedule": [
-        {"id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 1000.0}]}
-    ],
+    "chargingSchedule": [SCHEDULE],
 }
 EVENT = {
     "eventId": 1,
@@ -349,7 +355,13 @@ EVENT = {
     "component": {"name": "EVSE"},
     "variable": {"name": "Problem"},
 }
-OCSP = {"hashAlgorithm": "SHA256", "issuerNameHash": "a", "issuerKeyHash": "b", "serialNumber": "1", "responderURL": "x"}
+OCSP = {
+    "hashAlgorithm": "SHA256",
+    "issuerNameHash": "a",
+    "issuerKeyHash": "b",
+    "serialNumber": "1",
+    "responderURL": "x",
+}
 # One valid request of every message a 2.0.1 charging station sends, and the business answer due where the
 # connector has no such feature (INTERFACE.md 8); None: any schema-valid answer.
 STATION_MESSAGES: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
@@ -370,7 +382,10 @@ STATION_MESSAGES: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
     "NotifyCustomerInformation": ({"data": "x", "seqNo": 0, "generatedAt": T, "requestId": 1}, {}),
     "NotifyDisplayMessages": ({"requestId": 1}, {}),
     "NotifyEVChargingNeeds": ({"chargingNeeds": {"requestedEnergyTransfer": "AC_three_phase"}, "evseId": 1}, None),
-    "NotifyEVChargingSchedule": ({"timeBase": T, "chargingSchedule": PROFILE["chargingSchedule"][0], "evseId": 1}, None),
+    "NotifyEVChargingSchedule": (
+        {"timeBase": T, "chargingSchedule": SCHEDULE, "evseId": 1},
+        None,
+    ),
     "NotifyEvent": ({"generatedAt": T, "seqNo": 0, "eventData": [EVENT]}, {}),
     "NotifyMonitoringReport": ({"requestId": 1, "seqNo": 0, "generatedAt": T}, {}),
     "NotifyReport": ({"requestId": 1, "seqNo": 0, "generatedAt": T}, {}),
@@ -481,7 +496,9 @@ async def test_an_offline_event_keeps_its_own_timestamps(connector: RunningConne
     async with StationLink(connector.url, cp, "2.0.1") as station:
         await station.send("TransactionEvent", transaction_event("Started", 0, "tx-o", at="2026-11-30T07:00:00Z"))
         meter = [{"timestamp": sampled_at, "sampledValue": [sample(4200, "Power.Active.Import", "W")]}]
-        event = transaction_event("Updated", 1, "tx-o", at=then, offline=True, chargingState="Charging", meterValue=meter)
+        event = transaction_event(
+            "Updated", 1, "tx-o", at=then, offline=True, chargingState="Charging", meterValue=meter
+        )
         await station.send("TransactionEvent", event)
         reading = await probe.wait_value(connector.topic("t/power"), 4200)
         state = await probe.wait_value(connector.topic("t/state"), "Charging")
@@ -516,7 +533,9 @@ async def test_open_transactions_and_their_seq_nos_survive_a_restart(start: Star
         probe.publish(topics[stop][0], command(True))
         assert await station.next_call() == ("RequestStopTransaction", {"transactionId": "tx-r"})
         await probe.wait_for(topics[stop][1], lambda p: p["value"] == "Accepted", since=since)
-    published = [p["value"] for t, p, _ in probe.messages[since:] if t in (second.topic("t/power"), second.topic("t/state"))]
+    published = [
+        p["value"] for t, p, _ in probe.messages[since:] if t in (second.topic("t/power"), second.topic("t/state"))
+    ]
     assert 4321 not in published and "SuspendedEVSE" not in published
 
 
@@ -546,8 +565,8 @@ async def listed(probe: MqttProbe, running: RunningConnector, keys: set[str]) ->
 async def test_per_evse_actuators_appear_when_an_evse_is_first_seen(
     connector: RunningConnector, probe: MqttProbe
 ) -> None:
-    """EVSE 0's actuators (but remote stop) are listed on connect (and boot); EVSE 2's after its StatusNotification, 3's after MeterValues,
-    4's after a TransactionEvent, and none before."""
+    """EVSE 0's actuators (but remote stop) are listed on connect (and boot); EVSE 2's after its
+    StatusNotification, 3's after MeterValues, 4's after a TransactionEvent, and none before."""
     cp = "CP_EVSES"
     async with StationLink(connector.url, cp, "2.0.1") as station:
         station.replies["GetVariables"] = rate_unit_answer("A,W")
@@ -593,9 +612,7 @@ async def test_trigger_numbers_and_resets_take_the_versions_words(
     assert resets == [{"type": "OnIdle"}, {"type": "Immediate"}]
 
 
-async def test_remote_start_ids_are_unique_per_charger_and_evse_0_names_no_evse(
-    start: Start, probe: MqttProbe
-) -> None:
+async def test_remote_start_ids_are_unique_per_charger_and_evse_0_names_no_evse(start: Start, probe: MqttProbe) -> None:
     """RequestStartTransaction: idToken type Central, no evseId for <c> = 0, a remoteStartId never repeated for
     the charger, also after a restart."""
     cp = "CP_STARTS"
@@ -620,10 +637,14 @@ async def test_variables_are_read_and_written_as_component_variable(
     connector: RunningConnector, probe: MqttProbe
 ) -> None:
     """execute_get_configuration "Component.Variable,..." is GetVariables whose answers become
-    `<cp>__Variable__<Component>__<Variable>`; execute_change_configuration "Component.Variable=Value" is SetVariables."""
+    `<cp>__Variable__<Component>__<Variable>`; execute_change_configuration "Component.Variable=Value" is
+    SetVariables."""
     cp = "CP_VARS"
     read, write = f"{cp}__execute_get_configuration", f"{cp}__execute_change_configuration"
-    interval, units = f"{cp}__Variable__OCPPCommCtrlr__HeartbeatInterval", f"{cp}__Variable__SmartChargingCtrlr__RateUnit"
+    interval, units = (
+        f"{cp}__Variable__OCPPCommCtrlr__HeartbeatInterval",
+        f"{cp}__Variable__SmartChargingCtrlr__RateUnit",
+    )
     async with StationLink(connector.url, cp, "2.0.1") as station:
         heartbeat = {**rate_unit_answer("300")["getVariableResult"][0]}
         heartbeat.update(component={"name": "OCPPCommCtrlr"}, variable={"name": "HeartbeatInterval"})
@@ -633,7 +654,9 @@ async def test_variables_are_read_and_written_as_component_variable(
         station.replies["SetVariables"] = {"setVariableResult": [set_result]}
         sensors = {interval: connector.topic("t/interval"), units: connector.topic("t/units")}
         topics = await wire_with(probe, connector, sensors, read, write)
-        _, asked = await ask(probe, topics, station, read, "OCPPCommCtrlr.HeartbeatInterval,SmartChargingCtrlr.RateUnit")
+        _, asked = await ask(
+            probe, topics, station, read, "OCPPCommCtrlr.HeartbeatInterval,SmartChargingCtrlr.RateUnit"
+        )
         await probe.wait_value(connector.topic("t/interval"), "300")
         await probe.wait_value(connector.topic("t/units"), "A,W")
         _, written = await ask(probe, topics, station, write, "OCPPCommCtrlr.HeartbeatInterval=120")
@@ -644,6 +667,100 @@ async def test_variables_are_read_and_written_as_component_variable(
     variable = {"name": "HeartbeatInterval"}
     assert written == {
         "setVariableData": [
-            {"attributeType": "Actual", "component": {"name": "OCPPCommCtrlr"}, "variable": variable, "attributeValue": "120"}
+            {
+                "attributeType": "Actual",
+                "component": {"name": "OCPPCommCtrlr"},
+                "variable": variable,
+                "attributeValue": "120",
+            }
         ]
     }
+
+
+async def limit_sent(
+    probe: MqttProbe, topics: dict[str, tuple[str, str]], station: Any, key: str, value: Any
+) -> dict[str, Any]:
+    """The schedule of the SetChargingProfile a limit became (its profile id added as `profileId`)."""
+    action, payload = await ask(probe, topics, station, key, value)
+    assert action == "SetChargingProfile"
+    profile = payload["chargingProfile"]
+    assert (payload["evseId"], profile["chargingProfilePurpose"]) == (1, "TxDefaultProfile")
+    schedule: dict[str, Any] = profile["chargingSchedule"][0]
+    return {"profileId": profile["id"], "unit": schedule["chargingRateUnit"], **schedule["chargingSchedulePeriod"][0]}
+
+
+async def boot_with_rate_units(station: Any, answer: dict[str, Any] | None) -> None:
+    """A BootNotification; the connector's SmartChargingCtrlr.RateUnit read that follows is answered with
+    `answer` (None: CALLERROR NotImplemented, the units unknown)."""
+    station.replies.pop("GetVariables", None)
+    if answer is not None:
+        station.replies["GetVariables"] = answer
+    await station.send("BootNotification", boot())
+    if answer is not None:
+        assert (await station.next_call())[0] == "GetVariables"
+
+
+async def test_the_rate_unit_read_after_each_boot_decides_w_or_a(connector: RunningConnector, probe: MqttProbe) -> None:
+    """RateUnit "W": a limit in A goes out in W; unknown: W as W and A as A; read again at the next boot ("A"):
+    W goes out in A. Every limit on EVSE 1 uses its one fixed profile id, which null clears."""
+    cp = "CP_UNITS"
+    power, current = f"{cp}__execute_send_charging_profile__1", f"{cp}__execute_send_charging_profile_current__1"
+    async with StationLink(connector.url, cp, "2.0.1") as station:
+        await boot_with_rate_units(station, rate_unit_answer("W"))
+        await station.send("StatusNotification", status(1))
+        topics = await wire(probe, connector, power, current)
+        in_w = await limit_sent(probe, topics, station, current, 16)
+        await boot_with_rate_units(station, None)
+        # The units unknown, whichever unit is asked goes out; no rate-unit read is answered, so none is recorded.
+        unknown = [await limit_sent(probe, topics, station, power, 7000)]
+        unknown.append(await limit_sent(probe, topics, station, current, 10))
+        await boot_with_rate_units(station, rate_unit_answer("A"))
+        in_a = await limit_sent(probe, topics, station, power, 11040)
+        cleared = await ask(probe, topics, station, power, None)
+    assert (in_w["unit"], in_w["limit"]) == ("W", 11040.0)  # 16 A x 230 V x 3 phases
+    assert [(u["unit"], u["limit"]) for u in unknown] == [("W", 7000.0), ("A", 10.0)]
+    assert (in_a["unit"], in_a["limit"]) == ("A", 16.0)
+    profile_ids = {sent["profileId"] for sent in (in_w, *unknown, in_a)}
+    assert len(profile_ids) == 1
+    assert cleared == ("ClearChargingProfile", {"chargingProfileId": profile_ids.pop()})
+
+
+FAILED_ACTION = "Failed: action must be one a central system sends in OCPP 2.0.1, got "
+
+
+@pytest.mark.parametrize(
+    ("version", "request_", "outcome"),
+    [
+        ("2.0.1", {"action": "GetConfiguration", "payload": {}}, FAILED_ACTION + "'GetConfiguration'"),  # 1.6's
+        (
+            "2.0.1",
+            {"action": "GetVariables", "payload": {"getVariableData": []}},
+            "Failed: GetVariables payload breaks the OCPP 2.0.1 schema: getVariableData: needs at least 1 items",
+        ),
+        ("2.0.1", {"action": "AFRRSignal", "payload": {"timestamp": T, "signal": 1}}, FAILED_ACTION + "'AFRRSignal'"),
+        ("2.1", {"action": "AFRRSignal", "payload": {"timestamp": T, "signal": 1}}, "Accepted"),
+        ("2.0.1", {"action": "GetLocalListVersion", "payload": {}}, "Accepted"),  # answered, no status of its own
+    ],
+    ids=["16-action", "schema-broken", "21-only-on-201", "21-only-on-21", "valid"],
+)
+async def test_execute_ocpp_call_is_checked_against_the_chargers_version(
+    version: str, request_: dict[str, Any], outcome: str, connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """An operator's call goes out only when it is a call of the charger's version and valid in its schema;
+    the whole answer is published as JSON text; anything else fails with nothing sent."""
+    cp = f"CP_CALL_{version.replace('.', '')}"
+    call, response = f"{cp}__execute_ocpp_call", f"{cp}__execute_ocpp_call__response"
+    async with StationLink(connector.url, cp, version) as station:
+        station.replies["GetLocalListVersion"] = {"versionNumber": 7}
+        topics = await wire_with(probe, connector, {response: connector.topic("t/response")}, call)
+        since = len(probe.messages)
+        probe.publish(topics[call][0], command(json.dumps(request_)))
+        result = await probe.wait_for(topics[call][1], lambda p: True, since=since)
+        assert result["value"] == outcome
+        if outcome.startswith("Failed:"):
+            assert station.received.empty()
+            return
+        action, payload = await station.next_call()
+        assert (action, payload) == (request_["action"], request_["payload"])
+        answer = await probe.wait_for(connector.topic("t/response"), lambda p: True, since=since)
+        assert json.loads(answer["value"]) == station.replies.get(action, {"status": "Accepted"})
