@@ -79,15 +79,24 @@ def station_class(version: str) -> type[Any]:
 class StationLink:
     """A connected 2.x Station with its read loop running, closed on exit."""
 
-    def __init__(self, url: str, cp_id: str, version: str = "2.0.1", subprotocols: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        cp_id: str,
+        version: str = "2.0.1",
+        subprotocols: list[str] | None = None,
+        **options: Any,
+    ) -> None:
+        """`options` go to websockets.connect as they are: `ssl`, `additional_headers` (security profiles)."""
         self.url, self.cp_id, self.version = url, cp_id, version
         offered = [f"ocpp{version}"] if subprotocols is None else subprotocols
         self.subprotocols = [Subprotocol(p) for p in offered]
+        self.options = options
         self._task: asyncio.Task[None]
 
     async def __aenter__(self) -> Any:
         self.connection = await websockets.connect(
-            f"{self.url}/{self.cp_id}", subprotocols=self.subprotocols, open_timeout=WAIT_S
+            f"{self.url}/{self.cp_id}", subprotocols=self.subprotocols, open_timeout=WAIT_S, **self.options
         )
         self.station = station_class(self.version)(self.cp_id, self.connection)
         self._task = asyncio.create_task(self.station.start())

@@ -175,14 +175,19 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-@pytest.fixture
-def tls_files(ca: trustme.CA, tmp_path: Path) -> Iterator[dict[str, str]]:
+def write_tls_files(ca: trustme.CA, directory: Path) -> dict[str, str]:
+    """A server certificate for 127.0.0.1 from `ca`, its key and the CA, as files: name -> path."""
     server = ca.issue_cert("127.0.0.1", "localhost")
-    files = {"cert": tmp_path / "server.pem", "key": tmp_path / "server.key", "ca": tmp_path / "ca.pem"}
+    files = {"cert": directory / "server.pem", "key": directory / "server.key", "ca": directory / "ca.pem"}
     server.cert_chain_pems[0].write_to_path(str(files["cert"]))
     server.private_key_pem.write_to_path(str(files["key"]))
     ca.cert_pem.write_to_path(str(files["ca"]))
-    yield {name: str(path) for name, path in files.items()}
+    return {name: str(path) for name, path in files.items()}
+
+
+@pytest.fixture
+def tls_files(ca: trustme.CA, tmp_path: Path) -> Iterator[dict[str, str]]:
+    yield write_tls_files(ca, tmp_path)
 
 
 def client_context(ca: trustme.CA, with_certificate: bool) -> ssl.SSLContext:
