@@ -164,6 +164,11 @@ class OcppVersion:
     # The CALLERROR code for a frame of a message type the version does not know; None:
     # ignored, as OCPP-J 1.6 4.1.3 says. OCPP-J 2.x answers "MessageTypeNotSupported".
     unknown_type_error: str | None = None
+    # The CALLERROR for a CALL whose frame is not [2, id, action, {payload}] (its length, or its
+    # action not text). OCPP-J 1.6 has no better code than FormationViolation; OCPP-J 2.x
+    # has RpcFrameworkError ("not a valid RPC request"). A payload that is not an object
+    # is FormationViolation / FormatViolation in every version.
+    malformed_call_error: str = "FormationViolation"
 
     def error_code(self, code: str) -> str:
         return self.error_codes.get(code, code)

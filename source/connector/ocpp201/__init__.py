@@ -23,4 +23,5 @@ VERSION = OcppVersion(
     error_codes=ERROR_CODES_2X,
     rate_units=RATE_UNITS,
     unknown_type_error="MessageTypeNotSupported",
+    malformed_call_error="RpcFrameworkError",
 )

@@ -20,4 +20,5 @@ VERSION = OcppVersion(
     rate_units=RATE_UNITS,
     send_frames=True,
     unknown_type_error="MessageTypeNotSupported",
+    malformed_call_error="RpcFrameworkError",
 )

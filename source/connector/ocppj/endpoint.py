@@ -175,7 +175,9 @@ class Endpoint:
     def _call(self, frame: list[Any], unique_id: UniqueId, answer: bool = True) -> Event:
         if len(frame) != 4 or not isinstance(frame[2], str) or not isinstance(frame[3], dict):
             reason = CALL_SHAPE if answer else SEND_SHAPE
-            return BadFrame(reason, self.error(unique_id, "FormationViolation", reason) if answer else None)
+            rpc = len(frame) != 4 or not isinstance(frame[2], str)  # not an RPC request at all
+            code = self.version.malformed_call_error if rpc else self.version.error_code("FormationViolation")
+            return BadFrame(reason, self.error(unique_id, code, reason) if answer else None)
         action, payload = frame[2], frame[3]
         refusal = self._action_refusal(action)
         if refusal is not None:

@@ -266,13 +266,13 @@ async def test_a_201_station_minting_keys_stops_at_the_cap(start: Start, probe: 
 async def test_bad_201_frames_get_201_answers_and_tolerated_ones_are_named(
     connector: RunningConnector, probe: MqttProbe
 ) -> None:
-    """Not JSON: dropped with a log line; a CALL of the wrong shape: FormatViolation; an unknown message type:
+    """Not JSON: dropped with a log line; a CALL of the wrong shape: RpcFrameworkError; an unknown message type:
     MessageTypeNotSupported; a number sent as text: TypeConstraintViolation; an unlisted enum value and an
     empty sampledValue: answered as valid and named in the log. The session goes on throughout."""
     since = len(probe.messages)
     async with RawStation(connector.url, "CP_JUNK") as raw:
         await raw.connection.send("{not json")
-        assert (await raw.exchange(dumps([2, "w", "Heartbeat"])))[:3] == [4, "w", "FormatViolation"]
+        assert (await raw.exchange(dumps([2, "w", "Heartbeat"])))[:3] == [4, "w", "RpcFrameworkError"]
         assert (await raw.exchange(dumps([7, "t", "Heartbeat", {}])))[:3] == [4, "t", "MessageTypeNotSupported"]
         odd_status = {**status(1), "connectorStatus": "Charging"}  # 1.6's word, not 2.0.1's
         assert (await raw.exchange(dumps([2, "e", "StatusNotification", odd_status])))[:2] == [3, "e"]

@@ -42,6 +42,7 @@ def version_2x(name: str, send_frames: bool) -> OcppVersion:
         rate_units=ocpp16.VERSION.rate_units,  # not used by the endpoint
         send_frames=send_frames,
         unknown_type_error="MessageTypeNotSupported",
+        malformed_call_error="RpcFrameworkError",
     )
 
 
@@ -219,6 +220,13 @@ def test_frames_out_are_compact_and_carry_decimals_as_the_ocpp_library_does() ->
             '[2,"a1","Heartbeat"]',
             BadFrame(
                 "CALL must be [2, uniqueId, action, {payload}]",
+                '[4,"a1","RpcFrameworkError","CALL must be [2, uniqueId, action, {payload}]",{}]',
+            ),
+        ),
+        (
+            '[2,"a1","Heartbeat",[]]',
+            BadFrame(
+                "CALL must be [2, uniqueId, action, {payload}]",
                 '[4,"a1","FormatViolation","CALL must be [2, uniqueId, action, {payload}]",{}]',
             ),
         ),
@@ -250,7 +258,7 @@ def test_frames_out_are_compact_and_carry_decimals_as_the_ocpp_library_does() ->
     ],
 )
 def test_ocpp201_frames_are_refused_in_201s_words(text: str, expected: object) -> None:
-    """2.0.1 spells FormatViolation and answers an unknown message type (id readable) MessageTypeNotSupported."""
+    """2.0.1: FormatViolation, RpcFrameworkError for a malformed CALL, MessageTypeNotSupported for an unknown type."""
     assert Endpoint(V201).receive(text) == expected
 
 
