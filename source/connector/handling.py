@@ -10,7 +10,7 @@ the CALLRESULT payload. It does no I/O and never awaits: work that must follow t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -169,6 +169,9 @@ class OcppVersion:
     # has RpcFrameworkError ("not a valid RPC request"). A payload that is not an object
     # is FormationViolation / FormatViolation in every version.
     malformed_call_error: str = "FormationViolation"
+    # Listing examples of actuators whose catalogue example (1.6's) this version refuses:
+    # actuator name -> example (2.x: configuration as "Component.Variable").
+    examples: Mapping[str, Any] = field(default_factory=dict)
 
     def error_code(self, code: str) -> str:
         return self.error_codes.get(code, code)

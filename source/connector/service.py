@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import ssl
+from collections.abc import Mapping
 
 from connector import __version__, status_page
 from connector.actuators import ACTUATORS
@@ -33,6 +34,7 @@ from connector.security import load as load_security
 from connector.settings import Settings
 from connector.transactions import TransactionStore
 from connector.upkeep import Upkeep
+from connector.versions import BY_NAME
 
 LOG = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ class ConnectorEvents:
         self._enabled = [ACTUATORS[name] for name in sorted(enabled_actuators)]
         self._roster = roster
         self._trust_at_connect = trust_at_connect
+        # Per connected charge point: its version's listing examples where they differ from the catalogue's.
+        self._examples: dict[str, Mapping[str, object]] = {}
 
     def publish(self, cp: str, points: list[Datapoint]) -> None:
         self._mqtt.publish_values(points, cp)
@@ -71,24 +75,26 @@ class ConnectorEvents:
         if not is_connected:
             self._roster.left(cp)
             self._mqtt.drop_unlisted(cp)
+            self._examples.pop(cp, None)
             return
         self._roster.arrived(cp)
+        self._examples[cp] = BY_NAME[version].examples if version in BY_NAME else {}
         for actuator in self._enabled:
             if not actuator.per_connector:
-                self._announce(cp, actuator.name, 0, key(cp, actuator.name), actuator.example)
+                self._announce(cp, actuator.name, 0, key(cp, actuator.name))
 
     def connector_seen(self, cp: str, connector_id: int) -> None:
         for actuator in self._enabled:
             if actuator.per_connector and (connector_id != 0 or not actuator.needs_connector):
-                actuator_key = key(cp, actuator.name, connector_id)
-                self._announce(cp, actuator.name, connector_id, actuator_key, actuator.example)
+                self._announce(cp, actuator.name, connector_id, key(cp, actuator.name, connector_id))
 
     def booted(self, cp: str) -> None:
         """A BootNotification: from now on the charge point is known, its actuators listed."""
         self._roster.booted(cp)
         self._mqtt.list_actuators(cp)
 
-    def _announce(self, cp: str, name: str, connector_id: int, actuator_key: str, example: object) -> None:
+    def _announce(self, cp: str, name: str, connector_id: int, actuator_key: str) -> None:
+        example = self._examples.get(cp, {}).get(name, ACTUATORS[name].example)
         listed = self._trust_at_connect or self._roster.is_booted(cp)
         self._mqtt.announce_actuator(actuator_key, ActuatorRef(cp, name, connector_id), example, listed)
 

@@ -12,6 +12,7 @@ from connector.handling import OcppVersion
 SERVED: tuple[OcppVersion, ...] = (ocpp21.VERSION, ocpp201.VERSION, ocpp16.VERSION)
 
 VERSIONS: dict[str, OcppVersion] = {version.subprotocol: version for version in SERVED}
+BY_NAME: dict[str, OcppVersion] = {version.name: version for version in SERVED}  # "2.0.1" -> its tables
 
 DEFAULT_SUBPROTOCOL = "ocpp1.6"  # a handshake without Sec-WebSocket-Protocol (real chargers do this)
 

@@ -9,7 +9,7 @@ codes differently from 1.6 and answers an unknown message type.
 from __future__ import annotations
 
 from connector.handling import OcppVersion
-from connector.ocpp201.actuators import CENTRAL_ACTIONS, TRANSLATIONS
+from connector.ocpp201.actuators import CENTRAL_ACTIONS, EXAMPLES, TRANSLATIONS
 from connector.ocpp201.handlers import HANDLERS
 from connector.ocpp201.rate_units import RATE_UNITS
 from connector.protocol import ERROR_CODES_2X
@@ -24,4 +24,5 @@ VERSION = OcppVersion(
     rate_units=RATE_UNITS,
     unknown_type_error="MessageTypeNotSupported",
     malformed_call_error="RpcFrameworkError",
+    examples=EXAMPLES,
 )

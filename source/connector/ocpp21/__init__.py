@@ -7,6 +7,7 @@ from __future__ import annotations
 from connector.handling import OcppVersion
 from connector.ocpp21.actuators import CENTRAL_ACTIONS, TRANSLATIONS
 from connector.ocpp21.handlers import HANDLERS
+from connector.ocpp201 import actuators as v201_actuators
 from connector.ocpp201.rate_units import RATE_UNITS
 from connector.protocol import ERROR_CODES_2X
 
@@ -21,4 +22,5 @@ VERSION = OcppVersion(
     send_frames=True,
     unknown_type_error="MessageTypeNotSupported",
     malformed_call_error="RpcFrameworkError",
+    examples=v201_actuators.EXAMPLES,  # the same device model words
 )

@@ -21,6 +21,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
+from connector.actuators import ACTUATORS
 from connector.tests.conftest import RunningConnector, command, map_datapoints, start_connector, wire
 from connector.tests.harness import WAIT_S, ChargerLink, MqttProbe, send
 from connector.tests.harness_ocpp2 import (
@@ -582,6 +583,23 @@ async def test_per_evse_actuators_appear_when_an_evse_is_first_seen(
         await listed(probe, connector, actuators_of(cp, 4))
     assert f"{cp}__execute_reset" in on_connect["actuator"]
     assert f"{cp}__execute_trigger_message" in on_connect["actuator"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_the_listing_gives_2_x_examples_for_configuration(
+    version: str, connector: RunningConnector, probe: MqttProbe
+) -> None:
+    """The configuration actuators of a 2.x station are listed with examples it takes (Component.Variable),
+    a 1.6 charger's with 1.6's."""
+    cp = f"CP_EX_{version.replace('.', '')}"
+    get, change = f"{cp}__execute_get_configuration", f"{cp}__execute_change_configuration"
+    async with StationLink(connector.url, cp, version) as station:
+        station.replies["GetVariables"] = rate_unit_answer("A,W")
+        await station.send("BootNotification", boot())
+        listing = await probe.wait_for(connector.topic("available_datapoints"), lambda p: get in p["actuator"])
+    assert listing["actuator"][get] == "SmartChargingCtrlr.RateUnit"
+    assert listing["actuator"][change] == "OCPPCommCtrlr.HeartbeatInterval=300"
+    assert listing["actuator"][change] != ACTUATORS["execute_change_configuration"].example
 
 
 async def ask(
