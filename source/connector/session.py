@@ -419,8 +419,9 @@ class ChargePointSession:
             self._rate_units_unread(error, sent)
             return
         finally:
-            if not sent:  # failed or cancelled before its turn: the next boot asks again
+            if not sent:  # failed or cancelled before its turn: the next boot (or limit) asks again
                 self._rate_units_waiting = False
+                self.state.rate_units_asked = False
         translation = self.version.actuators.get(read.actuator)
         if translation is not None:  # published like the operator's read of the same kind
             self.publish(translation.answer(self.id, 0, call, answer, dp.now_ms()))

@@ -29,6 +29,7 @@ from connector.datapoints import (
     parse_time,
     sampled_number,
 )
+from connector.ocpp201.variables import is_secret_name
 
 # BootNotificationRequest.chargingStation (2.0.1 and 2.1) and its modem, as key names.
 STATION_FIELDS = {
@@ -44,9 +45,6 @@ MODEM_FIELDS = {"iccid": "modem_iccid", "imsi": "modem_imsi"}
 MAX_MULTIPLIER = 24
 ENERGY_UNITS = {"Wh": 0, "kWh": 3}  # energy register units, as powers of ten of a Wh
 ACTUAL = "Actual"  # AttributeEnumType: the value a variable has (others: Target, MinSet, MaxSet)
-# Variables whose value must never reach MQTT, should a station report it (OCPP 2.0.1
-# reports a WriteOnly variable without its value, but a station may not).
-SECRET_WORDS = ("password", "secret", "authorizationkey", "privatekey")
 
 
 def boot_notification(cp: str, payload: dict[str, Any], received: int) -> list[Datapoint]:
@@ -213,8 +211,8 @@ def running_fields(record: EvseTransaction, info: dict[str, Any]) -> dict[str, S
         "stop_reason": None,
         "energy": None,
     }
-    if "chargingState" in info:
-        fields["charging_state"] = info["chargingState"]
+    # Absent: not known yet, and not the last transaction's (a new one starts without it).
+    fields["charging_state"] = info.get("chargingState")
     return fields
 
 
@@ -274,8 +272,7 @@ def variable_key(cp: str, component: dict[str, Any], variable: dict[str, Any], a
 
 
 def is_secret(variable: dict[str, Any]) -> bool:
-    name = str(variable.get("name", "")).lower()
-    return any(word in name for word in SECRET_WORDS)
+    return is_secret_name(str(variable.get("name", "")))
 
 
 def report_points(

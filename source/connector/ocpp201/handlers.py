@@ -73,7 +73,16 @@ def meter_values(ctx: Context, inbound: Inbound) -> dict[str, Any]:
 
 
 def authorize(ctx: Context, inbound: Inbound) -> dict[str, Any]:
-    return {"idTokenInfo": ctx.id_tags.id_tag_info(inbound.payload["idToken"]["idToken"])}
+    return {"idTokenInfo": id_token_info(ctx, inbound.payload["idToken"])}
+
+
+def id_token_info(ctx: Context, token: dict[str, Any]) -> dict[str, str]:
+    """The id-tag policy's answer for a 2.x IdToken. `NoAuthorization` (a free-vend station's
+    empty token: nobody to identify) is Accepted whatever the allow-list holds: refused, a
+    station that stops on an invalid id would end every one of its transactions."""
+    if token.get("type") == "NoAuthorization":
+        return {"status": "Accepted"}
+    return ctx.id_tags.id_tag_info(token["idToken"])
 
 
 def transaction_event(ctx: Context, inbound: Inbound) -> dict[str, Any]:
@@ -85,7 +94,7 @@ def transaction_event(ctx: Context, inbound: Inbound) -> dict[str, Any]:
     p = inbound.payload
     info = p["transactionInfo"]
     transaction_id: str = info["transactionId"]
-    answer = {"idTokenInfo": ctx.id_tags.id_tag_info(p["idToken"]["idToken"])} if "idToken" in p else {}
+    answer = {"idTokenInfo": id_token_info(ctx, p["idToken"])} if "idToken" in p else {}
     if len(transaction_id) > MAX_TRANSACTION_ID:
         inbound.notes.append(f"transactionId longer than {MAX_TRANSACTION_ID} characters; event not handled")
         return answer

@@ -55,9 +55,33 @@ def get_variables(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | R
     return schema_checked(OcppCall("GetVariables", {"getVariableData": data}), OCPP_VERSION)
 
 
+# Variables whose value must never reach MQTT, should a station report it (OCPP 2.0.1
+# reports a WriteOnly variable without its value, but a station may not).
+SECRET_WORDS = ("password", "secret", "authorizationkey", "privatekey")
+
+
+def is_secret_name(variable: str) -> bool:
+    name = variable.lower()
+    return any(word in name for word in SECRET_WORDS)
+
+
 def asked_variables(call: OcppCall) -> list[Variable]:
-    """The variables a GetVariables call asked for (ours: well-formed by construction)."""
-    return [(d["component"]["name"], d["variable"]["name"]) for d in call.payload.get("getVariableData", [])]
+    """The station-wide Actual values a GetVariables call asked for (the call schema-checked).
+
+    What `<cp>__Variable__<Component>__<Variable>` and the rate-unit read mean: an operator's
+    read of a Target or MaxSet value, or of an EVSE's instance of a component, is neither.
+    """
+    return [
+        (d["component"]["name"], d["variable"]["name"])
+        for d in call.payload.get("getVariableData", [])
+        if _station_actual(d)
+    ]
+
+
+def _station_actual(entry: dict[str, Any]) -> bool:
+    """A GetVariables entry (asked or answered) about the Actual value of a station-wide component."""
+    component = entry.get("component")
+    return entry.get("attributeType", "Actual") == "Actual" and isinstance(component, dict) and "evse" not in component
 
 
 def _named(result: Any) -> Variable | None:
@@ -70,11 +94,12 @@ def _named(result: Any) -> Variable | None:
 
 def results_by_name(answer: dict[str, Any]) -> dict[Variable, dict[str, Any]]:
     """A GetVariables answer's results by lower-cased (component, variable): 2.0.1 compares names
-    case-insensitively. The first result for a name counts; one pass, however many a charger sends.
+    case-insensitively. Only station-wide Actual values; the first result for a name counts; one
+    pass, however many a charger sends.
     """
     found: dict[Variable, dict[str, Any]] = {}
     for result in answer.get("getVariableResult") or []:
-        named = _named(result) if isinstance(result, dict) else None
+        named = _named(result) if isinstance(result, dict) and _station_actual(result) else None
         if named is not None:
             found.setdefault(named, result)
     return found
@@ -94,7 +119,8 @@ def variables_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, A
     points, results = [], results_by_name(payload)
     for component, variable in asked_variables(call):
         result = results.get((component.lower(), variable.lower()))
-        if result is not None and result.get("attributeStatus") == "Accepted":
+        # A secret (a password, a key) never reaches MQTT, as in NotifyReport (is_secret).
+        if result is not None and result.get("attributeStatus") == "Accepted" and not is_secret_name(variable):
             points.append(Datapoint(key(cp, "Variable", component, variable), result.get("attributeValue"), at))
     return points
 

@@ -633,6 +633,20 @@ def test_a_variables_answer_mints_only_the_keys_asked_for() -> None:
     assert points == [Datapoint("CP_1__Variable__OCPPCommCtrlr__HeartbeatInterval", "300", AT)]
 
 
+def test_a_secret_variable_read_is_not_published() -> None:
+    """A station answering a password's value (it should not: WriteOnly) has it kept out of MQTT, as NotifyReport's."""
+    payload = {
+        "getVariableResult": [
+            result("SecurityCtrlr", "BasicAuthPassword", "Accepted", "hunter2"),
+            result("OCPPCommCtrlr", "HeartbeatInterval", "Accepted", "300"),
+        ]
+    }
+    points = answer(
+        "execute_get_configuration", 0, "SecurityCtrlr.BasicAuthPassword,OCPPCommCtrlr.HeartbeatInterval", payload
+    )
+    assert points == [Datapoint("CP_1__Variable__OCPPCommCtrlr__HeartbeatInterval", "300", AT)]
+
+
 def test_a_variable_answered_twice_counts_once() -> None:
     """A charger repeating a variable in its answer publishes its first result only."""
     payload = {
@@ -795,7 +809,31 @@ UNITS: list[tuple[OcppCall, dict[str, Any], object]] = [
     (OTHER_READ, {"getVariableResult": [result("OCPPCommCtrlr", "HeartbeatInterval", "Accepted", "300")]}, NOT_COVERED),
     (BOTH_READ, rate_unit_answer(value="W"), frozenset({"W"})),
     (OcppCall("SetVariables", {"setVariableData": []}), rate_unit_answer(), NOT_COVERED),
-]
+    # An operator's read of another attribute, or of one EVSE's instance, is not the station's rate unit.
+    (
+        OcppCall("GetVariables", {"getVariableData": [
+            {**variable("SmartChargingCtrlr", "RateUnit"), "attributeType": "Target"},
+        ]}),
+        rate_unit_answer(value="W"),
+        NOT_COVERED,
+    ),
+    (
+        OcppCall("GetVariables", {"getVariableData": [{
+            "component": {"name": "SmartChargingCtrlr", "evse": {"id": 1}}, "variable": {"name": "RateUnit"},
+        }]}),
+        rate_unit_answer(value="W"),
+        NOT_COVERED,
+    ),
+    # A Target result first in the answer does not shadow the Actual one.
+    (
+        READ,
+        {"getVariableResult": [
+            {**rate_unit_answer(value="W")["getVariableResult"][0], "attributeType": "Target"},
+            *rate_unit_answer(value="A,W")["getVariableResult"],
+        ]},
+        frozenset({"A", "W"}),
+    ),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("call", "payload", "units"), UNITS)

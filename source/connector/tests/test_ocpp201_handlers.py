@@ -284,7 +284,30 @@ def test_the_started_event_clears_the_last_transactions_stop_fields(ctx: FakeCon
         "meter_stop": None,
         "stop_reason": None,
         "energy": None,
+        "charging_state": None,
     }
+
+
+def test_a_new_transaction_does_not_inherit_the_last_ones_charging_state(ctx: FakeContext) -> None:
+    """Started without chargingState after one that ended SuspendedEV: charging_state is cleared, not carried."""
+    answer_of(ctx, "TransactionEvent", event("Started", 0, "Authorized", info_chargingState="Charging"))
+    answer_of(ctx, "TransactionEvent", event("Ended", 1, "EVDeparted", info_chargingState="SuspendedEV"))
+    ctx.take()
+    answer_of(ctx, "TransactionEvent", event("Started", 0, "CablePluggedIn", transaction_id="tx-next"))
+    assert ctx.values()["CP_1__Transaction__1__charging_state"] is None
+
+
+@pytest.mark.parametrize("allowed", [None, ["OTHER"]], ids=["every tag", "an allow-list"])
+def test_a_no_authorization_token_is_accepted(tmp_path: Path, allowed: list[str] | None) -> None:
+    """A free-vend station's NoAuthorization token (empty) is Accepted, also when an allow-list is set."""
+    ctx = FakeContext(tmp_path, id_tags=None if allowed is None else IdTagPolicy.allow_list(allowed))
+    free = {"idToken": "", "type": "NoAuthorization"}
+    started = answer_of(ctx, "TransactionEvent", event("Started", 0, "ChargingStateChanged", idToken=free))
+    assert started == {"idTokenInfo": {"status": "Accepted"}}
+    assert answer_of(ctx, "Authorize", {"idToken": free}) == {"idTokenInfo": {"status": "Accepted"}}
+    if allowed:  # the same empty text as another type is not
+        other = answer_of(ctx, "Authorize", {"idToken": {"idToken": "", "type": "ISO14443"}})
+        assert other == {"idTokenInfo": {"status": "Invalid"}}
 
 
 def test_a_re_sent_event_publishes_nothing_and_is_answered_the_same(tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ V21 = OcppVersion(
     rate_units=ocpp16.VERSION.rate_units,
     send_frames=True,
     unknown_type_error="MessageTypeNotSupported",
+    malformed_call_error="RpcFrameworkError",
 )
 
 
@@ -115,11 +116,14 @@ async def test_a_callresulterror_is_logged_and_not_answered(tmp_path: Path, capl
 
 
 async def test_a_2x_version_refuses_in_its_own_words(tmp_path: Path) -> None:
-    """A 2.1 session answers a malformed CALL FormatViolation, an unknown message type MessageTypeNotSupported."""
+    """A 2.1 session answers a malformed CALL RpcFrameworkError, a payload that is not an object FormatViolation,
+    an unknown message type MessageTypeNotSupported."""
     session, connection, _ = new_session(tmp_path, V21)
     await session.handle_frame('[2,"a1","Heartbeat"]')
-    await session.handle_frame('[9,"a2"]')
-    assert [json.loads(frame)[2] for frame in connection.sent] == ["FormatViolation", "MessageTypeNotSupported"]
+    await session.handle_frame('[2,"a2","Heartbeat",[]]')
+    await session.handle_frame('[9,"a3"]')
+    codes = [json.loads(frame)[2] for frame in connection.sent]
+    assert codes == ["RpcFrameworkError", "FormatViolation", "MessageTypeNotSupported"]
 
 
 async def test_send_call_completes_with_the_answer_the_endpoint_matches(tmp_path: Path) -> None:
@@ -130,6 +134,23 @@ async def test_send_call_completes_with_the_answer_the_endpoint_matches(tmp_path
     unique_id = json.loads(connection.sent[0])[1]
     await session.handle_frame(json.dumps([3, unique_id, {"status": "Accepted"}]))
     assert await sending == (OcppCall("Reset", {"type": "Soft"}), {"status": "Accepted"})
+
+
+async def test_a_rate_unit_read_cancelled_before_its_turn_is_asked_again(tmp_path: Path) -> None:
+    """A read waiting behind another call when its session ends was never made: the next limit asks again."""
+    session, connection, _ = new_session(tmp_path, ocpp16.VERSION)
+    busy = asyncio.create_task(session.send_call(lambda: OcppCall("Reset", {"type": "Soft"})))
+    await connection.sent_one.wait()  # the Reset holds the one call in flight
+    reading = asyncio.create_task(session.refresh_rate_units())
+    await asyncio.sleep(0)  # let the read queue behind it
+    assert session.state.rate_units_asked
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    assert not session.state.rate_units_asked
+    busy.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await busy
 
 
 async def test_a_command_the_chargers_version_does_not_carry_fails_by_name(tmp_path: Path) -> None:
