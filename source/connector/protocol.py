@@ -19,7 +19,6 @@ import functools
 import itertools
 import json
 from collections.abc import Callable
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, TypeAlias
@@ -29,16 +28,12 @@ from jsonschema import Draft4Validator, ValidationError
 from ocpp.exceptions import (
     FormationViolationError,
     FormatViolationError,
-    NotSupportedError,
     OccurenceConstraintViolationError,
     OccurrenceConstraintViolationError,
     OCPPError,
     PropertyConstraintViolationError,
     ProtocolError,
     TypeConstraintViolationError,
-)
-from ocpp.exceptions import (
-    NotImplementedError as OcppNotImplementedError,
 )
 from ocpp.messages import Call, CallError, CallResult, MessageType, get_validator
 from ocpp.v16.enums import Action
@@ -72,7 +67,9 @@ KNOWN_ACTIONS = frozenset(action.value for action in Action)
 KNOWN_ACTIONS_BY_VERSION: dict[str, frozenset[str]] = {
     "1.6": KNOWN_ACTIONS,
     "2.0.1": frozenset(action.value for action in Action201),
-    "2.1": frozenset(action.value for action in Action21),
+    # The ocpp library's 2.1 enum lacks NotifyPeriodicEventStream (2.1's one SEND-only message):
+    # known, so a station sending it is told it is not served, not that it is unknown.
+    "2.1": frozenset(action.value for action in Action21) | {"NotifyPeriodicEventStream"},
 }
 
 # Schema keywords whose violation a charger can commit without making the message
@@ -125,18 +122,6 @@ ERROR_CODES_2X: dict[str, str] = {
     FormationViolationError.code: FormatViolationError.code,
     OccurenceConstraintViolationError.code: OccurrenceConstraintViolationError.code,
 }
-
-
-class RpcFrameworkError(OCPPError):  # type: ignore[misc]  # untyped library base
-    """OCPP-J 2.0.1 and 2.1: the frame is not a valid RPC request (e.g. its message id cannot be read)."""
-
-    code = "RpcFrameworkError"
-
-
-class MessageTypeNotSupportedError(OCPPError):  # type: ignore[misc]  # untyped library base
-    """OCPP-J 2.0.1 section 4.4: a message type number the receiver does not know (1.6 ignores those)."""
-
-    code = "MessageTypeNotSupported"
 
 
 def refusal_for_keyword(keyword: str, version: str = OCPP_VERSION) -> type[OCPPError]:
@@ -241,29 +226,6 @@ def schema_fields(action: str, version: str = OCPP_VERSION) -> frozenset[str]:
     """The top-level fields OCPP `version` defines for a charger's `action` request."""
     validator: Draft4Validator = get_validator(MessageType.Call, action, version)
     return frozenset(validator.schema.get("properties", {}))
-
-
-def refusal_for_action(
-    action: str, version: str = OCPP_VERSION, charger_actions: AbstractSet[str] = CHARGER_ACTIONS
-) -> OCPPError | None:
-    """NotImplemented for an action `version` does not define, NotSupported for a known one we do not answer.
-
-    `charger_actions` are the actions answered: 1.6's by default, a 2.x version's handler
-    table's keys for it. OCPP-J (1.6, 2.0.1 and 2.1 alike): NotImplemented "Requested Action
-    is not known by receiver", NotSupported "recognized but not supported".
-    """
-    if action in charger_actions:
-        return None
-    if action in KNOWN_ACTIONS_BY_VERSION[version]:
-        if version == OCPP_VERSION:  # CHARGER_ACTIONS hold every charger-initiated 1.6 action
-            return NotSupportedError(description=f"{action} is sent by the central system, not to it")
-        return NotSupportedError(description=f"{action} is not answered by this central system")
-    return OcppNotImplementedError(description=f"unknown action {action[:100]!r}")
-
-
-def formation_violation(problem: FrameProblem, version: str = OCPP_VERSION) -> OCPPError:
-    """The CALLERROR for a frame that is not a readable CALL: the version's Formation/FormatViolation."""
-    return format_violation_error(version)(description=problem.reason)
 
 
 # OCPP 1.6 schemas with `multipleOf: 0.1` numbers: validated over Decimals, as the ocpp

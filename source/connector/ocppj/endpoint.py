@@ -34,7 +34,13 @@ from typing import Any, TypeAlias
 from ocpp.messages import MessageType
 
 from connector.handling import OcppVersion
-from connector.protocol import MAX_SAMPLED_VALUES, capped_sampled_values, check_payload, load_json
+from connector.protocol import (
+    KNOWN_ACTIONS_BY_VERSION,
+    MAX_SAMPLED_VALUES,
+    capped_sampled_values,
+    check_payload,
+    load_json,
+)
 
 CALL, CALLRESULT, CALLERROR, CALLRESULTERROR, SEND = 2, 3, 4, 5, 6
 
@@ -199,6 +205,8 @@ class Endpoint:
             return None
         if action in self.version.central_actions:
             return "NotSupported", f"{action} is sent by the central system, not to it"
+        if action in KNOWN_ACTIONS_BY_VERSION.get(self.version.name, ()):  # 2.1's NotifyPeriodicEventStream
+            return "NotSupported", f"{action} is not served by this connector"
         return "NotImplemented", f"unknown action {action[:100]!r}"
 
     def _refused(self, unique_id: UniqueId, action: str, code: str, description: str, *, answer: bool) -> RefusedCall:

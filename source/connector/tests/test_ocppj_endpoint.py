@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector import ocpp16
+from connector import ocpp16, ocpp21, ocpp201
 from connector.handling import Context, Inbound, OcppVersion
 from connector.ocppj.endpoint import (
     BadFrame,
@@ -22,7 +22,7 @@ from connector.ocppj.endpoint import (
     ResultError,
     Unmatched,
 )
-from connector.protocol import MAX_SAMPLED_VALUES, FrameProblem, parse_frame
+from connector.protocol import CHARGER_ACTIONS, MAX_SAMPLED_VALUES, FrameProblem, parse_frame
 from connector.tests.harness import frame
 
 
@@ -317,3 +317,35 @@ def test_every_reply_is_a_callerror_to_the_frames_own_id(text: str) -> None:
     if reply is not None:
         answer = json.loads(reply)
         assert answer[0] == 4 and answer[1] == json.loads(text)[1] and len(answer) == 5
+
+
+# Routing with each version's real tables: (version, action, the CALLERROR code, None: served).
+ROUTES: list[tuple[OcppVersion, str, str | None]] = [
+    *[(ocpp16.VERSION, action, None) for action in sorted(CHARGER_ACTIONS)],
+    *[(ocpp201.VERSION, action, None) for action in sorted(ocpp201.VERSION.handlers)],
+    *[(ocpp21.VERSION, action, None) for action in sorted(ocpp21.VERSION.handlers)],
+    (ocpp16.VERSION, "Reset", "NotSupported"),  # the central system's
+    (ocpp16.VERSION, "RemoteStartTransaction", "NotSupported"),
+    (ocpp16.VERSION, "TransactionEvent", "NotImplemented"),  # not 1.6's
+    (ocpp16.VERSION, "heartbeat", "NotImplemented"),
+    (ocpp16.VERSION, "", "NotImplemented"),
+    (ocpp201.VERSION, "SetChargingProfile", "NotSupported"),
+    (ocpp201.VERSION, "NotifyDERAlarm", "NotImplemented"),  # 2.1's own
+    (ocpp201.VERSION, "StartTransaction", "NotImplemented"),  # 1.6's only
+    (ocpp21.VERSION, "AFRRSignal", "NotSupported"),
+    (ocpp21.VERSION, "NotifyPeriodicEventStream", "NotSupported"),  # 2.1's, a SEND not served
+    (ocpp21.VERSION, "RemoteStartTransaction", "NotImplemented"),
+    (ocpp21.VERSION, "MakeCoffee", "NotImplemented"),
+]
+
+
+@pytest.mark.parametrize(("version", "action", "code"), ROUTES, ids=[f"{v.name}-{a or 'empty'}" for v, a, _ in ROUTES])
+def test_each_version_routes_by_its_own_tables(version: OcppVersion, action: str, code: str | None) -> None:
+    """A message the version's table serves reaches the schema check (the payload may fail it); the central
+    system's own, and 2.1's unserved SEND, are NotSupported; actions the version lacks NotImplemented."""
+    event = Endpoint(version).receive(json.dumps([2, "r", action, {}]))
+    routing_codes = {"NotSupported", "NotImplemented"}
+    if code is None:
+        assert not (isinstance(event, RefusedCall) and event.code in routing_codes), event
+    else:
+        assert isinstance(event, RefusedCall) and event.code == code, event

@@ -17,9 +17,7 @@ from connector.protocol import (
     array_items_beyond,
     capped_sampled_values,
     check_payload,
-    formation_violation,
     parse_frame,
-    refusal_for_action,
 )
 from connector.tests.harness import frame
 
@@ -105,33 +103,6 @@ def test_ocpp_j_messages_are_parsed(
     else:
         assert isinstance(message, CallError)
         assert (message.error_code, message.error_details) == (name, payload)
-
-
-def test_formation_violation_carries_the_reason() -> None:
-    """A FrameProblem becomes a FormationViolation CALLERROR whose description says what was wrong."""
-    error = formation_violation(FrameProblem("CALL must be [2, uniqueId, action, {payload}]", "abc"))
-    assert error.code == "FormationViolation"
-    assert "CALL must be" in error.description
-
-
-ACTIONS: list[tuple[str, str | None]] = [
-    *[(action, None) for action in sorted(CHARGER_ACTIONS)],
-    ("Reset", "NotSupported"),
-    ("RemoteStartTransaction", "NotSupported"),
-    ("SetChargingProfile", "NotSupported"),
-    ("TriggerMessage", "NotSupported"),
-    ("GetConfiguration", "NotSupported"),
-    ("MakeCoffee", "NotImplemented"),
-    ("heartbeat", "NotImplemented"),
-    ("", "NotImplemented"),
-]
-
-
-@pytest.mark.parametrize(("action", "code"), ACTIONS, ids=[a or "empty" for a, _ in ACTIONS])
-def test_refusal_for_action(action: str, code: str | None) -> None:
-    """Charger-initiated actions are answered, central-system actions get NotSupported, unknown ones NotImplemented."""
-    refusal = refusal_for_action(action)
-    assert (refusal.code if refusal is not None else None) == code
 
 
 def test_the_security_extension_is_answered() -> None:

@@ -19,14 +19,9 @@ from connector.protocol import (
     ERROR_CODES_2X,
     MAX_ARRAY_ITEMS,
     MAX_SAMPLED_VALUES,
-    FrameProblem,
-    MessageTypeNotSupportedError,
-    RpcFrameworkError,
     Verdict,
     capped_sampled_values,
     check_payload,
-    formation_violation,
-    refusal_for_action,
     refusal_for_keyword,
     schema_fields,
 )
@@ -378,15 +373,6 @@ def test_refusal_codes_by_keyword(keyword: str, code_16: str, code_2x: str) -> N
         assert refusal_for_keyword(keyword, version).code == code_2x
 
 
-@pytest.mark.parametrize(
-    ("version", "code"), [("1.6", "FormationViolation"), *[(v, "FormatViolation") for v in VERSIONS]]
-)
-def test_an_unreadable_call_is_a_format_violation_in_the_version_s_spelling(version: str, code: str) -> None:
-    """A frame that is no CALL gets 1.6's FormationViolation, or 2.x's FormatViolation, with the reason."""
-    error = formation_violation(FrameProblem("CALL must be [2, uniqueId, action, {payload}]", "abc"), version)
-    assert (error.code, error.description) == (code, "CALL must be [2, uniqueId, action, {payload}]")
-
-
 def test_error_codes_2x_respell_exactly_the_codes_that_changed() -> None:
     """ERROR_CODES_2X maps the two 1.6 codes 2.0.1 respelt; every other 1.6 code is spelt alike in 2.x."""
     assert ERROR_CODES_2X == {
@@ -397,44 +383,6 @@ def test_error_codes_2x_respell_exactly_the_codes_that_changed() -> None:
         "MessageTypeNotSupported",
         "RpcFrameworkError",
     }
-
-
-def test_the_codes_only_2x_has_are_errors_to_answer() -> None:
-    """MessageTypeNotSupported and RpcFrameworkError are OCPP errors with 2.0.1's codes (the library has neither)."""
-    assert MessageTypeNotSupportedError(description="type 7").code == "MessageTypeNotSupported"
-    assert RpcFrameworkError(description="no message id").code == "RpcFrameworkError"
-    assert {MessageTypeNotSupportedError.code, RpcFrameworkError.code} <= CODES_2X - CODES_16
-
-
-# What a 2.x handler table might hold: the session passes the version's real table's keys.
-ANSWERED = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"})
-ACTIONS: list[tuple[str, str, str | None]] = [
-    ("2.0.1", "TransactionEvent", None),
-    ("2.1", "BootNotification", None),
-    ("2.0.1", "NotifyReport", "NotSupported"),  # a charger's message the table does not answer
-    ("2.0.1", "SetChargingProfile", "NotSupported"),  # the central system's
-    ("2.1", "NotifyDERAlarm", "NotSupported"),  # 2.1's own
-    ("2.0.1", "NotifyDERAlarm", "NotImplemented"),  # not 2.0.1's
-    ("2.0.1", "StartTransaction", "NotImplemented"),  # 1.6's only
-    ("2.1", "RemoteStartTransaction", "NotImplemented"),
-    ("2.1", "MakeCoffee", "NotImplemented"),
-    ("2.0.1", "transactionEvent", "NotImplemented"),
-    ("2.1", "", "NotImplemented"),
-]
-
-
-@pytest.mark.parametrize(("version", "action", "code"), ACTIONS, ids=[f"{v}-{a or 'empty'}" for v, a, _ in ACTIONS])
-def test_refusal_for_a_2x_action(version: str, action: str, code: str | None) -> None:
-    """Answered actions pass; another action of the version is NotSupported, one it does not define NotImplemented."""
-    refusal = refusal_for_action(action, version, ANSWERED)
-    assert (refusal.code if refusal is not None else None) == code
-
-
-def test_refusal_for_a_1_6_action_is_as_before() -> None:
-    """Without a version, refusal_for_action answers for 1.6 and its charger actions."""
-    assert refusal_for_action("StartTransaction") is None
-    refusal = refusal_for_action("TransactionEvent")
-    assert refusal is not None and refusal.code == "NotImplemented"
 
 
 def test_schema_fields_of_2x_requests() -> None:
