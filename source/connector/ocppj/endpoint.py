@@ -174,7 +174,9 @@ class Endpoint:
             return self._answer(frame, unique_id)
         if self.version.send_frames and type_id == SEND:
             return self._call(frame, unique_id, answer=False)
-        if self.version.send_frames and type_id == CALLRESULTERROR and len(frame) >= 4:
+        if self.version.send_frames and type_id == CALLRESULTERROR:
+            if len(frame) < 4:  # a type the version knows, malformed: ignored like a malformed answer
+                return self._malformed(frame)
             return ResultError(unique_id, str(frame[2]), str(frame[3]))
         return self._unknown_type(frame, unique_id)
 

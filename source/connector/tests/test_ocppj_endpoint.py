@@ -285,6 +285,12 @@ def test_ocpp21_callresulterror_is_reported_not_answered() -> None:
     assert event == ResultError("r1", "FormatViolation", "bad interval")
 
 
+def test_a_malformed_ocpp21_callresulterror_is_ignored_not_answered() -> None:
+    """[5, id, code] lacks its description: a malformed frame of a type 2.1 knows, ignored (no MessageTypeNotSupported)."""
+    event = Endpoint(V21).receive('[5,"r1","FormatViolation"]')
+    assert event == BadFrame("message type 5 with 3 elements is not valid")
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 10) | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
