@@ -286,7 +286,7 @@ def test_ocpp21_callresulterror_is_reported_not_answered() -> None:
 
 
 def test_a_malformed_ocpp21_callresulterror_is_ignored_not_answered() -> None:
-    """[5, id, code] lacks its description: a malformed frame of a type 2.1 knows, ignored (no MessageTypeNotSupported)."""
+    """[5, id, code] lacks its description: a malformed frame of a type 2.1 knows, ignored, not answered."""
     event = Endpoint(V21).receive('[5,"r1","FormatViolation"]')
     assert event == BadFrame("message type 5 with 3 elements is not valid")
 
