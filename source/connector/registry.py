@@ -114,7 +114,7 @@ class KeyLimitError(Exception):
 
 
 class KeyTooLongError(KeyLimitError):
-    """A charge point's new key is longer than MAX_KEY_CHARS: not kept, like one beyond the limit."""
+    """A charge point's new key is longer than MAX_KEY_CHARS after its identity: not kept, like one beyond the limit."""
 
 
 def add_entry(entries: bytearray, key: str, example: Any) -> None:
@@ -320,7 +320,9 @@ class Registry:
     def _count_new_key(self, cp: str | None, keys: ChargePointKeys, key: str) -> None:
         # Keys of no charge point (the status of a key the map names) are bounded by the map;
         # the status of a known actuator by its actuator, and it must always reach the operator.
-        if cp is not None and len(key) > MAX_KEY_CHARS:
+        # Counted after the identity: what the charger's messages minted, not its name (a
+        # long identity is the operator's or the handshake's business, bounded there).
+        if cp is not None and len(key) - len(cp) > MAX_KEY_CHARS and not self._is_status(key):
             raise KeyTooLongError(cp)
         if cp is not None and keys.count >= self.max_keys_per_cp and not self._is_status(key):
             raise KeyLimitError(cp)

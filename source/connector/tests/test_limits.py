@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from connector.datapoints import Datapoint
 from connector.limits import SPARE_FILES, MessageRate, RefusalLog, Throttled, raise_open_files_limit
-from connector.registry import ActuatorRef, KeyLimitError, Registry
+from connector.registry import MAX_KEY_CHARS, ActuatorRef, KeyLimitError, KeyTooLongError, Registry
 from connector.tests.conftest import RunningConnector, start_connector
 from connector.tests.harness import WAIT_S, ChargerLink, MqttProbe, RawLink, send
 
@@ -114,6 +114,17 @@ def test_registry_caps_new_keys_per_charge_point() -> None:
     assert registry.add_sensor(Datapoint("CP_2__a", 1, 0), "CP_2")
     assert registry.add_sensor(Datapoint("status-of-a-mapped-key", 1, 0), None)
     assert "CP_1__d" not in registry.sensors
+
+
+def test_a_key_too_long_is_measured_after_the_identity() -> None:
+    """MAX_KEY_CHARS counts what follows `<cp>__`: a long identity's keys go in, a long minted part does not."""
+    long_cp = "L" * 600
+    registry = Registry()
+    assert registry.add_sensor(Datapoint(f"{long_cp}__connected", True, 0), long_cp)
+    suffix = "x" * (MAX_KEY_CHARS - 2)  # with its "__": exactly MAX_KEY_CHARS after the identity
+    assert registry.add_sensor(Datapoint(f"CP_1__{suffix}", 1, 0), "CP_1")
+    with pytest.raises(KeyTooLongError):
+        registry.add_sensor(Datapoint(f"CP_1__{suffix}y", 1, 0), "CP_1")
 
 
 # -- end to end ------------------------------------------------------------------------
