@@ -9,6 +9,7 @@ published; `notes` collects the harmless deviations the caller logs as tolerated
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -122,6 +123,30 @@ def sampled_number(text: str) -> Scalar:
     if not math.isfinite(number):
         return text
     return float(f"{number:.{SIGNIFICANT_DIGITS}g}")
+
+
+def grouped(cp: str, group: str, where: int, fields: dict[str, Scalar], at: int) -> list[Datapoint]:
+    """`<cp>__<group>__<c>__<field>` = value for each field: the shape of every per-connector (1.6)
+    or per-EVSE (2.x) group (Transaction, Reservation, CompositeSchedule), in every version."""
+    return [Datapoint(key(cp, group, where, name), value, at) for name, value in fields.items()]
+
+
+def transactions_inactive(cp: str, where: Iterable[int], at: int) -> list[Datapoint]:
+    """`<cp>__Transaction__<c>__active` = false on each connector (1.6) or EVSE (2.x) in `where`."""
+    return [point for c in where for point in grouped(cp, "Transaction", c, {"active": False}, at)]
+
+
+def reservation_status(cp: str, where: Iterable[int], status: str, at: int) -> list[Datapoint]:
+    """`<cp>__Reservation__<c>__status` = `status` on each connector or EVSE in `where`."""
+    return [point for c in where for point in grouped(cp, "Reservation", c, {"status": status}, at)]
+
+
+def data_transfer(cp: str, payload: dict[str, Any], received: int) -> list[Datapoint]:
+    """`<cp>__DataTransfer__<vendorId>[__<messageId>]`: the data as text (1.6's is text; 2.x's may be any JSON)."""
+    parts = [cp, "DataTransfer", payload["vendorId"]] + ([payload["messageId"]] if "messageId" in payload else [])
+    data = payload.get("data", "")
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return [Datapoint(key(*parts), text, received)]
 
 
 def boot_notification(cp: str, payload: dict[str, Any], received: int) -> list[Datapoint]:
@@ -289,7 +314,6 @@ def transaction_started(
 
 
 def _transaction_running(cp: str, record: AnyTransaction, at: int) -> list[Datapoint]:
-    prefix = key(cp, "Transaction", record.connector_id)
     values: dict[str, Scalar] = {
         "active": True,
         "transaction_id": record.transaction_id,
@@ -300,7 +324,7 @@ def _transaction_running(cp: str, record: AnyTransaction, at: int) -> list[Datap
         "stop_reason": None,
         "energy": None,
     }
-    return [Datapoint(key(prefix, name), value, at) for name, value in values.items()]
+    return grouped(cp, "Transaction", record.connector_id, values, at)
 
 
 def transaction_stopped(
@@ -319,7 +343,6 @@ def transaction_stopped(
     the connector's keys end describing what runs, and a time series sees both in order.
     """
     at = parse_time(payload["timestamp"], received, notes)
-    prefix = key(cp, "Transaction", record.connector_id)
     meter_stop = payload["meterStop"]
     values: dict[str, Scalar] = {
         "active": False,
@@ -328,7 +351,7 @@ def transaction_stopped(
         "stop_reason": payload.get("reason", DEFAULT_STOP_REASON),
         "energy": meter_stop - record.meter_start,
     }
-    points = [Datapoint(key(prefix, name), value, at) for name, value in values.items()]
+    points = grouped(cp, "Transaction", record.connector_id, values, at)
     data = payload.get("transactionData") or []
     points = sampled_values(cp, record.connector_id, data, received, notes) + points
     if running is not None:

@@ -113,8 +113,12 @@ def settle_transactions(ctx: Context, at: int) -> None:
     """A charger that booted holds no transaction: those still open are settled (see
     transactions.py), and their connectors (1.6) or EVSEs (2.x) are no longer active."""
     settled = ctx.transactions.settle_all(ctx.id)
-    where = sorted({record.connector_id for record in settled})
-    ctx.publish([Datapoint(dp.key(ctx.id, "Transaction", c, "active"), False, at) for c in where])
+    ctx.publish(dp.transactions_inactive(ctx.id, sorted({record.connector_id for record in settled}), at))
+
+
+def reservation_used(ctx: Context, reservation_id: int, at: int) -> None:
+    """A transaction started on a reservation: it ends, `Used`, wherever it was held."""
+    ctx.publish(dp.reservation_status(ctx.id, ctx.transactions.end_reservation(ctx.id, reservation_id), "Used", at))
 
 
 def heartbeat(ctx: Context, inbound: Inbound) -> dict[str, Any]:

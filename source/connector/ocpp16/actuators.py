@@ -38,7 +38,7 @@ from connector.actuators import (
     schema_checked,
     status_of,
 )
-from connector.datapoints import Datapoint, Scalar, key
+from connector.datapoints import Datapoint, Scalar, grouped, key
 from connector.protocol import CHARGER_ACTIONS, KNOWN_ACTIONS
 
 # Calls an operator may send with execute_ocpp_call: what a central system sends.
@@ -197,7 +197,7 @@ def _composite_answer(cp: str, connector_id: int, call: OcppCall, payload: dict[
         "limit": periods[0].get("limit") if periods else None,  # the limit in effect at the start
         "periods": json.dumps(periods),
     }
-    return [Datapoint(key(cp, "CompositeSchedule", connector_id, name), v, at) for name, v in fields.items()]
+    return grouped(cp, "CompositeSchedule", connector_id, fields, at)
 
 
 def _reserve_now(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
@@ -215,7 +215,7 @@ def _reserve_now(value: Any, connector_id: int, facts: ChargerFacts) -> OcppCall
 
 
 def reservation_datapoints(cp: str, connector_id: int, fields: dict[str, Scalar], at: int) -> list[Datapoint]:
-    return [Datapoint(key(cp, "Reservation", connector_id, name), v, at) for name, v in fields.items()]
+    return grouped(cp, "Reservation", connector_id, fields, at)
 
 
 def _reservation_answer(

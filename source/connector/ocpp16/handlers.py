@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from connector import datapoints as dp
-from connector.datapoints import Datapoint
-from connector.handling import Context, Handler, Inbound, accept_boot, heartbeat
+from connector.handling import Context, Handler, Inbound, accept_boot, heartbeat, reservation_used
 from connector.protocol import schema_fields
 
 ACCEPTED = {"status": "Accepted"}
@@ -55,11 +54,6 @@ def start_transaction(ctx: Context, msg: Inbound) -> dict[str, Any]:
     return {"transactionId": record.transaction_id, "idTagInfo": ctx.id_tags.id_tag_info(p["idTag"])}
 
 
-def reservation_used(ctx: Context, reservation_id: int, at: int) -> None:
-    for reserved_on in ctx.transactions.end_reservation(ctx.id, reservation_id):
-        ctx.publish([Datapoint(dp.key(ctx.id, "Reservation", reserved_on, "status"), "Used", at)])
-
-
 def stop_transaction(ctx: Context, msg: Inbound) -> dict[str, Any]:
     p = msg.payload
     record = ctx.transactions.stop(ctx.id, p["transactionId"])
@@ -77,9 +71,7 @@ def authorize(ctx: Context, msg: Inbound) -> dict[str, Any]:
 
 
 def data_transfer(ctx: Context, msg: Inbound) -> dict[str, Any]:
-    p = msg.payload
-    parts = [ctx.id, "DataTransfer", p["vendorId"]] + ([p["messageId"]] if "messageId" in p else [])
-    ctx.publish([Datapoint(dp.key(*parts), str(p.get("data", "")), msg.received)])
+    ctx.publish(dp.data_transfer(ctx.id, msg.payload, msg.received))
     return ACCEPTED
 
 

@@ -52,7 +52,7 @@ from connector.actuators import (
     schema_checked,
     status_of,
 )
-from connector.datapoints import Datapoint, Scalar, key
+from connector.datapoints import Datapoint, Scalar, grouped, key
 from connector.ocpp201.variables import get_variables, set_variables, variables_answer, variables_status
 
 OCPP_VERSION = "2.0.1"
@@ -194,7 +194,7 @@ def composite_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, A
         "limit": first.get("limit"),  # the limit in effect at the start
         "periods": json.dumps(periods),
     }
-    return [Datapoint(key(cp, "CompositeSchedule", evse_id, name), v, at) for name, v in fields.items()]
+    return grouped(cp, "CompositeSchedule", evse_id, fields, at)
 
 
 # -- transactions and reservations -----------------------------------------------------
@@ -261,7 +261,7 @@ def reservation_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str,
         "expiry_date": call.payload["expiryDateTime"],
         "status": status_of(payload),
     }
-    return [Datapoint(key(cp, "Reservation", evse_id, name), v, at) for name, v in fields.items()]
+    return grouped(cp, "Reservation", evse_id, fields, at)
 
 
 def _cancel_reservation(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
@@ -271,7 +271,7 @@ def _cancel_reservation(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCa
 
 
 def _cancel_answer(cp: str, evse_id: int, call: OcppCall, payload: dict[str, Any], at: int) -> list[Datapoint]:
-    return [Datapoint(key(cp, "Reservation", evse_id, "status"), "Cancelled", at)] if accepted(payload) else []
+    return grouped(cp, "Reservation", evse_id, {"status": "Cancelled"}, at) if accepted(payload) else []
 
 
 # -- the charging station --------------------------------------------------------------

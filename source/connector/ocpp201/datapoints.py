@@ -8,7 +8,6 @@ schema check passed it; `notes` collects the harmless deviations the session log
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from decimal import Decimal
@@ -196,8 +195,7 @@ def energy_wh(meter_start: int | float, meter_stop: int | float) -> int | float:
 
 
 def transaction_points(cp: str, evse_id: int, fields: dict[str, Scalar], at: int) -> list[Datapoint]:
-    prefix = key(cp, "Transaction", evse_id)
-    return [Datapoint(key(prefix, name), value, at) for name, value in fields.items()]
+    return dp.grouped(cp, "Transaction", evse_id, fields, at)
 
 
 def running_fields(record: EvseTransaction, info: dict[str, Any]) -> dict[str, Scalar]:
@@ -312,11 +310,3 @@ def event_points(
         at = parse_time(event["timestamp"], received, notes)
         points.append(Datapoint(variable_key(cp, event["component"], event["variable"]), event["actualValue"], at))
     return points
-
-
-def data_transfer(cp: str, payload: dict[str, Any], received: int) -> list[Datapoint]:
-    """`<cp>__DataTransfer__<vendorId>[__<messageId>]`: the data as text (2.x data may be any JSON)."""
-    parts = [cp, "DataTransfer", payload["vendorId"]] + ([payload["messageId"]] if "messageId" in payload else [])
-    data = payload.get("data", "")
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return [Datapoint(key(*parts), text, received)]

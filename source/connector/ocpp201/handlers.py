@@ -17,7 +17,7 @@ from typing import Any
 
 from connector import datapoints as dp
 from connector.datapoints import Datapoint, EvseTransaction
-from connector.handling import Context, Handler, Inbound, accept_boot, heartbeat
+from connector.handling import Context, Handler, Inbound, accept_boot, heartbeat, reservation_used
 from connector.ocpp201 import datapoints as dp2
 from connector.protocol import schema_fields
 
@@ -192,19 +192,13 @@ def _publish_event(ctx: Context, event: Event, points: list[Datapoint]) -> None:
         reservation_used(ctx, event.payload["reservationId"], event.at)
 
 
-def reservation_used(ctx: Context, reservation_id: int, at: int) -> None:
-    for reserved_on in ctx.transactions.end_reservation(ctx.id, reservation_id):
-        ctx.publish([Datapoint(dp.key(ctx.id, "Reservation", reserved_on, "status"), "Used", at)])
-
-
 def reservation_status_update(ctx: Context, inbound: Inbound) -> dict[str, Any]:
     """A reservation expired or was removed: `<cp>__Reservation__<evse>__status`, as 1.6's keys."""
     p = inbound.payload
     ended_on = ctx.transactions.end_reservation(ctx.id, p["reservationId"])
     if not ended_on:
         inbound.notes.append(f"reservation {p['reservationId']} is not known; published nothing")
-    status = p["reservationUpdateStatus"]
-    ctx.publish([Datapoint(dp.key(ctx.id, "Reservation", e, "status"), status, inbound.received) for e in ended_on])
+    ctx.publish(dp.reservation_status(ctx.id, ended_on, p["reservationUpdateStatus"], inbound.received))
     return {}
 
 
@@ -246,7 +240,7 @@ def acknowledged(ctx: Context, inbound: Inbound) -> dict[str, Any]:
 
 def data_transfer(ctx: Context, inbound: Inbound) -> dict[str, Any]:
     """Published as 1.6's; answered UnknownVendorId: the connector knows no vendor's extensions."""
-    ctx.publish(dp2.data_transfer(ctx.id, inbound.payload, inbound.received))
+    ctx.publish(dp.data_transfer(ctx.id, inbound.payload, inbound.received))
     return {"status": "UnknownVendorId"}
 
 

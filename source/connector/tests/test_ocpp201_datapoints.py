@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector import datapoints as dp
-from connector.datapoints import Datapoint
+from connector.datapoints import Datapoint, data_transfer
 from connector.ocpp201 import datapoints as dp2
 
 CP = "CP_1"
@@ -390,5 +390,6 @@ def test_notify_event_values_are_stamped_with_their_events_time() -> None:
     ],
 )  # fmt: skip
 def test_data_transfer_is_published_as_text(payload: dict[str, Any], key: str, value: str) -> None:
-    """DataTransfer: 1.6's key; data that is not a string (2.x allows any JSON) as compact JSON text."""
-    assert dp2.data_transfer(CP, payload, RECEIVED) == [Datapoint(key, value, RECEIVED)]
+    """DataTransfer (datapoints.py, every version's): 1.6's key; data that is not a string (2.x allows any JSON)
+    as compact JSON text."""
+    assert data_transfer(CP, payload, RECEIVED) == [Datapoint(key, value, RECEIVED)]
