@@ -8,7 +8,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
-from connector.negotiation import SUBPROTOCOLS, negotiate, version_name
+from connector.negotiation import OCPP16, SUBPROTOCOLS, VERSION_NAMES, negotiate, version_name
 from connector.settings import VARIABLES, Settings, SettingsError, default_text, usage
 from connector.tests.conftest import RunningConnector, map_datapoints, start_connector
 from connector.tests.harness import WAIT_S, ChargerLink, MqttProbe, send
@@ -139,3 +139,13 @@ async def test_ocpp_version_is_published_before_connected_and_follows_a_reconnec
     ours = [(topic, payload["value"]) for topic, payload, _ in probe.messages[since:] if topic in (version, connected)]
     first, second = [(version, "2.0.1"), (connected, True)], [(version, "1.6"), (connected, True)]
     assert ours == [*first, (connected, False), *second, (connected, False)]
+
+
+def test_the_names_negotiation_knows_are_the_versions_served() -> None:
+    """negotiation.py names the versions without importing their tables (settings.py reads it at start): its list
+    must be exactly versions.SERVED's, in the same order, with the same default, or a version would be offered
+    that cannot be served (or served that cannot be chosen)."""
+    from connector import versions  # the tables, imported here only
+
+    assert tuple(VERSION_NAMES.items()) == tuple((v.subprotocol, v.name) for v in versions.SERVED)
+    assert versions.DEFAULT_SUBPROTOCOL == OCPP16

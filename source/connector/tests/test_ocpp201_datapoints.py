@@ -146,12 +146,12 @@ def test_values_that_make_no_number_are_skipped_and_named(sample: dict[str, Any]
     assert note in notes[0]
 
 
-def test_a_number_in_a_string_is_read_with_a_note() -> None:
-    """A value sent as a padded string (a 1.6 habit) is read as the number, and named."""
+def test_a_value_that_is_not_a_number_is_skipped_with_a_note() -> None:
+    """2.x values are numbers (the schema check refuses a string before the mapping): anything else is skipped, named."""
     notes: list[str] = []
     payload = [{"timestamp": "2026-11-21T10:00:00Z", "sampledValue": [{"value": " 0.0"}]}]
-    [(_, point)] = dp2.sampled_readings(CP, 1, payload, RECEIVED, notes)
-    assert point.value == 0.0 and "string" in notes[0]
+    assert dp2.sampled_readings(CP, 1, payload, RECEIVED, notes) == []
+    assert "not a number" in notes[0]
 
 
 def test_empty_sampled_value_is_noted() -> None:
