@@ -147,7 +147,7 @@ def test_values_that_make_no_number_are_skipped_and_named(sample: dict[str, Any]
 
 
 def test_a_value_that_is_not_a_number_is_skipped_with_a_note() -> None:
-    """2.x values are numbers (the schema check refuses a string before the mapping): anything else is skipped, named."""
+    """2.x values are numbers (the schema refuses a string before the mapping): anything else is skipped, named."""
     notes: list[str] = []
     payload = [{"timestamp": "2026-11-21T10:00:00Z", "sampledValue": [{"value": " 0.0"}]}]
     assert dp2.sampled_readings(CP, 1, payload, RECEIVED, notes) == []
