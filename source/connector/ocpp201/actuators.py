@@ -230,6 +230,8 @@ def remote_start(max_length: int) -> Build:
 def _remote_stop(value: Any, evse_id: int, facts: ChargerFacts) -> OcppCall | Refusal:
     if facts.transaction_id is None:
         return Refusal(f"no transaction is active on EVSE {evse_id}")
+    # Not schema-checked: the id is the station's own, as it sent it; one longer than the
+    # schema's 36 characters (tolerated on the way in) must still be stoppable.
     return OcppCall("RequestStopTransaction", {"transactionId": str(facts.transaction_id)})
 
 
