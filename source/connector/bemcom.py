@@ -1,8 +1,9 @@
 """The MQTT side in the BEMCom message format, over paho-mqtt.
 
-paho runs its network loop in its own thread; everything it delivers is handed to the
-asyncio loop with `call_soon_threadsafe`, so registry and map are only touched from the
-loop thread. Publishing from the loop thread is safe: paho guards its queues with locks.
+paho's network traffic runs on the asyncio loop (`mqtt_loop.LoopDriver`), so its callbacks
+arrive on the loop thread; what they start is queued with `call_soon`, outside paho's own
+processing, so registry and map are only touched from plain loop callbacks. Log records
+from other threads (the registry's save worker) are handed over with `call_soon_threadsafe`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from connector import __version__
 from connector.datapoints import Datapoint, now_ms
-from connector.mqtt_client import (
-    RECONNECT_MAX_DELAY_S,
-    RECONNECT_MIN_DELAY_S,
-    FailureReports,
-    ReportingClient,
-    describe,
-)
+from connector.mqtt_client import FailureReports, describe
+from connector.mqtt_loop import LoopDriver
 from connector.outbox import Outbox
 from connector.protocol import load_json
 from connector.registry import (
@@ -56,8 +52,8 @@ CONNECT_TIMEOUT_S = 1.0
 # 10 s it promises. The broker drops us after 1.5 x 4 s of silence: our thread is never
 # that quiet while the process lives.
 KEEPALIVE_S = 4
-# paho's thread is joined for at most this long at shutdown (it is a daemon thread).
-LOOP_STOP_TIMEOUT_S = 1.5
+# At shutdown, each connection's DISCONNECT is waited for at most this long.
+DISCONNECT_TIMEOUT_S = 1.0
 
 # New keys arriving within this window go out in one available_datapoints message: a
 # fleet booting at once would otherwise republish a large retained message per key.
@@ -90,7 +86,6 @@ class BemcomMqtt:
         self._client = self._new_client(tls_ca_file)
         self._tls = tls_ca_file is not None
         self._failures = FailureReports(f"{settings.mqtt_broker_host}:{settings.mqtt_broker_port}")
-        self._client.on_connect_fail = self._on_connect_fail
         # available_datapoints has its own connection: at 10,000 chargers it is a 27 MB
         # message, and paho's network thread, busy writing it, would hold up the commands
         # arriving on the main connection (the benchmark's command p99 doubled).
@@ -109,6 +104,12 @@ class BemcomMqtt:
         self._client.on_message = self._on_message
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        # Only the main connection's failures are reported: the others fail alike.
+        self._drivers = [
+            LoopDriver(self._client, self._connect_failed),
+            LoopDriver(self._listing_client, lambda error: None),
+        ]
+        self._driver_tasks: list[asyncio.Task[None]] = []
         self._available_changed = asyncio.Event()
         self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
         self._over_key_limit: set[str | None] = set()
@@ -118,13 +119,12 @@ class BemcomMqtt:
         # written on the loop thread only, so a late connect callback cannot overtake a loss.
         self.connected = False
 
-    def _new_client(self, tls_ca_file: str | None) -> ReportingClient:
-        client = ReportingClient(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    def _new_client(self, tls_ca_file: str | None) -> mqtt.Client:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
         if self._settings.mqtt_username is not None:
             client.username_pw_set(self._settings.mqtt_username, self._settings.mqtt_password)
         if tls_ca_file is not None:
             client.tls_set(ca_certs=tls_ca_file)  # the broker is verified against this CA
-        client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S)
         # paho's default of 5 s would let a broker that never answers hold up shutdown.
         client.connect_timeout = CONNECT_TIMEOUT_S
         return client
@@ -140,7 +140,7 @@ class BemcomMqtt:
         LOG.info("connecting to MQTT broker %s:%s", host, port)
         for client in (self._client, self._listing_client):
             client.connect_async(host, port, keepalive=KEEPALIVE_S)
-            client.loop_start()
+        self._driver_tasks = [self._loop.create_task(driver.run()) for driver in self._drivers]
 
     async def stop(self, flush_within: float) -> None:
         """Wait (bounded) until the broker acknowledged what was published, then disconnect."""
@@ -152,24 +152,13 @@ class BemcomMqtt:
                 "%d messages not yet acknowledged by the broker are kept in STATE_DIR for the next start",
                 self.outbox.pending,
             )
-        self._client.disconnect()
-        self._listing_client.disconnect()
-        # Not asyncio.to_thread: asyncio.run would wait for that thread at exit, unbounded.
-        stopped = asyncio.get_running_loop().create_future()
-        thread = threading.Thread(target=self._stop_loop, args=(stopped,), daemon=True)
-        thread.start()
-        try:
-            async with asyncio.timeout(LOOP_STOP_TIMEOUT_S):
-                await stopped
-        except TimeoutError:
-            LOG.warning("MQTT network thread did not stop in time; exiting without it")
+        closed = await asyncio.gather(*(driver.disconnect(DISCONNECT_TIMEOUT_S) for driver in self._drivers))
+        if not all(closed):
+            LOG.warning("MQTT connection did not close in time; exiting without waiting for it")
+        for task in self._driver_tasks:
+            task.cancel()
+        await asyncio.gather(*self._driver_tasks, return_exceptions=True)
         self.outbox.close()
-
-    def _stop_loop(self, stopped: asyncio.Future[None]) -> None:
-        self._client.loop_stop()
-        self._listing_client.loop_stop()
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(_resolve, stopped)
 
     async def run_heartbeat(self) -> None:
         interval_ms = int(self._settings.heartbeat_interval * 1000)
@@ -284,7 +273,7 @@ class BemcomMqtt:
         }
         if self._loop is None or threading.get_ident() == self._loop_thread:
             self._publish_json(self.topics["logs"], message, qos=1)
-        else:  # e.g. paho's thread: the outbox is touched by the loop thread only
+        else:  # e.g. the registry's save worker: the outbox is touched by the loop thread only
             self._loop.call_soon_threadsafe(self._publish_json, self.topics["logs"], message, 1)
 
     def _publish_value(self, topic: str, point: Datapoint) -> None:
@@ -300,20 +289,21 @@ class BemcomMqtt:
         if reason.is_failure:  # e.g. credentials: ERROR, the operator must act
             self._failures.failed(f"refused by the broker ({reason})", logging.ERROR)
             return
-        # From here, paho's thread: before paho resends what it held when the connection broke.
+        # From within paho's processing of CONNACK: before paho resends what it held when
+        # the connection broke.
         self.outbox.publish_now(self.topics["state"], ONLINE, qos=1, retain=True)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._subscribe_all, self._failures.connected())
+        self._loop.call_soon(self._subscribe_all, self._failures.connected())
 
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        reason, level = describe(self._client.last_error, tls=self._tls)
+    def _connect_failed(self, error: Exception) -> None:
+        reason, level = describe(error, tls=self._tls)
         self._failures.failed(reason, level)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             LOG.warning("MQTT connection lost (%s); reconnecting", reason)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._went_offline)
+        self._loop.call_soon(self._went_offline)
 
     def _went_offline(self) -> None:
         self.connected = False
@@ -321,7 +311,7 @@ class BemcomMqtt:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._dispatch, message.topic, message.payload, bool(message.retain))
+        self._loop.call_soon(self._dispatch, message.topic, message.payload, bool(message.retain))
 
     def _subscribe_all(self, failed_attempts: int = 0) -> None:
         """After every (re)connect: with a clean session the broker forgot our subscriptions."""
@@ -386,11 +376,6 @@ class BemcomMqtt:
             if latest is not None and old_map.sensor.get(key) != topic:
                 self._publish_value(topic, latest)
         LOG.info("datapoint_map applied: %d sensors, %d actuators", len(new_map.sensor), len(new_map.actuator))
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():  # the waiter may have given up already
-        future.set_result(None)
 
 
 class MqttLogHandler(logging.Handler):

@@ -1,11 +1,9 @@
-"""paho's client, made to say why it cannot reach the broker.
+"""Why the connector cannot reach the broker, in an operator's words, throttled per reason.
 
-paho's network loop retries a failed connection attempt forever, but it catches the
-OSError of the attempt and calls `on_connect_fail` without it: an operator saw nothing
-beyond "connecting to MQTT broker" for a broker that refused, did not resolve or failed
-the TLS handshake. `reconnect` is the one method every attempt passes through, in paho's
-thread, so overriding it to keep the exception is the narrowest seam; `on_connect_fail`,
-called right after in the same thread, reads it.
+Every failed connection attempt (`mqtt_loop.LoopDriver` makes them) is reported with its
+reason: refused, not resolved, TLS, timeout. paho's own reconnect loop only called
+`on_connect_fail` without the OSError, so an operator saw nothing beyond "connecting to
+MQTT broker" for a broker that refused, did not resolve or failed the TLS handshake.
 """
 
 from __future__ import annotations
@@ -17,14 +15,11 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
-
 from connector.limits import Throttled
 
 LOG = logging.getLogger(__name__)
 
-# Back-off between attempts, in s: paho doubles it from the first to the last. Capped low:
+# Back-off between attempts, in s: doubled from the first to the last. Capped low:
 # with paho's old cap of 30 s the connector came back 10.7 s after a broker restart.
 RECONNECT_MIN_DELAY_S = 1
 RECONNECT_MAX_DELAY_S = 2
@@ -32,25 +27,12 @@ RECONNECT_MAX_DELAY_S = 2
 FAILURE_REPORT_INTERVAL_S = 30.0
 
 
-class ReportingClient(mqtt.Client):
-    """A paho client that keeps the exception of its last failed connection attempt."""
-
-    last_error: OSError | None = None
-
-    def reconnect(self) -> MQTTErrorCode:
-        try:
-            return super().reconnect()
-        except OSError as error:
-            self.last_error = error
-            raise
-
-
 class Failure(NamedTuple):
     reason: str
     level: int  # ERROR where the operator must act (TLS, credentials), else WARNING
 
 
-def describe(error: OSError | None, tls: bool) -> Failure:
+def describe(error: Exception | None, tls: bool) -> Failure:
     """Why an attempt failed, in an operator's words (never a secret: paho's errors hold none)."""
     if isinstance(error, socket.gaierror):
         return Failure(f"name not resolved ({error.strerror or error})", logging.WARNING)

@@ -2,10 +2,9 @@
 
 Shutdown (SIGTERM/SIGINT, section 1 of the interface): close every charge point with
 1001, which publishes `<cp>__connected = false` for each; wait (bounded) for the broker to
-acknowledge what is queued; disconnect and join paho's network thread (bounded). Budget:
-ocpp_server.CLOSE_TIMEOUT_S (2) + MQTT_FLUSH_TIMEOUT_S (1) + bemcom.LOOP_STOP_TIMEOUT_S
-(1.5) = 4.5 s of the 5 s the interface allows; the rest (the registry's last save, the
-process exit) takes milliseconds.
+acknowledge what is queued; disconnect (bounded). Budget: ocpp_server.CLOSE_TIMEOUT_S (2)
++ MQTT_FLUSH_TIMEOUT_S (1) + bemcom.DISCONNECT_TIMEOUT_S (1) = 4 s of the 5 s the
+interface allows; the rest (the registry's last save, the process exit) takes milliseconds.
 """
 
 from __future__ import annotations
