@@ -36,7 +36,7 @@ class LoopDriver:
     """Runs one paho client's network traffic on the running asyncio loop."""
 
     def __init__(self, client: mqtt.Client, on_connect_fail: Callable[[Exception], None]) -> None:
-        self._client = client
+        self.client = self._client = client
         self._on_connect_fail = on_connect_fail
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None

@@ -30,6 +30,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from connector import versions
+from connector.backpressure import Room
 from connector.charger import ChargerState
 from connector.deflate import PER_MESSAGE_DEFLATE
 from connector.gate import Gate
@@ -98,13 +99,16 @@ class DeviceDispatcher:
         events: DispatcherEvents,
         transactions: TransactionStore,
         security: Security,
+        *,
         raw_tap: RawTap | None = None,
+        room: Room | None = None,
     ) -> None:
         self._settings = settings
         self._security = security
         self._events = events
         self._transactions = transactions
         self._raw_tap = raw_tap
+        self._room = room or Room()
         self.sessions: dict[str, ChargePointSession] = {}
         self.chargers: dict[str, ChargerState] = {}  # outlives sessions: reconnects keep it
         self._closing: set[asyncio.Task[None]] = set()
@@ -290,6 +294,7 @@ class DeviceDispatcher:
             write_timeout=self._settings.ocpp_ping_interval or self._settings.ocpp_response_timeout,
             raw_tap=self._raw_tap,
             metrics=self.metrics,
+            room=self._room,
         )
         self._take_over(cp, session)
         # No Sec-WebSocket-Protocol (the handshake had none): OCPP 1.6, see _select_subprotocol.

@@ -116,7 +116,9 @@ class Service:
         trusted = authenticates_charge_points(security)
         self.events = ConnectorEvents(self.mqtt, settings.enabled_actuators, self.roster, trusted)
         self.transactions = transactions = TransactionStore(settings.state_dir)
-        self.dispatcher = DeviceDispatcher(settings, self.events, transactions, security, raw_tap)
+        self.dispatcher = DeviceDispatcher(
+            settings, self.events, transactions, security, raw_tap=raw_tap, room=self.mqtt.room
+        )
         self._store = RegistryStore(settings.state_dir)
         self.upkeep = Upkeep(self.registry, self.roster, self._store, self._forget)
         self.upkeep.restore()
@@ -139,15 +141,14 @@ class Service:
             commands=self.commands.results,
             versions=lambda: versions_connected(sessions),
             mqtt_connected=lambda: mqtt_side.connected,
-            mqtt_delivered=lambda: mqtt_side.outbox.delivered,
-            mqtt_queue_depth=lambda: mqtt_side.outbox.pending,
-            mqtt_dropped=lambda: mqtt_side.outbox.dropped,
+            mqtt_delivered=lambda: mqtt_side.delivered,
+            mqtt_queue_depth=lambda: mqtt_side.pending,
+            mqtt_dropped=lambda: mqtt_side.dropped,
         )
         address = f"{self.settings.mqtt_broker_host}:{self.settings.mqtt_broker_port}"
 
         def page(request: status_page.Request) -> str:
-            outbox = mqtt_side.outbox
-            broker = status_page.Broker(address, mqtt_side.connected, outbox.pending, outbox.dropped)
+            broker = status_page.Broker(address, mqtt_side.connected, mqtt_side.pending, mqtt_side.dropped)
             return status_page.render(sessions, request, broker, __version__)
 
         return OpsHttpServer(host, port, Routes(health, registry_for(sources), page))

@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from connector import datapoints as dp
 from connector.actuators import OcppCall, Refusal
 from connector.authorization import IdTagPolicy
+from connector.backpressure import Room
 from connector.charger import ChargerState
 from connector.datapoints import Datapoint
 from connector.handling import CallRefusedError, Handler, Inbound, NotCovered, OcppVersion
@@ -100,6 +101,7 @@ class ChargePointSession:
         "_raw_tap",
         "_refusals",
         "_response_timeout",
+        "_room",
         "_tasks",
         "_write_timeout",
         "heartbeat_interval",
@@ -130,6 +132,7 @@ class ChargePointSession:
         write_timeout: float = 60.0,
         raw_tap: RawTap | None = None,
         metrics: FrameMetrics | None = None,
+        room: Room | None = None,
     ) -> None:
         self.id = cp_id
         self.version = version
@@ -148,6 +151,7 @@ class ChargePointSession:
         self._endpoint = Endpoint(version)
         self._events = events
         self._raw_tap = raw_tap
+        self._room = room or Room()  # the MQTT side's backpressure (outbox.Room)
         self._metrics = metrics or FrameMetrics()
         self._response_timeout = response_timeout
         self._write_timeout = write_timeout
@@ -167,6 +171,8 @@ class ChargePointSession:
         """Serve frames until the connection closes (ConnectionClosed propagates)."""
         self.connector_seen(0)
         async for frame in self._connection:
+            if not self._room.is_open:  # the MQTT side is behind: this frame waits, and the next ones unread
+                await self._room.wait()
             if not self._rate.allow():
                 # The dispatcher logs why, from the close code.
                 await self._connection.close(RATE_CLOSE_CODE, "message rate limit exceeded")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 SPOOL_FILE = "mqtt-spool.sqlite3"
+RAW_SPOOL_FILE = "mqtt-spool-raw.sqlite3"  # raw frames: their own lane (bemcom.BemcomMqtt._raw_lane)
 
 
 class Message(NamedTuple):
