@@ -107,7 +107,7 @@ class BemcomMqtt:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         # Only the main connection's failures are reported: the others fail alike.
-        self._drivers = [
+        self.drivers = [
             LoopDriver(self._client, self._connect_failed),
             LoopDriver(self._listing_client, lambda error: None),
         ]
@@ -140,7 +140,7 @@ class BemcomMqtt:
         )
         client.on_connect = lambda *args: self._lane_connected(outbox, args[3])
         client.on_disconnect = lambda *args: self._call_soon(outbox.went_offline)
-        self._drivers.append(LoopDriver(client, lambda error: None))
+        self.drivers.append(LoopDriver(client, lambda error: None))
         return outbox
 
     def _lane_connected(self, outbox: Outbox, reason: Any) -> None:
@@ -184,9 +184,9 @@ class BemcomMqtt:
         self._on_actuator = on_actuator
         host, port = self._settings.mqtt_broker_host, self._settings.mqtt_broker_port
         LOG.info("connecting to MQTT broker %s:%s", host, port)
-        for driver in self._drivers:
+        for driver in self.drivers:
             driver.client.connect_async(host, port, keepalive=KEEPALIVE_S)
-        self._driver_tasks = [self._loop.create_task(driver.run()) for driver in self._drivers]
+        self._driver_tasks = [self._loop.create_task(driver.run()) for driver in self.drivers]
 
     async def stop(self, flush_within: float) -> None:
         """Wait (bounded) until the broker acknowledged what was published, then disconnect."""
@@ -199,7 +199,7 @@ class BemcomMqtt:
                 "%d messages not yet acknowledged by the broker are kept in STATE_DIR for the next start",
                 self.pending,
             )
-        closed = await asyncio.gather(*(driver.disconnect(DISCONNECT_TIMEOUT_S) for driver in self._drivers))
+        closed = await asyncio.gather(*(driver.disconnect(DISCONNECT_TIMEOUT_S) for driver in self.drivers))
         if not all(closed):
             LOG.warning("MQTT connection did not close in time; exiting without waiting for it")
         for task in self._driver_tasks:

@@ -388,3 +388,35 @@ async def test_an_unknown_configuration_key_is_not_supported_and_named(
     assert answered["value"] == "NotSupported"
     assert log["level"] == 30
     assert log["msg"] == f"CP_1: {GET_CONFIGURATION}: the charger does not know the configuration key 'NoSuchKey'"
+
+
+async def test_values_and_statuses_do_not_wait_behind_raw_frames(
+    settings_env: dict[str, str], probe: MqttProbe
+) -> None:
+    """Raw frames (QoS 2) have their own lane: with it stalled, a command status still arrives.
+
+    The raw lane's acknowledgements are left unread (its socket taken off the loop), so its
+    QoS 2 window fills and raw frames pile up behind it; statuses (and values, on the same
+    lane) go on.
+    """
+    from connector.outbox import QOS2_WINDOW
+
+    running = await start_connector({**settings_env, "SEND_RAW_MESSAGE_TO_DB": "TRUE"}, probe)
+    raw_lane, raw_driver = running.service.mqtt.lanes[-1], running.service.mqtt.drivers[-1]
+    try:
+        async with ChargerLink(running.url, "CP_1") as charger:
+            await send(charger, "status_available")
+            ((cmd, status),) = (await wire(probe, running, TRIGGER)).values()
+            raw_socket = raw_driver.client.socket()
+            assert raw_socket is not None
+            asyncio.get_running_loop().remove_reader(raw_socket)
+            for _ in range(QOS2_WINDOW * 2):
+                await send(charger, "heartbeat")  # two raw frames each
+            assert raw_lane.pending > QOS2_WINDOW * 2  # the raw lane is stalled
+            probe.publish(cmd, b"not a command")
+            refused = await probe.wait_for(status, lambda p: p["value"].startswith("Failed: "))
+            assert raw_lane.pending > QOS2_WINDOW * 2  # still stalled: the status did not pass through it
+            asyncio.get_running_loop().add_reader(raw_socket, raw_driver.client.loop_read)
+    finally:
+        await running.stop()
+    assert refused["value"].startswith("Failed: ")

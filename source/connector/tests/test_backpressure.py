@@ -1,0 +1,102 @@
+"""Backpressure: a lane that cannot hand on its messages stops the sessions reading, and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from connector.backpressure import Room
+from connector.outbox import HIGH_WATER, WINDOW
+from connector.tests.conftest import map_datapoints, start_connector
+from connector.tests.harness import WAIT_S, Mosquitto, MqttProbe
+
+
+def test_the_room_opens_only_when_every_full_lane_has_room() -> None:
+    room, values, raw = Room(), object(), object()
+    room.full(values)
+    room.full(raw)
+    room.freed(values)
+    assert not room.is_open
+    room.freed(values)  # freeing twice changes nothing
+    assert not room.is_open
+    room.freed(raw)
+    assert room.is_open
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker of this test alone: it is frozen with SIGSTOP."""
+    (tmp_path / "broker").mkdir()
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    yield broker
+    assert broker.process is not None
+    os.kill(broker.process.pid, signal.SIGCONT)
+    broker.stop()
+
+
+def meter_values(number: int) -> str:
+    sample = {"timestamp": "2026-12-04T10:00:00Z", "sampledValue": [{"value": str(number)}]}
+    return json.dumps([2, f"m{number}", "MeterValues", {"connectorId": 1, "meterValue": [sample]}])
+
+
+async def test_a_frozen_broker_stops_the_reading_not_the_memory_and_loses_nothing(
+    settings_env: dict[str, str], own_broker: Mosquitto, connector_name: str
+) -> None:
+    """With the broker frozen, values pile up only to HIGH_WATER; then frames wait unread, unanswered.
+
+    A charger sends more MeterValues than fit (each makes one mapped value) without waiting
+    for answers. Once the broker is frozen, paho gets no acknowledgements; beyond WINDOW
+    held and HIGH_WATER waiting the session stops reading. Thawed, everything is answered
+    and every value arrives.
+    """
+    sent = WINDOW + HIGH_WATER + 200
+    probe = MqttProbe(own_broker.port)
+    await probe.subscribe(f"{connector_name}/#", qos=1)
+    running = await start_connector({**settings_env, "MQTT_BROKER_PORT": str(own_broker.port)}, probe)
+    topic = running.topic("v/energy")
+    await map_datapoints(probe, running, {"CP_BP__MeterValues__1__Energy.Active.Import.Register__Wh": topic}, {})
+    mqtt_side = running.service.mqtt
+    answered: set[str] = set()
+    all_answered, nearly_full = asyncio.Event(), asyncio.Event()
+    try:
+        async with connect(f"{running.url}/CP_BP", subprotocols=["ocpp1.6"]) as charger:  # type: ignore[list-item]
+
+            async def read_answers() -> None:
+                async for frame in charger:
+                    answered.add(json.loads(frame)[1])
+                    if len(answered) == WINDOW + HIGH_WATER - 10:  # the room closes within a few frames
+                        nearly_full.set()
+                    if len(answered) == sent:
+                        all_answered.set()
+
+            reader = asyncio.create_task(read_answers())
+            assert own_broker.process is not None
+            os.kill(own_broker.process.pid, signal.SIGSTOP)
+            for number in range(sent):
+                await charger.send(meter_values(number))
+            async with asyncio.timeout(WAIT_S):
+                await nearly_full.wait()
+            # Nothing more is read while the broker stays frozen (a bounded look: nothing to await).
+            await asyncio.sleep(0.5)
+            # Each frame read made one value: paho holds WINDOW, HIGH_WATER wait, the rest unread.
+            assert len(answered) <= WINDOW + HIGH_WATER + 1
+            assert not mqtt_side.room.is_open
+            assert mqtt_side.outbox.pending <= WINDOW + HIGH_WATER + 10  # + log lines, at most a few
+            os.kill(own_broker.process.pid, signal.SIGCONT)
+            async with asyncio.timeout(WAIT_S):
+                await all_answered.wait()
+            await probe.wait_value(topic, sent - 1)
+            reader.cancel()
+    finally:
+        await running.stop()
+        probe.close()
+    values = {p["value"] for t, p, _ in probe.messages if t == topic}
+    assert values == set(range(sent))
