@@ -88,12 +88,12 @@ class BemcomMqtt:
         self._tls = tls_ca_file is not None
         self._failures = FailureReports(f"{settings.mqtt_broker_host}:{settings.mqtt_broker_port}")
         # available_datapoints has its own connection: at 10,000 chargers it is a 27 MB
-        # message, and paho's network thread, busy writing it, would hold up the commands
-        # arriving on the main connection (the benchmark's command p99 doubled).
+        # message; on one connection, its writing would hold up the commands and
+        # acknowledgements arriving on the main connection (the benchmark's command p99 doubled).
         self._listing_client = self._new_client(tls_ca_file)
         self._listing_client.on_publish = self._on_listing_published
         self._listing_mid: int | None = None  # the last listing handed to paho
-        self._listing_acked: int | None = None  # the last one the broker acknowledged (paho's thread)
+        self._listing_acked: int | None = None  # the last one the broker acknowledged
         # The broker publishes this if the connector vanishes without a clean disconnect
         # (killed, network gone): retained, so a dashboard arriving later sees it too.
         self._client.will_set(self.topics["state"], OFFLINE, qos=1, retain=True)
@@ -112,6 +112,7 @@ class BemcomMqtt:
             LoopDriver(self._listing_client, lambda error: None),
         ]
         self.lanes = [self.outbox]
+        self._lanes_waiting: set[Outbox] = set()  # connected before the main connection was
         self._raw_outbox: Outbox | None = None
         if settings.send_raw_message_to_db:
             self._raw_outbox = self._raw_lane(tls_ca_file)
@@ -139,13 +140,24 @@ class BemcomMqtt:
             client, self._settings.mqtt_queue_limit, Spool(Path(self._settings.state_dir) / RAW_SPOOL_FILE), self.room
         )
         client.on_connect = lambda *args: self._lane_connected(outbox, args[3])
-        client.on_disconnect = lambda *args: self._call_soon(outbox.went_offline)
+        client.on_disconnect = lambda *args: self._call_soon(lambda: self._lane_lost(outbox))
         self.drivers.append(LoopDriver(client, lambda error: None))
         return outbox
 
     def _lane_connected(self, outbox: Outbox, reason: Any) -> None:
+        """A lane's connection is up; it delivers once the main one is too (after `N/state` online)."""
         if not reason.is_failure:
-            self._call_soon(outbox.went_online)
+            self._call_soon(lambda: self._lane_up(outbox))
+
+    def _lane_up(self, outbox: Outbox) -> None:
+        if self.connected:
+            outbox.went_online()
+        else:
+            self._lanes_waiting.add(outbox)
+
+    def _lane_lost(self, outbox: Outbox) -> None:
+        self._lanes_waiting.discard(outbox)
+        outbox.went_offline()
 
     def _call_soon(self, callback: Callable[[], None]) -> None:
         assert self._loop is not None
@@ -332,7 +344,7 @@ class BemcomMqtt:
         # allow_nan=False: a NaN would make the message unreadable to strict JSON consumers.
         (lane or self.outbox).put(topic, json.dumps(message, allow_nan=False).encode(), qos, retain)
 
-    # -- receiving (paho thread -> loop thread) ----------------------------------------
+    # -- receiving (from paho's processing, handed on with call_soon) --------------------
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:  # e.g. credentials: ERROR, the operator must act
@@ -369,6 +381,9 @@ class BemcomMqtt:
             self._client.subscribe(topic, qos=2)
         self.outbox.went_online()  # what was kept during the outage, oldest first
         self.connected = True
+        for lane in self._lanes_waiting:
+            lane.went_online()
+        self._lanes_waiting.clear()
         # Logged after subscribing: the broker handles one client's packets in order, so
         # whoever sees this line on N/logs knows the subscriptions are in place.
         LOG.info(

@@ -17,13 +17,15 @@ outage test once saw the connector thrown off and reconnecting; paho resends eve
 holds at once after a reconnect (https://github.com/eclipse-paho/paho.mqtt.python/issues/492),
 so with more held a backlog lost messages or never drained.
 
-Threads: `put`, `_drain` and `flush` run on the asyncio loop; `_on_publish` runs on
-paho's network thread. `_handed` is written only by the loop and `_acked` only by paho's
-thread, so their difference is a safe count of messages paho still holds. Which of those
-are QoS 2 is shared book-keeping under our own lock, never held while calling paho (paho's
-thread holds paho's lock when it calls `_on_publish`; the other order would deadlock). An
-acknowledgement can even arrive before `publish` has returned its id to us: it is then
-noted as early and matched when the id comes.
+Threads: in the connector paho runs on the asyncio loop (`mqtt_loop.LoopDriver`), so
+everything here runs on the loop thread. The outbox is also correct with paho's own
+network thread (`loop_start`, as its tests drive it), where `_on_publish` runs on that
+thread: `_handed` is written only by the loop and `_acked` only by `_on_publish`, so their
+difference is a safe count of messages paho still holds. Which of those are QoS 2 is
+shared book-keeping under our own lock, never held while calling paho (paho's thread holds
+paho's lock when it calls `_on_publish`; the other order would deadlock). With paho's
+thread an acknowledgement can even arrive before `publish` has returned its id to us: it
+is then noted as early and matched when the id comes.
 
 While the broker connection is down (and at start, until the first connect) nothing is
 handed to paho: each message is appended to the spool (`spool.py`, SQLite in STATE_DIR)
@@ -48,6 +50,7 @@ import logging
 import sqlite3
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -82,8 +85,8 @@ class Outbox:
         self._full = False  # this lane told the room it is full
         self._waiting: deque[Message] = deque()  # the fast path: online, spool drained
         self._handed = 0  # loop thread only
-        self._acked = 0  # paho thread only
-        self._backlog = False  # set by the loop, cleared by paho's thread
+        self._acked = 0  # `_on_publish` only
+        self._backlog = False  # set by the loop, cleared by `_on_publish`
         self._lock = threading.Lock()  # guards the nine below
         self._held: dict[int, Message] = {}  # message id -> what paho holds
         self._early: set[int] = set()  # ids acknowledged before publish() returned them
@@ -95,6 +98,7 @@ class Outbox:
         self._finished_rows: list[int] = []  # rows whose message the broker acknowledged
         self._forget_scheduled = False  # a call of _forget_finished is on its way to the loop
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self.dropped = 0
         self._drop_reports = Throttled(DROP_REPORT_INTERVAL_S)
         self._spool_errors = Throttled(DROP_REPORT_INTERVAL_S)
@@ -111,6 +115,7 @@ class Outbox:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._loop_thread = threading.get_ident()
         if self._unread:
             LOG.info("%d messages kept from an earlier run go to the broker once it is connected", self._unread)
 
@@ -314,7 +319,7 @@ class Outbox:
             # between the two is either seen here or sees the flag.
             self._backlog = True
             if not self._has_room(self._waiting[0]):
-                return  # paho's thread calls _drain once there is room
+                return  # `_on_publish` calls _drain once there is room
 
     def _drain_spool(self) -> bool:
         """As `_drain`, reading the spool a window at a time; True (fast again) once it is empty.
@@ -323,7 +328,7 @@ class Outbox:
         paho resends those after the connect, and newer messages handed meanwhile could
         overtake them (seen: paho's resend raced our drain on the loop thread).
         """
-        if self._stale:  # a plain read of a set paho's thread shrinks: at worst one wake-up late
+        if self._stale:  # a plain read of a set `_on_publish` shrinks: at worst one wake-up late
             self._backlog = True
             if self._stale:
                 return False
@@ -386,13 +391,22 @@ class Outbox:
             if self._stale:
                 self._stale.discard(mid)
                 resent = not self._stale
-        if forget and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._forget_finished)
+        if forget:
+            self._on_loop(self._forget_finished)
         # Half the window free, or a QoS 2 slot: batches wake-ups under a steady flow.
         room = was_qos2 or resent or self._handed - self._acked < WINDOW // 2
-        if self._backlog and room and self._loop is not None:
+        if self._backlog and room:
             self._backlog = False
-            self._loop.call_soon_threadsafe(self._drain)
+            self._on_loop(self._drain)
+
+    def _on_loop(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the loop, after the current callback (paho's processing) is done."""
+        if self._loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:  # paho on the loop: no wake-up through the self-pipe
+            self._loop.call_soon(callback)
+        else:
+            self._loop.call_soon_threadsafe(callback)
 
     def _count_drop(self) -> None:
         self.dropped += 1
@@ -410,7 +424,7 @@ class Outbox:
             async with asyncio.timeout(within):
                 while self.pending:
                     self._drain()
-                    await asyncio.sleep(0.02)  # bounded shutdown wait on paho's thread
+                    await asyncio.sleep(0.02)  # bounded shutdown wait on the broker's acknowledgements
         except TimeoutError:
             return False
         return True
