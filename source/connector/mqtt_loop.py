@@ -17,7 +17,9 @@ with back-off is done here, with the same bounds (`RECONNECT_*_DELAY_S`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -124,6 +126,10 @@ class LoopDriver:
 
     def _watch(self, sock: Any) -> None:
         assert self._loop is not None
+        # paho leaves Nagle's algorithm on: a small packet (a PUBREC of a command, a status)
+        # then waits for the broker's delayed ACK of the one before, up to 40 ms on Linux.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._loop.add_reader(sock, self._read)
         if self._write_wanted is sock:
