@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from connector import __version__
 from connector.backpressure import Room
 from connector.datapoints import Datapoint, now_ms
-from connector.mqtt_client import FailureReports, describe
+from connector.mqtt_client import Client, FailureReports, describe
 from connector.mqtt_loop import LoopDriver
 from connector.outbox import Outbox
 from connector.protocol import load_json
@@ -176,8 +176,8 @@ class BemcomMqtt:
     def dropped(self) -> int:
         return sum(lane.dropped for lane in self.lanes)
 
-    def _new_client(self, tls_ca_file: str | None) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    def _new_client(self, tls_ca_file: str | None) -> Client:
+        client = Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
         if self._settings.mqtt_username is not None:
             client.username_pw_set(self._settings.mqtt_username, self._settings.mqtt_password)
         if tls_ca_file is not None:

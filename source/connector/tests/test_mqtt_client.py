@@ -187,3 +187,34 @@ async def test_reconnecting_after_a_broker_restart_takes_at_most_a_few_seconds(
     finally:
         broker.stop()
     assert took < 5.0  # 2 s at most by design; the margin is for a busy CI machine
+
+
+@pytest.mark.parametrize(("cmd", "qos"), [("PUBACK", 1), ("PUBCOMP", 2)])
+def test_acknowledgements_are_handled_as_paho_handles_them(cmd: str, qos: int) -> None:
+    """The fast path gives on_publish what paho's own decoding gives, once per message, for MQTT 3.1.1."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from connector.mqtt_client import Client
+
+    def acknowledged(handle: Callable[[mqtt.Client, str], object], client: mqtt.Client) -> list[tuple[object, ...]]:
+        seen: list[tuple[object, ...]] = []
+        client.on_publish = lambda c, u, mid, reason, props: seen.append((mid, str(reason), props.json()))
+        mid = client.publish("t", b"x", qos=qos).mid  # not connected: kept, awaiting its acknowledgement
+        for packet in (bytes([mid >> 8, mid & 0xFF]), bytes([mid >> 8, mid & 0xFF])):  # the second is a repeat
+            client._in_packet["packet"] = bytearray(packet)  # paho's own seam: the packet being handled
+            handle(client, cmd)
+        return seen
+
+    ours = acknowledged(Client._handle_pubackcomp, Client(CallbackAPIVersion.VERSION2))  # type: ignore[arg-type]
+    pahos = acknowledged(mqtt.Client._handle_pubackcomp, mqtt.Client(CallbackAPIVersion.VERSION2))  # type: ignore[arg-type]
+    assert ours == pahos and len(ours) == 1
+
+
+def test_the_fast_acknowledgements_are_written_for_the_installed_paho() -> None:
+    """An upgraded paho falls back to its own handling: this says so, so the override is re-checked."""
+    import paho.mqtt
+
+    from connector.mqtt_client import FAST_ACKS_FOR
+
+    assert paho.mqtt.__version__ == FAST_ACKS_FOR, "re-check Client._handle_pubackcomp against paho's, then FAST_ACKS_FOR"
