@@ -217,4 +217,4 @@ def test_the_fast_acknowledgements_are_written_for_the_installed_paho() -> None:
 
     from connector.mqtt_client import FAST_ACKS_FOR
 
-    assert paho.mqtt.__version__ == FAST_ACKS_FOR, "re-check Client._handle_pubackcomp against paho's, then FAST_ACKS_FOR"
+    assert paho.mqtt.__version__ == FAST_ACKS_FOR, "re-check Client._handle_pubackcomp against paho's"
