@@ -13,12 +13,13 @@ import asyncio
 class Room:
     """Whether every lane can take more: sessions read their next frame only while open."""
 
-    __slots__ = ("_full", "_open")
+    __slots__ = ("_full", "_open", "_released")
 
     def __init__(self) -> None:
         self._full: set[int] = set()  # ids of the lanes that are full
         self._open = asyncio.Event()
         self._open.set()
+        self._released = False
 
     @property
     def is_open(self) -> bool:
@@ -29,7 +30,13 @@ class Room:
 
     def full(self, lane: object) -> None:
         self._full.add(id(lane))
-        self._open.clear()
+        if not self._released:
+            self._open.clear()
+
+    def release(self) -> None:
+        """Open for good (at shutdown): no session may wait here while its connection is closed."""
+        self._released = True
+        self._open.set()
 
     def freed(self, lane: object) -> None:
         self._full.discard(id(lane))

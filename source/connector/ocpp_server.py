@@ -143,6 +143,7 @@ class DeviceDispatcher:
         assert self._server is not None, "listen() first"
         async with self._server as server:
             await stop.wait()
+            self._room.release()  # a session waiting for the MQTT side would hold up its own closing
             self._stopping = True  # one summary line instead of one per charger (thousands)
             count = len(self.sessions)
             LOG.info("closing %d charge point connections", count)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from connector.backpressure import Room
 from connector.outbox import HIGH_WATER, WINDOW
@@ -27,6 +29,15 @@ def test_the_room_opens_only_when_every_full_lane_has_room() -> None:
     room.freed(values)  # freeing twice changes nothing
     assert not room.is_open
     room.freed(raw)
+    assert room.is_open
+
+
+def test_a_released_room_stays_open() -> None:
+    room, lane = Room(), object()
+    room.full(lane)
+    room.release()
+    assert room.is_open
+    room.full(lane)
     assert room.is_open
 
 
@@ -100,3 +111,42 @@ async def test_a_frozen_broker_stops_the_reading_not_the_memory_and_loses_nothin
         probe.close()
     values = {p["value"] for t, p, _ in probe.messages if t == topic}
     assert values == set(range(sent))
+
+
+async def test_a_stop_while_sessions_wait_for_room_ends_in_time(
+    settings_env: dict[str, str], own_broker: Mosquitto, connector_name: str
+) -> None:
+    """SIGTERM's path while the broker is frozen and the room closed: sessions close, the stop ends."""
+    probe = MqttProbe(own_broker.port)
+    await probe.subscribe(f"{connector_name}/#", qos=1)
+    running = await start_connector({**settings_env, "MQTT_BROKER_PORT": str(own_broker.port)}, probe)
+    topic = running.topic("v/energy")
+    await map_datapoints(probe, running, {"CP_BP__MeterValues__1__Energy.Active.Import.Register__Wh": topic}, {})
+    closed = asyncio.Event()
+    try:
+        async with connect(f"{running.url}/CP_BP", subprotocols=["ocpp1.6"]) as charger:  # type: ignore[list-item]
+            assert own_broker.process is not None
+            os.kill(own_broker.process.pid, signal.SIGSTOP)
+            for number in range(WINDOW + HIGH_WATER + 200):
+                await charger.send(meter_values(number))
+
+            async def answers_until_closed() -> None:
+                with contextlib.suppress(ConnectionClosed):
+                    async for _ in charger:
+                        pass
+                closed.set()
+
+            reader = asyncio.create_task(answers_until_closed())
+            async with asyncio.timeout(WAIT_S):
+                while running.service.mqtt.room.is_open:  # noqa: ASYNC110 - no event says "closed"
+                    await asyncio.sleep(0.01)
+            async with asyncio.timeout(8):  # CLOSE_TIMEOUT_S + MQTT flush + disconnect: 4 s, with room to spare
+                await running.stop()
+            async with asyncio.timeout(WAIT_S):
+                await closed.wait()
+            reader.cancel()
+    finally:
+        if not running.task.done():
+            await running.stop()
+        probe.close()
+    assert charger.close_code == 1001
