@@ -1,6 +1,7 @@
 """paho's client as the connector uses it, and why it cannot reach the broker.
 
-`Client` decodes MQTT 3.1.1 acknowledgements without paho's MQTT 5 objects. paho 2.2
+`Client` reads what the socket has in one system call (paho asks for each packet's header
+a byte at a time), and decodes MQTT 3.1.1 acknowledgements without paho's MQTT 5 objects. paho 2.2
 builds a ReasonCode and a Properties object for every PUBACK and PUBCOMP, whatever the
 protocol: 23 % of the connector's CPU in the benchmark's profile went into handling
 acknowledgements, most of it there. For MQTT 3.1.1 an acknowledgement is a message id
@@ -21,7 +22,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import paho.mqtt
 import paho.mqtt.client as mqtt
@@ -43,6 +44,7 @@ FAILURE_REPORT_INTERVAL_S = 30.0
 
 
 FAST_ACKS_FOR = "2.2.0"
+RECV_CHUNK = 65536
 _ACK_TYPES = {"PUBACK": PacketTypes.PUBACK, "PUBCOMP": PacketTypes.PUBCOMP}
 # Shared, never changed: what paho would build anew for every MQTT 3.1.1 acknowledgement.
 _SUCCESS = {name: ReasonCode(kind) for name, kind in _ACK_TYPES.items()}
@@ -50,11 +52,42 @@ _NO_PROPERTIES = {name: Properties(kind) for name, kind in _ACK_TYPES.items()}  
 
 
 class Client(mqtt.Client):
-    """paho's client, with MQTT 3.1.1 acknowledgements handled without per-packet objects."""
+    """paho's client, reading from a buffer and handling MQTT 3.1.1 acknowledgements without per-packet objects."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fast = paho.mqtt.__version__ == FAST_ACKS_FOR
+        self._input = b""  # read from the socket, not yet taken by paho
+        self._input_at = 0
+
+    @property
+    def input_buffered(self) -> bool:
+        """Bytes read but not yet handled: the socket will not say so again (mqtt_loop reads on)."""
+        return self._input_at < len(self._input)
+
+    def reconnect(self) -> MQTTErrorCode:
+        self._input, self._input_at = b"", 0  # what the last connection left is not this one's
+        return super().reconnect()
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        """paho asks for 1 byte, then 1, then the rest of each packet: a system call each.
+
+        Read what is there (up to `RECV_CHUNK`) at once and hand it out as asked.
+        """
+        if not self._fast:
+            return super()._sock_recv(bufsize)
+        if self._input_at >= len(self._input):
+            data = super()._sock_recv(RECV_CHUNK)  # BlockingIOError when there is nothing
+            if not data:
+                return data  # closed by the broker
+            self._input, self._input_at = data, 0
+        start = self._input_at
+        self._input_at = min(start + bufsize, len(self._input))
+        return self._input[start : self._input_at]
 
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
         packet = self._in_packet["packet"]
-        if paho.mqtt.__version__ != FAST_ACKS_FOR or self._protocol == MQTTProtocolVersion.MQTTv5 or len(packet) != 2:
+        if not self._fast or self._protocol == MQTTProtocolVersion.MQTTv5 or len(packet) != 2:
             return super()._handle_pubackcomp(cmd)  # MQTT 5, another paho, or malformed: paho's way
         mid = (packet[0] << 8) | packet[1]
         with self._out_message_mutex:

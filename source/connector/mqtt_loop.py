@@ -27,7 +27,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from connector.mqtt_client import RECONNECT_MAX_DELAY_S, RECONNECT_MIN_DELAY_S
+from connector.mqtt_client import RECONNECT_MAX_DELAY_S, RECONNECT_MIN_DELAY_S, Client
 
 LOG = logging.getLogger(__name__)
 
@@ -163,8 +163,10 @@ class LoopDriver:
     def _read(self) -> None:
         self._client.loop_read()
         sock = self._sock
-        # TLS may hold decrypted bytes the selector cannot see: read them now.
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        # Bytes the selector cannot see: read by our client's buffer but not yet handled
+        # (paho handles so many packets per call), or decrypted and held by TLS.
+        buffered = isinstance(self._client, Client) and self._client.input_buffered
+        if sock is not None and (buffered or (isinstance(sock, ssl.SSLSocket) and sock.pending())):
             assert self._loop is not None
             self._loop.call_soon(self._read)
 

@@ -218,3 +218,31 @@ def test_the_fast_acknowledgements_are_written_for_the_installed_paho() -> None:
     from connector.mqtt_client import FAST_ACKS_FOR
 
     assert paho.mqtt.__version__ == FAST_ACKS_FOR, "re-check Client._handle_pubackcomp against paho's"
+
+
+def test_reads_are_buffered_and_handed_out_as_paho_asks() -> None:
+    """One system call takes what the socket has; paho's 1-byte reads come from the buffer, in order."""
+    import socket
+
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from connector.mqtt_client import Client
+
+    client = Client(CallbackAPIVersion.VERSION2)
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    client._sock = ours  # paho's own seam: the connected socket
+    try:
+        broker.sendall(b"\x40\x02\x00\x01\x40\x02\x00\x02")  # two PUBACKs
+        taken = [client._sock_recv(1), client._sock_recv(1), client._sock_recv(2)]
+        assert taken == [b"\x40", b"\x02", b"\x00\x01"]
+        assert client.input_buffered  # the second PUBACK: read, not yet handed out
+        assert client._sock_recv(100) == b"\x40\x02\x00\x02"  # never more than there is
+        assert not client.input_buffered
+        with pytest.raises(BlockingIOError):
+            client._sock_recv(1)
+        broker.close()
+        assert client._sock_recv(1) == b""  # closed by the broker: as paho expects it
+    finally:
+        client._sock = None
+        ours.close()
