@@ -36,7 +36,7 @@ from connector.registry import (
     MapError,
     Registry,
 )
-from connector.settings import Settings
+from connector.settings import Broker, Settings
 from connector.spool import RAW_SPOOL_FILE, SPOOL_FILE, Spool
 
 LOG = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class BemcomMqtt:
         self.topics = {part: f"{name}/{part}" for part in OWN_TOPICS}
         self._client = self._new_client(tls_ca_file)
         self._tls = tls_ca_file is not None
-        self._failures = FailureReports(f"{settings.mqtt_broker_host}:{settings.mqtt_broker_port}")
+        self._failures = FailureReports()
         # available_datapoints has its own connection: at 10,000 chargers it is a 27 MB
         # message; on one connection, its writing would hold up the commands and
         # acknowledgements arriving on the main connection (the benchmark's command p99 doubled).
@@ -108,8 +108,8 @@ class BemcomMqtt:
         self._loop_thread: int | None = None
         # Only the main connection's failures are reported: the others fail alike.
         self.drivers = [
-            LoopDriver(self._client, self._connect_failed),
-            LoopDriver(self._listing_client, lambda error: None),
+            LoopDriver(self._client, settings.mqtt_brokers, KEEPALIVE_S, self._connect_failed),
+            LoopDriver(self._listing_client, settings.mqtt_brokers, KEEPALIVE_S, lambda error, broker: None),
         ]
         self.lanes = [self.outbox]
         self._lanes_waiting: set[Outbox] = set()  # connected before the main connection was
@@ -141,7 +141,7 @@ class BemcomMqtt:
         )
         client.on_connect = lambda *args: self._lane_connected(outbox, args[3])
         client.on_disconnect = lambda *args: self._call_soon(lambda: self._lane_lost(outbox))
-        self.drivers.append(LoopDriver(client, lambda error: None))
+        self.drivers.append(LoopDriver(client, self._settings.mqtt_brokers, KEEPALIVE_S, lambda error, broker: None))
         return outbox
 
     def _lane_connected(self, outbox: Outbox, reason: Any) -> None:
@@ -194,10 +194,7 @@ class BemcomMqtt:
         for lane in self.lanes:
             lane.start(self._loop)
         self._on_actuator = on_actuator
-        host, port = self._settings.mqtt_broker_host, self._settings.mqtt_broker_port
-        LOG.info("connecting to MQTT broker %s:%s", host, port)
-        for driver in self.drivers:
-            driver.client.connect_async(host, port, keepalive=KEEPALIVE_S)
+        LOG.info("connecting to MQTT broker %s", self._settings.mqtt_broker_address)
         self._driver_tasks = [self._loop.create_task(driver.run()) for driver in self.drivers]
 
     async def stop(self, flush_within: float) -> None:
@@ -348,7 +345,7 @@ class BemcomMqtt:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:  # e.g. credentials: ERROR, the operator must act
-            self._failures.failed(f"refused by the broker ({reason})", logging.ERROR)
+            self._failures.failed(self.drivers[0].broker.address, f"refused by the broker ({reason})", logging.ERROR)
             return
         # From within paho's processing of CONNACK: before paho resends what it held when
         # the connection broke.
@@ -356,9 +353,9 @@ class BemcomMqtt:
         assert self._loop is not None
         self._loop.call_soon(self._subscribe_all, self._failures.connected())
 
-    def _connect_failed(self, error: Exception) -> None:
+    def _connect_failed(self, error: Exception, broker: Broker) -> None:
         reason, level = describe(error, tls=self._tls)
-        self._failures.failed(reason, level)
+        self._failures.failed(broker.address, reason, level)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
@@ -387,9 +384,8 @@ class BemcomMqtt:
         # Logged after subscribing: the broker handles one client's packets in order, so
         # whoever sees this line on N/logs knows the subscriptions are in place.
         LOG.info(
-            "connected to MQTT broker %s:%s (after %d failed attempts); subscribed to %s",
-            self._settings.mqtt_broker_host,
-            self._settings.mqtt_broker_port,
+            "connected to MQTT broker %s (after %d failed attempts); subscribed to %s",
+            self.drivers[0].broker.address,
             failed_attempts,
             self.topics["datapoint_map"],
         )

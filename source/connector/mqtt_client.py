@@ -118,25 +118,24 @@ def describe(error: Exception | None, tls: bool) -> Failure:
 
 
 class FailureReports:
-    """Failed attempts, logged per reason: the first at once, then one per interval with a count."""
+    """Failed attempts, logged per broker and reason: the first at once, then one per interval with a count."""
 
     def __init__(
-        self, address: str, interval: float = FAILURE_REPORT_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+        self, interval: float = FAILURE_REPORT_INTERVAL_S, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._address = address
         self._interval = interval
         self._clock = clock
-        self._by_reason: dict[str, Throttled] = {}
+        self._by_reason: dict[tuple[str, str], Throttled] = {}
         self.failures = 0  # since the last successful connect
 
-    def failed(self, reason: str, level: int = logging.WARNING) -> None:
+    def failed(self, address: str, reason: str, level: int = logging.WARNING) -> None:
         self.failures += 1
-        throttle = self._by_reason.setdefault(reason, Throttled(self._interval, self._clock))
+        throttle = self._by_reason.setdefault((address, reason), Throttled(self._interval, self._clock))
         if throttle.ready():
             LOG.log(
                 level,
                 "cannot connect to MQTT broker %s: %s; retrying (%d more failed attempts since the last report)",
-                self._address,
+                address,
                 reason,
                 throttle.take_suppressed(),
             )

@@ -22,12 +22,13 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from connector.mqtt_client import RECONNECT_MAX_DELAY_S, RECONNECT_MIN_DELAY_S, Client
+from connector.settings import Broker
 
 LOG = logging.getLogger(__name__)
 
@@ -37,8 +38,17 @@ MISC_INTERVAL_S = 1.0  # keepalive pings and the ping timeout: paho's own loop c
 class LoopDriver:
     """Runs one paho client's network traffic on the running asyncio loop."""
 
-    def __init__(self, client: mqtt.Client, on_connect_fail: Callable[[Exception], None]) -> None:
+    def __init__(
+        self,
+        client: mqtt.Client,
+        brokers: Sequence[Broker],
+        keepalive: int,
+        on_connect_fail: Callable[[Exception, Broker], None],
+    ) -> None:
         self.client = self._client = client
+        self._brokers = brokers
+        self._keepalive = keepalive
+        self.broker = brokers[0]  # the one connected to, or tried next
         self._on_connect_fail = on_connect_fail
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -57,13 +67,19 @@ class LoopDriver:
         client.on_socket_unregister_write = self._wrote_all
 
     async def run(self) -> None:
-        """Connect, and connect again whenever the connection is lost, until `disconnect`."""
+        """Connect, and connect again whenever the connection is lost, until `disconnect`.
+
+        With several brokers (a cluster), a failed attempt or a lost connection moves on
+        to the next; the back-off (paho's: never at once, doubled up to its cap) applies
+        once the whole list has been tried, so a dead broker costs no wait.
+        """
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._misc = self._loop.call_later(MISC_INTERVAL_S, self._tick)
-        delay = RECONNECT_MIN_DELAY_S
+        delay, index = RECONNECT_MIN_DELAY_S, 0
         try:
             while not self._stopping:
+                self.broker = self._brokers[index]
                 if await self._connect():
                     if self._stopping:  # asked to stop while the connection was being opened
                         self._client.disconnect()
@@ -71,20 +87,23 @@ class LoopDriver:
                     delay = RECONNECT_MIN_DELAY_S
                     if self._stopping:
                         return
-                # paho's back-off: after a failed attempt or a lost connection, never at once
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX_DELAY_S)
+                index = (index + 1) % len(self._brokers)
+                if index == 0 or len(self._brokers) == 1:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RECONNECT_MAX_DELAY_S)
         finally:
             self._misc.cancel()
 
     async def _connect(self) -> bool:
         assert self._loop is not None
         self._closed.clear()  # set again by the socket's close, or below on failure
+        host, port = self.broker
+        self._client.connect_async(host, port, keepalive=self._keepalive)  # where the next attempt goes
         try:
             await self._loop.run_in_executor(None, self._client.reconnect)
         except Exception as error:  # noqa: BLE001 - any failure is reported and retried, never the end
             self._closed.set()
-            self._on_connect_fail(error)
+            self._on_connect_fail(error, self.broker)
             return False
         return True
 

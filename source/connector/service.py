@@ -145,7 +145,7 @@ class Service:
             mqtt_queue_depth=lambda: mqtt_side.pending,
             mqtt_dropped=lambda: mqtt_side.dropped,
         )
-        address = f"{self.settings.mqtt_broker_host}:{self.settings.mqtt_broker_port}"
+        address = self.settings.mqtt_broker_address
 
         def page(request: status_page.Request) -> str:
             broker = status_page.Broker(address, mqtt_side.connected, mqtt_side.pending, mqtt_side.dropped)

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from connector.actuators import ACTUATOR_NAMES
 from connector.authorization import IdTagPolicy
@@ -23,6 +23,42 @@ T = TypeVar("T")
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+
+
+class Broker(NamedTuple):
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def broker_addresses(setting: str, default_port: int) -> list[Broker]:
+    """`a,b:1884,[::1]:1885` -> brokers in that order; ValueError naming what is wrong."""
+    brokers = []
+    for entry in (part.strip() for part in setting.split(",")):
+        if not entry:
+            raise ValueError("an empty entry")
+        host, port = entry, default_port
+        if entry.startswith("["):  # an IPv6 literal, perhaps with a port
+            host, bracket, rest = entry[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError(f"{entry!r} is not [IPv6 address] or [IPv6 address]:port")
+            port = _broker_port(rest[1:], entry) if rest else default_port
+        elif entry.count(":") == 1:
+            host, _, text = entry.partition(":")
+            port = _broker_port(text, entry)
+        if not host or any(c.isspace() for c in host):
+            raise ValueError(f"{entry!r} has no usable host")
+        brokers.append(Broker(host, port))
+    return brokers
+
+
+def _broker_port(text: str, entry: str) -> int:
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        raise ValueError(f"{entry!r} has no port 1..65535")
+    return int(text)
 
 
 class SettingsError(Exception):
@@ -36,7 +72,7 @@ class SettingsError(Exception):
 @dataclass(frozen=True)
 class Settings:
     connector_name: str = "ocpp-connector"
-    mqtt_broker_host: str = "localhost"
+    mqtt_broker_host: str = "localhost"  # as set: one host, or several `host[:port]` separated by commas
     mqtt_broker_port: int = 1883
     mqtt_username: str | None = None
     # repr=False: settings are logged at start-up in debug mode; secrets must not be.
@@ -81,13 +117,23 @@ class Settings:
     http_host: str = "0.0.0.0"
     http_port: int | None = 8080  # the operations HTTP server; None: HTTP_PORT=off, no server
 
+    @property
+    def mqtt_brokers(self) -> tuple[Broker, ...]:
+        """The brokers to try, in order: MQTT_BROKER_HOST's entries, MQTT_BROKER_PORT where none is given."""
+        return tuple(broker_addresses(self.mqtt_broker_host, self.mqtt_broker_port))
+
+    @property
+    def mqtt_broker_address(self) -> str:
+        """The brokers as an operator reads them: `host:port`, several separated by commas."""
+        return ",".join(broker.address for broker in self.mqtt_brokers)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from environment variables, reporting every bad one at once."""
         reader = _Reader(env)
         settings = cls(
             connector_name=reader.topic_prefix("CONNECTOR_NAME", cls.connector_name),
-            mqtt_broker_host=reader.text("MQTT_BROKER_HOST", cls.mqtt_broker_host),
+            mqtt_broker_host=reader.brokers("MQTT_BROKER_HOST", cls.mqtt_broker_host),
             mqtt_broker_port=reader.port("MQTT_BROKER_PORT", cls.mqtt_broker_port, 1),
             mqtt_username=reader.optional("MQTT_USERNAME"),
             mqtt_password=reader.optional("MQTT_PASSWORD"),
@@ -182,6 +228,15 @@ class _Reader:
             self.problems.append(f"{name}={value} is not valid; use a port {minimum}..65535")
             return default
         return value
+
+    def brokers(self, name: str, default: str) -> str:
+        raw = self.text(name, default)
+        try:
+            broker_addresses(raw, 1883)
+        except ValueError as error:
+            self.problems.append(f"{name}={raw!r} is not valid: {error}; use host or host:port, several separated by ,")
+            return default
+        return raw
 
     def port_or_off(self, name: str, default: int | None) -> int | None:
         """A port (0: any free one), or None for `off`."""
@@ -282,7 +337,7 @@ class Variable:
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("CONNECTOR_NAME", "connector_name", "prefix of every BEMCom topic (no + # or NUL)"),
-    Variable("MQTT_BROKER_HOST", "mqtt_broker_host", "broker host"),
+    Variable("MQTT_BROKER_HOST", "mqtt_broker_host", "broker host, or several host[:port] separated by ,"),
     Variable("MQTT_BROKER_PORT", "mqtt_broker_port", "broker port"),
     Variable("MQTT_USERNAME", "mqtt_username", "broker user name"),
     Variable("MQTT_PASSWORD", "mqtt_password", "broker password (never logged)"),

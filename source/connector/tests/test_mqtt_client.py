@@ -14,7 +14,7 @@ import trustme
 from connector.mqtt_client import FailureReports
 from connector.service import Service
 from connector.settings import Settings
-from connector.tests.harness import WAIT_S, Mosquitto
+from connector.tests.harness import WAIT_S, Mosquitto, MqttProbe
 
 
 class Records(logging.Handler):
@@ -142,13 +142,13 @@ async def test_refused_credentials_are_an_error(
 def test_failures_are_reported_once_per_interval_and_reason_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
     """The first failure of each reason is logged at once; repeats within the interval are counted into the next."""
     now = [0.0]
-    reports = FailureReports("b:1883", interval=30.0, clock=lambda: now[0])
+    reports = FailureReports(interval=30.0, clock=lambda: now[0])
     with caplog.at_level(logging.INFO, logger="connector.mqtt_client"):
         for _ in range(5):
-            reports.failed("connection refused")
-        reports.failed("name not resolved")
+            reports.failed("b:1883", "connection refused")
+        reports.failed("b:1883", "name not resolved")
         now[0] = 31.0
-        reports.failed("connection refused")
+        reports.failed("b:1883", "connection refused")
     assert [r.getMessage().split("; retrying ")[1] for r in caplog.records] == [
         "(0 more failed attempts since the last report)",
         "(0 more failed attempts since the last report)",
@@ -246,3 +246,36 @@ def test_reads_are_buffered_and_handed_out_as_paho_asks() -> None:
     finally:
         client._sock = None
         ours.close()
+
+
+def connected_line(record: logging.LogRecord) -> bool:
+    return record.getMessage().startswith("connected to MQTT broker")
+
+
+async def test_several_brokers_the_first_reachable_serves_and_a_lost_one_fails_over(
+    run_service: Callable[[dict[str, str]], Service], records: Records, tmp_path: Path
+) -> None:
+    """MQTT_BROKER_HOST=a,b: a is down, so b; b stops and a is back, so a, where the connector publishes."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = Mosquitto(tmp_path / "a"), Mosquitto(tmp_path / "b")
+    second.start()
+    try:
+        hosts = f"127.0.0.1:{first.port},127.0.0.1:{second.port}"
+        service = run_service({"MQTT_BROKER_HOST": hosts, "MQTT_BROKER_PORT": "1"})
+        on_second = await records.wait_for(connected_line)
+        first.start()
+        second.stop()
+        on_first = await records.wait_for(lambda r: connected_line(r) and r is not on_second)
+        probe = MqttProbe(first.port)
+        await probe.subscribe(f"{service.settings.connector_name}/#")
+        state = await probe.wait_for(f"{service.settings.connector_name}/state")  # the connector publishes here
+        probe.close()
+    finally:
+        first.stop()
+        second.stop()
+    refused = next(r for r in records.records if connect_failure(r))
+    assert refused.getMessage().startswith(f"cannot connect to MQTT broker 127.0.0.1:{first.port}: connection refused")
+    assert f"127.0.0.1:{second.port} (after 1 failed attempts)" in on_second.getMessage()
+    assert f"127.0.0.1:{first.port} (after " in on_first.getMessage()
+    assert state == {"state": "online"}

@@ -239,3 +239,27 @@ def test_usage_names_every_variable_with_its_default() -> None:
     for variable in VARIABLES:
         [line] = [line for line in lines if line.split()[:1] == [variable.name]]
         assert default_text(variable) in line
+
+
+@pytest.mark.parametrize(
+    ("setting", "brokers"),
+    [
+        ("broker", [("broker", 1884)]),
+        ("a, b:1885 ,10.0.0.3", [("a", 1884), ("b", 1885), ("10.0.0.3", 1884)]),
+        ("[fd00::1]:1886,[fd00::2],::1", [("fd00::1", 1886), ("fd00::2", 1884), ("::1", 1884)]),
+    ],
+)
+def test_several_brokers_in_order_each_with_its_port_or_the_default(setting: str, brokers: list[Any]) -> None:
+    settings = Settings.from_env({"MQTT_BROKER_HOST": setting, "MQTT_BROKER_PORT": "1884"})
+    assert [tuple(b) for b in settings.mqtt_brokers] == brokers
+
+
+def test_broker_addresses_read_as_operators_write_them() -> None:
+    settings = Settings.from_env({"MQTT_BROKER_HOST": "a,[fd00::1]:1886"})
+    assert settings.mqtt_broker_address == "a:1883,[fd00::1]:1886"
+
+
+@pytest.mark.parametrize("setting", ["a,,b", "a:0", "a:70000", "a:x", "[fd00::1", "[fd00::1]x", ":1883", "a b"])
+def test_a_broker_list_that_cannot_be_used_is_refused(setting: str) -> None:
+    with pytest.raises(SettingsError, match="MQTT_BROKER_HOST="):
+        Settings.from_env({"MQTT_BROKER_HOST": setting})
