@@ -279,3 +279,31 @@ async def test_several_brokers_the_first_reachable_serves_and_a_lost_one_fails_o
     assert f"127.0.0.1:{second.port} (after 1 failed attempts)" in on_second.getMessage()
     assert f"127.0.0.1:{first.port} (after " in on_first.getMessage()
     assert state == {"state": "online"}
+
+
+def test_packets_written_in_one_loop_write_leave_in_one_system_call() -> None:
+    """paho's packets are collected, then sent together; what the socket does not take waits."""
+    import socket
+
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from connector.mqtt_client import Client
+
+    client = Client(CallbackAPIVersion.VERSION2)
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    broker.setblocking(False)
+    client._sock = ours  # paho's own seam: the connected socket
+    try:
+        assert client._sock_send(b"\x30\x03") == 2  # taken at once, as a socket would
+        assert client._sock_send(b"abc") == 3
+        with pytest.raises(BlockingIOError):
+            broker.recv(100)  # nothing on the wire yet
+        assert client.want_write()
+        client.loop_write()
+        assert broker.recv(100) == b"\x30\x03abc"
+        assert not client.want_write()
+    finally:
+        client._sock = None
+        ours.close()
+        broker.close()
