@@ -41,7 +41,8 @@ if [[ "$host" =~ ^(localhost|127\.0\.0\.1|::1)$ ]] && ! listening "$host" "$port
   mkdir -p .local-broker
   # `user`: started as root, mosquitto would switch to the user `mosquitto`, which cannot
   # write its persistence file here; it runs as whoever runs this script instead.
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nuser %s\n' \
+  # set_tcp_nodelay: see deploy/mosquitto.conf (command latency).
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nuser %s\nset_tcp_nodelay true\n' \
     "$port" "$REPO/.local-broker" "$(id -un)" > .local-broker/mosquitto.conf
   # In a session of its own: Ctrl-C reaches the whole foreground process group, and a
   # broker stopped together with the connector would lose its last values and
