@@ -3,6 +3,9 @@
     .venv/bin/python benchmark/bench.py --json bench.json     # the issue's targets: 10,000 chargers
     .venv/bin/python benchmark/bench.py --chargers 1000 --connect-rate 500 --duration 30   # smaller
     .venv/bin/python benchmark/bench.py --ocpp 2.0.1 --json bench-201.json   # the same in OCPP 2.0.1
+    # Performance II shapes (issue 12): docs/benchmark.md, "Performance II shapes", has every command
+    .venv/bin/python benchmark/bench.py --chargers 2000 --connect-rate 500 --duration 30 \
+        --commands 0 --rounds 0 --repeat 3 --mapped 1 [--raw]   # CPU per message, median of 3 runs
 
 The defaults are the targets (10,000 chargers connecting at 1,000/s, a MeterValues.req
 every 10 s each for 60 s, 300 commands); a full run takes about four minutes. Linux only
@@ -27,7 +30,9 @@ loses none). Phases, per server:
    (RSS after connect - RSS before) / chargers.
 2. commands (connector only; the floor has no actuators): all chargers idle, `--commands`
    actuator values to random chargers, `--command-rate` per second: latency from the
-   MQTT publish to the TriggerMessage CALL arriving on the charger's socket.
+   MQTT publish to the TriggerMessage CALL arriving on the charger's socket, and from the
+   charger sending its CALLRESULT to `<cp>__execute_trigger_message__status` arriving on
+   MQTT (mapped to `bench/s/<cp>`; also shown from the MQTT publish: the whole loop).
 3. steady: every charger sends a MeterValues.req (8 sampled values: energy, power, voltage
    and current of three phases) every `--period` s for `--duration` s, phases spread
    evenly over the period. The meter value's timestamp is the send time in ms, which both
@@ -36,12 +41,49 @@ loses none). Phases, per server:
    also shown for the values sent after the first period (each charger's first message
    brings new keys into the connector's registry), and as p99 per period (a backlog that
    builds up shows as a rising series). Every answer and every
-   value is counted: lost answers = sent - answered (CALLRESULT), lost values = 8 x sent -
-   distinct values received.
+   value is counted: lost answers = sent - answered (CALLRESULT), lost values = mapped x
+   sent - distinct values received.
 4. burst: every charger sends `--rounds` MeterValues.req one at a time (the next once
    answered), all chargers at once: the server's capacity in messages/s, counted until
    the last answer and the last value arrived (the connector answers before its queued
    values are out).
+5. closed loop (`--closed-loop C`): chargers 0..C-1 each send the next MeterValues as
+   soon as the last is answered, for `--duration` s: messages answered per s, values
+   published per s (those arrived within the window) and their quotient over `--mapped`
+   (below 1, the server answers faster than it publishes and a backlog grows), the age of
+   the values (p50/p99, against the floor's), and the server's RSS sampled every 0.25 s
+   (start / peak / end: whether what it holds stays bounded).
+6. stop under load (`--stop-under-load`): a steady load of every charger starts again and
+   half a period in the server gets SIGTERM: seconds to exit, instead of the SIGTERM after
+   the load that the run ends with otherwise.
+
+Performance II shapes (issue 12), options that combine with the above:
+
+- `--mapped N` (1, 3 or 8): the connector's map names only the first N of the 8 values
+  of each charger (energy; + power, voltage L1; all), the floor publishes only those
+  (`floor.py --mapped`), and the values expected are N x sent.
+- `--raw`: the connector runs with SEND_RAW_MESSAGE_TO_DB=TRUE, the floor publishes every
+  frame in and out to `bench/raw_message_to_db` at QoS 2 in the connector's shape; the
+  subscriber counts them per phase (2 x sent expected: each load message and its answer)
+  and their latency (arrival - the raw message's timestamp).
+- `--repeat K`: K runs, floor and connector alternating (a fresh broker and server each),
+  the table shows the run whose steady CPU ratio is the median and the verdict judges the
+  median ratio; "nothing lost" must hold in every run. `--commands 0 --rounds 0` keep a
+  run short.
+- `--aligned`: the steady sends are clock-aligned, every charger at the same instant each
+  period instead of spread over it (e.g. 500 chargers, `--period 5`): latency under bursts.
+- `--hog`: during the steady phase one busy loop per core at normal priority (a busy
+  machine); its CPU is shown apart, not as "the rest".
+- `--load-commands N`: N commands to the connector during the steady phase (from 1 s
+  into it, `--command-rate` per s), with the same two latencies as the command phase: with
+  `--raw --hog`, whether values and statuses wait behind raw messages.
+- `--no-steady`: skip the steady phase (a closed-loop run).
+
+The verdicts are issue 12's targets: CPU per message <= 1.5 x the floor's (median of the
+runs), value p99 <= 1.5 x the floor's (steady, and the closed loop's value age), closed
+loop values >= 0.98 x answered x mapped, command CALL p99 < 25 ms and status p99 < 50 ms
+after the charger's answer (idle, and beside the load), <= 30 KB per charger, SIGTERM to
+exit <= 5 s, nothing lost.
 
 "CPU per message" (and its ratio) is the steady phase's: server CPU time over the phase /
 messages. That is the load the targets describe, the servers run unsaturated as in
@@ -156,6 +198,7 @@ class Options:
     hog: bool = False  # a CPU hog per core during the steady phase
     load_commands: int = 0  # commands sent to the connector during the steady phase
     closed_loop: int = 0  # chargers in the closed-loop phase; 0: no such phase
+    steady: bool = True  # False: no steady phase (a closed-loop run)
     stop_under_load: bool = False  # SIGTERM while the steady load runs, not after it
 
     def describe(self) -> str:
@@ -476,8 +519,9 @@ def run_phases(target: str, bench: Bench, identities: list[str]) -> dict[str, An
     load = " / ".join(options.shapes)
     how = ", all at once" if options.aligned else ""
     how += ", CPU hogs running" if options.hog else ""
-    progress(target, f"steady load: {load} every {options.period:g} s{how} for {options.duration:g} s")
-    figures["steady"] = bench.steady()
+    if options.steady:
+        progress(target, f"steady load: {load} every {options.period:g} s{how} for {options.duration:g} s")
+        figures["steady"] = bench.steady()
     if options.rounds:
         progress(target, f"burst: {options.rounds} per charger, one at a time")
         figures["burst"] = bench.burst()
@@ -527,6 +571,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
     add("--load-commands", type=int, default=0, help="steady: commands to the connector during the load (default 0)")
     add("--closed-loop", type=int, default=0, help="chargers of a closed-loop phase of --duration s (default 0: none)")
     add("--stop-under-load", action="store_true", help="SIGTERM the server while a steady load runs, not after it")
+    add("--no-steady", dest="steady", action="store_false", help="skip the steady phase (e.g. a closed-loop run)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat takes 1 or more")
@@ -560,6 +605,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         load_commands=args.load_commands,
         closed_loop=args.closed_loop,
         stop_under_load=args.stop_under_load,
+        steady=args.steady,
     )
 
 
