@@ -58,6 +58,16 @@ def joined(*paths: str, sep: str = " / ") -> Callable[[Figures | None], str]:
     return show
 
 
+def ratio_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def nonzero(path: str) -> Callable[[Figures | None], str]:
+    """A figure that is 0 unless an option is on (the hogs' CPU): `-` when 0."""
+    show = joined(path)
+    return lambda figures: show(figures) if get(figures, path) else "-"
+
+
 def fraction(path: str) -> Callable[[Figures | None], str]:
     """A figure near 1 whose second and third decimals matter (0.976 fails a limit of 0.98)."""
 
@@ -169,7 +179,7 @@ ROWS = [
         "steady: CPU % server / generator worker / subscriber / broker / rest",
         cpu_spread("steady"),
     ),
-    Row("steady: CPU % of the hogs, all cores", joined("steady.hog_cpu_percent")),
+    Row("steady: CPU % of the hogs, all cores", nonzero("steady.hog_cpu_percent")),
     Row("burst: answered / sent messages", joined("burst.messages_answered", "burst.messages_sent")),
     Row("burst: values received / expected", joined("burst.values_received", "burst.values_expected")),
     Row("burst: raw messages received / expected", joined("burst.raw_received", "burst.raw_expected")),
@@ -314,7 +324,7 @@ class Report:
         rows = [header]
         for row in ROWS:
             shown = row.show(self.floor), row.show(self.connector)
-            if shown == ("-", "-") and not row.target:  # a phase or figure this run does not have
+            if shown == ("-", "-"):  # a phase or figure this run does not have (its verdict says n/a)
                 continue
             ratio = self.ratio(row.ratio_of) if row.ratio_of else None
             rows.append((row.label, *shown, number(ratio), row.target))
@@ -342,8 +352,8 @@ class Report:
         lines = ["", f"runs (steady CPU per message us, floor / connector = ratio; the table shows run {shown}):"]
         for i, (run, r) in enumerate(zip(self.runs, self.cpu_ratios, strict=True)):
             floor, connector = (get(run.get(t), "steady.cpu_us_per_message") for t in ("floor", "connector"))
-            lines.append(f"  run {i + 1}: {number(floor)} / {number(connector)} = {number(r)}")
-        lines.append(f"  median ratio: {number(self.median_cpu_ratio)}")
+            lines.append(f"  run {i + 1}: {number(floor)} / {number(connector)} = {ratio_text(r)}")
+        lines.append(f"  median ratio: {ratio_text(self.median_cpu_ratio)}")
         return lines
 
     def disturbances(self) -> list[str]:
