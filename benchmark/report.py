@@ -219,6 +219,11 @@ ROWS = [
         f"p99 ratio <= {LATENCY_RATIO_LIMIT:g}",
     ),
     Row(
+        "closed loop: raw message latency p50 / p99 / max ms",
+        spread("closed_loop.raw_latency_ms"),
+        "closed_loop.raw_latency_ms.p99",
+    ),
+    Row(
         "closed loop: CPU per message us",
         joined("closed_loop.cpu_us_per_message"),
         "closed_loop.cpu_us_per_message",
