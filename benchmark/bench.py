@@ -3,7 +3,7 @@
     .venv/bin/python benchmark/bench.py --json bench.json     # the issue's targets: 10,000 chargers
     .venv/bin/python benchmark/bench.py --chargers 1000 --connect-rate 500 --duration 30   # smaller
     .venv/bin/python benchmark/bench.py --ocpp 2.0.1 --json bench-201.json   # the same in OCPP 2.0.1
-    # Performance II shapes (issue 12): docs/benchmark.md, "Performance II shapes", has every command
+    # Performance II shapes: docs/benchmark.md, "Performance II shapes", has every command
     .venv/bin/python benchmark/bench.py --chargers 2000 --connect-rate 500 --duration 30 \
         --commands 0 --rounds 0 --repeat 3 --mapped 1 [--raw]   # CPU per message, median of 3 runs
 
@@ -57,7 +57,7 @@ loses none). Phases, per server:
    half a period in the server gets SIGTERM: seconds to exit, instead of the SIGTERM after
    the load that the run ends with otherwise.
 
-Performance II shapes (issue 12), options that combine with the above:
+Performance II shapes (the performance work "Performance II"), options that combine with the above:
 
 - `--mapped N` (1, 3 or 8): the connector's map names only the first N of the 8 values
   of each charger (energy; + power, voltage L1; all), the floor publishes only those
@@ -79,7 +79,7 @@ Performance II shapes (issue 12), options that combine with the above:
   `--raw --hog`, whether values and statuses wait behind raw messages.
 - `--no-steady`: skip the steady phase (a closed-loop run).
 
-The verdicts are issue 12's targets: CPU per message <= 1.5 x the floor's (median of the
+The verdicts are the Performance II targets: CPU per message <= 1.5 x the floor's (median of the
 runs), value p99 <= 1.5 x the floor's (steady, and the closed loop's value age), closed
 loop values >= 0.98 x answered x mapped, command CALL p99 < 25 ms and status p99 < 50 ms
 after the charger's answer (idle, and beside the load), <= 30 KB per charger, SIGTERM to

@@ -2,10 +2,10 @@
 
 Figures come in per server as nested dicts (phase -> figure); a missing phase (the floor
 has no commands, a skipped burst) prints as `-`. Verdicts are judged only on what was
-measured: the ratios need both servers. The limits are those of issue 12 ("Performance
-II"). With `--repeat`, the table shows the run whose CPU ratio is the median (the lower
-middle one for an even count), the CPU verdict judges the median of all runs' ratios, and
-"nothing lost" holds for every run.
+measured: the ratios need both servers. The limits are the targets of the performance
+work "Performance II". With `--repeat`, the table shows the run whose CPU ratio is the
+median (the lower middle one for an even count), the CPU verdict judges the median of all
+runs' ratios, and "nothing lost" holds for every run.
 """
 
 from __future__ import annotations
