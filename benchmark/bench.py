@@ -3,6 +3,9 @@
     .venv/bin/python benchmark/bench.py --json bench.json     # the issue's targets: 10,000 chargers
     .venv/bin/python benchmark/bench.py --chargers 1000 --connect-rate 500 --duration 30   # smaller
     .venv/bin/python benchmark/bench.py --ocpp 2.0.1 --json bench-201.json   # the same in OCPP 2.0.1
+    # Performance II shapes: docs/benchmark.md, "Performance II shapes", has every command
+    .venv/bin/python benchmark/bench.py --chargers 2000 --connect-rate 500 --duration 30 \
+        --commands 0 --rounds 0 --repeat 3 --mapped 1 [--raw]   # CPU per message, median of 3 runs
 
 The defaults are the targets (10,000 chargers connecting at 1,000/s, a MeterValues.req
 every 10 s each for 60 s, 300 commands); a full run takes about four minutes. Linux only
@@ -27,7 +30,9 @@ loses none). Phases, per server:
    (RSS after connect - RSS before) / chargers.
 2. commands (connector only; the floor has no actuators): all chargers idle, `--commands`
    actuator values to random chargers, `--command-rate` per second: latency from the
-   MQTT publish to the TriggerMessage CALL arriving on the charger's socket.
+   MQTT publish to the TriggerMessage CALL arriving on the charger's socket, and from the
+   charger sending its CALLRESULT to `<cp>__execute_trigger_message__status` arriving on
+   MQTT (mapped to `bench/s/<cp>`; also shown from the MQTT publish: the whole loop).
 3. steady: every charger sends a MeterValues.req (8 sampled values: energy, power, voltage
    and current of three phases) every `--period` s for `--duration` s, phases spread
    evenly over the period. The meter value's timestamp is the send time in ms, which both
@@ -36,12 +41,49 @@ loses none). Phases, per server:
    also shown for the values sent after the first period (each charger's first message
    brings new keys into the connector's registry), and as p99 per period (a backlog that
    builds up shows as a rising series). Every answer and every
-   value is counted: lost answers = sent - answered (CALLRESULT), lost values = 8 x sent -
-   distinct values received.
+   value is counted: lost answers = sent - answered (CALLRESULT), lost values = mapped x
+   sent - distinct values received.
 4. burst: every charger sends `--rounds` MeterValues.req one at a time (the next once
    answered), all chargers at once: the server's capacity in messages/s, counted until
    the last answer and the last value arrived (the connector answers before its queued
    values are out).
+5. closed loop (`--closed-loop C`): chargers 0..C-1 each send the next MeterValues as
+   soon as the last is answered, for `--duration` s: messages answered per s, values
+   published per s (those arrived within the window) and their quotient over `--mapped`
+   (below 1, the server answers faster than it publishes and a backlog grows), the age of
+   the values (p50/p99, against the floor's), and the server's RSS sampled every 0.25 s
+   (start / peak / end: whether what it holds stays bounded).
+6. stop under load (`--stop-under-load`): a steady load of every charger starts again and
+   half a period in the server gets SIGTERM: seconds to exit, instead of the SIGTERM after
+   the load that the run ends with otherwise.
+
+Performance II shapes (the performance work "Performance II"), options that combine with the above:
+
+- `--mapped N` (1, 3 or 8): the connector's map names only the first N of the 8 values
+  of each charger (energy; + power, voltage L1; all), the floor publishes only those
+  (`floor.py --mapped`), and the values expected are N x sent.
+- `--raw`: the connector runs with SEND_RAW_MESSAGE_TO_DB=TRUE, the floor publishes every
+  frame in and out to `bench/raw_message_to_db` at QoS 2 in the connector's shape; the
+  subscriber counts them per phase (2 x sent expected: each load message and its answer)
+  and their latency (arrival - the raw message's timestamp).
+- `--repeat K`: K runs, floor and connector alternating (a fresh broker and server each),
+  the table shows the run whose steady CPU ratio is the median and the verdict judges the
+  median ratio; "nothing lost" must hold in every run. `--commands 0 --rounds 0` keep a
+  run short.
+- `--aligned`: the steady sends are clock-aligned, every charger at the same instant each
+  period instead of spread over it (e.g. 500 chargers, `--period 5`): latency under bursts.
+- `--hog`: during the steady phase one busy loop per core at normal priority (a busy
+  machine); its CPU is shown apart, not as "the rest".
+- `--load-commands N`: N commands to the connector during the steady phase (from 1 s
+  into it, `--command-rate` per s), with the same two latencies as the command phase: with
+  `--raw --hog`, whether values and statuses wait behind raw messages.
+- `--no-steady`: skip the steady phase (a closed-loop run).
+
+The verdicts are the Performance II targets: CPU per message <= 1.5 x the floor's (median of the
+runs), value p99 <= 1.5 x the floor's (steady, and the closed loop's value age), closed
+loop values >= 0.98 x answered x mapped, command CALL p99 < 25 ms and status p99 < 50 ms
+after the charger's answer (idle, and beside the load), <= 30 KB per charger, SIGTERM to
+exit <= 5 s, nothing lost.
 
 "CPU per message" (and its ratio) is the steady phase's: server CPU time over the phase /
 messages. That is the load the targets describe, the servers run unsaturated as in
@@ -77,13 +119,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +137,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 from loadgen import (
     OCPP_VERSIONS,
+    SAMPLES,
     SHAPES,
     BurstOrder,
+    ClosedLoopOrder,
     CollectArrivals,
+    CommandTimes,
     ConnectOrder,
     ConnectResult,
     LoadResult,
@@ -104,14 +151,27 @@ from loadgen import (
     SteadyOrder,
     raise_fd_limit,
 )
-from measure import CpuUse, Pids, cpu_seconds, cpu_use, listen_drops, percentiles, rss_kb, wait_quiet
+from measure import (
+    CpuUse,
+    Pids,
+    cpu_hogs,
+    cpu_seconds,
+    cpu_use,
+    listen_drops,
+    percentiles,
+    rss_kb,
+    rss_series,
+    wait_quiet,
+)
 from peers import ACTUATOR, NAME, Arrivals, Generator, Server, ValueSink, start_connector, start_floor
 from report import Report
 
 from connector.tests.harness import Mosquitto
 
-VALUES_PER_MESSAGE = 8
 VALUE_WAIT_S = 120.0  # values still missing this long after the last answer count as lost (not late)
+COMMAND_WAIT_S = 10.0  # commands, and their statuses, still missing this long after the last count as lost
+RAW_PER_MESSAGE = 2  # with raw messages on: the frame in and its answer out
+MAPPED_CHOICES = (1, 3, 8)  # of the 8 sampled values, the first 1, 3 or all 8 are mapped
 
 
 @dataclass(frozen=True)
@@ -131,6 +191,24 @@ class Options:
     json_path: Path | None
     ocpp: str = "1.6"
     shapes: tuple[str, ...] = ("MeterValues",)  # the load messages' shapes, taken in turn
+    mapped: int = len(SAMPLES)  # values mapped (and published by the floor) per message
+    raw: bool = False  # SEND_RAW_MESSAGE_TO_DB, and the floor publishing raw frames too
+    repeat: int = 1  # alternating floor/connector runs; the median CPU ratio is judged
+    aligned: bool = False  # steady sends all at the same instant each period
+    hog: bool = False  # a CPU hog per core during the steady phase
+    load_commands: int = 0  # commands sent to the connector during the steady phase
+    closed_loop: int = 0  # chargers in the closed-loop phase; 0: no such phase
+    steady: bool = True  # False: no steady phase (a closed-loop run)
+    stop_under_load: bool = False  # SIGTERM while the steady load runs, not after it
+
+    def describe(self) -> str:
+        """The run's shape in a few words: the table's title."""
+        words = [f"OCPP {self.ocpp}: {' / '.join(self.shapes)}", f"{self.mapped} of {len(SAMPLES)} mapped"]
+        flags = {"raw": self.raw, "aligned": self.aligned, "hog": self.hog, "stop under load": self.stop_under_load}
+        words += [name for name, on in flags.items() if on]
+        if self.repeat > 1:
+            words.append(f"{self.repeat} runs")
+        return ", ".join(words)
 
 
 # -- the phases ------------------------------------------------------------------------
@@ -145,10 +223,14 @@ class Bench:
     sink: ValueSink
     control: mqtt.Client
     booted: list[str]
+    hogs: list[int] = field(default_factory=list)  # pids of the CPU hogs while they run
 
     def cpu_use(self) -> AbstractContextManager[CpuUse]:
         assert self.broker.process is not None
-        return cpu_use(Pids(self.server.process.pid, self.broker.process.pid, self.generator.pids))
+        return cpu_use(Pids(self.server.process.pid, self.broker.process.pid, self.generator.pids, self.hogs))
+
+    def raw_expected(self, messages: int) -> int:
+        return RAW_PER_MESSAGE * messages if self.options.raw else 0
 
     def connect(self, identities: list[str]) -> dict[str, Any]:
         pid, workers = self.server.process.pid, len(self.generator)
@@ -196,55 +278,146 @@ class Bench:
         }
 
     def commands(self) -> dict[str, Any]:
+        """Actuator values to idle chargers: CALL latency, and the status's after the charger's answer."""
         chosen = random.Random(1).sample(self.booted, min(self.options.commands, len(self.booted)))
-        published: dict[str, float] = {}
+        self.sink.reset()
         with self.cpu_use() as use:
-            start = time.time()
-            for i, cp in enumerate(chosen):
-                time.sleep(max(0.0, start + i / self.options.command_rate - time.time()))
-                message = json.dumps({"value": "Heartbeat", "timestamp": int(time.time() * 1000)})
-                published[cp] = time.time()
-                self.control.publish(f"{NAME}/a/{cp}__{ACTUATOR}", message, qos=2)
-            arrivals: dict[str, float] = {}
-            deadline = time.time() + 10
-            while len(arrivals) < len(chosen) and time.time() < deadline:
-                time.sleep(0.5)
-                for reply in self.generator.run(CollectArrivals()):
-                    assert isinstance(reply.result, list)
-                    for cp, arrived in reply.result:
-                        arrivals.setdefault(cp, arrived)
+            published = self.publish_commands(chosen, time.time())
+            figures = self.command_figures(published)
+        return {**figures, **use.figures()}
+
+    def publish_commands(self, chosen: list[str], start: float) -> dict[str, float]:
+        """A TriggerMessage value to each of `chosen`, `--command-rate` per second from `start`: when each went."""
+        published: dict[str, float] = {}
+        for i, cp in enumerate(chosen):
+            time.sleep(max(0.0, start + i / self.options.command_rate - time.time()))
+            message = json.dumps({"value": "Heartbeat", "timestamp": int(time.time() * 1000)})
+            published[cp] = time.time()
+            self.control.publish(f"{NAME}/a/{cp}__{ACTUATOR}", message, qos=2)
+        return published
+
+    def command_times(self, chosen: dict[str, float]) -> CommandTimes:
+        """When each charger got its TriggerMessage and answered it (first of each), until all answered."""
+        times = CommandTimes()
+        deadline = time.time() + COMMAND_WAIT_S
+        while True:
+            for reply in self.generator.run(CollectArrivals()):
+                assert isinstance(reply.result, CommandTimes)
+                times.arrivals += reply.result.arrivals
+                times.answered += reply.result.answered
+            if len({cp for cp, _ in times.answered}) >= len(chosen) or time.time() >= deadline:
+                return times
+            time.sleep(0.5)
+
+    def command_figures(self, published: dict[str, float]) -> dict[str, Any]:
+        """The commands' latencies: publish -> CALL on the socket; charger's answer -> status on MQTT."""
+        times = self.command_times(published)
+        arrivals, answered = first_of_each(times.arrivals), first_of_each(times.answered)
+        statuses = self.sink.wait_statuses(published, COMMAND_WAIT_S)
         latencies = [arrivals[cp] - sent for cp, sent in published.items() if cp in arrivals]
+        status_latencies = [statuses[cp] - answered[cp] for cp in published if cp in statuses and cp in answered]
         return {
             "sent": len(published),
             "arrived": len(latencies),
             "lost": len(published) - len(latencies),
             "latency_ms": percentiles(latencies),
-            **use.figures(),
+            "statuses": len(status_latencies),
+            "lost_statuses": len(published) - len(status_latencies),
+            "status_latency_ms": percentiles(status_latencies),
+            "status_after_publish_ms": percentiles(
+                [statuses[cp] - sent for cp, sent in published.items() if cp in statuses]
+            ),
         }
 
     def steady(self) -> dict[str, Any]:
-        count = max(1, round(self.options.duration / self.options.period))
+        options = self.options
+        count = max(1, round(options.duration / options.period))
         start = time.time() + 2.0
         self.sink.reset()
-        self.generator.send([SteadyOrder(start, self.options.period, count, len(self.booted))] * len(self.generator))
-        time.sleep(max(0.0, start - time.time()))
-        with self.cpu_use() as use:
-            result = merged(self.generator.replies())
-            arrivals = self.sink.wait(result.sent * VALUES_PER_MESSAGE, VALUE_WAIT_S)
-        figures = load_figures(result, arrivals, use)
+        order = SteadyOrder(start, options.period, count, len(self.booted), options.aligned)
+        with ExitStack() as during:
+            self.hogs = during.enter_context(cpu_hogs((os.cpu_count() or 1) if options.hog else 0))
+            during.callback(self.hogs.clear)
+            self.generator.send([order] * len(self.generator))
+            beside = self.commands_beside(start + 1.0)
+            time.sleep(max(0.0, start - time.time()))
+            with self.cpu_use() as use:
+                result = merged(self.generator.replies())
+                arrivals = self.sink.wait(
+                    result.sent * options.mapped, VALUE_WAIT_S, "s", self.raw_expected(result.sent)
+                )
+            commands = beside()
+        figures = load_figures(
+            result, arrivals, use, mapped=options.mapped, raw_expected=self.raw_expected(result.sent), phase="s"
+        )
         # Each charger's first message brings its 8 keys into the connector's registry:
         # latencies per period show that apart from a backlog that builds up.
-        periods = arrivals.by_period(start, self.options.period, count)
+        periods = arrivals.by_period(start, options.period, count)
         figures["value_latency_after_first_period_ms"] = percentiles([x for p in periods[1:] for x in p])
         figures["value_latency_p99_per_period_ms"] = [percentiles(p).get("p99") for p in periods]
+        if commands is not None:
+            figures["commands"] = commands
+        return figures
+
+    def commands_beside(self, start: float) -> Callable[[], dict[str, Any] | None]:
+        """`--load-commands` to the connector from `start` on, in a thread beside the load; the
+        returned function awaits them (call it once the load is done) and gives their figures."""
+        if not self.options.load_commands or self.server.name != "connector":
+            return lambda: None
+        chosen = random.Random(2).sample(self.booted, min(self.options.load_commands, len(self.booted)))
+        published: dict[str, float] = {}
+        sender = threading.Thread(target=lambda: published.update(self.publish_commands(chosen, start)))
+        sender.start()
+
+        def figures() -> dict[str, Any]:
+            sender.join()
+            return self.command_figures(published)
+
         return figures
 
     def burst(self) -> dict[str, Any]:
         self.sink.reset()
         with self.cpu_use() as use:
             result = merged(self.generator.run(BurstOrder(self.options.rounds)))
-            arrivals = self.sink.wait(result.sent * VALUES_PER_MESSAGE, VALUE_WAIT_S)
-        return load_figures(result, arrivals, use)
+            raw = self.raw_expected(result.sent)
+            arrivals = self.sink.wait(result.sent * self.options.mapped, VALUE_WAIT_S, "b", raw)
+        return load_figures(result, arrivals, use, mapped=self.options.mapped, raw_expected=raw, phase="b")
+
+    def closed_loop(self) -> dict[str, Any]:
+        """`--closed-loop` chargers each send the next message once the last is answered, for `--duration` s."""
+        chargers = min(self.options.closed_loop, len(self.booted))
+        mapped = self.options.mapped
+        self.sink.reset()
+        until = time.time() + self.options.duration
+        with rss_series(self.server.process.pid) as rss, self.cpu_use() as use:
+            result = merged(self.generator.run(ClosedLoopOrder(chargers, until)))
+            raw = self.raw_expected(result.sent)
+            arrivals = self.sink.wait(result.sent * mapped, VALUE_WAIT_S, "c", raw)
+        window = max(until - result.first_send, 1e-9)
+        answered_per_s = result.answered / window
+        values_per_s = arrivals.arrived_by(until) / window
+        return {
+            "chargers": chargers,
+            **load_figures(result, arrivals, use, mapped=mapped, raw_expected=raw, phase="c"),
+            "answered_per_s": round(answered_per_s, 1),
+            "values_per_s": round(values_per_s, 1),
+            # 1.0: every answered message's values were out within the window; below, a backlog grew
+            "values_per_answered_value": round(values_per_s / max(answered_per_s * mapped, 1e-9), 3),
+            **rss.figures(),
+            "rss_kb_series": rss.samples_kb,
+        }
+
+    def stop_under_load(self) -> dict[str, Any]:
+        """SIGTERM half a period into a steady load of every charger: seconds to exit."""
+        options = self.options
+        start = time.time() + 1.0
+        count = max(2, round(options.duration / options.period))
+        order = SteadyOrder(start, options.period, count, len(self.booted), options.aligned)
+        self.generator.send([order] * len(self.generator))
+        time.sleep(max(0.0, start + options.period / 2 - time.time()))
+        stopped = self.server.stop()
+        result = merged(self.generator.replies())  # each charger's next send finds its connection closed
+        return {**stopped, "under_load": True, "messages_sent_before": result.sent}
 
 
 def merged(replies: list[Reply]) -> LoadResult:
@@ -264,10 +437,30 @@ def merged(replies: list[Reply]) -> LoadResult:
     return result
 
 
-def load_figures(result: LoadResult, arrivals: Arrivals, use: CpuUse) -> dict[str, Any]:
+def first_of_each(times: list[tuple[str, float]]) -> dict[str, float]:
+    """cp -> the first time recorded for it."""
+    first: dict[str, float] = {}
+    for cp, when in times:
+        first.setdefault(cp, when)
+    return first
+
+
+def load_figures(
+    result: LoadResult, arrivals: Arrivals, use: CpuUse, *, mapped: int, raw_expected: int, phase: str
+) -> dict[str, Any]:
+    """The figures of a load phase; `phase`: the prefix of its messages' unique ids (raw messages' phase)."""
     received = len(arrivals.latencies)
     delivered = max(result.last_answer, arrivals.last)
-    expected = result.sent * VALUES_PER_MESSAGE
+    expected = result.sent * mapped
+    raw = {}
+    if raw_expected:
+        raw_received = arrivals.raw_per_phase[phase]
+        raw = {
+            "raw_expected": raw_expected,
+            "raw_received": raw_received,
+            "lost_raw": raw_expected - raw_received,
+            "raw_latency_ms": percentiles(arrivals.raw_latencies),
+        }
     return {
         "messages_sent": result.sent,
         "messages_answered": result.answered,
@@ -284,6 +477,7 @@ def load_figures(result: LoadResult, arrivals: Arrivals, use: CpuUse) -> dict[st
         "value_latency_ms": percentiles(arrivals.latencies),
         "answer_latency_ms": percentiles(result.answer_latencies),
         "send_lag_ms": percentiles(result.send_lags),
+        **raw,
         **use.figures(),
     }
 
@@ -298,17 +492,18 @@ def run_target(target: str, options: Options) -> dict[str, Any]:
         control.connect("127.0.0.1", broker.port)
         control.loop_start()
         cleanup.callback(control.loop_stop)
-        sink = ValueSink(broker.port, options.subscriber_qos)
+        sink = ValueSink(broker.port, options.subscriber_qos, options.raw)
         cleanup.callback(sink.close)
         generator = Generator(options.workers)
         cleanup.callback(generator.stop)
         if target == "connector":
-            server = start_connector(tmp, broker, control, identities)
+            server = start_connector(tmp, broker, control, identities, mapped=options.mapped, raw=options.raw)
         else:
-            server = start_floor(broker, options.floor_max_inflight)
+            server = start_floor(broker, options.floor_max_inflight, mapped=options.mapped, raw=options.raw)
         cleanup.callback(server.stop)  # on failure; otherwise it is stopped below already
         figures = run_phases(target, Bench(options, server, broker, generator, sink, control, []), identities)
-        figures["stop"] = server.stop()  # before the generator's: the connector must close every charger itself
+        if "stop" not in figures:  # before the generator's: the connector must close every charger itself
+            figures["stop"] = {**server.stop(), "under_load": False}
         figures["server_problems"] = server.watch.problems()
         return figures
 
@@ -322,11 +517,20 @@ def run_phases(target: str, bench: Bench, identities: list[str]) -> dict[str, An
         progress(target, f"{options.commands} commands at {options.command_rate:g}/s")
         figures["commands"] = bench.commands()
     load = " / ".join(options.shapes)
-    progress(target, f"steady load: {load} every {options.period:g} s for {options.duration:g} s")
-    figures["steady"] = bench.steady()
+    how = ", all at once" if options.aligned else ""
+    how += ", CPU hogs running" if options.hog else ""
+    if options.steady:
+        progress(target, f"steady load: {load} every {options.period:g} s{how} for {options.duration:g} s")
+        figures["steady"] = bench.steady()
     if options.rounds:
         progress(target, f"burst: {options.rounds} per charger, one at a time")
         figures["burst"] = bench.burst()
+    if options.closed_loop:
+        progress(target, f"closed loop: {options.closed_loop} chargers at full speed for {options.duration:g} s")
+        figures["closed_loop"] = bench.closed_loop()
+    if options.stop_under_load:
+        progress(target, "SIGTERM under steady load")
+        figures["stop"] = bench.stop_under_load()
     return figures
 
 
@@ -357,7 +561,20 @@ def parse_options(argv: list[str] | None = None) -> Options:
         default=None,
         help="2.0.1 load messages: MeterValues or TransactionEvent (default: both in turn)",
     )
+    add(
+        "--mapped", type=int, choices=MAPPED_CHOICES, default=8, help="of the 8 values, how many are mapped (default 8)"
+    )
+    add("--raw", action="store_true", help="raw messages on: SEND_RAW_MESSAGE_TO_DB, and the floor publishes them too")
+    add("--repeat", type=int, default=1, help="alternating floor/connector runs; the median CPU ratio is judged")
+    add("--aligned", action="store_true", help="steady: every charger sends at the same instant each period")
+    add("--hog", action="store_true", help="steady: a CPU hog (busy loop, normal priority) per core runs beside it")
+    add("--load-commands", type=int, default=0, help="steady: commands to the connector during the load (default 0)")
+    add("--closed-loop", type=int, default=0, help="chargers of a closed-loop phase of --duration s (default 0: none)")
+    add("--stop-under-load", action="store_true", help="SIGTERM the server while a steady load runs, not after it")
+    add("--no-steady", dest="steady", action="store_false", help="skip the steady phase (e.g. a closed-loop run)")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat takes 1 or more")
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     if not targets or set(targets) - {"floor", "connector"}:
         parser.error("--targets takes floor, connector or both")
@@ -380,14 +597,24 @@ def parse_options(argv: list[str] | None = None) -> Options:
         json_path=args.json,
         ocpp=args.ocpp,
         shapes=shapes,
+        mapped=args.mapped,
+        raw=args.raw,
+        repeat=args.repeat,
+        aligned=args.aligned,
+        hog=args.hog,
+        load_commands=args.load_commands,
+        closed_loop=args.closed_loop,
+        stop_under_load=args.stop_under_load,
+        steady=args.steady,
     )
 
 
 def main() -> None:
     options = parse_options()
     raise_fd_limit()
-    results = {target: run_target(target, options) for target in options.targets}
-    report = Report(results, f"OCPP {options.ocpp}: {' / '.join(options.shapes)}")
+    # Floor, connector, floor, connector, ...: a drift of the machine touches both alike.
+    runs = [{target: run_target(target, options) for target in options.targets} for _ in range(options.repeat)]
+    report = Report(runs, options.describe())
     print(report.table())
     if options.json_path is not None:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}

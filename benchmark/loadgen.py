@@ -2,23 +2,30 @@
 
 Each worker process runs one asyncio loop holding its share of the chargers (charger `i`
 of `N` goes to worker `i % W`, so every worker's share is spread evenly over time) and
-obeys orders from the orchestrator over a pipe: connect, report command arrivals, steady
-load, burst, stop. Replies carry what was measured; the orchestrator reads the workers'
-CPU time from /proc, to tell when the generator, not the server, is the limit.
+obeys orders from the orchestrator over a pipe: connect, report command times, steady
+load (spread over the period or clock-aligned), burst, closed loop, stop. Replies carry
+what was measured; the orchestrator reads the workers' CPU time from /proc, to tell when
+the generator, not the server, is the limit.
 
 Chargers speak raw OCPP-J frames (no ocpp library, no schema checks, compression off, no
 WebSocket pings of their own) to keep the generator light, in OCPP 1.6 or 2.0.1 (one
 version per run). A charger answers every CALL of the server at once: the rate-unit read
 the connector makes after boot (1.6 GetConfiguration, 2.0.1 GetVariables of
-`SmartChargingCtrlr.RateUnit`: both units), TriggerMessage with Accepted (its arrival time
-is recorded: the command latency), anything else with a NotImplemented CALLERROR. Times
-are `time.time()`, the same clock in every process on the machine.
+`SmartChargingCtrlr.RateUnit`: both units), TriggerMessage with Accepted (the CALL's arrival
+and the time the answer went out are recorded: the command latency, and the origin of the
+command status's latency), anything else with a NotImplemented CALLERROR. Times are
+`time.time()`, the same clock in every process on the machine.
 
 The load is the same 8 sampled values in every message. On 1.6 they come in MeterValues;
 on 2.0.1 in MeterValues and in TransactionEvent `Updated` of the one transaction each
 charger starts after boot (`--shape` picks one, or both alternating: charger i's k-th
 message has shape (i + k) mod 2, so every period carries both). Every shape yields the
-same datapoint keys (`sensor_keys`), so one datapoint map serves every run.
+same datapoint keys (`sensor_keys`), so one datapoint map serves every run. A charger's
+load messages carry strictly rising ms timestamps (a value's identity on MQTT is its topic
+and timestamp), even in a closed loop that sends several per ms.
+
+The unique ids of the load messages name their phase (`s<k>` steady, `b<k>` burst, `c<k>`
+closed loop), so raw messages on MQTT can be counted per phase (`phase_of`).
 """
 
 from __future__ import annotations
@@ -76,6 +83,21 @@ SAMPLED_VALUES = {
     for version in OCPP_VERSIONS
 }
 ANSWER_GRACE_S = 60.0  # how long answers are awaited after the last send of a phase
+
+
+def sample_path(measurand: str, phase: str | None) -> str:
+    """The part of a value's key between the connector id and the unit: `<measurand>[__<phase>]`."""
+    return f"{measurand}__{phase}" if phase else measurand
+
+
+def mapped_paths(mapped: int) -> list[str]:
+    """The paths of the first `mapped` of the 8 sampled values: those a `--mapped` run maps."""
+    return [sample_path(measurand, phase) for measurand, phase, _, _ in SAMPLES[:mapped]]
+
+
+def phase_of(unique_id: str) -> str:
+    """The phase a load message's unique id names (`s12` -> `s`); other ids stay whole (`boot`)."""
+    return unique_id.rstrip("0123456789")
 
 
 def sensor_keys(cp: str) -> list[str]:
@@ -187,7 +209,7 @@ class ConnectOrder:
 
 @dataclass(frozen=True)
 class CollectArrivals:
-    """Hand over the TriggerMessage arrivals recorded since the last collection."""
+    """Hand over the TriggerMessage arrivals and answers recorded since the last collection."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +218,13 @@ class SteadyOrder:
     period: float
     count: int
     total: int
+    aligned: bool = False  # every charger at start + k * period: clock-aligned sampling
+
+
+@dataclass(frozen=True)
+class ClosedLoopOrder:
+    chargers: int  # the chargers of global index below this take part
+    until: float  # each sends its next message as soon as the last is answered, until then
 
 
 @dataclass(frozen=True)
@@ -208,7 +237,7 @@ class StopOrder:
     pass
 
 
-Order = ConnectOrder | CollectArrivals | SteadyOrder | BurstOrder | StopOrder
+Order = ConnectOrder | CollectArrivals | SteadyOrder | BurstOrder | ClosedLoopOrder | StopOrder
 
 
 @dataclass
@@ -231,7 +260,13 @@ class LoadResult:
     last_answer: float = 0.0
 
 
-Result = ConnectResult | LoadResult | list[tuple[str, float]] | None
+@dataclass
+class CommandTimes:
+    arrivals: list[tuple[str, float]] = field(default_factory=list)  # (cp, TriggerMessage CALL arrived)
+    answered: list[tuple[str, float]] = field(default_factory=list)  # (cp, its CALLRESULT sent)
+
+
+Result = ConnectResult | LoadResult | CommandTimes | None
 
 
 @dataclass(frozen=True)
@@ -262,6 +297,7 @@ class Charger:
         self.pending: dict[str, asyncio.Future[float]] = {}  # unique id -> answer arrival time
         self.closed = False
         self.loads = 0  # load messages built so far: picks the next one's shape
+        self.last_ms = 0  # the last load message's timestamp: the next one's is later
         self.seq_no = 0  # of the transaction's last event (2.0.1)
 
     async def connect(self, url: str) -> None:
@@ -284,8 +320,9 @@ class Charger:
         return booted
 
     def load_frame(self, unique_id: str, ms: int) -> str:
-        """The next load message, its values stamped `ms`: the shapes in turn, offset by the charger's index."""
-        shape = self.shapes[(self.index + self.loads) % len(self.shapes)]
+        """The next load message, its values stamped `ms` (or 1 ms after the last): the shapes in turn."""
+        ms = self.last_ms = max(ms, self.last_ms + 1)
+        shape = self.shapes[(self.index + self.loads) % len(self.shapes)]  # offset by the charger's index
         self.loads += 1
         if shape == "MeterValues":
             return meter_values_frame(unique_id, ms, self.ocpp)
@@ -329,13 +366,15 @@ class Charger:
         assert self.ws is not None
         _, unique_id, action, payload = message
         if action == "TriggerMessage":
-            self.fleet.arrivals.append((self.cp, arrived))
+            self.fleet.commands.arrivals.append((self.cp, arrived))
         answer = ANSWERS[self.ocpp].get(action)
         if answer is None:
             reply: list[Any] = [CALLERROR, unique_id, "NotImplemented", "", {}]
         else:
             reply = [CALLRESULT, unique_id, answer(payload)]
         await self.ws.send(json.dumps(reply))
+        if action == "TriggerMessage":  # the origin of the command status's latency on MQTT
+            self.fleet.commands.answered.append((self.cp, time.time()))
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -347,7 +386,7 @@ class Fleet:
 
     def __init__(self) -> None:
         self.chargers: list[Charger] = []
-        self.arrivals: list[tuple[str, float]] = []  # (cp, time) of each TriggerMessage
+        self.commands = CommandTimes()  # of the TriggerMessages since the last collection
         self._tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -359,12 +398,17 @@ class Fleet:
         if isinstance(order, ConnectOrder):
             return await self.connect(order)
         if isinstance(order, CollectArrivals):
-            arrivals, self.arrivals = self.arrivals, []
-            return arrivals
+            commands, self.commands = self.commands, CommandTimes()
+            return commands
         if isinstance(order, SteadyOrder):
             return await self.steady(order)
         if isinstance(order, BurstOrder):
-            return await self.burst(order)
+            rounds = order.rounds
+            return await self.one_at_a_time(self.chargers, "b", lambda k: k < rounds)
+        if isinstance(order, ClosedLoopOrder):
+            taking_part = [charger for charger in self.chargers if charger.index < order.chargers]
+            until = order.until
+            return await self.one_at_a_time(taking_part, "c", lambda k: time.time() < until)
         await asyncio.gather(*(charger.close() for charger in self.chargers), return_exceptions=True)
         return None
 
@@ -404,8 +448,9 @@ class Fleet:
         answers: list[tuple[float, asyncio.Future[float]]] = []
 
         async def send_all(charger: Charger) -> None:
+            offset = 0.0 if order.aligned else charger.index / order.total
             for k in range(order.count):
-                scheduled = order.start + (charger.index / order.total + k) * order.period
+                scheduled = order.start + (offset + k) * order.period
                 delay = scheduled - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -422,16 +467,19 @@ class Fleet:
         await self._collect(answers, result)
         return result
 
-    async def burst(self, order: BurstOrder) -> LoadResult:
-        result = LoadResult(closed_chargers=sum(charger.closed for charger in self.chargers))
+    async def one_at_a_time(self, chargers: list[Charger], prefix: str, more: Callable[[int], bool]) -> LoadResult:
+        """Each charger sends its k-th message (id `<prefix><k>`) while `more(k)`, the next once answered."""
+        result = LoadResult(closed_chargers=sum(charger.closed for charger in chargers))
         result.first_send = time.time()
         answers: list[tuple[float, asyncio.Future[float]]] = []
 
         async def send_one_at_a_time(charger: Charger) -> None:
-            for k in range(order.rounds):
-                sent = time.time()
+            k = 0
+            while more(k):
+                sent, unique_id = time.time(), f"{prefix}{k}"
+                k += 1
                 try:
-                    answer = await charger.call(f"b{k}", charger.load_frame(f"b{k}", int(sent * 1000)))
+                    answer = await charger.call(unique_id, charger.load_frame(unique_id, int(sent * 1000)))
                     result.sent += 1
                     answers.append((sent, answer))
                     async with asyncio.timeout(ANSWER_GRACE_S):
@@ -440,7 +488,7 @@ class Fleet:
                     result.errors[describe(error)] += 1
                     return
 
-        await asyncio.gather(*(send_one_at_a_time(charger) for charger in self.chargers))
+        await asyncio.gather(*(send_one_at_a_time(charger) for charger in chargers))
         await self._collect(answers, result)
         return result
 
@@ -454,8 +502,10 @@ class Fleet:
             if not answer.done():
                 result.errors["no answer within the grace period"] += 1
                 answer.cancel()
-            elif answer.cancelled() or answer.exception() is not None:
-                result.errors[describe(answer.exception() or CallFailedError("cancelled"))] += 1
+            elif answer.cancelled():  # its wait timed out: asking for its exception would raise
+                result.errors["no answer within the grace period"] += 1
+            elif (error := answer.exception()) is not None:
+                result.errors[describe(error)] += 1
             else:
                 arrived = answer.result()
                 result.answered += 1

@@ -2,17 +2,22 @@
 
 CPU use over a phase is taken for every process around the server too (generator
 workers, subscriber, broker) and for the rest of the machine, so a figure disturbed by a
-busy neighbour or a saturated generator says so.
+busy neighbour or a saturated generator says so. The CPU hogs of `--hog` (one busy loop per
+core, at normal priority: a busy machine on purpose) are counted on their own, not as
+"the rest".
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -58,6 +63,7 @@ class Pids:
     server: int
     broker: int
     workers: list[int]
+    hogs: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -71,12 +77,13 @@ class CpuUse:
     subscriber_percent: float = 0.0  # this process: the value subscriber's paho thread, mostly
     broker_percent: float = 0.0
     rest_percent: float = 0.0  # the rest of the machine: other users, and kernel softirq work
+    hog_percent: float = 0.0  # all CPU hogs together (--hog), in % of one core
 
     def figures(self) -> dict[str, float]:
         return {f"{name}_cpu_percent": getattr(self, f"{name}_percent") for name in PROCESS_NAMES}
 
 
-PROCESS_NAMES = ("server", "generator", "subscriber", "broker", "rest")
+PROCESS_NAMES = ("server", "generator", "subscriber", "broker", "rest", "hog")
 
 
 @contextmanager
@@ -88,13 +95,14 @@ def cpu_use(pids: Pids) -> Iterator[CpuUse]:
             time.process_time(),
             cpu_seconds(pids.server),
             cpu_seconds(pids.broker),
+            sum(cpu_seconds(pid) for pid in pids.hogs),
             *(cpu_seconds(pid) for pid in pids.workers),
         )
 
     use = CpuUse()
     before = snapshot()
     yield use
-    wall, machine, mine, server, broker, *workers = (b - a for a, b in zip(before, snapshot(), strict=True))
+    wall, machine, mine, server, broker, hogs, *workers = (b - a for a, b in zip(before, snapshot(), strict=True))
     use.server, use.wall = server, wall
 
     def percent(seconds: float) -> float:
@@ -104,8 +112,9 @@ def cpu_use(pids: Pids) -> Iterator[CpuUse]:
     use.generator_percent = percent(max(workers))
     use.subscriber_percent = percent(mine)
     use.broker_percent = percent(broker)
+    use.hog_percent = percent(hogs)
     # Not below 0: over a short phase, tick rounding can make ours exceed the machine's.
-    use.rest_percent = max(0.0, percent(machine - server - broker - mine - sum(workers)))
+    use.rest_percent = max(0.0, percent(machine - server - broker - mine - hogs - sum(workers)))
 
 
 def wait_quiet(pid: int, window: float = 1.0, limit: float = 120.0) -> float:
@@ -117,3 +126,47 @@ def wait_quiet(pid: int, window: float = 1.0, limit: float = 120.0) -> float:
         if cpu_seconds(pid) - before < QUIET_CPU_FRACTION * window:
             break
     return time.monotonic() - started
+
+
+@contextmanager
+def cpu_hogs(count: int) -> Iterator[list[int]]:
+    """`count` processes that each keep a core busy (a bare loop, normal priority); their pids."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield [hog.pid for hog in hogs]
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+@dataclass
+class RssSeries:
+    """A process's RSS sampled every `interval` s over a phase: whether its memory stays bounded."""
+
+    samples_kb: list[int] = field(default_factory=list)
+
+    def figures(self) -> dict[str, int]:
+        if not self.samples_kb:
+            return {}
+        first, peak, last = self.samples_kb[0], max(self.samples_kb), self.samples_kb[-1]
+        return {"rss_kb_start": first, "rss_kb_peak": peak, "rss_kb_end": last, "rss_kb_growth": peak - first}
+
+
+@contextmanager
+def rss_series(pid: int, interval: float = 0.25) -> Iterator[RssSeries]:
+    series = RssSeries([rss_kb(pid)])
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(interval):
+            series.samples_kb.append(rss_kb(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield series
+    finally:
+        done.set()
+        sampler.join()
+        series.samples_kb.append(rss_kb(pid))

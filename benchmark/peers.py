@@ -1,4 +1,9 @@
-"""The peers of a benchmark run: the server under test, the value subscriber, the generator."""
+"""The peers of a benchmark run: the server under test, the value subscriber, the generator.
+
+Topics under `NAME`: `v/<key>` the mapped values, `s/<cp>` the status of the charger's
+TriggerMessage actuator, `a/<cp>__execute_trigger_message` that actuator, and
+`raw_message_to_db` where raw messages are on (the floor's as the connector's).
+"""
 
 from __future__ import annotations
 
@@ -11,18 +16,20 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from loadgen import Order, Reply, StopOrder, sensor_keys, worker_main
+from loadgen import Order, Reply, StopOrder, mapped_paths, phase_of, sensor_keys, worker_main
 from paho.mqtt.enums import CallbackAPIVersion
 
 from connector.tests.harness import Mosquitto
 
 NAME = "bench"  # CONNECTOR_NAME: the topic prefix
 ACTUATOR = "execute_trigger_message"  # the one actuator mapped per charger
+VALUES, STATUSES, RAW = f"{NAME}/v/", f"{NAME}/s/", f"{NAME}/raw_message_to_db"
 
 
 class StderrWatch:
@@ -97,7 +104,17 @@ def launch(name: str, command: list[str], ready: str, **popen: Any) -> Server:
         raise
 
 
-def start_connector(tmp: str, broker: Mosquitto, control: mqtt.Client, identities: list[str]) -> Server:
+def datapoint_map(identities: list[str], mapped: int) -> dict[str, dict[str, str]]:
+    """The first `mapped` of each charger's 8 value keys, its actuator's status, and the actuator."""
+    sensors = {key: f"{VALUES}{key}" for cp in identities for key in sensor_keys(cp)[:mapped]}
+    statuses = {f"{cp}__{ACTUATOR}__status": f"{STATUSES}{cp}" for cp in identities}
+    actuators = {f"{NAME}/a/{cp}__{ACTUATOR}": f"{cp}__{ACTUATOR}" for cp in identities}
+    return {"sensor": sensors | statuses, "actuator": actuators}
+
+
+def start_connector(
+    tmp: str, broker: Mosquitto, control: mqtt.Client, identities: list[str], *, mapped: int = 8, raw: bool = False
+) -> Server:
     env = {
         **os.environ,
         "CONNECTOR_NAME": NAME,
@@ -110,15 +127,13 @@ def start_connector(tmp: str, broker: Mosquitto, control: mqtt.Client, identitie
         # Every load-generated charger connects from 127.0.0.1, like a fleet behind a load
         # balancer: the per-address bound of unauthenticated connections is set for that.
         "OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS": "100000",
+        "SEND_RAW_MESSAGE_TO_DB": "TRUE" if raw else "FALSE",
     }
     command = [sys.executable, "-m", "connector"]
     server = launch("connector", command, r"OCPP server listening on ws://[\d.]+:(\d+)", env=env, cwd=tmp)
     try:
         server.watch.wait_for("connected to MQTT broker")
-        mapping = {
-            "sensor": {key: f"{NAME}/v/{key}" for cp in identities for key in sensor_keys(cp)},
-            "actuator": {f"{NAME}/a/{cp}__{ACTUATOR}": f"{cp}__{ACTUATOR}" for cp in identities},
-        }
+        mapping = datapoint_map(identities, mapped)
         # Retained, as BEMCom publishes it: heard even if it beats the connector's subscription.
         control.publish(f"{NAME}/datapoint_map", json.dumps(mapping), qos=2, retain=True).wait_for_publish(60)
         server.watch.wait_for("datapoint_map applied", timeout=120)
@@ -128,10 +143,11 @@ def start_connector(tmp: str, broker: Mosquitto, control: mqtt.Client, identitie
     return server
 
 
-def start_floor(broker: Mosquitto, max_inflight: int) -> Server:
+def start_floor(broker: Mosquitto, max_inflight: int, *, mapped: int = 8, raw: bool = False) -> Server:
     floor = Path(__file__).with_name("floor.py")
     command = [sys.executable, str(floor), "--name", NAME, "--mqtt-port", str(broker.port)]
-    command += ["--max-inflight", str(max_inflight)]
+    command += ["--max-inflight", str(max_inflight), "--mapped", ",".join(mapped_paths(mapped))]
+    command += ["--raw"] if raw else []
     return launch("floor", command, r"floor listening on ws://[\d.]+:(\d+)")
 
 
@@ -143,6 +159,13 @@ class Arrivals:
     sent: list[float] = field(default_factory=list)  # the same values' send times (their timestamps)
     last: float = 0.0  # when the last one arrived
     duplicates: int = 0
+    statuses: dict[str, float] = field(default_factory=dict)  # cp -> when its last command status arrived
+    raw_per_phase: Counter[str] = field(default_factory=Counter)  # distinct raw messages by unique id's phase
+    raw_latencies: list[float] = field(default_factory=list)  # s, raw message arrival - its timestamp
+
+    def arrived_by(self, until: float) -> int:
+        """How many values had arrived by `until`."""
+        return sum(sent + latency <= until for sent, latency in zip(self.sent, self.latencies, strict=True))
 
     def by_period(self, start: float, period: float, count: int) -> list[list[float]]:
         """The latencies of the values sent in each period of the steady phase."""
@@ -153,9 +176,10 @@ class Arrivals:
 
 
 class ValueSink:
-    """Receives the value messages; latency = arrival - the value's timestamp (the send time)."""
+    """Receives the value messages (latency = arrival - the value's timestamp, the send time),
+    the command statuses (their arrival) and, with `raw`, the raw messages (counted per phase)."""
 
-    def __init__(self, port: int, qos: int) -> None:
+    def __init__(self, port: int, qos: int, raw: bool = False) -> None:
         self._changed = threading.Condition()
         self.reset()
         subscribed = threading.Event()
@@ -163,7 +187,7 @@ class ValueSink:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(f"{NAME}/v/#", qos)
+        self.client.subscribe([(f"{VALUES}#", qos), (f"{STATUSES}#", qos), *([(RAW, qos)] if raw else [])])
         self.client.loop_start()
         if not subscribed.wait(10):
             raise TimeoutError("the value subscriber was never subscribed")
@@ -173,22 +197,62 @@ class ValueSink:
         with self._changed:
             self.arrivals = Arrivals()
             self.seen: set[str] = set()  # "topic timestamp": strings, which the GC need not traverse
-            self._awaited = sys.maxsize  # wake the waiter once this many arrived
+            self.raw_seen: set[str] = set()  # "cp direction unique-id"
+            self._awaited = IDLE  # wake the waiter once this many arrived
 
-    def wait(self, total: int, timeout: float) -> Arrivals:
-        """What arrived once `total` distinct values have (or `timeout` s passed)."""
+    def wait(self, total: int, timeout: float, raw_phase: str = "", raw_total: int = 0) -> Arrivals:
+        """What arrived once `total` distinct values (and `raw_total` raw messages of the phase
+        whose unique ids begin `raw_phase`) have, or `timeout` s passed."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            self._awaited = total
-            while len(self.arrivals.latencies) < total and self._changed.wait(max(0.0, deadline - time.monotonic())):
+            self._awaited = (total, raw_phase, raw_total)
+            while not self._all_arrived() and self._changed.wait(max(0.0, deadline - time.monotonic())):
                 pass
-            self._awaited = sys.maxsize
+            self._awaited = IDLE
             return self.arrivals
+
+    def wait_statuses(self, cps: Iterable[str], timeout: float) -> dict[str, float]:
+        """When each charger's command status arrived, once all of `cps` have one (or `timeout` s passed)."""
+        wanted = set(cps)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not wanted <= self.arrivals.statuses.keys() and self._changed.wait(
+                max(0.0, deadline - time.monotonic())
+            ):
+                pass
+            return dict(self.arrivals.statuses)
+
+    def _all_arrived(self) -> bool:
+        values, raw_phase, raw = self._awaited
+        return len(self.arrivals.latencies) >= values and self.arrivals.raw_per_phase[raw_phase] >= raw
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         arrived = time.time()
-        if message.retain:  # a value from before the subscription, not news
+        if message.retain:  # a message from before the subscription, not news
             return
+        if message.topic.startswith(VALUES):
+            self._on_value(message, arrived)
+        elif message.topic.startswith(STATUSES):
+            with self._changed:
+                self.arrivals.statuses[message.topic.removeprefix(STATUSES)] = arrived
+                self._changed.notify_all()  # a status wait wakes on each: they are few
+        elif message.topic == RAW:
+            self._on_raw(message, arrived)
+
+    def _on_raw(self, message: mqtt.MQTTMessage, arrived: float) -> None:
+        raw = json.loads(message.payload)["payload"]
+        unique_id = str(json.loads(raw["raw_message"])[1])
+        seen = f"{raw['charge_point_id']} {raw['direction']} {unique_id}"
+        with self._changed:
+            if seen in self.raw_seen:
+                return
+            self.raw_seen.add(seen)
+            self.arrivals.raw_per_phase[phase_of(unique_id)] += 1
+            self.arrivals.raw_latencies.append(arrived - raw["timestamp"] / 1000)
+            if self._all_arrived():
+                self._changed.notify()
+
+    def _on_value(self, message: mqtt.MQTTMessage, arrived: float) -> None:
         timestamp: int = json.loads(message.payload)["timestamp"]
         seen = f"{message.topic} {timestamp}"
         with self._changed:
@@ -199,12 +263,15 @@ class ValueSink:
             self.arrivals.latencies.append(arrived - timestamp / 1000)
             self.arrivals.sent.append(timestamp / 1000)
             self.arrivals.last = arrived
-            if len(self.arrivals.latencies) >= self._awaited:  # not each time: that would wake the waiter 8000 times/s
+            if self._all_arrived():  # not each time: that would wake the waiter 8000 times/s
                 self._changed.notify()
 
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+IDLE = (sys.maxsize, "", 0)  # no one waits: (values, raw messages' phase, raw messages)
 
 
 class Generator:

@@ -15,6 +15,8 @@ from ocpp.messages import MessageType, get_validator
 sys.path.append(str(Path(__file__).resolve().parents[3] / "benchmark"))  # after the packages: shadows none
 loadgen: ModuleType = importlib.import_module("loadgen")
 floor: ModuleType = importlib.import_module("floor")
+peers: ModuleType = importlib.import_module("peers")
+report: ModuleType = importlib.import_module("report")
 
 MS = 1_764_000_000_123  # 2025-11-24T16:00:00.123Z
 CP = "CP00042"
@@ -105,10 +107,12 @@ class Recorder:
 
     def __init__(self) -> None:
         self.published: list[tuple[str, dict[str, Any]]] = []
+        self.qos: list[int] = []
         self.on_publish: Any = None
 
-    def publish(self, topic: str, payload: str, qos: int, retain: bool) -> None:
+    def publish(self, topic: str, payload: str, qos: int, retain: bool = False) -> None:
         self.published.append((topic, json.loads(payload)))
+        self.qos.append(qos)
 
 
 @pytest.mark.parametrize(
@@ -142,3 +146,83 @@ def test_floor_applies_the_2_0_1_multiplier_and_unit_default() -> None:
     """A 2.0.1 value is scaled by 10^multiplier, and a value without unitOfMeasure is in Wh."""
     assert floor.sample_201({"value": 1.5, "unitOfMeasure": {"unit": "W", "multiplier": 3}}) == (1500.0, "W")
     assert floor.sample_201({"value": 12}) == (12.0, "Wh")
+
+
+@pytest.mark.parametrize("mapped", [1, 3, 8])
+def test_floor_publishes_only_the_mapped_values_the_connector_is_mapped(mapped: int) -> None:
+    """With `--mapped N` the floor publishes exactly the N keys the connector's map names, in order."""
+    client = Recorder()
+    _, _, action, payload = json.loads(loadgen.meter_values_frame("s0", MS))
+    only = frozenset(loadgen.mapped_paths(mapped))
+    floor.Floor("bench", client, only).publish_meter_values(CP, *floor.meter_values_of(True, action, payload))
+    mapping = peers.datapoint_map([CP], mapped)
+    sensor_topics = [topic for key, topic in mapping["sensor"].items() if not key.endswith("__status")]
+    assert [topic for topic, _ in client.published] == sensor_topics
+    assert len(sensor_topics) == mapped
+
+
+def test_datapoint_map_names_the_trigger_status_and_actuator_of_each_charger() -> None:
+    """The bench's map sends each charger's TriggerMessage status to `bench/s/<cp>` and takes its actuator."""
+    mapping = peers.datapoint_map(["A", "B"], 1)
+    assert mapping["sensor"]["A__execute_trigger_message__status"] == "bench/s/A"
+    assert mapping["actuator"] == {
+        "bench/a/A__execute_trigger_message": "A__execute_trigger_message",
+        "bench/a/B__execute_trigger_message": "B__execute_trigger_message",
+    }
+
+
+def test_floor_raw_message_has_the_connectors_shape_at_qos_2() -> None:
+    """A raw frame goes out on the raw lane at QoS 2 as INTERFACE.md's raw_message_to_db payload."""
+    values, raw = Recorder(), Recorder()
+    frame = loadgen.meter_values_frame("s0", MS)
+    floor.Floor("bench", values, None, raw).publish_raw(CP, "in", frame)
+    assert values.published == []
+    [(topic, message)] = raw.published
+    assert (topic, raw.qos) == ("bench/raw_message_to_db", [2])
+    assert set(message) == {"payload", "connector_version"}
+    assert set(message["payload"]) == {"raw_message", "timestamp", "charge_point_id", "direction"}
+    assert (message["payload"]["raw_message"], message["payload"]["charge_point_id"]) == (frame, CP)
+    assert message["payload"]["direction"] == "in"
+
+
+def test_load_timestamps_rise_even_within_one_ms() -> None:
+    """Two load messages built in the same ms get distinct, rising timestamps: values stay distinct on MQTT."""
+    one = charger("1.6")
+    stamps = [json.loads(one.load_frame(f"c{k}", MS))[3]["meterValue"][0]["timestamp"] for k in range(3)]
+    assert stamps == ["2025-11-24T16:00:00.123Z", "2025-11-24T16:00:00.124Z", "2025-11-24T16:00:00.125Z"]
+
+
+def test_phase_of_a_unique_id() -> None:
+    """Load ids name their phase by prefix; other ids (boot) stay whole."""
+    assert [loadgen.phase_of(i) for i in ("s0", "s12", "b3", "c7", "boot")] == ["s", "s", "b", "c", "boot"]
+
+
+def run_figures(floor_us: float, connector_us: float, lost_values: int = 0) -> dict[str, Any]:
+    """One run's figures, as far as the report's CPU ratio and losses read them."""
+
+    def server(us: float, lost: int) -> dict[str, Any]:
+        steady = {"cpu_us_per_message": us, "lost_answers": 0, "lost_values": lost}
+        return {"connect": {"chargers": 2, "booted": 2}, "steady": steady}
+
+    return {"floor": server(floor_us, 0), "connector": server(connector_us, lost_values)}
+
+
+def test_report_judges_the_median_ratio_and_shows_the_median_run() -> None:
+    """Of three runs, the CPU verdict takes the median ratio, the table that run, and a loss in any run fails."""
+    runs = [run_figures(100, 200), run_figures(100, 120), run_figures(100, 140, lost_values=3)]
+    verdicts = report.Report(runs).verdicts()
+    assert verdicts["cpu_per_message_ratio"]["value"] == 1.4
+    assert verdicts["cpu_per_message_ratio"]["pass"] is True
+    assert verdicts["connector_all_served"]["value"]["steady_lost_values"] == 3
+    assert verdicts["connector_all_served"]["pass"] is False
+    assert report.Report(runs).shown == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "relation", "expected"),
+    [(0.98, ">=", True), (0.979, ">=", False), (25.0, "<", False), (24.9, "<", True), (None, "<=", None)],
+)
+def test_judge_relations(value: float | None, relation: str, expected: bool | None) -> None:
+    """A figure is judged by its relation to the limit, and not at all when it was not measured."""
+    limit = 0.98 if relation == ">=" else 25.0
+    assert report.judge(value, limit, relation)[2] is expected
