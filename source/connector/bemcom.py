@@ -24,7 +24,7 @@ from connector.backpressure import Room
 from connector.datapoints import Datapoint, now_ms
 from connector.mqtt_client import Client, FailureReports, describe
 from connector.mqtt_loop import LoopDriver
-from connector.outbox import Outbox
+from connector.outbox import QOS2_ONLY_WINDOW, Outbox
 from connector.protocol import load_json
 from connector.registry import (
     MAX_KEY_CHARS,
@@ -130,15 +130,14 @@ class BemcomMqtt:
     def _raw_lane(self, tls_ca_file: str | None) -> Outbox:
         """Raw frames get their own connection, outbox and spool.
 
-        They go at QoS 2, whose window (`outbox.QOS2_WINDOW`) is far narrower than QoS 1's.
+        They go at QoS 2, whose window (`outbox.QOS2_ONLY_WINDOW`) is far narrower than QoS 1's.
         In one ordered outbox every value and command status waited behind them: an
         outside simulator saw statuses 6.5 s after their command on a busy machine.
         """
         client = self._new_client(tls_ca_file)
         client.max_inflight_messages_set(MAX_INFLIGHT)
-        outbox = Outbox(
-            client, self._settings.mqtt_queue_limit, Spool(Path(self._settings.state_dir) / RAW_SPOOL_FILE), self.room
-        )
+        spool = Spool(Path(self._settings.state_dir) / RAW_SPOOL_FILE)
+        outbox = Outbox(client, self._settings.mqtt_queue_limit, spool, self.room, QOS2_ONLY_WINDOW)
         client.on_connect = lambda *args: self._lane_connected(outbox, args[3])
         client.on_disconnect = lambda *args: self._call_soon(lambda: self._lane_lost(outbox))
         self.drivers.append(LoopDriver(client, self._settings.mqtt_brokers, KEEPALIVE_S, lambda error, broker: None))

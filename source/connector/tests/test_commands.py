@@ -399,7 +399,7 @@ async def test_values_and_statuses_do_not_wait_behind_raw_frames(
     QoS 2 window fills and raw frames pile up behind it; statuses (and values, on the same
     lane) go on.
     """
-    from connector.outbox import QOS2_WINDOW
+    from connector.outbox import QOS2_ONLY_WINDOW
 
     running = await start_connector({**settings_env, "SEND_RAW_MESSAGE_TO_DB": "TRUE"}, probe)
     raw_lane, raw_driver = running.service.mqtt.lanes[-1], running.service.mqtt.drivers[-1]
@@ -410,12 +410,12 @@ async def test_values_and_statuses_do_not_wait_behind_raw_frames(
             raw_socket = raw_driver.client.socket()
             assert raw_socket is not None
             asyncio.get_running_loop().remove_reader(raw_socket)
-            for _ in range(QOS2_WINDOW * 2):
+            for _ in range(QOS2_ONLY_WINDOW * 2):
                 await send(charger, "heartbeat")  # two raw frames each
-            assert raw_lane.pending > QOS2_WINDOW * 2  # the raw lane is stalled
+            assert raw_lane.pending > QOS2_ONLY_WINDOW * 2  # the raw lane is stalled
             probe.publish(cmd, b"not a command")
             refused = await probe.wait_for(status, lambda p: p["value"].startswith("Failed: "))
-            assert raw_lane.pending > QOS2_WINDOW * 2  # still stalled: the status did not pass through it
+            assert raw_lane.pending > QOS2_ONLY_WINDOW * 2  # still stalled: the status did not pass through it
             asyncio.get_running_loop().add_reader(raw_socket, raw_driver.client.loop_read)
     finally:
         await running.stop()
