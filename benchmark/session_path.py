@@ -44,11 +44,22 @@ SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 CP = "CP_1"
 
 
+class StubTransport:
+    """An idle connection's transport: nothing buffered, asyncio's and websockets' usual limits."""
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return 8192, 32768
+
+
 class StubConnection:
     """Takes every frame at once (what the session adds on top of websockets)."""
 
     def __init__(self, subprotocol: str = "ocpp1.6") -> None:
         self.subprotocol = subprotocol
+        self.transport = StubTransport()
 
     async def send(self, message: str) -> None:
         return None
