@@ -239,9 +239,7 @@ async def test_a_send_that_finds_the_buffer_empty_is_not_timed(tmp_path: Path) -
     [{"buffered": 1}, {"high_water": 64}],
     ids=["data already buffered", "a frame that can fill the buffer"],
 )
-async def test_a_send_that_can_wait_is_cut_off_after_the_write_timeout(
-    tmp_path: Path, transport: FakeTransport
-) -> None:
+async def test_a_send_that_can_wait_is_cut_off_in_time(tmp_path: Path, transport: dict[str, int]) -> None:
     """Where the send can wait (data buffered, or a frame near the high-water mark), a peer that takes
     nothing for write_timeout is cut off: the transport aborted, the connection closed."""
     stuck = FakeConnection(takes_s=SLOW_SEND_S, transport=FakeTransport(**transport))
