@@ -52,7 +52,7 @@ class Datapoint(NamedTuple):
     timestamp: int  # ms since the epoch, UTC
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TransactionRecord:
     """What the connector remembers of a transaction between start and stop."""
 
@@ -63,7 +63,7 @@ class TransactionRecord:
     started: str = ""  # the charger's timestamp, as sent: tells a replayed start from a new one
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EvseTransaction:
     """The same for an OCPP 2.0.1 or 2.1 transaction: the charger names it (a string), on an EVSE.
 

@@ -169,8 +169,10 @@ class ChargePointSession:
         self._call_lock = asyncio.Lock()  # OCPP-J: one CALL of ours in flight at a time
         self._answer: asyncio.Future[Result | Error] | None = None  # to the call in flight
         self._connectors: set[int] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._named: set[str] = set()  # deviations already logged on this connection
+        # Created when first needed, dropped when empty (Python's empty set is 216 bytes, and
+        # most connections have no task running and name no deviation most of the time).
+        self._tasks: set[asyncio.Task[None]] | None = None
+        self._named: set[str] | None = None  # deviations already logged on this connection
         self._refusals: RefusalLog | None = None
         self._boot_triggered_until = 0.0  # loop time until which a BootNotification is one we asked for
 
@@ -281,6 +283,8 @@ class ChargePointSession:
     def _first_time(self, deviation: str) -> bool:
         """Name each distinct deviation once per connection: a charger repeats its quirks
         every meter interval, and a fleet's logs topic must stay readable."""
+        if self._named is None:
+            self._named = set()
         if deviation in self._named or len(self._named) >= MAX_NAMED_DEVIATIONS:
             return False
         self._named.add(deviation)
@@ -482,13 +486,22 @@ class ChargePointSession:
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run work (a command) owned by this session: cancelled when the session ends."""
         task = asyncio.get_running_loop().create_task(work)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if self._tasks is not None:
+            self._tasks.discard(task)
+            if not self._tasks:
+                self._tasks = None
 
     async def stop_tasks(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks or ())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- what handlers use (handling.Context) ---------------------------------------------
 
