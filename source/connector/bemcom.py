@@ -38,6 +38,7 @@ from connector.registry import (
 )
 from connector.settings import Broker, Settings
 from connector.spool import RAW_SPOOL_FILE, SPOOL_FILE, Spool
+from connector.value_message import value_message
 
 LOG = logging.getLogger(__name__)
 
@@ -256,15 +257,21 @@ class BemcomMqtt:
     # -- publishing --------------------------------------------------------------------
 
     def publish_values(self, points: list[Datapoint], cp: str | None = None) -> None:
-        """Record and publish (where mapped) values; `cp` the charge point they belong to."""
+        """Record and publish (where mapped) values; `cp` the charge point they belong to.
+
+        Per value: one registry update (the latest value, for a sensor mapped later; the
+        listing only when the key is new) and one map lookup; only a mapped value is encoded.
+        """
+        registry = self._registry
+        mapped = registry.map.sensor  # replaced whole on a new map, never changed in place
         for point in points:
             try:
-                if self._registry.add_sensor(point, cp):
+                if registry.add_sensor(point, cp):
                     self._available_changed.set()
             except KeyLimitError as error:
                 self._key_refused(error, cp, point.key)
                 continue
-            topic = self._registry.sensor_topic(point.key)
+            topic = mapped.get(point.key)
             if topic is not None:
                 self._publish_value(topic, point)
 
@@ -332,7 +339,8 @@ class BemcomMqtt:
             self._loop.call_soon_threadsafe(self._publish_json, self.topics["logs"], message, 1)
 
     def _publish_value(self, topic: str, point: Datapoint) -> None:
-        self._publish_json(topic, {"value": point.value, "timestamp": point.timestamp}, qos=1, retain=True)
+        # value_message: json.dumps's bytes without building an encoder per value (ValueError for a NaN).
+        self.outbox.put(topic, value_message(point.value, point.timestamp), 1, True)
 
     def _publish_json(
         self, topic: str, message: Any, qos: int, retain: bool = False, lane: Outbox | None = None

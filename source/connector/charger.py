@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(slots=True)  # one per charge point
 class ChargerState:
     allowed_rate_units: frozenset[str] | None = None  # {"W", "A"} subset; None: not known
     # Read (or tried: once per boot, whatever the outcome) since the connector started; an

@@ -52,7 +52,7 @@ class Datapoint(NamedTuple):
     timestamp: int  # ms since the epoch, UTC
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TransactionRecord:
     """What the connector remembers of a transaction between start and stop."""
 
@@ -63,7 +63,7 @@ class TransactionRecord:
     started: str = ""  # the charger's timestamp, as sent: tells a replayed start from a new one
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EvseTransaction:
     """The same for an OCPP 2.0.1 or 2.1 transaction: the charger names it (a string), on an EVSE.
 
@@ -122,6 +122,10 @@ def sampled_number(text: str) -> Scalar:
     number = float(stripped)
     if not math.isfinite(number):
         return text
+    if len(stripped) <= SIGNIFICANT_DIGITS:
+        # At most 12 digits: float() already gives the double whose shortest text they are,
+        # and rounding it to 12 digits would give them back (the hot path: meter texts are short).
+        return number
     return float(f"{number:.{SIGNIFICANT_DIGITS}g}")
 
 
@@ -188,17 +192,18 @@ def sampled_values(
 
 
 # One sampled value as a datapoint at `at`, or None where there is no reading (noted):
-# (cp, connector or EVSE id, sample, at, notes). Each version reads a value its own way.
-SamplePoint = Callable[[str, int, dict[str, Any], int, list[str]], Datapoint | None]
+# (the key prefix `<cp>__MeterValues__<c>`, sample, at, notes). Each version reads a value its own way.
+SamplePoint = Callable[[str, dict[str, Any], int, list[str]], Datapoint | None]
 
 
-def sample_point(cp: str, connector_id: int, sample: dict[str, Any], at: int, notes: list[str]) -> Datapoint | None:
+def sample_point(prefix: str, sample: dict[str, Any], at: int, notes: list[str]) -> Datapoint | None:
     """An OCPP 1.6 SampledValue as a datapoint."""
+    name = prefix + sample_suffix(sample)
     if str(sample["value"]).strip() == "":
         # No reading: publishing "" would overwrite a number on a numeric sensor.
-        notes.append(f"empty value for {sample_key(cp, connector_id, sample)}; skipped it")
+        notes.append(f"empty value for {name}; skipped it")
         return None
-    return Datapoint(sample_key(cp, connector_id, sample), sample_value(sample, notes), at)
+    return Datapoint(name, sample_value(sample, notes), at)
 
 
 def sampled_readings(
@@ -213,27 +218,31 @@ def sampled_readings(
     """Every sampled value of every meterValue element, oldest element first (`point`: the version's reading)."""
     stamped = [(parse_time(mv.get("timestamp"), received, notes), mv) for mv in meter_value]
     stamped.sort(key=lambda pair: pair[0])  # stable: equal times keep the charger's order
+    prefix = meter_prefix(cp, connector_id)
     readings: list[Reading] = []
     for at, element in stamped:
         samples = element.get("sampledValue") or []
         if not samples:
             notes.append("meterValue element with an empty sampledValue; skipped it")
         for sample in samples:
-            made = point(cp, connector_id, sample, at, notes)
+            made = point(prefix, sample, at, notes)
             if made is not None:
                 readings.append((sample, made))
     return readings
 
 
 def sample_key(cp: str, connector_id: int, sample: dict[str, Any]) -> str:
-    """An OCPP 1.6 SampledValue's key (2.x's: ocpp201/datapoints.py, through the same `meter_key`)."""
-    return meter_key(
-        cp,
-        connector_id,
+    """An OCPP 1.6 SampledValue's key (2.x's: ocpp201/datapoints.py, through the same `meter_suffix`)."""
+    return meter_prefix(cp, connector_id) + sample_suffix(sample)
+
+
+def sample_suffix(sample: dict[str, Any]) -> str:
+    """An OCPP 1.6 SampledValue's key after its `<cp>__MeterValues__<c>`, the 1.6 defaults filled in."""
+    return meter_suffix(
         sample.get("measurand", DEFAULT_MEASURAND),
-        phase=sample.get("phase"),
-        location=sample.get("location", DEFAULT_LOCATION),
-        unit=sample.get("unit", DEFAULT_UNIT),
+        sample.get("phase"),
+        sample.get("location", DEFAULT_LOCATION),
+        sample.get("unit", DEFAULT_UNIT),
     )
 
 
@@ -242,13 +251,50 @@ def meter_key(cp: str, connector_id: int, measurand: object, *, phase: object, l
 
     `phase` None: absent (an overall value); `location` Outlet (the default) is left out.
     """
-    parts: list[object] = [cp, "MeterValues", connector_id, measurand]
+    return meter_prefix(cp, connector_id) + meter_suffix(measurand, phase, location, unit)
+
+
+def meter_prefix(cp: str, connector_id: int) -> str:
+    """`<cp>__MeterValues__<c>`: what every sampled value's key of one message starts with."""
+    return key(cp, "MeterValues", connector_id)
+
+
+# Key suffixes by the sample's (measurand, phase, location, unit). A fleet's meters send the
+# same few shapes in every message, so each suffix is built once for every charger: building
+# the key part by part was a third of a MeterValues' session path (benchmark/session_path.py).
+# Bounded, as the parts are a charger's text (unlisted enum values are tolerated): beyond
+# MAX_CACHED_SUFFIXES shapes, or for a suffix longer than MAX_CACHED_SUFFIX_CHARS, a suffix
+# is built each time, as before, so what chargers invent costs time, never memory.
+_SUFFIXES: dict[tuple[object, object, object, object], str] = {}
+MAX_CACHED_SUFFIXES = 1024
+MAX_CACHED_SUFFIX_CHARS = 200
+
+
+def meter_suffix(measurand: object, phase: object, location: object, unit: object) -> str:
+    """`__<measurand>[__<phase>][__<location>]__<unit>` (`phase` None: absent; `location` Outlet: left out)."""
+    shape = (measurand, phase, location, unit)
+    try:
+        return _SUFFIXES[shape]
+    except KeyError:
+        built = _build_suffix(measurand, phase, location, unit)
+    except TypeError:  # an unhashable part (a list): never cached
+        return _build_suffix(measurand, phase, location, unit)
+    # Only text (or an absent phase) is cached: JSON's other scalars never equal a text, so
+    # a hit is always a shape of the same text parts, and 1 and True cannot share an entry.
+    cacheable = all(part is None or type(part) is str for part in shape)
+    if cacheable and len(built) <= MAX_CACHED_SUFFIX_CHARS and len(_SUFFIXES) < MAX_CACHED_SUFFIXES:
+        _SUFFIXES[shape] = built
+    return built
+
+
+def _build_suffix(measurand: object, phase: object, location: object, unit: object) -> str:
+    parts: list[object] = [measurand]
     if phase is not None:
         parts.append(phase)
     if location != DEFAULT_LOCATION:
         parts.append(location)
     parts.append(unit)
-    return key(*parts)
+    return "".join(f"__{part}" for part in parts)
 
 
 def sample_value(sample: dict[str, Any], notes: list[str]) -> Scalar:

@@ -25,6 +25,8 @@ REFUSAL_LOG_INTERVAL_S = 10.0
 class MessageRate:
     """A token bucket: `rate` frames per second on average, bursts up to RATE_WINDOW_S of it."""
 
+    __slots__ = ("_capacity", "_clock", "_last", "_tokens", "rate")  # one per connection
+
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self._capacity = max(1.0, rate * RATE_WINDOW_S)  # a rate below 0.1/s still allows a frame

@@ -88,6 +88,20 @@ def connection_identity(connection: ServerConnection) -> str:
     return identity_from_path(connection.request.path)
 
 
+def forget_handshake_headers(connection: ServerConnection) -> None:
+    """Drop the opening handshake's headers, which websockets keeps for the connection's life.
+
+    Nothing reads them once the session runs (the identity is the request path, kept, and the
+    checks of the request are done), and they were the largest part of an idle connection's
+    memory: ~3 KB of header names and values in two lists and two dicts per charger
+    (benchmark/connection_memory.py). Emptied in place: websockets' request parser, a
+    suspended generator, holds the request too (websockets 17.4, server.py `parse`).
+    """
+    for message in (connection.request, connection.response):
+        if message is not None:
+            message.headers.clear()
+
+
 def peer_host(connection: ServerConnection) -> str:
     return connection.remote_address[0] if connection.remote_address else "?"
 
@@ -279,6 +293,7 @@ class DeviceDispatcher:
 
     async def _serve_charge_point(self, connection: ServerConnection) -> None:
         cp = connection_identity(connection)
+        forget_handshake_headers(connection)
         session = ChargePointSession(
             cp,
             connection,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
@@ -153,9 +154,14 @@ def _no_constant(name: str) -> Any:
 
 def _finite(text: str) -> float:
     number = float(text)
-    if number in (float("inf"), float("-inf")):
+    if math.isinf(number):
         raise ValueError(f"{text} is out of range")
     return number
+
+
+# Built once: json.loads with parse_constant/parse_float builds a decoder (and its scanner)
+# on every call, a few microseconds of every frame.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
 def load_json(text: str | bytes | bytearray) -> Any:
@@ -163,10 +169,15 @@ def load_json(text: str | bytes | bytearray) -> Any:
 
     NaN, Infinity and numbers beyond float range are not JSON (RFC 8259 section 6) and would
     poison every retained message they reach; nesting deep enough to exhaust the stack is
-    refused as well. Both raise ValueError, like any other text that is not JSON.
+    refused as well. Both raise ValueError, like any other text that is not JSON. Takes what
+    json.loads takes, the same way: bytes in UTF-8, -16 or -32, and no BOM before text.
     """
+    if isinstance(text, bytes | bytearray):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    elif text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        return _DECODER.decode(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 

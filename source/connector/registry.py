@@ -13,7 +13,7 @@ from typing import Any
 from connector.datapoints import Datapoint
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per actuator key: thousands per instance
 class ActuatorRef:
     cp: str
     name: str

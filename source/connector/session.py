@@ -66,6 +66,19 @@ MAX_NAMED_DEVIATIONS = 100  # per connection; bounds memory against a charger th
 MAX_CONNECTORS_SEEN = 256
 
 
+# A text frame's bytes on the wire at most: 4 per character (UTF-8), the longest WebSocket
+# header (RFC 6455 5.2: 14 bytes) and room for deflate's block overhead (RFC 1951 3.2.4).
+MAX_BYTES_PER_CHAR = 4
+FRAME_OVERHEAD_BYTES = 64
+
+
+def fits_unbuffered(chars: int, buffered: int, high_water: int) -> bool:
+    """Whether a text frame of `chars` characters is written without waiting: the transport's
+    buffer holds nothing (`buffered` bytes) and the frame alone cannot take it to `high_water`
+    (asyncio pauses a TCP transport's protocol above it, a TLS one's at it)."""
+    return buffered == 0 and chars * MAX_BYTES_PER_CHAR + FRAME_OVERHEAD_BYTES < high_water
+
+
 class SessionEvents(Protocol):
     """What a session tells the rest of the connector."""
 
@@ -160,8 +173,10 @@ class ChargePointSession:
         self._call_lock = asyncio.Lock()  # OCPP-J: one CALL of ours in flight at a time
         self._answer: asyncio.Future[Result | Error] | None = None  # to the call in flight
         self._connectors: set[int] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._named: set[str] = set()  # deviations already logged on this connection
+        # Created when first needed, dropped when empty (Python's empty set is 216 bytes, and
+        # most connections have no task running and name no deviation most of the time).
+        self._tasks: set[asyncio.Task[None]] | None = None
+        self._named: set[str] | None = None  # deviations already logged on this connection
         self._refusals: RefusalLog | None = None
         self._boot_triggered_until = 0.0  # loop time until which a BootNotification is one we asked for
 
@@ -274,6 +289,8 @@ class ChargePointSession:
     def _first_time(self, deviation: str) -> bool:
         """Name each distinct deviation once per connection: a charger repeats its quirks
         every meter interval, and a fleet's logs topic must stay readable."""
+        if self._named is None:
+            self._named = set()
         if deviation in self._named or len(self._named) >= MAX_NAMED_DEVIATIONS:
             return False
         self._named.add(deviation)
@@ -370,22 +387,32 @@ class ChargePointSession:
         the ping timeout only starts once it is sent (websockets 17.4,
         asyncio/connection.py, `keepalive` -> `ping` -> `send_context` -> `drain`; no
         upstream issue names this).
+
+        Only a send that can wait gets the timer (arming one cost ~5 us of every answer):
+        websockets' send waits in `drain` only while the transport is paused, i.e. its
+        buffer went over the high-water mark, and a frame that finds the buffer empty and
+        is too small to fill it on its own cannot get there. A send while the connection
+        closes waits at most websockets' close timeout.
         """
         if self._raw_tap is not None:
             self._raw_tap(self.id, "out", message, dp.now_ms())
         self._metrics.frames_out += 1
+        transport = self._connection.transport
+        if fits_unbuffered(len(message), transport.get_write_buffer_size(), transport.get_write_buffer_limits()[1]):
+            await self._connection.send(message)
+            return
         try:
             async with asyncio.timeout(self._write_timeout):
                 await self._connection.send(message)
         except TimeoutError:
-            unsent = self._connection.transport.get_write_buffer_size()
+            unsent = transport.get_write_buffer_size()
             self.log.warning(
                 "%s: stopped reading: %d bytes still unsent after %g s; connection dropped",
                 self.id,
                 unsent,
                 self._write_timeout,
             )
-            self._connection.transport.abort()  # a close frame could not reach it either
+            transport.abort()  # a close frame could not reach it either
             raise ConnectionClosedError(None, None) from None
 
     async def close(self, code: int, reason: str) -> None:
@@ -465,13 +492,22 @@ class ChargePointSession:
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run work (a command) owned by this session: cancelled when the session ends."""
         task = asyncio.get_running_loop().create_task(work)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if self._tasks is not None:
+            self._tasks.discard(task)
+            if not self._tasks:
+                self._tasks = None
 
     async def stop_tasks(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks or ())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- what handlers use (handling.Context) ---------------------------------------------
 

@@ -1,7 +1,7 @@
 """Pure: what an OCPP 2.0.1 or 2.1 charging station sends becomes flat sensor datapoints.
 
 The 2.x counterpart of connector/datapoints.py, and built on it: keys come from its `key`
-and `meter_key`, so a key that means the same thing has the same shape in every version
+and `meter_prefix`/`meter_suffix`, so a key that means the same thing has the same shape in every version
 (INTERFACE.md 8), and `<c>` is the EVSE id. Works on the wire payload (camelCase) as the
 schema check passed it; `notes` collects the harmless deviations the session logs.
 """
@@ -24,7 +24,8 @@ from connector.datapoints import (
     Reading,
     Scalar,
     key,
-    meter_key,
+    meter_prefix,
+    meter_suffix,
     parse_time,
 )
 from connector.ocpp201.variables import is_secret_name
@@ -72,21 +73,23 @@ def sampled_readings(
     return dp.sampled_readings(cp, evse_id, meter_value, received, notes, point=sample_point)
 
 
-def sample_point(cp: str, evse_id: int, sample: dict[str, Any], at: int, notes: list[str]) -> Datapoint | None:
-    """A 2.x SampledValue as a datapoint: value x 10^multiplier."""
+def sample_point(prefix: str, sample: dict[str, Any], at: int, notes: list[str]) -> Datapoint | None:
+    """A 2.x SampledValue as a datapoint (`prefix`: `<cp>__MeterValues__<evse>`): value x 10^multiplier."""
     value = sample_value(sample, notes)
-    return None if value is None else Datapoint(sample_key(cp, evse_id, sample), value, at)
+    return None if value is None else Datapoint(prefix + sample_suffix(sample), value, at)
 
 
 def sample_key(cp: str, evse_id: int, sample: dict[str, Any]) -> str:
     """The 1.6 key shape; the unit comes from `unitOfMeasure` (default Wh, as 1.6's)."""
-    return meter_key(
-        cp,
-        evse_id,
+    return meter_prefix(cp, evse_id) + sample_suffix(sample)
+
+
+def sample_suffix(sample: dict[str, Any]) -> str:
+    return meter_suffix(
         sample.get("measurand", DEFAULT_MEASURAND),
-        phase=sample.get("phase"),
-        location=sample.get("location", DEFAULT_LOCATION),
-        unit=_unit_of_measure(sample).get("unit", DEFAULT_UNIT),
+        sample.get("phase"),
+        sample.get("location", DEFAULT_LOCATION),
+        _unit_of_measure(sample).get("unit", DEFAULT_UNIT),
     )
 
 

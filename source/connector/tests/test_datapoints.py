@@ -11,13 +11,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connector import datapoints
 from connector.datapoints import (
+    MAX_CACHED_SUFFIX_CHARS,
     MAX_INT_DIGITS,
     Datapoint,
     TransactionRecord,
     boot_notification,
     heartbeat,
+    meter_suffix,
     meter_values,
+    sample_key,
     sampled_number,
     status_notification,
     transaction_started,
@@ -511,3 +515,70 @@ def test_plausible_phase_voltages_are_kept_per_phase(
 def test_a_number_too_long_for_int_is_kept_as_text(text: str, expected: Any) -> None:
     """Python's int() refuses more than 4,300 digits: such a reading stays text instead of failing the message."""
     assert sampled_number(text) == expected
+
+
+@given(st.from_regex(r"-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,11})?([eE][+-]?[0-9]{1,2})?", fullmatch=True))
+def test_a_short_number_reads_as_the_rounded_reading_would(text: str) -> None:
+    """Up to 12 characters (the fast path) or more, a number reads as rounding it to 12 significant digits gives."""
+    value = sampled_number(text)
+    expected = int(text) if text.lstrip("-").isdigit() else float(f"{float(text):.12g}")
+    assert (value, type(value)) == (expected, type(expected))
+    if isinstance(value, float):  # -0.0 == 0.0: the sign is compared on its own
+        assert math.copysign(1, value) == math.copysign(1, expected)
+
+
+# -- the shared cache of meter key suffixes -------------------------------------------------
+
+
+@pytest.fixture
+def empty_suffix_cache(monkeypatch: pytest.MonkeyPatch) -> dict[Any, str]:
+    cache: dict[Any, str] = {}
+    monkeypatch.setattr(datapoints, "_SUFFIXES", cache)
+    return cache
+
+
+def test_each_shape_is_built_once_for_every_charger(empty_suffix_cache: dict[Any, str]) -> None:
+    """Two chargers' samples of one shape share one cached suffix; their keys differ by identity and connector."""
+    sample = {"value": "1", "measurand": "Voltage", "phase": "L1-N", "unit": "V"}
+    assert sample_key("CP_A", 1, sample) == "CP_A__MeterValues__1__Voltage__L1-N__V"
+    assert sample_key("CP_B", 2, sample) == "CP_B__MeterValues__2__Voltage__L1-N__V"
+    assert list(empty_suffix_cache.values()) == ["__Voltage__L1-N__V"]
+
+
+def test_the_cache_is_bounded_and_keys_stay_right_beyond_it(
+    empty_suffix_cache: dict[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond MAX_CACHED_SUFFIXES shapes (a charger inventing measurands), suffixes are built each time, not kept."""
+    monkeypatch.setattr(datapoints, "MAX_CACHED_SUFFIXES", 3)
+    for n in range(10):
+        assert meter_suffix(f"Invented.{n}", None, "Outlet", "Wh") == f"__Invented.{n}__Wh"
+    assert len(empty_suffix_cache) == 3
+
+
+def test_long_or_odd_parts_are_never_cached(empty_suffix_cache: dict[Any, str]) -> None:
+    """A suffix beyond MAX_CACHED_SUFFIX_CHARS, a part that is not text, or an unhashable one is built each time."""
+    long_measurand = "M" * MAX_CACHED_SUFFIX_CHARS
+    assert meter_suffix(long_measurand, None, "Outlet", "Wh") == f"__{long_measurand}__Wh"
+    assert meter_suffix(1, None, "Outlet", "Wh") == "__1__Wh"
+    assert meter_suffix(True, None, "Outlet", "Wh") == "__True__Wh"  # 1 == True: must not share an entry
+    assert meter_suffix(["x"], None, "Outlet", "Wh") == "__['x']__Wh"
+    assert empty_suffix_cache == {}
+
+
+@pytest.mark.parametrize(
+    ("parts", "suffix"),
+    [
+        (("Energy.Active.Import.Register", None, "Outlet", "Wh"), "__Energy.Active.Import.Register__Wh"),
+        (("Voltage", "L2-N", "Inlet", "V"), "__Voltage__L2-N__Inlet__V"),
+        (("Current.Import", None, "EV", "A"), "__Current.Import__EV__A"),
+    ],
+    ids=["defaults", "phase and location", "location only"],
+)
+def test_a_cached_suffix_is_the_one_built_from_its_parts(
+    empty_suffix_cache: dict[Any, str], parts: tuple[str, str | None, str, str], suffix: str
+) -> None:
+    """A second lookup (from the cache) gives what the first built: `__<measurand>[__<phase>][__<location>]__<unit>`."""
+    measurand, phase, location, unit = parts
+    assert meter_suffix(measurand, phase, location, unit) == suffix
+    assert meter_suffix(measurand, phase, location, unit) == suffix
+    assert len(empty_suffix_cache) == 1

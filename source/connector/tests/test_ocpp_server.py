@@ -231,3 +231,14 @@ async def test_a_path_that_is_no_url_is_served_by_its_last_segment(connector: Ru
     port = connector.service.dispatcher.port
     assert port is not None
     assert await raw_handshake_status(port, "//[x/CP_1") == b"HTTP/1.1 101 Switching Protocols"
+
+
+async def test_a_served_connection_keeps_no_handshake_headers(connector: RunningConnector) -> None:
+    """Once a session runs, websockets' copies of the handshake's headers are emptied (memory), the identity is kept."""
+    async with ChargerLink(connector.url, "CP_LEAN") as charger:
+        await send(charger, "heartbeat")  # served after the headers were dropped
+        session = connector.service.dispatcher.sessions["CP_LEAN"]
+        connection = session._connection
+        assert connection.request is not None and connection.response is not None
+        assert (list(connection.request.headers.raw_items()), list(connection.response.headers.raw_items())) == ([], [])
+        assert session.id == "CP_LEAN"

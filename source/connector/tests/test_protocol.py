@@ -17,6 +17,7 @@ from connector.protocol import (
     array_items_beyond,
     capped_sampled_values,
     check_payload,
+    load_json,
     parse_frame,
 )
 from connector.tests.harness import frame
@@ -460,3 +461,55 @@ def test_a_refused_payload_names_no_deviations() -> None:
     }
     verdict = check_payload("MeterValues", payload, MessageType.Call)
     assert verdict.refusal is not None and verdict.tolerated == []
+
+
+# -- load_json: strict JSON through one decoder built at import -----------------------------
+
+LOADED: list[tuple[str, str | bytes, Any]] = [
+    ("text", '{"a": [1, 2.5, "x", null, true]}', {"a": [1, 2.5, "x", None, True]}),
+    ("UTF-8 bytes", '{"a": "\u00e9"}'.encode(), {"a": "\u00e9"}),
+    ("UTF-16 bytes, as json.loads reads them", '{"a": 1}'.encode("utf-16"), {"a": 1}),
+    ("UTF-8 bytes with a BOM", b"\xef\xbb\xbf[1]", [1]),
+    ("a large but finite float", "1e308", 1e308),
+    ("an integer beyond float range stays exact", "1" + "0" * 400, 10**400),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), LOADED, ids=[case[0] for case in LOADED])
+def test_load_json_reads_what_json_loads_reads(name: str, text: str | bytes, expected: Any) -> None:
+    """load_json gives what json.loads gives for JSON text and bytes, whatever the encoding."""
+    assert load_json(text) == expected == json.loads(text)
+
+
+REFUSED_JSON: list[tuple[str, str | bytes]] = [
+    ("NaN", "[NaN]"),
+    ("Infinity", '{"a": Infinity}'),
+    ("-Infinity", "-Infinity"),
+    ("a float beyond range", "[1e400]"),
+    ("a text BOM", "\ufeff[1]"),
+    ("trailing data", "[1] [2]"),
+    ("deep nesting", "[" * 100_000 + "]" * 100_000),
+    ("not JSON", b"\xff\xfe\x00"),
+]
+
+
+@pytest.mark.parametrize(("name", "text"), REFUSED_JSON, ids=[case[0] for case in REFUSED_JSON])
+def test_load_json_refuses_what_strict_consumers_choke_on(name: str, text: str | bytes) -> None:
+    """NaN, infinities, floats beyond range, a BOM before text, trailing data and deep nesting raise ValueError."""
+    with pytest.raises(ValueError):
+        load_json(text)
+
+
+def test_load_json_builds_no_decoder_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decoder is built once: a frame costs no decoder and scanner of its own."""
+    built: list[object] = []
+    original = json.JSONDecoder.__init__
+
+    def counting(self: json.JSONDecoder, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(json.JSONDecoder, "__init__", counting)
+    for _ in range(3):
+        assert load_json('[2, "a", "Heartbeat", {"x": 1.5}]') == [2, "a", "Heartbeat", {"x": 1.5}]
+    assert built == []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosedError
 
 from connector import ocpp16
 from connector.actuators import OcppCall
@@ -22,19 +23,44 @@ from connector.commands import CommandRunner, remember
 from connector.datapoints import Datapoint
 from connector.handling import Context, Inbound, OcppVersion
 from connector.registry import ActuatorRef
-from connector.session import ChargePointSession
+from connector.session import ChargePointSession, fits_unbuffered
 from connector.settings import Settings
 from connector.transactions import TransactionStore
 
 
-class FakeConnection:
-    """Keeps what the session sends; `sent_one` is set whenever a frame goes out."""
+class FakeTransport:
+    """The write buffer's size and limits as asyncio reports them; `aborted` once cut off."""
 
-    def __init__(self) -> None:
+    def __init__(self, buffered: int = 0, high_water: int = 32768) -> None:
+        self.buffered = buffered
+        self.high_water = high_water
+        self.aborted = False
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self.high_water // 4, self.high_water
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class FakeConnection:
+    """Keeps what the session sends; `sent_one` is set whenever a frame goes out.
+
+    `takes_s`: how long a send takes (a peer that reads slowly), 0: at once.
+    """
+
+    def __init__(self, takes_s: float = 0.0, transport: FakeTransport | None = None) -> None:
         self.sent: list[str] = []
         self.sent_one = asyncio.Event()
+        self.takes_s = takes_s
+        self.transport = transport or FakeTransport()
 
     async def send(self, message: str) -> None:
+        if self.takes_s:
+            await asyncio.sleep(self.takes_s)
         self.sent.append(message)
         self.sent_one.set()
 
@@ -73,8 +99,10 @@ V21 = OcppVersion(
 )
 
 
-def new_session(tmp_path: Path, version: OcppVersion) -> tuple[ChargePointSession, FakeConnection, Events]:
-    connection, events = FakeConnection(), Events()
+def new_session(
+    tmp_path: Path, version: OcppVersion, connection: FakeConnection | None = None, write_timeout: float = 60.0
+) -> tuple[ChargePointSession, FakeConnection, Events]:
+    connection, events = connection or FakeConnection(), Events()
     session = ChargePointSession(
         "CP_1",
         connection,  # type: ignore[arg-type]  # the part of ServerConnection a session uses
@@ -85,6 +113,7 @@ def new_session(tmp_path: Path, version: OcppVersion) -> tuple[ChargePointSessio
         id_tags=Settings.from_env({}).id_tags,
         heartbeat_interval=300,
         response_timeout=30,
+        write_timeout=write_timeout,
     )
     return session, connection, events
 
@@ -188,3 +217,70 @@ def test_a_2x_reservation_is_remembered_on_its_evse(tmp_path: Path) -> None:
     assert store.reservation("CP_1", 2) == 42
     remember(session, store, OcppCall("CancelReservation", {"reservationId": 42}), {"status": "Accepted"})
     assert store.reservation("CP_1", 2) is None
+
+
+# -- the write timeout only where a send can wait ------------------------------------------
+
+WRITE_TIMEOUT_S = 0.05
+SLOW_SEND_S = 0.2  # longer than the write timeout
+
+
+async def test_a_send_that_finds_the_buffer_empty_is_not_timed(tmp_path: Path) -> None:
+    """A small frame on an empty write buffer is written without a timer: even a slow send completes."""
+    slow = FakeConnection(takes_s=SLOW_SEND_S)
+    session, connection, _ = new_session(tmp_path, V21, slow, write_timeout=WRITE_TIMEOUT_S)
+    await session.handle_frame('[2,"h1","Heartbeat",{}]')
+    assert connection.sent == ['[3,"h1",{}]']
+    assert not connection.transport.aborted
+
+
+@pytest.mark.parametrize(
+    "transport",
+    [{"buffered": 1}, {"high_water": 64}],
+    ids=["data already buffered", "a frame that can fill the buffer"],
+)
+async def test_a_send_that_can_wait_is_cut_off_in_time(tmp_path: Path, transport: dict[str, int]) -> None:
+    """Where the send can wait (data buffered, or a frame near the high-water mark), a peer that takes
+    nothing for write_timeout is cut off: the transport aborted, the connection closed."""
+    stuck = FakeConnection(takes_s=SLOW_SEND_S, transport=FakeTransport(**transport))
+    session, connection, _ = new_session(tmp_path, V21, stuck, write_timeout=WRITE_TIMEOUT_S)
+    with pytest.raises(ConnectionClosedError):
+        await session.handle_frame('[2,"h1","Heartbeat",{}]')
+    assert connection.sent == []
+    assert connection.transport.aborted
+
+
+@pytest.mark.parametrize(
+    ("chars", "buffered", "high_water", "expected"),
+    [
+        (100, 0, 32768, True),  # an answer on an idle connection: the common case
+        (100, 1, 32768, False),  # something is still unsent: it may be a peer that reads nothing
+        (8175, 0, 32768, True),  # 4 bytes per character, header and deflate's overhead: still below
+        (8176, 0, 32768, False),  # could reach the high-water mark (a TLS transport pauses at it)
+        (0, 0, 64, False),  # a high-water mark below any frame's overhead
+    ],
+)
+def test_fits_unbuffered(chars: int, buffered: int, high_water: int, expected: bool) -> None:
+    """Without waiting only onto an empty buffer, and only a frame that at 4 bytes a character stays below the mark."""
+    assert fits_unbuffered(chars, buffered, high_water) is expected
+
+
+async def test_a_session_keeps_no_task_set_while_no_task_runs(tmp_path: Path) -> None:
+    """The set of owned tasks exists only while one runs (an empty set is 216 bytes, for every idle charger)."""
+    session, _, _ = new_session(tmp_path, V21)
+    finish = asyncio.Event()
+
+    async def work() -> None:
+        await finish.wait()
+
+    session.spawn(work())
+    assert session._tasks is not None and len(session._tasks) == 1
+    [task] = session._tasks
+    finish.set()
+    await task
+    await asyncio.sleep(0)  # a done callback runs in the loop iteration after the task ended
+    assert session._tasks is None
+    session.spawn(work())  # a new one gets a new set, and is cancelled by stop_tasks
+    finish.clear()
+    await session.stop_tasks()
+    assert session._tasks is None
