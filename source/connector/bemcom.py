@@ -249,6 +249,9 @@ class BemcomMqtt:
             except ValueError as error:  # e.g. beyond MQTT's 256 MB: keep serving, say why
                 LOG.error("available_datapoints not published (%d bytes): %s", len(listing), error)
                 continue
+            finally:
+                # Not kept while this waits for the next change: paho holds it until the broker has it.
+                del listing
             self._listing_mid = info.mid
 
     def _on_listing_published(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
