@@ -73,7 +73,22 @@ def main(arguments: list[str] | None = None) -> int:
     except ListenError as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return 2
-    return 0
+    exit_now(0)
+    return 0  # not reached
+
+
+def exit_now(status: int) -> None:
+    """Exit without tearing down the interpreter object by object.
+
+    Everything that matters is done: chargers closed, MQTT flushed and disconnected, state
+    saved and closed. With 10,000 chargers connected the interpreter's teardown (a last
+    full garbage collection and the freeing of millions of objects) would take a
+    noticeable part of the 5 s a SIGTERM may take (the contract of section 1).
+    """
+    logging.shutdown()  # handlers flushed and closed
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":
