@@ -35,6 +35,7 @@ from connector.registry import (
     KeyTooLongError,
     MapError,
     Registry,
+    join_listing,
 )
 from connector.settings import Broker, Settings
 from connector.spool import RAW_SPOOL_FILE, SPOOL_FILE, Spool
@@ -241,7 +242,7 @@ class BemcomMqtt:
             if self._listing_mid is not None and self._listing_acked != self._listing_mid:
                 continue  # still changed: try again after the next window
             self._available_changed.clear()
-            listing = self._registry.available_datapoints()
+            listing = await asyncio.to_thread(join_listing, self._registry.listing_parts())
             pause = listing_pause(len(listing))
             # Queued by paho while disconnected, sent on reconnect (its rc says "not connected").
             try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from connector.datapoints import Datapoint
 
@@ -117,21 +117,22 @@ class KeyTooLongError(KeyLimitError):
     """A charge point's new key is longer than MAX_KEY_CHARS after its identity: not kept, like one beyond the limit."""
 
 
-def add_entry(entries: bytearray, key: str, example: Any) -> None:
-    """Append `"key": example` to one charge point's part of a listing section.
+def add_entry(entries: bytes, key: str, example: Any) -> bytes:
+    """One charge point's part of a listing section with `"key": example` appended.
 
     With thousands of chargers available_datapoints lists hundreds of thousands of keys
     (27 MB at 10,000 chargers). Encoding the whole dict again for every new key blocked the
     loop for a large share of each second while a fleet booted (the benchmark showed
     commands waiting over a second); here each entry is encoded once, when its key appears,
-    into its charge point's buffer, and a listing is one join of the buffers.
+    into its charge point's part, and a listing is one join of the parts. The parts are
+    immutable (a new one per new key: a few KB, rarely), so that the join can run in a
+    worker thread while the loop adds keys (`join_listing`).
     """
-    if entries:
-        entries += b", "
-    entries += f"{json.dumps(key)}: {json.dumps(shortened(example), allow_nan=False)}".encode()
+    entry = f"{json.dumps(key)}: {json.dumps(shortened(example), allow_nan=False)}".encode()
+    return entries + b", " + entry if entries else entry
 
 
-def listed_keys(entries: bytearray) -> list[str]:
+def listed_keys(entries: bytes) -> list[str]:
     """The keys in one charge point's part of a listing section (to forget them: rare)."""
     return list(json.loads(b"{" + entries + b"}")) if entries else []
 
@@ -175,10 +176,22 @@ class ChargePointKeys:
 
     def __init__(self) -> None:
         self.count = 0  # keys held, listed or not: what the key limit counts
-        self.sensors = bytearray()  # its part of the listing's sensor section
-        self.actuators = bytearray()  # ... and of its actuator section
+        self.sensors = b""  # its part of the listing's sensor section
+        self.actuators = b""  # ... and of its actuator section
         self.unlisted: dict[str, Any] | None = None  # actuator key -> example, routable, not announced yet
         self.restored: set[str] | None = None  # sensor keys listed before a restart, no value since
+
+
+class ListingParts(NamedTuple):
+    sensors: list[bytes]
+    actuators: list[bytes]
+
+
+def join_listing(parts: ListingParts) -> bytes:
+    """The listing's JSON from its pieces. At 10,000 chargers it is 27 MB: bytes.join lets go of
+    the GIL while it copies that much, so in a worker thread the loop goes on meanwhile."""
+    sensors, actuators = b", ".join(parts.sensors), b", ".join(parts.actuators)
+    return b"".join((b'{"sensor": {', sensors, b'}, "actuator": {', actuators, b"}}"))
 
 
 class Registry:
@@ -219,7 +232,7 @@ class Registry:
             return False
         self._count_new_key(cp, keys, point.key)
         self.sensors[point.key] = kept or point._replace(value=NOT_KEPT)
-        add_entry(keys.sensors, point.key, point.value)  # its first value is its example
+        keys.sensors = add_entry(keys.sensors, point.key, point.value)  # its first value is its example
         if cp is not None:
             self.unsaved.append(KeyRecord(point.key, cp, shortened(point.value)))
         return True
@@ -250,7 +263,7 @@ class Registry:
 
     def _list_actuator(self, keys: ChargePointKeys, key: str, ref: ActuatorRef, example: Any) -> None:
         self.actuators[key] = example
-        add_entry(keys.actuators, key, example)
+        keys.actuators = add_entry(keys.actuators, key, example)
         self.unsaved.append(KeyRecord(key, ref.cp, shortened(example), ref))
 
     def list_actuators(self, cp: str) -> bool:
@@ -296,11 +309,11 @@ class Registry:
             if keys.restored is None:
                 keys.restored = set()
             keys.restored.add(record.key)
-            add_entry(keys.sensors, record.key, record.example)
+            keys.sensors = add_entry(keys.sensors, record.key, record.example)
         else:
             self.actuator_refs[record.key] = record.actuator
             self.actuators[record.key] = record.example
-            add_entry(keys.actuators, record.key, record.example)
+            keys.actuators = add_entry(keys.actuators, record.key, record.example)
 
     def key_count(self, cp: str) -> int:
         """Keys the charge point holds (listed, or routable while it is connected)."""
@@ -334,9 +347,14 @@ class Registry:
     def available_datapoints(self) -> bytes:
         """`{"sensor": {key: example}, "actuator": {key: example}}` as UTF-8 JSON; a sensor's
         example is the first value it had."""
-        sensors = b", ".join(k.sensors for k in self._by_cp.values() if k.sensors)
-        actuators = b", ".join(k.actuators for k in self._by_cp.values() if k.actuators)
-        return b"".join((b'{"sensor": {', sensors, b'}, "actuator": {', actuators, b"}}"))
+        return join_listing(self.listing_parts())
+
+    def listing_parts(self) -> ListingParts:
+        """The listing's pieces as they are now (references, no copies): joined by `join_listing`,
+        which may run in another thread while the registry changes."""
+        sensors = [k.sensors for k in self._by_cp.values() if k.sensors]
+        actuators = [k.actuators for k in self._by_cp.values() if k.actuators]
+        return ListingParts(sensors, actuators)
 
     def sensor_topic(self, key: str) -> str | None:
         return self.map.sensor.get(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -307,3 +308,34 @@ def test_packets_written_in_one_loop_write_leave_in_one_system_call() -> None:
         client._sock = None
         ours.close()
         broker.close()
+
+
+def test_what_the_socket_does_not_take_waits_and_goes_on_in_order() -> None:
+    """A write larger than the socket takes at once: the rest goes with the next writable events, nothing lost."""
+    import socket
+
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from connector.mqtt_client import Client
+
+    client = Client(CallbackAPIVersion.VERSION2)
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    broker.setblocking(False)
+    client._sock = ours  # paho's own seam: the connected socket
+    big = bytes(range(256)) * 40_000  # 10 MB: more than a socket buffer holds
+    received = bytearray()
+    try:
+        client._sock_send(b"head")
+        client._sock_send(memoryview(big))
+        client._sock_send(b"tail")
+        while client.want_write() or len(received) < len(big) + 8:
+            client.loop_write()
+            with contextlib.suppress(BlockingIOError):
+                while chunk := broker.recv(1 << 20):
+                    received += chunk
+    finally:
+        client._sock = None
+        ours.close()
+        broker.close()
+    assert bytes(received) == b"head" + big + b"tail"

@@ -305,3 +305,25 @@ def test_a_large_listing_waits_in_proportion_to_its_size() -> None:
     """The pause after a listing is the coalescing second, or longer in proportion to the listing's size."""
     assert listing_pause(1000) == AVAILABLE_DATAPOINTS_COALESCE_S
     assert listing_pause(27_000_000) == 27_000_000 / AVAILABLE_DATAPOINTS_BYTES_PER_S
+
+
+async def test_a_listing_joined_in_a_worker_thread_is_the_snapshot_taken_on_the_loop() -> None:
+    """The parts are immutable: keys added while the join runs elsewhere change the next listing, not this one."""
+    import asyncio
+    import json
+
+    from connector.registry import join_listing
+
+    registry = Registry()
+    registry.add_sensor(point("CP_1__connected", True), "CP_1")
+    registry.add_actuator("CP_1__execute_reset", ActuatorRef("CP_1", "execute_reset", 0), "Soft")
+    parts = registry.listing_parts()
+    registry.add_sensor(point("CP_1__Heartbeat", 5), "CP_1")  # while the join below runs
+    registry.add_sensor(point("CP_2__connected", False), "CP_2")
+    joined = await asyncio.to_thread(join_listing, parts)
+    assert json.loads(joined) == {"sensor": {"CP_1__connected": True}, "actuator": {"CP_1__execute_reset": "Soft"}}
+    assert json.loads(registry.available_datapoints())["sensor"] == {
+        "CP_1__connected": True,
+        "CP_1__Heartbeat": 5,
+        "CP_2__connected": False,
+    }
