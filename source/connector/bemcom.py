@@ -260,7 +260,11 @@ class BemcomMqtt:
 
     # -- publishing --------------------------------------------------------------------
 
-    def publish_values(self, points: list[Datapoint], cp: str | None = None) -> None:
+    def publish_command_result(self, points: list[Datapoint], cp: str | None = None) -> None:
+        """A command's `__status` (and what its answer carries): ahead of values waiting to go."""
+        self.publish_values(points, cp, urgent=True)
+
+    def publish_values(self, points: list[Datapoint], cp: str | None = None, urgent: bool = False) -> None:
         """Record and publish (where mapped) values; `cp` the charge point they belong to.
 
         Per value: one registry update (the latest value, for a sensor mapped later; the
@@ -277,7 +281,7 @@ class BemcomMqtt:
                 continue
             topic = mapped.get(point.key)
             if topic is not None:
-                self._publish_value(topic, point)
+                self._publish_value(topic, point, urgent)
 
     def announce_actuator(self, key: str, ref: ActuatorRef, example: Any, listed: bool = True) -> None:
         """Make an actuator routable and, if `listed`, list it (see Registry)."""
@@ -342,9 +346,10 @@ class BemcomMqtt:
         else:  # e.g. the registry's save worker: the outbox is touched by the loop thread only
             self._loop.call_soon_threadsafe(self._publish_json, self.topics["logs"], message, 1)
 
-    def _publish_value(self, topic: str, point: Datapoint) -> None:
+    def _publish_value(self, topic: str, point: Datapoint, urgent: bool = False) -> None:
         # value_message: json.dumps's bytes without building an encoder per value (ValueError for a NaN).
-        self.outbox.put(topic, value_message(point.value, point.timestamp), 1, True)
+        put = self.outbox.put_urgent if urgent else self.outbox.put
+        put(topic, value_message(point.value, point.timestamp), 1, True)
 
     def _publish_json(
         self, topic: str, message: Any, qos: int, retain: bool = False, lane: Outbox | None = None

@@ -149,6 +149,18 @@ class Outbox:
         self._keep_in_memory(message)
         self._drain()  # acknowledgements may have freed the window meanwhile
 
+    def put_urgent(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
+        """As `put`, but ahead of what waits in memory: a command's status must not queue
+        behind a fleet's values (seen: 1 s at p99 on a busy machine). Its topic carries
+        nothing else, so no topic's order changes. While the broker is away: as `put`."""
+        message = Message(topic, payload, qos, retain)
+        if not self._fast:
+            self._put_spooled(message)
+        elif self._has_room(message):
+            self._hand(message)
+        else:
+            self._waiting.appendleft(message)
+
     def _keep_in_memory(self, message: Message) -> None:
         self._waiting.append(message)
         if len(self._waiting) > self._limit:

@@ -122,7 +122,9 @@ class Service:
         self._store = RegistryStore(settings.state_dir)
         self.upkeep = Upkeep(self.registry, self.roster, self._store, self._forget)
         self.upkeep.restore()
-        self.commands = CommandRunner(self.dispatcher.sessions.get, self.mqtt.publish_values, transactions, settings)
+        self.commands = CommandRunner(
+            self.dispatcher.sessions.get, self.mqtt.publish_command_result, transactions, settings
+        )
         self.ops_http = None if settings.http_port is None else self._operations(settings.http_host, settings.http_port)
         self.stop = asyncio.Event()
         self.started = asyncio.Event()

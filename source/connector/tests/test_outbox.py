@@ -261,3 +261,29 @@ async def test_an_outage_while_the_spool_drains_keeps_the_order(
     await probe.wait_until(lambda: len(probe.on("o/seq")) >= 150)
     probe.close()
     assert probe.on("o/seq") == list(range(150))
+
+
+class CountingClient:
+    """A unit seam: paho's publish as far as the outbox sees it, never acknowledging."""
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+        self.on_publish: object = None
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> mqtt.MQTTMessageInfo:
+        self.published.append(topic)
+        return mqtt.MQTTMessageInfo(len(self.published))
+
+
+def test_an_urgent_message_goes_ahead_of_what_waits() -> None:
+    """With the window full and values waiting, a command's status is the next one handed to paho."""
+    client = CountingClient()
+    outbox = Outbox(client, 10_000, Spool(":memory:"))  # type: ignore[arg-type]
+    outbox.went_online()  # nothing spooled: straight to the fast path
+    for number in range(WINDOW + 5):
+        outbox.put(f"v/{number}", b"1", 1)
+    outbox.put_urgent("s/status", b"Accepted", 1)
+    assert client.published == [f"v/{n}" for n in range(WINDOW)]  # the window is full; 6 wait
+    outbox._on_publish(client, None, 1, None, None)  # type: ignore[arg-type]  # one acknowledgement
+    outbox._drain()  # what the acknowledgement schedules on the loop
+    assert client.published[WINDOW] == "s/status"
