@@ -70,6 +70,11 @@ Performance II shapes (the performance work "Performance II"), options that comb
   the table shows the run whose steady CPU ratio is the median and the verdict judges the
   median ratio; "nothing lost" must hold in every run. `--commands 0 --rounds 0` keep a
   run short.
+- `--broker-nodelay`: the private broker runs with `set_tcp_nodelay true`, as
+  docs/deployment.md recommends and the shipped broker configurations do (small packets,
+  such as the steps of a QoS 2 command, are not held back for the delayed ACK of the one
+  before). Off by default: the figures above it in docs/benchmark.md were measured with
+  mosquitto's defaults.
 - `--aligned`: the steady sends are clock-aligned, every charger at the same instant each
   period instead of spread over it (e.g. 500 chargers, `--period 5`): latency under bursts.
 - `--hog`: during the steady phase one busy loop per core at normal priority (a busy
@@ -200,6 +205,7 @@ class Options:
     closed_loop: int = 0  # chargers in the closed-loop phase; 0: no such phase
     steady: bool = True  # False: no steady phase (a closed-loop run)
     stop_under_load: bool = False  # SIGTERM while the steady load runs, not after it
+    broker_nodelay: bool = False  # the broker with set_tcp_nodelay true, as docs/deployment.md recommends
 
     def describe(self) -> str:
         """The run's shape in a few words: the table's title."""
@@ -485,7 +491,8 @@ def load_figures(
 def run_target(target: str, options: Options) -> dict[str, Any]:
     identities = [f"CP{i:05d}" for i in range(options.chargers)]
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as cleanup:  # cleans up in reverse
-        broker = Mosquitto(Path(tmp), extra_config="max_queued_messages 0\n")
+        nodelay = "set_tcp_nodelay true\n" if options.broker_nodelay else ""
+        broker = Mosquitto(Path(tmp), extra_config="max_queued_messages 0\n" + nodelay)
         broker.start()
         cleanup.callback(broker.stop)
         control = mqtt.Client(CallbackAPIVersion.VERSION2)
@@ -572,6 +579,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
     add("--closed-loop", type=int, default=0, help="chargers of a closed-loop phase of --duration s (default 0: none)")
     add("--stop-under-load", action="store_true", help="SIGTERM the server while a steady load runs, not after it")
     add("--no-steady", dest="steady", action="store_false", help="skip the steady phase (e.g. a closed-loop run)")
+    add("--broker-nodelay", action="store_true", help="the broker with set_tcp_nodelay true (docs/deployment.md)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat takes 1 or more")
@@ -606,6 +614,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         closed_loop=args.closed_loop,
         stop_under_load=args.stop_under_load,
         steady=args.steady,
+        broker_nodelay=args.broker_nodelay,
     )
 
 
