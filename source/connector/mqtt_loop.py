@@ -11,7 +11,8 @@ where they are used, and no thread hop sits between an actuator message and its 
 The one blocking step, opening the connection (name lookup, TCP, TLS handshake, bounded by
 paho's `connect_timeout`), runs in a worker thread; paho's socket callbacks from there are
 passed to the loop. paho's own reconnect loop belongs to `loop_forever`, so reconnecting
-with back-off is done here, with the same bounds (`RECONNECT_*_DELAY_S`).
+with back-off is done here, with the same bounds (`RECONNECT_*_DELAY_S`), and with several
+brokers (MQTT_BROKER_HOST=a,b,c) it moves on to the next.
 """
 
 from __future__ import annotations

@@ -212,13 +212,13 @@ def test_acknowledgements_are_handled_as_paho_handles_them(cmd: str, qos: int) -
     assert ours == pahos and len(ours) == 1
 
 
-def test_the_fast_acknowledgements_are_written_for_the_installed_paho() -> None:
+def test_the_fast_paths_are_written_for_the_installed_paho() -> None:
     """An upgraded paho falls back to its own handling: this says so, so the override is re-checked."""
     import paho.mqtt
 
-    from connector.mqtt_client import FAST_ACKS_FOR
+    from connector.mqtt_client import FAST_PATHS_FOR
 
-    assert paho.mqtt.__version__ == FAST_ACKS_FOR, "re-check Client._handle_pubackcomp against paho's"
+    assert paho.mqtt.__version__ == FAST_PATHS_FOR, "re-check mqtt_client.Client's overrides against paho's"
 
 
 def test_reads_are_buffered_and_handed_out_as_paho_asks() -> None:
