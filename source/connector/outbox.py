@@ -178,12 +178,13 @@ class Outbox:
             self._room.freed(self)
 
     def publish_now(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
-        """From paho's own thread (on_connect): ahead of what paho resends after a reconnect.
+        """From within paho's processing of CONNACK (on_connect): ahead of what paho resends.
 
-        Outside the windows and the book-keeping of held messages (those belong to the
-        loop thread); the acknowledgement is recognised by its id and otherwise ignored.
-        Never spooled, like put_first. Safe only on paho's thread: an acknowledgement
-        cannot arrive before this returns.
+        Outside the windows and the book-keeping of held messages (those belong to `put`
+        and `_drain`); the acknowledgement is recognised by its id and otherwise ignored.
+        Never spooled, like put_first. Safe only where paho reads (its own thread, or the
+        loop while it runs paho's `loop_read`): an acknowledgement cannot arrive before
+        this returns.
         """
         info = self._client.publish(topic, payload, qos, retain)
         with self._lock:
