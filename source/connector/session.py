@@ -164,7 +164,7 @@ class ChargePointSession:
         self._endpoint = Endpoint(version)
         self._events = events
         self._raw_tap = raw_tap
-        self._room = room or Room()  # the MQTT side's backpressure (outbox.Room)
+        self._room = room or Room()  # the MQTT side's backpressure (backpressure.Room)
         self._metrics = metrics or FrameMetrics()
         self._response_timeout = response_timeout
         self._write_timeout = write_timeout
