@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trustme
+from paho.mqtt.enums import CallbackAPIVersion
 
-from connector.mqtt_client import FailureReports
+from connector.mqtt_client import Client, FailureReports
 from connector.service import Service
 from connector.settings import Settings
 from connector.tests.harness import WAIT_S, Mosquitto, MqttProbe
@@ -221,32 +223,33 @@ def test_the_fast_paths_are_written_for_the_installed_paho() -> None:
     assert paho.mqtt.__version__ == FAST_PATHS_FOR, "re-check mqtt_client.Client's overrides against paho's"
 
 
-def test_reads_are_buffered_and_handed_out_as_paho_asks() -> None:
-    """One system call takes what the socket has; paho's 1-byte reads come from the buffer, in order."""
-    import socket
-
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from connector.mqtt_client import Client
-
+@pytest.fixture
+def wired() -> Iterator[tuple[Client, socket.socket]]:
+    """Our client on one end of a socketpair (paho's own seam: its connected socket), the broker's end."""
     client = Client(CallbackAPIVersion.VERSION2)
     ours, broker = socket.socketpair()
     ours.setblocking(False)
-    client._sock = ours  # paho's own seam: the connected socket
-    try:
-        broker.sendall(b"\x40\x02\x00\x01\x40\x02\x00\x02")  # two PUBACKs
-        taken = [client._sock_recv(1), client._sock_recv(1), client._sock_recv(2)]
-        assert taken == [b"\x40", b"\x02", b"\x00\x01"]
-        assert client.input_buffered  # the second PUBACK: read, not yet handed out
-        assert client._sock_recv(100) == b"\x40\x02\x00\x02"  # never more than there is
-        assert not client.input_buffered
-        with pytest.raises(BlockingIOError):
-            client._sock_recv(1)
-        broker.close()
-        assert client._sock_recv(1) == b""  # closed by the broker: as paho expects it
-    finally:
-        client._sock = None
-        ours.close()
+    broker.setblocking(False)
+    client._sock = ours
+    yield client, broker
+    client._sock = None
+    ours.close()
+    broker.close()
+
+
+def test_reads_are_buffered_and_handed_out_as_paho_asks(wired: tuple[Client, socket.socket]) -> None:
+    """One system call takes what the socket has; paho's 1-byte reads come from the buffer, in order."""
+    client, broker = wired
+    broker.sendall(b"\x40\x02\x00\x01\x40\x02\x00\x02")  # two PUBACKs
+    taken = [client._sock_recv(1), client._sock_recv(1), client._sock_recv(2)]
+    assert taken == [b"\x40", b"\x02", b"\x00\x01"]
+    assert client.input_buffered  # the second PUBACK: read, not yet handed out
+    assert client._sock_recv(100) == b"\x40\x02\x00\x02"  # never more than there is
+    assert not client.input_buffered
+    with pytest.raises(BlockingIOError):
+        client._sock_recv(1)
+    broker.close()
+    assert client._sock_recv(1) == b""  # closed by the broker: as paho expects it
 
 
 def connected_line(record: logging.LogRecord) -> bool:
@@ -282,60 +285,30 @@ async def test_several_brokers_the_first_reachable_serves_and_a_lost_one_fails_o
     assert state == {"state": "online"}
 
 
-def test_packets_written_in_one_loop_write_leave_in_one_system_call() -> None:
+def test_packets_written_in_one_loop_write_leave_in_one_system_call(wired: tuple[Client, socket.socket]) -> None:
     """paho's packets are collected, then sent together; what the socket does not take waits."""
-    import socket
-
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from connector.mqtt_client import Client
-
-    client = Client(CallbackAPIVersion.VERSION2)
-    ours, broker = socket.socketpair()
-    ours.setblocking(False)
-    broker.setblocking(False)
-    client._sock = ours  # paho's own seam: the connected socket
-    try:
-        assert client._sock_send(b"\x30\x03") == 2  # taken at once, as a socket would
-        assert client._sock_send(b"abc") == 3
-        with pytest.raises(BlockingIOError):
-            broker.recv(100)  # nothing on the wire yet
-        assert client.want_write()
-        client.loop_write()
-        assert broker.recv(100) == b"\x30\x03abc"
-        assert not client.want_write()
-    finally:
-        client._sock = None
-        ours.close()
-        broker.close()
+    client, broker = wired
+    assert client._sock_send(b"\x30\x03") == 2  # taken at once, as a socket would
+    assert client._sock_send(b"abc") == 3
+    with pytest.raises(BlockingIOError):
+        broker.recv(100)  # nothing on the wire yet
+    assert client.want_write()
+    client.loop_write()
+    assert broker.recv(100) == b"\x30\x03abc"
+    assert not client.want_write()
 
 
-def test_what_the_socket_does_not_take_waits_and_goes_on_in_order() -> None:
+def test_what_the_socket_does_not_take_waits_and_goes_on_in_order(wired: tuple[Client, socket.socket]) -> None:
     """A write larger than the socket takes at once: the rest goes with the next writable events, nothing lost."""
-    import socket
-
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from connector.mqtt_client import Client
-
-    client = Client(CallbackAPIVersion.VERSION2)
-    ours, broker = socket.socketpair()
-    ours.setblocking(False)
-    broker.setblocking(False)
-    client._sock = ours  # paho's own seam: the connected socket
+    client, broker = wired
     big = bytes(range(256)) * 40_000  # 10 MB: more than a socket buffer holds
     received = bytearray()
-    try:
-        client._sock_send(b"head")
-        client._sock_send(memoryview(big))
-        client._sock_send(b"tail")
-        while client.want_write() or len(received) < len(big) + 8:
-            client.loop_write()
-            with contextlib.suppress(BlockingIOError):
-                while chunk := broker.recv(1 << 20):
-                    received += chunk
-    finally:
-        client._sock = None
-        ours.close()
-        broker.close()
+    client._sock_send(b"head")
+    client._sock_send(memoryview(big))
+    client._sock_send(b"tail")
+    while client.want_write() or len(received) < len(big) + 8:
+        client.loop_write()
+        with contextlib.suppress(BlockingIOError):
+            while chunk := broker.recv(1 << 20):
+                received += chunk
     assert bytes(received) == b"head" + big + b"tail"
