@@ -101,7 +101,17 @@ class BemcomMqtt:
         self._listing_acked: int | None = None  # the last one the broker acknowledged
         # The broker publishes this if the connector vanishes without a clean disconnect
         # (killed, network gone): retained, so a dashboard arriving later sees it too.
-        self._client.will_set(self.topics["state"], OFFLINE, qos=1, retain=True)
+        # Several instances (STATE_URL): each has its own presence topic, its main
+        # connection's will; `N/state` is the fleet's, the will of the listing connection,
+        # and the instances still alive answer its `offline` with `online` (`_dispatch`).
+        self.instance_topic: str | None = None
+        if settings.state_url is not None:
+            self.instance_topic = f"{name}/instances/{settings.connector_instance}/state"
+            self._client.will_set(self.instance_topic, OFFLINE, qos=1, retain=True)
+            self._listing_client.will_set(self.topics["state"], OFFLINE, qos=1, retain=True)
+        else:
+            self._client.will_set(self.topics["state"], OFFLINE, qos=1, retain=True)
+        self._stopping = False
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
         spool = Spool(Path(settings.state_dir) / SPOOL_FILE)
         self.room = Room()  # shared by the lanes: sessions read frames only while every lane has room
@@ -201,11 +211,18 @@ class BemcomMqtt:
         LOG.info("connecting to MQTT broker %s", self._settings.mqtt_broker_address)
         self._driver_tasks = [self._loop.create_task(driver.run()) for driver in self.drivers]
 
-    async def stop(self, flush_within: float) -> None:
-        """Wait (bounded) until the broker acknowledged what was published, then disconnect."""
+    async def stop(self, flush_within: float, fleet_offline: bool = True) -> None:
+        """Wait (bounded) until the broker acknowledged what was published, then disconnect.
+
+        `fleet_offline`: `N/state` goes offline (False: other instances still serve the fleet).
+        """
+        self._stopping = True
         # A clean disconnect makes the broker discard the will: say offline ourselves.
         # Ahead of any backlog: if the flush below runs out of time, this must not be what is lost.
-        self.outbox.put_first(self.topics["state"], OFFLINE, qos=1, retain=True)
+        if fleet_offline:
+            self.outbox.put_first(self.topics["state"], OFFLINE, qos=1, retain=True)
+        if self.instance_topic is not None:
+            self.outbox.put_first(self.instance_topic, OFFLINE, qos=1, retain=True)
         flushed = all(await asyncio.gather(*(lane.flush(flush_within) for lane in self.lanes)))
         if not flushed:
             LOG.warning(
@@ -347,6 +364,8 @@ class BemcomMqtt:
             "emitter": record.name,
             "level": record.levelno,
         }
+        if self.instance_topic is not None:  # several instances: which one says this
+            message["instance"] = self._settings.connector_instance
         if self._loop is None or threading.get_ident() == self._loop_thread:
             self._publish_json(self.topics["logs"], message, qos=1)
         else:  # e.g. the registry's save worker: the outbox is touched by the loop thread only
@@ -372,6 +391,8 @@ class BemcomMqtt:
         # From within paho's processing of CONNACK: before paho resends what it held when
         # the connection broke.
         self.outbox.publish_now(self.topics["state"], ONLINE, qos=1, retain=True)
+        if self.instance_topic is not None:
+            self.outbox.publish_now(self.instance_topic, ONLINE, qos=1, retain=True)
         assert self._loop is not None
         self._loop.call_soon(self._subscribe_all, self._failures.connected())
 
@@ -396,6 +417,8 @@ class BemcomMqtt:
     def _subscribe_all(self, failed_attempts: int = 0) -> None:
         """After every (re)connect: with a clean session the broker forgot our subscriptions."""
         self._client.subscribe(self.topics["datapoint_map"], qos=2)
+        if self.instance_topic is not None:
+            self._client.subscribe(self.topics["state"], qos=1)
         for topic in self._registry.map.actuator:
             self._client.subscribe(topic, qos=2)
         self.outbox.went_online()  # what was kept during the outage, oldest first
@@ -417,6 +440,9 @@ class BemcomMqtt:
         if topic == self.topics["datapoint_map"]:
             self._apply_map(payload)
             return
+        if topic == self.topics["state"]:
+            self._fleet_state(payload)
+            return
         found = self._registry.actuator_for_topic(topic)
         if found is None or not payload:  # empty: how MQTT deletes a retained message, not a command
             return
@@ -425,6 +451,13 @@ class BemcomMqtt:
             return
         key, ref = found
         self._on_actuator(topic, key, ref, payload)
+
+    def _fleet_state(self, payload: bytes | bytearray) -> None:
+        """Several instances: `N/state` went offline (another instance's will, or its clean
+        stop while it thought itself the last); this one still serves the fleet."""
+        if self.instance_topic is not None and not self._stopping and bytes(payload) == OFFLINE:
+            LOG.info("%s went offline (another instance stopped); this instance serves: online", self.topics["state"])
+            self.outbox.put(self.topics["state"], ONLINE, qos=1, retain=True)
 
     def _skip_retained_command(self, topic: str) -> None:
         """A retained actuator message is an old command, delivered again on every subscribe.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,12 @@ from connector.settings import Settings
 from connector.transactions import TransactionStore
 
 LOG = logging.getLogger(__name__)
+
+EndGate = Callable[[], Awaitable[bool]]  # whether this instance may publish a command's status
+
+
+def not_connected(cp: str) -> str:
+    return f"charge point {cp} is not connected"
 
 
 def actuator_value(payload: bytes | bytearray) -> Any:
@@ -58,27 +64,42 @@ class CommandRunner:
         # dropped, so a burst of limits ends in the last, not in a queue of stale ones.
         self._newest: dict[str, object] = {}
         self.results = CommandResults()  # for /metrics
+        self._ending: set[asyncio.Task[None]] = set()  # statuses waiting for the right to be published
 
-    def submit(self, topic: str, actuator_key: str, ref: ActuatorRef | None, payload: bytes | bytearray) -> None:
-        """Handle one actuator message (on the loop thread); never raises."""
+    def submit(
+        self,
+        topic: str,
+        actuator_key: str,
+        ref: ActuatorRef | None,
+        payload: bytes | bytearray,
+        may_end: EndGate | None = None,
+    ) -> None:
+        """Handle one actuator message (on the loop thread); never raises.
+
+        `may_end`: several instances (coordination.py) ask it before publishing the status,
+        which exactly one of them may do; None: one instance, always.
+        """
         if ref is None:
             self._fail(
                 topic,
                 actuator_key,
                 "no such actuator (unknown key, not enabled in OCPP_CONFIG, or of an unbooted charge point now gone)",
+                may_end=may_end,
             )
             return
         value = actuator_value(payload)
         if isinstance(value, Refusal):
-            self._fail(topic, actuator_key, value.reason, ref.cp)
+            self._fail(topic, actuator_key, value.reason, ref.cp, may_end)
             return
         session = self._session_for(ref.cp)
         if session is None:
-            self._fail(topic, actuator_key, f"charge point {ref.cp} is not connected", ref.cp)
+            self._fail(topic, actuator_key, not_connected(ref.cp), ref.cp, may_end)
             return
         translation = session.version.actuators.get(ref.name)
         if translation is None:
-            self._fail(topic, actuator_key, f"{ref.name} is not available in OCPP {session.ocpp_version}", ref.cp)
+            self._fail(
+                topic, actuator_key, f"{ref.name} is not available in OCPP {session.ocpp_version}", ref.cp, may_end
+            )
             return
         # Built now to refuse a bad value at once (allocating no reservation id); built
         # again when its turn comes.
@@ -88,7 +109,7 @@ class CommandRunner:
             LOG.exception("actuator %s: building the call failed", actuator_key)
             call = Refusal(f"internal error ({type(error).__name__}) building the call")
         if isinstance(call, Refusal):
-            self._fail(topic, actuator_key, call.reason, ref.cp)
+            self._fail(topic, actuator_key, call.reason, ref.cp, may_end)
             return
         LOG.info("%s: %s -> %s", ref.cp, actuator_key, call.action)
         token = self._newest[actuator_key] = object()
@@ -101,6 +122,7 @@ class CommandRunner:
             value,
             still_wanted=lambda: self._newest.get(actuator_key) is token,
             queued_at=session.unanswered,
+            may_end=may_end,
         )
         session.spawn(self._run(session, command))
 
@@ -129,13 +151,15 @@ class CommandRunner:
                 await session.refresh_rate_units(command.queued_at)
             call, answer = await session.send_call(build, command.still_wanted, command.queued_at)
         except CommandError as error:
-            self._fail(command.topic, command.key, str(error), command.ref.cp)
+            self._fail(command.topic, command.key, str(error), command.ref.cp, command.may_end)
             return
         except ConnectionClosed:
-            self._fail(command.topic, command.key, "connection closed before the charger answered", command.ref.cp)
+            closed = "connection closed before the charger answered"
+            self._fail(command.topic, command.key, closed, command.ref.cp, command.may_end)
             return
         except asyncio.CancelledError:
-            self._fail(command.topic, command.key, "connection closed before the charger answered", command.ref.cp)
+            closed = "connection closed before the charger answered"
+            self._fail(command.topic, command.key, closed, command.ref.cp, command.may_end)
             raise
         self._answered(session, command, call, answer)
 
@@ -152,22 +176,37 @@ class CommandRunner:
             LOG.warning("%s: %s: %s", ref.cp, command.key, warning)
         # With its charge point: keys an answer mints (a charger's configuration keys) count
         # against that charger's OCPP_MAX_KEYS_PER_CHARGE_POINT and are forgotten with it.
-        self._publish([*points, Datapoint(key(command.key, "status"), status, at)], ref.cp)
-        self._ended(ref.cp, command.key, status, at)
+        self._end([*points, Datapoint(key(command.key, "status"), status, at)], ref.cp, command.key, command.may_end)
 
-    def _fail(self, topic: str, actuator_key: str, reason: str, cp: str | None = None) -> None:
+    def _fail(
+        self, topic: str, actuator_key: str, reason: str, cp: str | None = None, may_end: EndGate | None = None
+    ) -> None:
         """Publish `Failed: <reason>`; `cp` None only for a key the map names but nobody owns."""
         LOG.warning("actuator %s (topic %s): Failed: %s", actuator_key, topic, reason)
-        status, at = f"Failed: {reason}", now_ms()
-        self._publish([Datapoint(key(actuator_key, "status"), status, at)], cp)
-        self._ended(cp, actuator_key, status, at)
+        self._end([Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())], cp, actuator_key, may_end)
 
-    def _ended(self, cp: str | None, actuator_key: str, status: str, at: int) -> None:
+    def _end(self, points: list[Datapoint], cp: str | None, actuator_key: str, may_end: EndGate | None) -> None:
+        """Publish the command's last points, its status last; with several instances, once
+        this one has the right to (the charger's answer is not lost meanwhile: it is in `points`)."""
+        if may_end is None:
+            self._publish(points, cp)
+            self._ended(cp, actuator_key, points[-1])
+            return
+        task = asyncio.get_running_loop().create_task(self._end_once(points, cp, actuator_key, may_end))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
+    async def _end_once(self, points: list[Datapoint], cp: str | None, actuator_key: str, may_end: EndGate) -> None:
+        if await may_end():
+            self._publish(points, cp)
+            self._ended(cp, actuator_key, points[-1])
+
+    def _ended(self, cp: str | None, actuator_key: str, status: Datapoint) -> None:
         """Count the command's result; the status page shows it with its charge point, if connected."""
-        self.results.ended(status)
+        self.results.ended(str(status.value))
         session = self._session_for(cp) if cp is not None else None
         if session is not None:
-            session.observed.command = LastCommand(actuator_key, status, at)
+            session.observed.command = LastCommand(actuator_key, str(status.value), status.timestamp)
 
 
 def remember(
@@ -203,3 +242,4 @@ class Command:
     value: Any
     still_wanted: Callable[[], bool]
     queued_at: int  # the session's unanswered count when it arrived
+    may_end: EndGate | None = None  # see CommandRunner.submit

@@ -16,17 +16,20 @@ from connector.ocpp_server import ListenError
 from connector.security import SecurityConfigError
 from connector.security import load as load_security
 from connector.settings import Settings, SettingsError, usage
+from connector.shared import InstanceNameTakenError
 from connector.transactions import StateDirError, check_state_dir
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PROGRAM = "ocpp-connector"
 
 
-def configure_logging(debug: bool) -> None:
+def configure_logging(debug: bool, instance: str | None = None) -> None:
+    """`instance`: several instances run (STATE_URL); each line names this one."""
     handler = logging.StreamHandler(sys.stderr)
     # Chargers choose much of what is logged (identities, actions, frames): no raw control
     # characters may reach the terminal or a line-based log collector.
-    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
+    line_format = LOG_FORMAT if instance is None else LOG_FORMAT.replace("%(name)s", f"[{instance}] %(name)s")
+    handler.setFormatter(EscapingFormatter(line_format))
     logging.basicConfig(handlers=[handler])
     logging.getLogger().setLevel(logging.DEBUG if debug else logging.INFO)
     # The libraries log every frame or handshake at INFO/DEBUG; at fleet scale that
@@ -64,13 +67,13 @@ def main(arguments: list[str] | None = None) -> int:
     except (SettingsError, StateDirError, SecurityConfigError) as error:
         print(f"{PROGRAM}: configuration error: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.debug)
+    configure_logging(settings.debug, settings.connector_instance if settings.state_url else None)
     logger = logging.getLogger(__name__)
     logger.info("%s %s starting", PROGRAM, __version__)
     logger.debug("settings: %s", settings)
     try:
         asyncio.run(service.run(settings, security))
-    except ListenError as error:
+    except (ListenError, InstanceNameTakenError) as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return 2
     exit_now(0)

@@ -174,9 +174,27 @@ def versions_connected(sessions: Mapping[str, Any]) -> dict[str, int]:
     return counts
 
 
-def registry_for(sources: Sources) -> CollectorRegistry:
-    """A registry of this connector's metrics and its process' (CPU, memory, open files)."""
+def registry_for(sources: Sources, instance: str | None = None) -> CollectorRegistry:
+    """A registry of this connector's metrics and its process' (CPU, memory, open files).
+
+    `instance`: several instances run (STATE_URL); every sample carries the label
+    `connector_instance`, so one Prometheus can tell them apart behind one job.
+    """
     registry = CollectorRegistry()
-    registry.register(ConnectorCollector(sources))
-    ProcessCollector(namespace=PREFIX, registry=registry)
+    collectors: list[Collector] = [ConnectorCollector(sources), ProcessCollector(namespace=PREFIX, registry=None)]
+    for collector in collectors:
+        registry.register(collector if instance is None else Labelled(collector, {"connector_instance": instance}))
     return registry
+
+
+class Labelled(Collector):
+    """Another collector's metrics with constant labels added to every sample."""
+
+    def __init__(self, inner: Collector, labels: dict[str, str]) -> None:
+        self._inner = inner
+        self._labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._inner.collect():
+            metric.samples = [sample._replace(labels={**sample.labels, **self._labels}) for sample in metric.samples]
+            yield metric

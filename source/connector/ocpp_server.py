@@ -34,6 +34,7 @@ from connector.backpressure import Room
 from connector.charger import ChargerState
 from connector.deflate import PER_MESSAGE_DEFLATE
 from connector.gate import Gate
+from connector.handover import Alone, Handover
 from connector.limits import RefusalLog, raise_open_files_limit
 from connector.logtext import escaped, has_control_characters
 from connector.metrics import FrameMetrics
@@ -41,7 +42,7 @@ from connector.negotiation import OCPP16, negotiate, version_name
 from connector.security import Security, basic_auth_refusal
 from connector.session import ChargePointSession, RawTap, SessionEvents
 from connector.settings import Settings
-from connector.transactions import TransactionStore
+from connector.transactions import StateUnavailableError, TransactionStore
 
 LOG = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class ListenError(Exception):
 class DispatcherEvents(SessionEvents, Protocol):
     def connected(self, cp: str, is_connected: bool, version: str | None = None) -> None:
         """A charge point connected (`version`: the OCPP version it is served in, "1.6", "2.0.1", "2.1") or left."""
+
+    def lost(self, cp: str, at: int) -> None:
+        """The instance that served it died at `at` (ms) without saying it is gone (handover.py)."""
 
 
 def identity_from_path(path: str) -> str:
@@ -116,8 +120,10 @@ class DeviceDispatcher:
         *,
         raw_tap: RawTap | None = None,
         room: Room | None = None,
+        handover: Handover | None = None,
     ) -> None:
         self._settings = settings
+        self._handover = handover or Alone()
         self._security = security
         self._events = events
         self._transactions = transactions
@@ -126,6 +132,7 @@ class DeviceDispatcher:
         self.sessions: dict[str, ChargePointSession] = {}
         self.chargers: dict[str, ChargerState] = {}  # outlives sessions: reconnects keep it
         self._closing: set[asyncio.Task[None]] = set()
+        self._leaving: dict[str, asyncio.Future[None]] = {}  # identities giving up their handover
         self.port: int | None = None
         self._server: Server | None = None
         self._stopping = False
@@ -316,13 +323,25 @@ class DeviceDispatcher:
         # No Sec-WebSocket-Protocol (the handshake had none): OCPP 1.6, see _select_subprotocol.
         subprotocol = connection.subprotocol or OCPP16
         LOG.info("%s: connected from %s (%s)", cp, connection.remote_address[0], subprotocol)
+        served = False
         try:
+            leaving = self._leaving.get(cp)
+            if leaving is not None:  # the identity's previous connection here is still giving it up
+                await asyncio.shield(leaving)
+            arrival = await self._handover.arrive(cp)
+            if arrival.lost_at is not None:
+                self._events.lost(cp, arrival.lost_at)
             self._events.connected(cp, True, version=version_name(subprotocol))
+            served = True
             await session.start()
         except ConnectionClosed:
             pass
+        except StateUnavailableError as error:
+            # Another instance may have Redis: the load balancer's /readyz check sends it there.
+            LOG.error("%s: not served here: %s; closed with 1013 (try again later)", cp, error)
+            await connection.close(1013, "state store unavailable")
         finally:
-            await self._end(cp, session, connection)
+            await self._end(cp, session, connection, served)
 
     def _take_over(self, cp: str, session: ChargePointSession) -> None:
         previous = self.sessions.get(cp)
@@ -333,16 +352,28 @@ class DeviceDispatcher:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
+    async def _give_up(self, cp: str) -> bool:
+        """Tell the handover the charger left; a new connection of it here waits for that."""
+        done = asyncio.get_running_loop().create_future()
+        self._leaving[cp] = done
+        try:
+            return await self._handover.leave(cp)
+        finally:
+            self._leaving.pop(cp, None)
+            done.set_result(None)
+
     def session_counts(self) -> tuple[int, int]:
         """(sessions ended so far, sessions open now)."""
         return self.sessions_ended, len(self.sessions)
 
-    async def _end(self, cp: str, session: ChargePointSession, connection: ServerConnection) -> None:
+    async def _end(self, cp: str, session: ChargePointSession, connection: ServerConnection, served: bool) -> None:
         self.sessions_ended += 1
         await session.stop_tasks()
         if self.sessions.get(cp) is session:
             del self.sessions[cp]
-            self._events.connected(cp, False)
+            # Still ours (not taken over by another instance meanwhile): it is gone.
+            if await self._give_up(cp) and served:
+                self._events.connected(cp, False)
         if self._stopping:
             return
         sent = connection.protocol.close_sent

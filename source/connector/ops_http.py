@@ -108,10 +108,13 @@ class Health:
     live: dict[str, Check]
     ready: dict[str, Check]
     charge_points: Callable[[], int]
+    instance: str | None = None  # several instances: this one's name
 
     def report(self, checks: Mapping[str, Check]) -> Response:
         states = {name: "up" if check() else "down" for name, check in checks.items()}
-        body = {**states, "charge_points": self.charge_points(), "version": __version__}
+        body: dict[str, object] = {**states, "charge_points": self.charge_points(), "version": __version__}
+        if self.instance is not None:
+            body["instance"] = self.instance
         status = HTTPStatus.OK if all(state == "up" for state in states.values()) else HTTPStatus.SERVICE_UNAVAILABLE
         return Response(status, json.dumps(body).encode(), JSON)
 

@@ -14,14 +14,19 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+import redis
 
 from connector import __version__, status_page
 from connector.actuators import ACTUATORS
 from connector.bemcom import BemcomMqtt, MqttLogHandler
 from connector.commands import CommandRunner
+from connector.coordination import Coordinator
 from connector.datapoints import Datapoint, key, now_ms
 from connector.fleet import Roster
+from connector.handover import Handover, SharedOwnership
+from connector.instances import Presence
 from connector.memory import manage_garbage_collection
 from connector.metrics import Sources, registry_for, versions_connected
 from connector.ocpp_server import DeviceDispatcher, ListenError
@@ -31,6 +36,8 @@ from connector.registry_store import RegistryStore
 from connector.security import Security
 from connector.security import load as load_security
 from connector.settings import Settings
+from connector.shared import InstanceNameTakenError, Shared
+from connector.shared_transactions import SharedTransactionStore
 from connector.transactions import TransactionStore
 from connector.upkeep import Upkeep
 from connector.versions import BY_NAME
@@ -59,8 +66,20 @@ class ConnectorEvents:
         self._trust_at_connect = trust_at_connect
         # Per connected charge point: its version's listing examples where they differ from the catalogue's.
         self._examples: dict[str, Mapping[str, object]] = {}
+        self.on_arrival: Callable[[str], None] = lambda cp: None  # commands waiting for it (coordination.py)
 
     def publish(self, cp: str, points: list[Datapoint]) -> None:
+        self._mqtt.publish_values(points, cp)
+
+    def lost(self, cp: str, at: int, back: bool = False) -> None:
+        """The instance serving `cp` died at `at` (ms) without saying it is gone (several instances).
+
+        `back`: it is connected here again (it came back before that death was known): its
+        `true` is said again after the `false`, so the newest value is right.
+        """
+        points = [Datapoint(key(cp, "connected"), False, at)]
+        if back:
+            points.append(Datapoint(key(cp, "connected"), True, max(now_ms(), at + 1)))
         self._mqtt.publish_values(points, cp)
 
     def connected(self, cp: str, is_connected: bool, version: str | None = None) -> None:
@@ -77,6 +96,7 @@ class ConnectorEvents:
             self._examples.pop(cp, None)
             return
         self._roster.arrived(cp)
+        self.on_arrival(cp)
         self._examples[cp] = BY_NAME[version].examples if version in BY_NAME else {}
         for actuator in self._enabled:
             if not actuator.per_connector:
@@ -115,9 +135,21 @@ class Service:
         self.roster = Roster(settings.forget_after, settings.ocpp_max_connections)
         trusted = authenticates_charge_points(security)
         self.events = ConnectorEvents(self.mqtt, settings.enabled_actuators, self.roster, trusted)
-        self.transactions = transactions = TransactionStore(settings.state_dir)
+        self.shared: Shared | None = None
+        self.presence: Presence | None = None
+        handover: Handover | None = None
+        self.transactions: TransactionStore
+        if settings.state_url is not None:
+            self.shared = shared = Shared(settings.state_url, settings.connector_name, settings.connector_instance)
+            self.presence = Presence(shared, self.events.lost, lambda cp: cp in self.dispatcher.sessions)
+            shared_store = SharedTransactionStore(shared, settings.state_dir)
+            self.transactions = shared_store
+            handover = SharedOwnership(shared, shared_store, self.presence.taken_from)
+        else:
+            self.transactions = TransactionStore(settings.state_dir)
+        transactions = self.transactions
         self.dispatcher = DeviceDispatcher(
-            settings, self.events, transactions, security, raw_tap=raw_tap, room=self.mqtt.room
+            settings, self.events, transactions, security, raw_tap=raw_tap, room=self.mqtt.room, handover=handover
         )
         self._store = RegistryStore(settings.state_dir)
         self.upkeep = Upkeep(self.registry, self.roster, self._store, self._forget)
@@ -125,18 +157,29 @@ class Service:
         self.commands = CommandRunner(
             self.dispatcher.sessions.get, self.mqtt.publish_command_result, transactions, settings
         )
+        self.coordinator: Coordinator | None = None
+        if self.shared is not None:
+            self.coordinator = Coordinator(
+                self.commands,
+                self.shared,
+                self.dispatcher.sessions.get,
+                self.mqtt.publish_command_result,
+                settings.ocpp_response_timeout,
+            )
+            self.events.on_arrival = self.coordinator.arrived
         self.ops_http = None if settings.http_port is None else self._operations(settings.http_host, settings.http_port)
         self.stop = asyncio.Event()
         self.started = asyncio.Event()
+        self.fatal: InstanceNameTakenError | None = None  # why the service stopped on its own
 
     def _operations(self, host: str, port: int) -> OpsHttpServer:
         """The operations HTTP server, reading the state the parts keep anyway."""
         sessions, mqtt_side = self.dispatcher.sessions, self.mqtt
         health = Health(
             live={"mqtt": lambda: mqtt_side.connected, "ocpp": lambda: self.dispatcher.listening},
-            # A shared state store (STATE_URL) adds its own check here: without it no charger can be served.
-            ready={"ocpp": lambda: self.dispatcher.listening},
+            ready={"ocpp": lambda: self.dispatcher.listening, **self._state_check()},
             charge_points=lambda: len(sessions),
+            instance=self.shared.instance if self.shared is not None else None,
         )
         sources = Sources(
             frames=self.dispatcher.metrics,
@@ -153,7 +196,14 @@ class Service:
             broker = status_page.Broker(address, mqtt_side.connected, mqtt_side.pending, mqtt_side.dropped)
             return status_page.render(sessions, request, broker, __version__)
 
-        return OpsHttpServer(host, port, Routes(health, registry_for(sources), page))
+        return OpsHttpServer(host, port, Routes(health, registry_for(sources, health.instance), page))
+
+    def _state_check(self) -> dict[str, Callable[[], bool]]:
+        """Several instances: no charger can be served here without Redis (its name claimed, Redis answering)."""
+        shared, presence = self.shared, self.presence
+        if shared is None or presence is None:
+            return {}
+        return {"state": lambda: presence.named.is_set() and shared.reachable}
 
     async def _listen(self) -> None:
         """Bind the operations port, then OCPP's; ListenError if either is taken."""
@@ -171,7 +221,7 @@ class Service:
         self.started.set()
         log_handler = MqttLogHandler(self.mqtt)
         logging.getLogger().addHandler(log_handler)
-        self.mqtt.start(self.commands.submit)
+        self.mqtt.start(self.coordinator.submit if self.coordinator is not None else self.commands.submit)
         try:
             async with asyncio.TaskGroup() as tasks:
                 background = [
@@ -182,14 +232,41 @@ class Service:
                 ]
                 if self.ops_http is not None:
                     background.append(tasks.create_task(self.ops_http.serve()))
+                if self.presence is not None:
+                    background.append(tasks.create_task(self._keep_presence(self.presence)))
                 await self.dispatcher.serve_until(self.stop)
                 for task in background:
                     task.cancel()
         finally:
             LOG.info("stopped serving charge points; flushing MQTT")
             logging.getLogger().removeHandler(log_handler)
-            await self.mqtt.stop(MQTT_FLUSH_TIMEOUT_S)
+            if self.coordinator is not None:
+                await self.coordinator.stop()
+            await self.mqtt.stop(MQTT_FLUSH_TIMEOUT_S, fleet_offline=await self._last_instance())
             self._store.close()
+            if self.shared is not None:
+                await self.shared.close()
+        if self.fatal is not None:
+            raise self.fatal
+
+    async def _keep_presence(self, presence: Presence) -> None:
+        try:
+            await presence.run()
+        except InstanceNameTakenError as error:
+            LOG.error("%s", error)
+            self.fatal = error
+            self.stop.set()
+
+    async def _last_instance(self) -> bool:
+        """Whether no other instance serves the fleet (then `N/state` goes offline); leaves Redis."""
+        if self.shared is None:
+            return True
+        try:
+            if self.fatal is None:
+                await self.shared.leave()
+            return not await self.shared.others_alive()
+        except (redis.RedisError, OSError):
+            return True  # unknown: a live instance answers `offline` with `online` (bemcom.py)
 
     def _forget(self, cp: str) -> None:
         """Drop everything kept of a charge point that has been gone for long."""

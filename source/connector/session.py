@@ -50,7 +50,7 @@ from connector.ocppj.endpoint import (
     Unmatched,
 )
 from connector.protocol import MAX_SAMPLED_VALUES, check_payload
-from connector.transactions import TransactionStore
+from connector.transactions import StateUnavailableError, TransactionStore
 
 __all__ = ["ChargePointSession", "CommandError", "Handler", "Inbound", "RawTap", "SessionEvents"]
 
@@ -260,9 +260,23 @@ class ChargePointSession:
             if self._first_time(f"{call.action}: {note}"):
                 self.log.info("%s: tolerated in %s: %s", self.id, call.action, note)
         if call.answer:  # a 2.1 SEND gets none
+            if self.transactions.unsaved and not await self._state_saved(call):
+                return
             await self._send(self._endpoint.result(call.unique_id, response))
         for work in inbound.after:
             self.spawn(work())
+
+    async def _state_saved(self, call: IncomingCall) -> bool:
+        """Wait until the transaction state the answer tells of is stored (Redis, several
+        instances); if it cannot be, answer InternalError instead: the charger sends the call
+        again, and is never told of a transaction id that another instance would not know."""
+        try:
+            await self.transactions.saved()
+        except StateUnavailableError as error:
+            self.log.error("%s: %s not answered: %s", self.id, call.action, error)
+            await self._send(self._endpoint.error(call.unique_id, "InternalError", "state store unavailable"))
+            return False
+        return True
 
     def _name_deviations(self, call: IncomingCall) -> None:
         """Name what was tolerated in a call, each once per connection."""

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.connection import parse_url
 
 from connector.actuators import ACTUATOR_NAMES
 from connector.authorization import IdTagPolicy
@@ -61,6 +65,33 @@ def _broker_port(text: str, entry: str) -> int:
     return int(text)
 
 
+MAX_INSTANCE_NAME = 64
+
+
+def state_url_problem(url: str) -> str | None:
+    """What is wrong with a STATE_URL (never quoting it: it may hold a password), or None."""
+    try:
+        parts = parse_url(url)  # type: ignore[no-untyped-call]  # redis-py's own URL rules
+    except ValueError as error:
+        return str(error)
+    if "path" not in parts and not parts.get("host"):
+        return "no host"
+    database = urlsplit(url).path.strip("/")
+    if database and not database.isdigit():
+        return f"the database {database[:20]!r} is not a number"
+    return None
+
+
+def redacted_url(url: str) -> str:
+    """A URL as logs may show it: without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+
+
 class SettingsError(Exception):
     """One or more variables hold values the connector cannot use."""
 
@@ -99,6 +130,9 @@ class Settings:
     reservation_expiry: int = 3600
     id_tags: IdTagPolicy = field(default_factory=IdTagPolicy)
     state_dir: str = "./state"
+    # Several instances (INTERFACE section 10). repr=False: the URL may carry Redis's password.
+    state_url: str | None = field(default=None, repr=False)
+    connector_instance: str = ""  # "": the host name (see `from_env`)
     # Limits: far above what real fleets reach; a peer beyond one is logged and cut off.
     ocpp_max_frame_size: int = 1_048_576
     ocpp_max_connections: int = 25_000
@@ -160,6 +194,8 @@ class Settings:
             reservation_expiry=reader.number("OCPP_RESERVATION_EXPIRY", cls.reservation_expiry, 1, int),
             id_tags=reader.id_tags("OCPP_ALLOWED_ID_TAGS"),
             state_dir=reader.text("STATE_DIR", cls.state_dir),
+            state_url=reader.state_url("STATE_URL"),
+            connector_instance=reader.instance_name("CONNECTOR_INSTANCE", socket.gethostname()),
             ocpp_max_frame_size=reader.number("OCPP_MAX_FRAME_SIZE", cls.ocpp_max_frame_size, 1024, int),
             ocpp_max_connections=reader.number("OCPP_MAX_CONNECTIONS", cls.ocpp_max_connections, 1, int),
             ocpp_max_unauthenticated_per_address=reader.number(
@@ -256,6 +292,28 @@ class _Reader:
             options = " or ".join(str(a) for a in sorted(allowed))
             self.problems.append(f"{name}={value} is not valid; use {options}")
             return default
+        return value
+
+    def state_url(self, name: str) -> str | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        problem = state_url_problem(raw)
+        if problem is not None:
+            # The URL itself is not repeated: it may hold Redis's password.
+            self.problems.append(f"{name} is not valid: {problem}; use redis://[:password@]host[:port][/db]")
+            return None
+        return raw
+
+    def instance_name(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        # One MQTT topic level (N/instances/<instance>/state) and one Prometheus label value.
+        if len(value) > MAX_INSTANCE_NAME or any(c in value for c in "+#/\0") or not value.isprintable():
+            self.problems.append(
+                f"{name}={value[:100]!r} is not valid; use up to {MAX_INSTANCE_NAME} printable characters"
+                " without + # / or NUL"
+            )
+            return "connector"
         return value
 
     def topic_prefix(self, name: str, default: str) -> str:
@@ -368,6 +426,17 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("CHARGING_PHASES", "charging_phases", "phases (1 or 3) for converting limits between W and A"),
     Variable("OCPP_RESERVATION_EXPIRY", "reservation_expiry", "seconds a reservation lasts"),
     Variable("STATE_DIR", "state_dir", "where state that must survive restarts lives"),
+    Variable(
+        "STATE_URL",
+        "state_url",
+        "redis://[:password@]host[:port][/db]: state shared by several instances (docs/instances.md)",
+    ),
+    Variable(
+        "CONNECTOR_INSTANCE",
+        "connector_instance",
+        "this instance's name, unique among instances (logs, metrics, N/instances/<name>/state)",
+        "the host name",
+    ),
     Variable("OCPP_MAX_FRAME_SIZE", "ocpp_max_frame_size", "largest frame (bytes) a charger may send (close 1009)"),
     Variable("OCPP_MAX_CONNECTIONS", "ocpp_max_connections", "most authenticated charger connections (then 503)"),
     Variable(

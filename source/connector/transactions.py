@@ -134,6 +134,10 @@ class SeqNos:
         self.runs = kept
 
 
+class StateUnavailableError(Exception):
+    """The shared store (STATE_URL) did not take, or give, what a charger's answer depends on."""
+
+
 class StateDirError(Exception):
     """STATE_DIR cannot hold the connector's state."""
 
@@ -167,6 +171,22 @@ class TransactionStore:
         # Lines in each charge point's seqNo journal since its state file was last written.
         self._journaled: dict[str, int] = {}
         self._move_legacy_hashed_files()
+
+    # -- the session's side: files need no preparing and are written before a call returns
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether writes are not yet where they must be before the charger is answered."""
+        return False
+
+    async def prepare(self, cp: str) -> None:
+        """Before a charger is served (shared_transactions reads its state from Redis here)."""
+
+    async def saved(self) -> None:
+        """Return once what the charger is about to be told is stored."""
+
+    def left(self, cp: str) -> None:
+        """The charger's connection ended (this store keeps it: one instance serves everyone)."""
 
     def start(self, cp: str, connector_id: int, id_tag: str, meter_start: int, started: str = "") -> TransactionRecord:
         """A new transaction, now the only one open on its connector: any other still open there
@@ -410,16 +430,22 @@ class TransactionStore:
         if self._journaled.get(cp, 0) >= MAX_JOURNAL_LINES:
             self._save(cp, durable=False)
             return
+        if self._append_journal(cp, json.dumps([transaction_id, seq_no])):
+            self._journaled[cp] = self._journaled.get(cp, 0) + 1
+        else:
+            self._save(cp, durable=False)  # a directory not created yet, or a full disk: the whole file
+
+    def _append_journal(self, cp: str, line: str) -> bool:
+        """Append one line to the charge point's journal; False if it could not be."""
         try:
             with self._journal_path(cp).open("a") as journal:
-                journal.write(json.dumps([transaction_id, seq_no]) + "\n")
+                journal.write(line + "\n")
         except OSError:
-            self._save(cp, durable=False)  # a directory not created yet, or a full disk: the whole file
-            return
-        self._journaled[cp] = self._journaled.get(cp, 0) + 1
+            return False
+        return True
 
     def _replay_journal(self, cp: str) -> None:
-        """Add the seqNos of the charge point's journal (a line cut short by a crash: skipped)."""
+        """Add the seqNos of the charge point's journal file."""
         try:
             with self._journal_path(cp).open() as journal:
                 lines = list(itertools.islice(journal, MAX_JOURNAL_LINES + 1))
@@ -428,6 +454,10 @@ class TransactionStore:
         except OSError as error:
             LOG.error("%s: seqNo journal unreadable (%s); its seqNos are not known", cp, error)
             return
+        self._replay(cp, lines)
+
+    def _replay(self, cp: str, lines: list[str]) -> None:
+        """Add the seqNos of journal lines (a line cut short by a crash: skipped)."""
         for line in lines:
             entry = _journal_entry(line)
             if entry is not None:
@@ -469,9 +499,12 @@ class TransactionStore:
         for memory in (self._last_id, self._open, self._settled, self._reservations, self._seq_nos, self._ended):
             memory.pop(cp, None)
         if not keep:
-            if self._journaled.pop(cp, 0):
-                self._journal_path(cp).unlink(missing_ok=True)
-            self._path(cp).unlink(missing_ok=True)
+            self._drop_state(cp)
+
+    def _drop_state(self, cp: str) -> None:
+        if self._journaled.pop(cp, 0):
+            self._journal_path(cp).unlink(missing_ok=True)
+        self._path(cp).unlink(missing_ok=True)
 
     def _floor(self) -> int:
         return int(self._clock()) - ID_EPOCH
@@ -490,6 +523,13 @@ class TransactionStore:
             return
         self._last_id[cp], self._open[cp], self._settled[cp], self._reservations[cp] = 0, {}, {}, {}
         self._seq_nos[cp], self._ended[cp] = {}, {}
+        self._read_state(cp)
+
+    # The persistence of one charge point's state: these files here; Redis in
+    # shared_transactions.SharedTransactionStore, which overrides these four and `_next_id`.
+
+    def _read_state(self, cp: str) -> None:
+        """Adopt the charge point's stored state (`_take`) and seqNo journal, if any."""
         path = self._path(cp)
         try:
             state = _read_object(path)
@@ -582,6 +622,10 @@ class TransactionStore:
         survives the connector's death (the kernel holds the data), not the machine's.
         """
         self._prune_seq_nos(cp)
+        self._write_state(cp, self._state(cp), durable)
+
+    def _state(self, cp: str) -> dict[str, Any]:
+        """The charge point's state as stored (a JSON object)."""
         state: dict[str, Any] = {
             "identity": cp,
             "last_id": self._last_id[cp],
@@ -592,6 +636,9 @@ class TransactionStore:
         if self._seq_nos[cp] or self._ended[cp]:  # OCPP 2.x only: 1.6 files stay as they were
             state["seq_nos"] = {t: seen.runs for t, seen in self._seq_nos[cp].items()}
             state["ended"] = self._ended[cp]
+        return state
+
+    def _write_state(self, cp: str, state: dict[str, Any], durable: bool) -> None:
         path = self._path(cp)
         temporary = path.with_suffix(".tmp")
         try:

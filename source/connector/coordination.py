@@ -1,0 +1,204 @@
+"""Commands with several instances: each reaches its charger once, and gets one status.
+
+Every instance receives every actuator message (they share the broker's topics). A
+command is told apart by its digest (topic and payload: the BEMCom message's timestamp
+makes each one unique), and two claims in Redis settle who does what (shared.py):
+
+- `send`: only an instance that holds the charger's connection (per Redis, at the moment
+  of the claim) may take it, once. It sends the call as one instance alone would.
+- `end`: whoever publishes the status takes this claim first; a status nobody may publish
+  is dropped. So a status is published once, also when two instances decide at once.
+
+An instance that does not hold the charger watches the command (`_watch`) until it is
+settled: claimed by a live sender (which publishes), or its status claimed. It acts in
+three cases:
+
+- the charger connects here meanwhile: it claims `send` and sends (a charger reconnecting
+  during a failover gets its command);
+- nobody holds the charger: `Failed: ... not connected` at once, as one instance says;
+- the charger's holder died (and the charger is not back) or the sender died before the
+  charger answered: after FAILOVER_S at most, `Failed`, and never sent again (the value may
+  have reached the charger: a limit already delivered is not sent twice).
+
+A message the broker delivers twice (QoS 1) is the same digest: sent once. So is a
+BEMCom message sent twice byte for byte within CLAIM_TTL_S: a command repeated on
+purpose carries a new timestamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import NamedTuple
+
+import redis
+
+from connector.commands import CommandRunner, EndGate, not_connected
+from connector.datapoints import Datapoint, key, now_ms
+from connector.registry import ActuatorRef
+from connector.session import ChargePointSession
+from connector.shared import Shared
+
+LOG = logging.getLogger(__name__)
+
+FAILOVER_S = 15.0  # a command for a charger whose instance died is answered within this (INTERFACE 10)
+POLL_S = 0.25  # how often a watcher looks at a command it does not hold
+UNKNOWN_GRACE_S = 1.0  # an actuator key unknown here is refused after this, if no instance took it
+MAX_WATCHED = 10_000  # commands watched at once; beyond, new ones are left to the instances holding them
+
+
+class Message(NamedTuple):
+    """An actuator message for a known actuator."""
+
+    topic: str
+    key: str
+    ref: ActuatorRef
+    payload: bytes | bytearray
+
+
+def digest(topic: str, payload: bytes | bytearray) -> str:
+    return hashlib.sha256(topic.encode() + b"\0" + bytes(payload)).hexdigest()
+
+
+class Coordinator:
+    """Takes the actuator messages of one instance of several; see the module's docstring."""
+
+    def __init__(
+        self,
+        runner: CommandRunner,
+        shared: Shared,
+        session_for: Callable[[str], ChargePointSession | None],
+        publish: Callable[[list[Datapoint], str | None], None],
+        response_timeout: float,
+    ) -> None:
+        self._runner = runner
+        self._shared = shared
+        self._session_for = session_for
+        self._publish = publish
+        # A sender alive this long after its claim has had its answer or its time-out.
+        self._watch_sender_s = response_timeout + FAILOVER_S
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Chargers that watchers wait for: an event set when it connects here, and how many wait.
+        self._arrivals: dict[str, tuple[asyncio.Event, int]] = {}
+
+    def submit(self, topic: str, actuator_key: str, ref: ActuatorRef | None, payload: bytes | bytearray) -> None:
+        """One actuator message (on the loop thread); never raises."""
+        if len(self._tasks) >= MAX_WATCHED:
+            LOG.warning(
+                "actuator %s: %d commands in hand; left to the instance holding its charger", actuator_key, MAX_WATCHED
+            )
+            return
+        task = asyncio.get_running_loop().create_task(self._coordinate(topic, actuator_key, ref, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def arrived(self, cp: str) -> None:
+        """A charger connected here: the watchers waiting for it act now."""
+        waiting = self._arrivals.pop(cp, None)
+        if waiting is not None:
+            waiting[0].set()
+
+    async def _coordinate(
+        self, topic: str, actuator_key: str, ref: ActuatorRef | None, payload: bytes | bytearray
+    ) -> None:
+        command = digest(topic, payload)
+
+        async def may_end() -> bool:
+            return await self._claim_end(command, actuator_key)
+
+        try:
+            if ref is None:
+                if await self._unknown_everywhere(command):
+                    self._runner.submit(topic, actuator_key, ref, payload, may_end)
+                return
+            if self._session_for(ref.cp) is None and await self._nobody_holds(ref.cp):
+                # Not connected: every instance sees the same, one says it.
+                self._runner.submit(topic, actuator_key, ref, payload, may_end)
+                return
+            await self._watch(Message(topic, actuator_key, ref, payload), command, may_end)
+        except (redis.RedisError, OSError) as error:
+            # Without Redis nobody can tell who holds the charger: one holding it sends.
+            LOG.error("actuator %s: Redis unreachable (%s); handled by this instance alone", actuator_key, error)
+            if self._session_for(ref.cp if ref else "") is not None or ref is None:
+                self._runner.submit(topic, actuator_key, ref, payload)
+
+    async def _unknown_everywhere(self, command: str) -> bool:
+        """An actuator key unknown here: whether no instance took the command within
+        UNKNOWN_GRACE_S (the charger's instance knows its keys at once, the others learn
+        them at the registry's next exchange through Redis)."""
+        deadline = asyncio.get_running_loop().time() + UNKNOWN_GRACE_S
+        while asyncio.get_running_loop().time() < deadline:
+            state = await self._shared.command_state(command, "")
+            if state.sender is not None or state.ended:
+                return False
+            await asyncio.sleep(POLL_S)
+        return True
+
+    async def _nobody_holds(self, cp: str) -> bool:
+        return await self._shared.owner(cp) is None
+
+    async def _watch(self, message: Message, command: str, may_end: EndGate) -> None:
+        topic, actuator_key, ref, payload = message
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            if self._session_for(ref.cp) is not None and await self._shared.claim_send(command, ref.cp):
+                self._runner.submit(topic, actuator_key, ref, payload, may_end)
+                return
+            state = await self._shared.command_state(command, ref.cp)
+            waited = loop.time() - started
+            if state.ended or state.sender == self._shared.instance:
+                return  # settled, or ours (a session that just came up here took it)
+            if state.sender is not None:
+                if not state.sender_alive:
+                    reason = f"instance {state.sender} stopped before the charger answered; not sent again"
+                    await self._fail(actuator_key, ref.cp, reason, command)
+                    return
+                if waited >= self._watch_sender_s:
+                    return  # alive, it publishes
+            elif state.owner is None and self._session_for(ref.cp) is None:
+                await self._fail(actuator_key, ref.cp, not_connected(ref.cp), command)
+                return
+            elif waited >= FAILOVER_S:
+                holder = f"held by instance {state.owner}, which did not take the command"
+                reason = holder if state.owner_alive else not_connected(ref.cp)
+                await self._fail(actuator_key, ref.cp, reason, command)
+                return
+            await self._arrival_or_poll(ref.cp)
+
+    async def _arrival_or_poll(self, cp: str) -> None:
+        """Wait POLL_S, or less if the charger connects here meanwhile."""
+        event, waiting = self._arrivals.get(cp) or (asyncio.Event(), 0)
+        self._arrivals[cp] = (event, waiting + 1)
+        try:
+            async with asyncio.timeout(POLL_S):
+                await event.wait()
+        except TimeoutError:
+            pass
+        finally:
+            current = self._arrivals.get(cp)
+            if current is not None and current[0] is event:
+                if current[1] <= 1:
+                    del self._arrivals[cp]
+                else:
+                    self._arrivals[cp] = (event, current[1] - 1)
+
+    async def _fail(self, actuator_key: str, cp: str, reason: str, command: str) -> None:
+        if await self._claim_end(command, actuator_key):
+            LOG.warning("actuator %s: Failed: %s", actuator_key, reason)
+            self._publish([Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())], cp)
+
+    async def _claim_end(self, command: str, actuator_key: str) -> bool:
+        try:
+            return await self._shared.claim_end(command)
+        except (redis.RedisError, OSError) as error:
+            # A second status is better than none.
+            LOG.warning("actuator %s: could not claim its status (%s); published all the same", actuator_key, error)
+            return True
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

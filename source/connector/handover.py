@@ -1,0 +1,92 @@
+"""Who serves a charge point: one instance at a time (INTERFACE section 10).
+
+The dispatcher asks `arrive` before it serves a new connection and `leave` when one ends.
+One instance alone (`Alone`) has nothing to ask. Several (`Shared`, over Redis) record the
+owner of each charger, so that:
+
+- the instance taking a charger over from one that died publishes `<cp>__connected =
+  false` timed at the dead one's last sign of life (`Arrival.lost_at`), then `true`;
+- an instance whose connection ended after another took the charger over publishes no
+  `false` (`leave` says whether this instance still held it);
+- commands find who holds a charger (commands.py), and the transaction state is read
+  where the charger is served (shared_transactions.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+
+from connector.shared import Shared
+from connector.shared_transactions import SharedTransactionStore
+from connector.transactions import StateUnavailableError
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    # ms since 1970: the charger was held by an instance that died then, and nobody has
+    # said since that it is gone. None: nothing to correct.
+    lost_at: int | None = None
+
+
+class Handover(Protocol):
+    async def arrive(self, cp: str) -> Arrival:
+        """Take the charger; StateUnavailableError if it cannot be served here now."""
+
+    async def leave(self, cp: str) -> bool:
+        """Its connection here ended: whether this instance still held it (then it is gone)."""
+
+
+class Alone:
+    """One instance: every charger is ours."""
+
+    async def arrive(self, cp: str) -> Arrival:
+        return Arrival()
+
+    async def leave(self, cp: str) -> bool:
+        return True
+
+
+class SharedOwnership:
+    """Several instances: the owner of each charger in Redis."""
+
+    def __init__(
+        self, shared: Shared, transactions: SharedTransactionStore, taken_from: Callable[[str, str], None]
+    ) -> None:
+        self._shared = shared
+        self._transactions = transactions
+        self._taken_from = taken_from  # (charger, live instance it came from): instances.Presence watches it
+
+    async def arrive(self, cp: str) -> Arrival:
+        try:
+            previous = await self._shared.take(cp)
+            await self._transactions.prepare(cp)
+            if previous is None or previous == self._shared.instance:
+                return Arrival()
+            if await self._shared.alive(previous):
+                # Moved (it publishes no `false` when it notices), or just killed: not known
+                # yet, Presence finds out within a few seconds.
+                self._taken_from(cp, previous)
+                return Arrival()
+            lost_at = await self._shared.last_seen(previous)
+        except (redis.RedisError, OSError) as error:
+            raise StateUnavailableError(f"Redis unreachable ({error})") from error
+        LOG.info("%s: taken over from instance %s, which is gone", cp, previous)
+        return Arrival(lost_at)
+
+    async def leave(self, cp: str) -> bool:
+        self._transactions.left(cp)
+        try:
+            return await self._shared.release(cp)
+        except (redis.RedisError, OSError) as error:
+            # Unknown: say it is gone rather than leave it connected for ever. If another
+            # instance took it over meanwhile, its `true` came before and this `false` is wrong
+            # until its next connection: logged.
+            LOG.error("%s: could not tell Redis it left (%s); published as disconnected", cp, error)
+            return True

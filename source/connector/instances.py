@@ -1,0 +1,117 @@
+"""One instance among several: its name, its sign of life, and the chargers of the dead.
+
+Runs beside the service when STATE_URL is set (INTERFACE section 10):
+
+- At start it claims its CONNECTOR_INSTANCE among the live instances (a second live
+  instance of the same name is refused: `InstanceNameTakenError`), retrying while Redis
+  cannot be reached (`/readyz` says 503 meanwhile).
+- Every ALIVE_EVERY_S it renews its sign of life; an instance that misses ALIVE_TTL_S of
+  them is dead for the others.
+- A dead instance's chargers: those that came back here before it was known dead
+  (a killed process's chargers reconnect within a second, before its sign of life
+  expires) get `connected = false` at its last sign of life, then `true`; those that came
+  back nowhere get `false` from the one instance that claims the sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import redis
+
+from connector.shared import ALIVE_EVERY_S, ALIVE_TTL_S, Shared
+
+LOG = logging.getLogger(__name__)
+
+SWEEP_CLAIM_S = 30.0  # one instance sweeps a dead one's chargers; another may after this
+RETRY_REPORT_S = 30.0  # an unreachable Redis is logged at most this often
+# A charger taken over from an instance that still looked alive is checked this long: a
+# killed instance is known dead within ALIVE_TTL_S; one alive by then lost it to a move.
+TAKEOVER_WATCH_S = 2 * ALIVE_TTL_S + ALIVE_EVERY_S
+
+
+class Presence:
+    def __init__(
+        self,
+        shared: Shared,
+        lost: Callable[[str, int, bool], None],  # (charger, last sign of life ms, served here now)
+        held_here: Callable[[str], bool],
+    ) -> None:
+        self._shared = shared
+        self._lost = lost
+        self._held_here = held_here
+        self.named = asyncio.Event()  # the name is ours: chargers may be served
+        self._takeovers: dict[str, tuple[str, float]] = {}  # charger -> (instance it came from, when)
+        self._last_report = 0.0
+
+    def taken_from(self, cp: str, instance: str) -> None:
+        """A charger came here from `instance`, which looked alive (see TAKEOVER_WATCH_S)."""
+        self._takeovers[cp] = (instance, time.monotonic())
+
+    async def run(self) -> None:
+        """Claim the name (InstanceNameTakenError if another live instance has it), then keep it."""
+        await self._retrying(self._shared.claim_name)
+        self.named.set()
+        LOG.info("instance %s: serving with the others through Redis", self._shared.instance)
+        while True:
+            await asyncio.sleep(ALIVE_EVERY_S)
+            await self._retrying(self._tick, once=True)
+
+    async def _retrying(self, step: Callable[[], object], once: bool = False) -> None:
+        while True:
+            try:
+                await step()  # type: ignore[misc]
+                return
+            except (redis.RedisError, OSError) as error:
+                if time.monotonic() - self._last_report >= RETRY_REPORT_S:
+                    self._last_report = time.monotonic()
+                    LOG.error("Redis (STATE_URL) unreachable: %s; retrying", error)
+                if once:
+                    return
+                await asyncio.sleep(ALIVE_EVERY_S)
+
+    async def _tick(self) -> None:
+        if not await self._shared.still_alive():
+            LOG.error(
+                "instance %s: another instance took this name while this one was unresponsive", self._shared.instance
+            )
+        for instance in {came_from for came_from, _ in self._takeovers.values()}:
+            if not await self._shared.alive(instance):
+                await self._taken_from_dead(instance)
+        for instance in await self._shared.dead():
+            await self._sweep(instance)
+        self._expire_takeovers()
+
+    async def _taken_from_dead(self, instance: str) -> None:
+        """Chargers that came here from `instance` while it still looked alive: it died."""
+        lost_at = await self._shared.last_seen(instance) or 0
+        for cp, (came_from, _) in list(self._takeovers.items()):
+            if came_from == instance:
+                del self._takeovers[cp]
+                if self._held_here(cp):
+                    self._lost(cp, lost_at, True)
+
+    async def _sweep(self, instance: str) -> None:
+        """A dead instance's chargers that came back nowhere: gone (one instance does this)."""
+        if not await self._shared.claim_sweep(instance, SWEEP_CLAIM_S):
+            return
+        lost_at = await self._shared.last_seen(instance) or 0
+        swept = 0
+        for cp in await self._shared.held_by(instance):
+            if await self._shared.release(cp, instance):
+                self._lost(cp, lost_at, False)
+                swept += 1
+        await self._shared.forget_instance(instance)
+        if swept:
+            LOG.warning(
+                "instance %s is gone: %d of its chargers not back yet, published as disconnected", instance, swept
+            )
+
+    def _expire_takeovers(self) -> None:
+        horizon = time.monotonic() - TAKEOVER_WATCH_S
+        for cp, (_, at) in list(self._takeovers.items()):
+            if at < horizon:
+                del self._takeovers[cp]

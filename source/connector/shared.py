@@ -1,0 +1,287 @@
+"""Redis: what several instances of one connector share (STATE_URL, INTERFACE section 10).
+
+Every key of a connector starts with `ocpp:<CONNECTOR_NAME>:`, so connectors of several
+sites may share one Redis. What lives here:
+
+- `alive:<instance>` (expires after ALIVE_TTL_S unless renewed) and `seen:<instance>` (the
+  last renewal, ms): which instances run, and when a dead one was last alive. `instances`:
+  the set of names that ran, for the sweep of the dead (see `Presence.dead`).
+- `owners` (charge point -> instance) and `held:<instance>` (its charge points): who serves
+  each charger. Taking and giving up a charger are Lua scripts, atomic in Redis.
+- `send:<digest>` and `end:<digest>`: the claims that let exactly one instance send an
+  actuator value and exactly one publish its status (commands.py).
+- `tx:<cp>`, `txj:<cp>` and `txid:<cp>`: a charger's transaction state, its seqNo journal,
+  and its id counter (transactions.SharedTransactionStore).
+
+The clients are redis-py's: its asyncio client on the event loop, its blocking one in
+worker threads (the registry's saves). Every call is bounded by REDIS_TIMEOUT_S, so an
+unreachable Redis fails a step instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+
+LOG = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_S = 2.0
+ALIVE_TTL_S = 3.0  # an instance not heard of this long is dead
+ALIVE_EVERY_S = 1.0  # how often an instance says it is alive
+CLAIM_TTL_S = 600.0  # command claims outlive any command (OCPP_RESPONSE_TIMEOUT and the 15 s failover)
+
+
+def prefix(connector_name: str) -> str:
+    return f"ocpp:{connector_name}:"
+
+
+def async_client(url: str) -> redis.asyncio.Redis:
+    """The asyncio client; connects lazily, at its first command."""
+    return redis.asyncio.Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S, decode_responses=False
+    )
+
+
+def sync_client(url: str) -> redis.Redis:
+    """The blocking client, for worker threads only."""
+    return redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class InstanceNameTakenError(Exception):
+    """Another live instance of this connector has the same CONNECTOR_INSTANCE."""
+
+
+# Take a charger: the owner it had (nil if none), now this instance.
+TAKE = """
+local previous = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+if previous and previous ~= ARGV[2] then
+  redis.call('SREM', KEYS[3] .. previous, ARGV[1])
+end
+return previous
+"""
+
+# Give a charger up, only if this instance (ARGV[2]) still holds it: 1 if it did.
+RELEASE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+  return 1
+end
+redis.call('SREM', KEYS[2], ARGV[1])
+return 0
+"""
+
+# The next transaction id of a charger: above the last one and never below the floor (ARGV[1]).
+NEXT_ID = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local issued = math.max(current + 1, tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], issued)
+return issued
+"""
+
+
+# Claim sending a command (KEYS[1]: its send claim) only while this instance (ARGV[2]) holds
+# the charger (KEYS[2]: owners, ARGV[1]: the charger): one whose connection went half-open
+# while the charger came back elsewhere must not take it.
+CLAIM_SEND = """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return 1
+end
+return 0
+"""
+
+# Where a command stands, in one round trip: {sender, status claimed, owner of the charger,
+# sender alive, owner alive}. KEYS: send claim, end claim, owners; ARGV: charger, alive prefix.
+COMMAND_STATE = """
+local sender = redis.call('GET', KEYS[1])
+local ended = redis.call('EXISTS', KEYS[2])
+local owner = redis.call('HGET', KEYS[3], ARGV[1])
+local sender_alive = 0
+if sender then sender_alive = redis.call('EXISTS', ARGV[2] .. sender) end
+local owner_alive = 0
+if owner then owner_alive = redis.call('EXISTS', ARGV[2] .. owner) end
+return {sender, ended, owner, sender_alive, owner_alive}
+"""
+
+
+@dataclass(frozen=True)
+class CommandState:
+    sender: str | None  # the instance that claimed sending it
+    ended: bool  # its status is claimed (published, or about to be)
+    owner: str | None  # the instance holding the charger
+    sender_alive: bool
+    owner_alive: bool
+
+
+class Shared:
+    """The Redis side of one instance: its name, the client, the keys and the scripts."""
+
+    def __init__(self, url: str, connector_name: str, instance: str) -> None:
+        self.instance = instance
+        self.prefix = prefix(connector_name)
+        self.client = async_client(url)
+        self._take = self.client.register_script(TAKE)
+        self._release = self.client.register_script(RELEASE)
+        self.next_id_script = self.client.register_script(NEXT_ID)
+        self._claim_send = self.client.register_script(CLAIM_SEND)
+        self._command_state = self.client.register_script(COMMAND_STATE)
+        self.reachable = False  # the last exchange with Redis worked (for /readyz)
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    async def call(self, command: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one exchange with Redis, noting whether Redis answered (for /readyz)."""
+        try:
+            result = await command()
+        except (redis.RedisError, OSError):
+            self.reachable = False
+            raise
+        self.reachable = True
+        return result
+
+    # -- presence ------------------------------------------------------------------------
+
+    async def claim_name(self, wait_s: float = ALIVE_TTL_S + ALIVE_EVERY_S) -> None:
+        """Take this instance's name among the live ones; InstanceNameTakenError if another keeps it.
+
+        A restarted instance finds its own name still alive until ALIVE_TTL_S after its
+        death, so the claim is retried that long before it counts as taken.
+        """
+        deadline = time.monotonic() + wait_s
+        while not await self._mark_alive(first=True):
+            if time.monotonic() >= deadline:
+                raise InstanceNameTakenError(
+                    f"CONNECTOR_INSTANCE={self.instance} is in use by another running instance; names must be unique"
+                )
+            await asyncio.sleep(ALIVE_EVERY_S / 2)
+        await self.call(lambda: self.client.sadd(self.key("instances"), self.instance))
+
+    async def _mark_alive(self, first: bool = False) -> bool:
+        """Renew `alive:<instance>` (NX on the first: only if nobody holds the name)."""
+        at = now_ms()
+        alive = self.key("alive", self.instance)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(alive, self.instance, nx=first, xx=not first, px=int(ALIVE_TTL_S * 1000))
+        pipe.set(self.key("seen", self.instance), at)
+        done = await self.call(pipe.execute)
+        return bool(done[0])
+
+    async def still_alive(self) -> bool:
+        """Renew the name; False if it expired meanwhile (this instance was paused past ALIVE_TTL_S)."""
+        renewed = await self._mark_alive()
+        if not renewed:
+            renewed = await self._mark_alive(first=True)  # taken back, unless another took it
+        return renewed
+
+    async def leave(self) -> None:
+        """A clean stop: the name is free at once."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.key("alive", self.instance))
+        pipe.set(self.key("seen", self.instance), now_ms())
+        await self.call(pipe.execute)
+
+    async def alive(self, instance: str) -> bool:
+        return bool(await self.call(lambda: self.client.exists(self.key("alive", instance))))
+
+    async def last_seen(self, instance: str) -> int | None:
+        """When a (dead) instance was last alive, ms since 1970."""
+        raw = await self.call(lambda: self.client.get(self.key("seen", instance)))
+        return int(raw) if raw is not None else None
+
+    async def dead(self) -> list[str]:
+        """Instances that ran and are not alive now (not this one)."""
+        names = [n.decode() for n in await self.call(lambda: self.client.smembers(self.key("instances")))]
+        others = [n for n in names if n != self.instance]
+        if not others:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for name in others:
+            pipe.exists(self.key("alive", name))
+        alive = await self.call(pipe.execute)
+        return [name for name, is_alive in zip(others, alive, strict=True) if not is_alive]
+
+    async def claim_sweep(self, instance: str, ttl_s: float) -> bool:
+        """Whether this instance is the one to sweep the dead `instance`'s chargers now."""
+        claimed = await self.call(
+            lambda: self.client.set(self.key("sweep", instance), self.instance, nx=True, px=int(ttl_s * 1000))
+        )
+        return bool(claimed)
+
+    async def others_alive(self) -> bool:
+        """Whether another instance of this connector is alive."""
+        names = [n.decode() for n in await self.call(lambda: self.client.smembers(self.key("instances")))]
+        others = [n for n in names if n != self.instance]
+        if not others:
+            return False
+        return bool(await self.call(lambda: self.client.exists(*(self.key("alive", n) for n in others))))
+
+    async def forget_instance(self, instance: str) -> None:
+        await self.call(lambda: self.client.srem(self.key("instances"), instance))
+
+    # -- ownership -----------------------------------------------------------------------
+
+    async def take(self, cp: str) -> str | None:
+        """Serve `cp` here; the instance that held it before (None: nobody)."""
+        keys = [self.key("owners"), self.key("held", self.instance), self.key("held", "")]
+        previous = await self.call(lambda: self._take(keys=keys, args=[cp, self.instance]))
+        return previous.decode() if previous is not None else None
+
+    async def release(self, cp: str, instance: str | None = None) -> bool:
+        """Give `cp` up, if `instance` (default: this one) still holds it; whether it did."""
+        holder = instance or self.instance
+        keys = [self.key("owners"), self.key("held", holder)]
+        return bool(await self.call(lambda: self._release(keys=keys, args=[cp, holder])))
+
+    async def owner(self, cp: str) -> str | None:
+        raw = await self.call(lambda: self.client.hget(self.key("owners"), cp))
+        return raw.decode() if raw is not None else None
+
+    async def held_by(self, instance: str) -> list[str]:
+        return [cp.decode() for cp in await self.call(lambda: self.client.smembers(self.key("held", instance)))]
+
+    # -- command claims ------------------------------------------------------------------
+
+    async def claim_end(self, digest: str) -> bool:
+        """Whether this instance is the first to claim publishing the status of command `digest`."""
+        claimed = await self.call(
+            lambda: self.client.set(self.key("end", digest), self.instance, nx=True, px=int(CLAIM_TTL_S * 1000))
+        )
+        return bool(claimed)
+
+    async def claim_send(self, digest: str, cp: str) -> bool:
+        """Whether this instance, holding `cp`, is the first to claim sending command `digest` to it."""
+        keys = [self.key("send", digest), self.key("owners")]
+        args: list[str | int] = [cp, self.instance, int(CLAIM_TTL_S * 1000)]
+        return bool(await self.call(lambda: self._claim_send(keys=keys, args=args)))
+
+    async def command_state(self, digest: str, cp: str) -> CommandState:
+        keys = [self.key("send", digest), self.key("end", digest), self.key("owners")]
+        args = [cp, self.key("alive", "")]
+        sender, ended, owner, sender_alive, owner_alive = await self.call(
+            lambda: self._command_state(keys=keys, args=args)
+        )
+        return CommandState(_text(sender), bool(ended), _text(owner), bool(sender_alive), bool(owner_alive))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _text(raw: bytes | None) -> str | None:
+    return raw.decode() if raw is not None else None

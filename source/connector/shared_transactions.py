@@ -1,0 +1,187 @@
+"""Transaction state in Redis, for several instances (STATE_URL): the store of transactions.py
+with its persistence moved from files to Redis.
+
+The rules (ids, settling, seqNos, reservations) are TransactionStore's, unchanged; only the
+five persistence hooks differ. A charge point is served by one instance at a time
+(handover.py), so its state is read once, when it connects (`prepare`), and written
+through from then on:
+
+- Writes (the state as a whole, a seqNo journal line, an id taken) are queued and sent in
+  one MULTI/EXEC per event-loop turn, one batch at a time in order, so a later state never
+  lands before an earlier one. The session awaits `saved()` before it answers a call: what
+  the charger is told is recorded in Redis first, so it survives this instance's death.
+  When Redis fails, the answer is a CALLERROR and the charger sends the call again.
+- Ids come from `txid:<cp>`, raised by a Lua script (atomic in Redis) and never below the
+  clock floor, so two instances that briefly both think they serve a charger (one with a
+  half-open connection) still never issue the same id. The handlers that take an id are
+  synchronous, so each charger has POOL ids taken in advance, topped up after each use in
+  the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from connector.shared import Shared
+from connector.transactions import StateUnavailableError, TransactionStore
+
+LOG = logging.getLogger(__name__)
+
+POOL = 2  # ids taken in advance per charger: a StartTransaction and a command's id at the same moment
+
+
+class SharedTransactionStore(TransactionStore):
+    """TransactionStore persisting in Redis; see the module's docstring."""
+
+    def __init__(self, shared: Shared, state_dir: str | Path, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(state_dir, clock)
+        self._shared = shared
+        self._fetched: dict[str, tuple[bytes | None, list[bytes]]] = {}
+        self._ids: dict[str, list[int]] = {}
+        self._queued: list[tuple[str, str, str]] = []  # (operation, cp, argument), in order
+        self._batch: asyncio.Future[None] | None = None  # completes when the queued operations are written
+        self._writing: asyncio.Future[None] | None = None  # the batch being written
+        self._rewrite: set[str] = set()  # charge points whose last write failed: next time, all of it
+
+    # -- the session's side ----------------------------------------------------------------
+
+    async def prepare(self, cp: str) -> None:
+        """Read the charger's state from Redis before it is served here; StateUnavailableError if Redis fails."""
+        await self.saved()  # our own writes of an earlier connection first
+        pipe = self._shared.client.pipeline(transaction=False)
+        pipe.get(self._key("tx", cp))
+        pipe.lrange(self._key("txj", cp), 0, -1)
+        for _ in range(POOL):
+            await self._shared.next_id_script(keys=[self._key("txid", cp)], args=[self._floor()], client=pipe)
+        try:
+            state, journal, *ids = await self._shared.call(pipe.execute)
+        except (redis.RedisError, OSError) as error:
+            raise StateUnavailableError(f"cannot read the charge point's state from Redis ({error})") from error
+        self._unload(cp)
+        self._fetched[cp] = (state, journal)
+        self._ids[cp] = [int(i) for i in ids]
+        self._load(cp)
+
+    @property
+    def unsaved(self) -> bool:
+        return self._batch is not None or self._writing is not None
+
+    async def saved(self) -> None:
+        """Return once every write queued so far is in Redis; StateUnavailableError if one failed."""
+        batch = self._batch or self._writing
+        if batch is not None:
+            await asyncio.shield(batch)
+
+    def left(self, cp: str) -> None:
+        """The charger left this instance: forget it here (another may serve it next)."""
+        self._unload(cp)
+        self._ids.pop(cp, None)
+
+    def _unload(self, cp: str) -> None:
+        for memory in (self._last_id, self._open, self._settled, self._reservations, self._seq_nos, self._ended):
+            memory.pop(cp, None)
+        self._journaled.pop(cp, None)
+
+    # -- TransactionStore's persistence hooks ------------------------------------------------
+
+    def _move_legacy_hashed_files(self) -> None:
+        """Nothing: no files here."""
+
+    def _read_state(self, cp: str) -> None:
+        state, journal = self._fetched.pop(cp, (None, []))
+        if state is not None:
+            try:
+                loaded = json.loads(state)
+                if not isinstance(loaded, dict) or loaded.get("identity") != cp:
+                    raise TypeError("not this charge point's state")
+                self._take(cp, loaded)
+            except (ValueError, KeyError, TypeError) as error:
+                LOG.error("%s: transaction state in Redis unreadable (%s); starting afresh", cp, error)
+        self._replay(cp, [line.decode("utf-8", "replace") for line in journal])
+
+    def _write_state(self, cp: str, state: dict[str, Any], durable: bool) -> None:
+        self._rewrite.discard(cp)
+        self._journaled.pop(cp, None)
+        self._enqueue("state", cp, json.dumps(state))
+
+    def _append_journal(self, cp: str, line: str) -> bool:
+        if cp in self._rewrite:
+            return False  # the state as a whole, in place of a line after what failed
+        self._enqueue("journal", cp, line)
+        return True
+
+    def _drop_state(self, cp: str) -> None:
+        """Forgotten here only: the state in Redis may be another instance's charger now."""
+        self._journaled.pop(cp, None)
+
+    def _next_id(self, cp: str) -> int:
+        self._load(cp)
+        pool = self._ids.get(cp)
+        if not pool:
+            raise StateUnavailableError("no transaction id at hand (Redis has not answered)")
+        issued = pool.pop(0)
+        self._last_id[cp] = max(self._last_id[cp], issued)
+        self._enqueue("id", cp, "")
+        return issued
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _key(self, kind: str, cp: str) -> str:
+        return self._shared.key(kind, cp)
+
+    def _enqueue(self, operation: str, cp: str, argument: str) -> None:
+        self._queued.append((operation, cp, argument))
+        if self._batch is None:
+            self._batch = asyncio.get_running_loop().create_future()
+            if self._writing is None:
+                asyncio.get_running_loop().call_soon(self._start_batch)
+
+    def _start_batch(self) -> None:
+        queued, self._queued = self._queued, []
+        self._writing, self._batch = self._batch, None
+        asyncio.get_running_loop().create_task(self._write(queued))
+
+    async def _write(self, queued: list[tuple[str, str, str]]) -> None:
+        done = self._writing
+        assert done is not None
+        try:
+            await self._execute(queued)
+        except (redis.RedisError, OSError) as error:
+            self._rewrite.update(cp for _, cp, _ in queued)
+            LOG.error("could not write transaction state of %d charge points to Redis (%s)", len(queued), error)
+            done.set_exception(StateUnavailableError(f"Redis did not take the transaction state ({error})"))
+            done.exception()  # retrieved: a batch nobody awaited must not log "never retrieved"
+        else:
+            done.set_result(None)
+        finally:
+            self._writing = None
+            if self._batch is not None:
+                self._start_batch()
+
+    async def _execute(self, queued: list[tuple[str, str, str]]) -> None:
+        pipe = self._shared.client.pipeline(transaction=True)
+        refills = []
+        for operation, cp, argument in queued:
+            if operation == "state":
+                pipe.set(self._key("tx", cp), argument)
+                pipe.delete(self._key("txj", cp))
+            elif operation == "journal":
+                pipe.rpush(self._key("txj", cp), argument)
+            else:
+                await self._shared.next_id_script(keys=[self._key("txid", cp)], args=[self._floor()], client=pipe)
+            refills.append(cp if operation == "id" else None)
+        results = await self._shared.call(pipe.execute)
+        # A state write is two commands (SET, DEL): line the results up with the operations.
+        position = 0
+        for (operation, cp, _), refill in zip(queued, refills, strict=True):
+            if refill is not None and cp in self._ids:
+                self._ids[cp].append(int(results[position]))
+            position += 2 if operation == "state" else 1
