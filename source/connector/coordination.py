@@ -39,11 +39,11 @@ from connector.commands import CommandRunner, EndGate, not_connected
 from connector.datapoints import Datapoint, key, now_ms
 from connector.registry import ActuatorRef
 from connector.session import ChargePointSession
-from connector.shared import Shared
+from connector.shared import ORPHAN_S, Shared
 
 LOG = logging.getLogger(__name__)
 
-FAILOVER_S = 15.0  # a command for a charger whose instance died is answered within this (INTERFACE 10)
+FAILOVER_S = ORPHAN_S  # a command for a charger whose instance died is answered within this (INTERFACE 10)
 POLL_S = 0.25  # how often a watcher looks at a command it does not hold
 UNKNOWN_GRACE_S = 1.0  # an actuator key unknown here is refused after this, if no instance took it
 MAX_WATCHED = 10_000  # commands watched at once; beyond, new ones are left to the instances holding them
@@ -113,7 +113,7 @@ class Coordinator:
                 if await self._unknown_everywhere(command):
                     self._runner.submit(topic, actuator_key, ref, payload, may_end)
                 return
-            if self._session_for(ref.cp) is None and await self._nobody_holds(ref.cp):
+            if self._session_for(ref.cp) is None and (await self._shared.command_state(command, ref.cp)).nobody_holds:
                 # Not connected: every instance sees the same, one says it.
                 self._runner.submit(topic, actuator_key, ref, payload, may_end)
                 return
@@ -136,9 +136,6 @@ class Coordinator:
             await asyncio.sleep(POLL_S)
         return True
 
-    async def _nobody_holds(self, cp: str) -> bool:
-        return await self._shared.owner(cp) is None
-
     async def _watch(self, message: Message, command: str, may_end: EndGate) -> None:
         topic, actuator_key, ref, payload = message
         loop = asyncio.get_running_loop()
@@ -158,7 +155,7 @@ class Coordinator:
                     return
                 if waited >= self._watch_sender_s:
                     return  # alive, it publishes
-            elif state.owner is None and self._session_for(ref.cp) is None:
+            elif state.nobody_holds and self._session_for(ref.cp) is None:
                 await self._fail(actuator_key, ref.cp, not_connected(ref.cp), command)
                 return
             elif waited >= FAILOVER_S:

@@ -102,6 +102,7 @@ class Presence:
         swept = 0
         for cp in await self._shared.held_by(instance):
             if await self._shared.release(cp, instance):
+                await self._shared.orphan(cp)
                 self._lost(cp, lost_at, False)
                 swept += 1
         await self._shared.forget_instance(instance)

@@ -35,6 +35,9 @@ LOG = logging.getLogger(__name__)
 REDIS_TIMEOUT_S = 2.0
 ALIVE_TTL_S = 3.0  # an instance not heard of this long is dead
 ALIVE_EVERY_S = 1.0  # how often an instance says it is alive
+# A dead instance's charger not back yet: a command for it waits this long (INTERFACE 10: a
+# command for a charger whose instance just died is answered within 15 s).
+ORPHAN_S = 15.0
 CLAIM_TTL_S = 600.0  # command claims outlive any command (OCPP_RESPONSE_TIMEOUT and the 15 s failover)
 
 
@@ -107,7 +110,8 @@ return 0
 """
 
 # Where a command stands, in one round trip: {sender, status claimed, owner of the charger,
-# sender alive, owner alive}. KEYS: send claim, end claim, owners; ARGV: charger, alive prefix.
+# sender alive, owner alive, orphaned}. KEYS: send claim, end claim, owners, the charger's
+# orphan mark; ARGV: charger, alive prefix.
 COMMAND_STATE = """
 local sender = redis.call('GET', KEYS[1])
 local ended = redis.call('EXISTS', KEYS[2])
@@ -116,7 +120,7 @@ local sender_alive = 0
 if sender then sender_alive = redis.call('EXISTS', ARGV[2] .. sender) end
 local owner_alive = 0
 if owner then owner_alive = redis.call('EXISTS', ARGV[2] .. owner) end
-return {sender, ended, owner, sender_alive, owner_alive}
+return {sender, ended, owner, sender_alive, owner_alive, redis.call('EXISTS', KEYS[4])}
 """
 
 
@@ -127,6 +131,12 @@ class CommandState:
     owner: str | None  # the instance holding the charger
     sender_alive: bool
     owner_alive: bool
+    orphaned: bool  # its instance died within ORPHAN_S, and it is not back: it may be soon
+
+    @property
+    def nobody_holds(self) -> bool:
+        """No instance holds the charger, nor did one that died just now."""
+        return self.owner is None and not self.orphaned
 
 
 class Shared:
@@ -243,6 +253,10 @@ class Shared:
         previous = await self.call(lambda: self._take(keys=keys, args=[cp, self.instance]))
         return previous.decode() if previous is not None else None
 
+    async def orphan(self, cp: str) -> None:
+        """Mark a dead instance's charger, released by the sweep: commands wait ORPHAN_S for it."""
+        await self.call(lambda: self.client.set(self.key("orphan", cp), 1, px=int(ORPHAN_S * 1000)))
+
     async def release(self, cp: str, instance: str | None = None) -> bool:
         """Give `cp` up, if `instance` (default: this one) still holds it; whether it did."""
         holder = instance or self.instance
@@ -272,12 +286,14 @@ class Shared:
         return bool(await self.call(lambda: self._claim_send(keys=keys, args=args)))
 
     async def command_state(self, digest: str, cp: str) -> CommandState:
-        keys = [self.key("send", digest), self.key("end", digest), self.key("owners")]
+        keys = [self.key("send", digest), self.key("end", digest), self.key("owners"), self.key("orphan", cp)]
         args = [cp, self.key("alive", "")]
-        sender, ended, owner, sender_alive, owner_alive = await self.call(
+        sender, ended, owner, sender_alive, owner_alive, orphaned = await self.call(
             lambda: self._command_state(keys=keys, args=args)
         )
-        return CommandState(_text(sender), bool(ended), _text(owner), bool(sender_alive), bool(owner_alive))
+        return CommandState(
+            _text(sender), bool(ended), _text(owner), bool(sender_alive), bool(owner_alive), bool(orphaned)
+        )
 
     async def close(self) -> None:
         await self.client.aclose()

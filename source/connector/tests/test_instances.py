@@ -1,0 +1,266 @@
+"""Several instances (INTERFACE section 10), two real connector processes on one Redis.
+
+Each instance is `python -m connector` with its own OCPP port, operations port, STATE_DIR
+and CONNECTOR_INSTANCE, the same CONNECTOR_NAME and STATE_URL. Chargers (the ocpp
+library's client) connect to one or the other directly: the load balancer in front is
+tested in test_ha.py. What is shown here: a command reaches its charger once, whichever
+instance holds it, with one status; after SIGKILL of the instance holding a charger, the
+other serves it on with its transaction, corrects `connected`, and delivers a command
+sent meanwhile; names are unique; without Redis an instance is not ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.datapoints import key, now_ms
+from connector.shared import ALIVE_EVERY_S
+from connector.tests.harness import (
+    WAIT_S,
+    ChargerLink,
+    ConnectorProcess,
+    Mosquitto,
+    MqttProbe,
+    base_env,
+    free_port,
+    http_request,
+    run_connector,
+    send,
+    spawn_connector,
+    wait_for_port,
+)
+
+CP = "CP_1"
+TRIGGER = key(CP, "execute_trigger_message")
+LIMIT = key(CP, "execute_send_charging_profile_current", 1)
+CONNECTED = key(CP, "connected")
+_timestamps = itertools.count(1)
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1 and a free port, keeping nothing on disk."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory, self.port = directory, free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        arguments = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        with (self.directory / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(arguments, cwd=self.directory, stdout=log, stderr=log)
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=WAIT_S)
+            self.process = None
+
+
+class Instance:
+    """One connector process of the fleet, on ports of its own."""
+
+    def __init__(self, env: dict[str, str], name: str, tmp_path: Path) -> None:
+        self.name = name
+        self.ocpp_port, self.http_port = free_port(), free_port()
+        self.env = {
+            **env,
+            "CONNECTOR_INSTANCE": name,
+            "OCPP_PORT": str(self.ocpp_port),
+            "HTTP_PORT": str(self.http_port),
+            "STATE_DIR": str(tmp_path / name),
+        }
+        self.cwd = tmp_path
+        self.process: ConnectorProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.ocpp_port}"
+
+    async def start(self) -> None:
+        self.process = await spawn_connector(self.env, self.cwd)
+        await self.process.wait_for_line("OCPP server listening")
+        await self.process.wait_for_line("serving with the others through Redis")
+
+    async def kill(self) -> None:
+        if self.process is not None:
+            await self.process.kill()
+
+
+class Fleet:
+    def __init__(self, broker: Mosquitto, redis: RedisServer, name: str, tmp_path: Path, probe: MqttProbe) -> None:
+        self.name, self.probe = name, probe
+        self.env = {**base_env(broker, name, tmp_path), "STATE_URL": redis.url, "OCPP_RESPONSE_TIMEOUT": "5"}
+        self.instances = [Instance(self.env, f"node-{i}", tmp_path) for i in (1, 2)]
+
+    def topic(self, part: str) -> str:
+        return f"{self.name}/{part}"
+
+    async def start(self) -> None:
+        await asyncio.gather(*(instance.start() for instance in self.instances))
+
+    def sensor(self, sensor_key: str) -> str:
+        return self.topic(f"sensor/{sensor_key}")
+
+    async def map_actuators(self, *keys: str, sensors: tuple[str, ...] = ()) -> dict[str, str]:
+        """Map `cmd/<key>` for each key (`status/<key>` its status, `sensor/<key>` each sensor);
+        returns key -> topic once every instance applied the map."""
+        since = len(self.probe.messages)
+        topics = {k: self.topic(f"cmd/{k}") for k in keys}
+        mapped = {f"{k}__status": self.topic(f"status/{k}") for k in keys} | {s: self.sensor(s) for s in sensors}
+        self.probe.publish(
+            self.topic("datapoint_map"), {"sensor": mapped, "actuator": {t: k for k, t in topics.items()}}, retain=True
+        )
+        applied: set[str] = set()
+
+        def every_instance() -> bool:
+            for topic, payload, _ in self.probe.messages[since:]:
+                if topic == self.topic("logs") and str(payload.get("msg", "")).startswith("datapoint_map applied"):
+                    applied.add(payload.get("instance"))
+            return applied >= {i.name for i in self.instances}
+
+        await self.probe.wait_until(every_instance)
+        return topics
+
+    def command(self, topic: str, value: Any) -> None:
+        self.probe.publish(topic, {"value": value, "timestamp": next(_timestamps)})
+
+    def statuses(self, actuator_key: str) -> list[Any]:
+        return [p["value"] for p in self.probe.on(self.topic(f"status/{actuator_key}"))]
+
+    async def status(self, actuator_key: str, count: int, within: float = WAIT_S) -> list[Any]:
+        """Once `count` statuses of the key came: all of them."""
+        await self.probe.wait_until(lambda: len(self.statuses(actuator_key)) >= count, within)
+        return self.statuses(actuator_key)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def fleet(
+    broker: Mosquitto, redis_server: RedisServer, connector_name: str, tmp_path: Path, probe: MqttProbe
+) -> AsyncIterator[Fleet]:
+    running = Fleet(broker, redis_server, connector_name, tmp_path, probe)
+    yield running
+    for instance in running.instances:
+        await instance.kill()
+        if instance.process is not None:  # shown by pytest when the test failed
+            print(f"--- {instance.name} ---\n{''.join(instance.process.lines[-60:])}")
+    probe.publish(running.topic("datapoint_map"), b"", retain=True)
+
+
+async def calls_of(charger: Any, count: int) -> list[tuple[str, dict[str, Any]]]:
+    return [await charger.next_call() for _ in range(count)]
+
+
+async def test_a_command_reaches_its_charger_once_whichever_instance_holds_it(fleet: Fleet) -> None:
+    """Both instances receive every command; only the one holding the charger sends it, and one status comes."""
+    await fleet.start()
+    first, second = fleet.instances
+    topics = await fleet.map_actuators(TRIGGER)
+    for holder in (first, second):
+        async with ChargerLink(holder.url, CP) as charger:
+            await send(charger, "boot_notification")
+            before = len(fleet.statuses(TRIGGER))
+            received = []
+            for sent in range(1, 6):  # one at a time: a newer value supersedes one still queued
+                fleet.command(topics[TRIGGER], 3)
+                received.append(await charger.next_call())
+                await fleet.status(TRIGGER, before + sent)
+            # A fence: one more command, whose status comes after any late duplicate of the five.
+            fleet.command(topics[TRIGGER], 3)
+            await charger.next_call()
+            await fleet.status(TRIGGER, before + 6)
+            assert received == [("TriggerMessage", {"requested_message": "Heartbeat"})] * 5
+            assert fleet.statuses(TRIGGER)[before:] == ["Accepted"] * 6
+            assert charger.received.empty()  # nothing sent twice
+
+
+async def test_a_command_for_a_charger_nobody_holds_fails_once(fleet: Fleet) -> None:
+    await fleet.start()
+    topics = await fleet.map_actuators(TRIGGER, sensors=(CONNECTED,))
+    async with ChargerLink(fleet.instances[0].url, CP) as charger:
+        await send(charger, "boot_notification")
+    await fleet.probe.wait_for(fleet.sensor(CONNECTED), lambda p: p["value"] is False)
+    fleet.command(topics[TRIGGER], 3)
+    fleet.command(topics[TRIGGER], 3)
+    statuses = await fleet.status(TRIGGER, 2)
+    assert statuses == [f"Failed: charge point {CP} is not connected"] * 2
+
+
+async def test_after_sigkill_the_other_instance_carries_on(fleet: Fleet) -> None:
+    """The charger comes back on the other instance: its transaction stops with its energy,
+    `connected` says false (timed at the dead one's last sign of life) then true, a command
+    sent while nobody held it arrives once, the limit delivered before is not sent again,
+    and the next transaction id is new."""
+    await fleet.start()
+    first, second = fleet.instances
+    transaction = [key(CP, "Transaction", 1, part) for part in ("transaction_id", "energy")]
+    topics = await fleet.map_actuators(LIMIT, TRIGGER, sensors=(CONNECTED, *transaction))
+    async with ChargerLink(first.url, CP) as charger:
+        await send(charger, "boot_notification")
+        await send(charger, "status_available", connectorId=1)
+        started = await send(charger, "start_transaction")
+        fleet.command(topics[LIMIT], 16)
+        assert (await charger.next_call())[0] == "SetChargingProfile"
+        assert await fleet.status(LIMIT, 1) == ["Accepted"]
+        killed_at = now_ms()
+        await first.kill()
+        async with asyncio.timeout(WAIT_S):
+            await charger._connection.wait_closed()
+
+    since = len(fleet.probe.messages)
+    fleet.command(topics[TRIGGER], 3)  # nobody holds the charger now
+    async with ChargerLink(second.url, CP) as charger:
+        assert await charger.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
+        assert await fleet.status(TRIGGER, 1) == ["Accepted"]
+        gone = await fleet.probe.wait_for(fleet.sensor(CONNECTED), lambda p: p["value"] is False, since=since)
+        back = await fleet.probe.wait_for(fleet.sensor(CONNECTED), lambda p: p["value"] is True, since=since)
+        await send(charger, "stop_transaction", transactionId=started.transaction_id)
+        energy = await fleet.probe.wait_for(fleet.sensor(transaction[1]), since=since)
+        later = await send(charger, "start_transaction", timestamp="2026-11-21T12:00:00Z")
+        assert charger.received.empty()  # the limit was not sent again, nor the trigger
+
+    assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= gone["timestamp"] <= killed_at < back["timestamp"]
+    assert energy["value"] == 1245500 - 1234000
+    assert later.transaction_id > started.transaction_id
+
+
+async def test_a_second_live_instance_of_the_same_name_is_refused(fleet: Fleet, tmp_path: Path) -> None:
+    first = fleet.instances[0]
+    await first.start()
+    twin = Instance(fleet.env, first.name, tmp_path / "twin")
+    status, stderr = await asyncio.to_thread(run_connector, twin.env, tmp_path)
+    assert status == 2
+    assert f"CONNECTOR_INSTANCE={first.name} is in use by another running instance" in stderr
+
+
+async def test_without_redis_an_instance_is_alive_but_not_ready(fleet: Fleet, tmp_path: Path) -> None:
+    """Unreachable Redis: retried and reported; /readyz 503 (the balancer sends chargers elsewhere), /healthz 200."""
+    lonely = Instance({**fleet.env, "STATE_URL": f"redis://127.0.0.1:{free_port()}/0"}, "lonely", tmp_path)
+    lonely.process = await spawn_connector(lonely.env, tmp_path)
+    await lonely.process.wait_for_line(r"Redis \(STATE_URL\) unreachable: .*; retrying")
+    ready = await http_request(lonely.http_port, "/readyz")
+    live = await http_request(lonely.http_port, "/healthz")
+    await lonely.kill()
+    assert (ready.status, ready.json()["state"], ready.json()["instance"]) == (503, "down", "lonely")
+    assert (live.status, live.json()["instance"]) == (200, "lonely")
