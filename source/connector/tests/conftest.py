@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +37,10 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
-StartHAProxy = Callable[[list[Backend]], HAProxy]
+class StartHAProxy(Protocol):
+    """The `start_haproxy` fixture: backends, and for TLS the bind options and frontend rules."""
+
+    def __call__(self, backends: list[Backend], bind_options: str = "", rules: str = "") -> HAProxy: ...
 
 
 @pytest.fixture
@@ -45,8 +48,8 @@ def start_haproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartHAP
     """Starts HAProxy from the shipped deploy/haproxy.cfg in front of the given backends; all stopped at the end."""
     started: list[HAProxy] = []
 
-    def start(backends: list[Backend]) -> HAProxy:
-        proxy = HAProxy(tmp_path_factory.mktemp("haproxy"), backends)
+    def start(backends: list[Backend], bind_options: str = "", rules: str = "") -> HAProxy:
+        proxy = HAProxy(tmp_path_factory.mktemp("haproxy"), backends, bind_options=bind_options, rules=rules)
         started.append(proxy)
         proxy.start()
         return proxy

@@ -109,7 +109,9 @@ def replace_servers(text: str, replacement: str) -> str:
     return text[: first.start()] + replacement + SERVER_LINE.sub("", text[first.end() :])
 
 
-def haproxy_test_config(shipped: str, front_port: int, backends: list[Backend], stats_port: int) -> str:
+def haproxy_test_config(
+    shipped: str, front_port: int, backends: list[Backend], stats_port: int, bind_options: str = "", rules: str = ""
+) -> str:
     """The shipped configuration, listening on 127.0.0.1:front_port and balancing over `backends`.
 
     Everything else (timeouts, balancing, checks, retries) is kept as shipped, but for
@@ -118,8 +120,11 @@ def haproxy_test_config(shipped: str, front_port: int, backends: list[Backend], 
     per-server `port` overrides the shipped `check port 8080` (each test backend has its
     own operations port). A stats socket (TCP: a Unix socket's path would outgrow its
     108 bytes in pytest's directories) lets tests read what HAProxy thinks of each server.
+    `bind_options` (TLS) and `rules` (lines after the bind) are for the variants the
+    shipped file carries as comments.
     """
-    text = BIND_LINE.sub(lambda m: f"{m.group(1)}bind 127.0.0.1:{front_port}", shipped, count=1)
+    bind = f"bind 127.0.0.1:{front_port} {bind_options}".rstrip()
+    text = BIND_LINE.sub(lambda m: f"{m.group(1)}{bind}{rules}", shipped, count=1)
     text = MAXCONN_LINE.sub(lambda m: f"{m.group(1)}maxconn {TEST_MAXCONN}", text, count=1)
     text = replace_servers(text, server_lines(backends, shipped))
     stats = f"    stats socket ipv4@127.0.0.1:{stats_port} level admin\n"
@@ -134,16 +139,25 @@ class HAProxy:
     backends: list[Backend]
     port: int = field(default_factory=free_port)
     stats_port: int = field(default_factory=free_port)
+    bind_options: str = ""  # e.g. "ssl crt ..." to terminate TLS
+    rules: str = ""  # lines for after the frontend's bind, each starting "\n    "
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{'wss' if 'ssl' in self.bind_options.split() else 'ws'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         config = self.directory / "haproxy.cfg"
         config.write_text(
-            haproxy_test_config(SHIPPED_HAPROXY_CFG.read_text(), self.port, self.backends, self.stats_port)
+            haproxy_test_config(
+                SHIPPED_HAPROXY_CFG.read_text(),
+                self.port,
+                self.backends,
+                self.stats_port,
+                self.bind_options,
+                self.rules,
+            )
         )
         binary = installed("haproxy", "/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
         with (self.directory / "haproxy.log").open("ab") as log:

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import trustme
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.protocol import State
 
 from connector.tests.conftest import RunningConnector, StartHAProxy
@@ -51,9 +56,11 @@ def instances(tmp_path: Path) -> Iterator[list[StubInstance]]:
             stub.stop()
 
 
-async def open_as(proxy: HAProxy, identity: str, query: str = "") -> tuple[ClientConnection, str]:
+async def open_as(
+    proxy: HAProxy, identity: str, query: str = "", tls: ssl.SSLContext | None = None
+) -> tuple[ClientConnection, str]:
     """A charger's WebSocket through HAProxy; (the connection, the instance that greeted it)."""
-    connection = await websockets.connect(f"{proxy.url}/{identity}{query}", open_timeout=WAIT_S)
+    connection = await websockets.connect(f"{proxy.url}/{identity}{query}", ssl=tls, open_timeout=WAIT_S)
     async with asyncio.timeout(WAIT_S):
         greeting = json.loads(await connection.recv())
     assert greeting["path"] == f"/{identity}{query}", "the path must reach the instance unchanged"
@@ -197,3 +204,82 @@ async def test_a_real_connector_behind_the_shipped_config_serves_a_charger(
     async with ChargerLink(proxy.url, "CP_behind_haproxy") as charger:
         answer = await send(charger, "boot_notification")
     assert answer.status == "Accepted"
+
+
+# -- TLS terminated at HAProxy: the variants deploy/haproxy.cfg carries as comments ------
+
+
+SHIPPED_CERTS = "/usr/local/etc/haproxy/certs/"
+
+
+def shipped_comment(start: str) -> list[str]:
+    """The commented-out lines of deploy/haproxy.cfg that start (after `#   `) with `start`."""
+    return re.findall(rf"^\s*#   ({re.escape(start)}.*)$", SHIPPED_HAPROXY_CFG.read_text(), re.MULTILINE)
+
+
+@dataclass
+class Profile3:
+    """The operator's CA and server certificate, the chargers' CA, written where HAProxy reads them."""
+
+    directory: Path
+    operator: trustme.CA = field(default_factory=trustme.CA)
+    chargers: trustme.CA = field(default_factory=trustme.CA)
+
+    def bind_options(self) -> str:
+        """The shipped profile 3 bind line's options, its certificate paths pointed at this test's files."""
+        (line,) = [line for line in shipped_comment("bind :9000 ssl") if "verify required" in line]
+        self.operator.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+            str(self.directory / "server.pem")
+        )
+        self.chargers.cert_pem.write_to_path(str(self.directory / "chargers-ca.pem"))
+        return line.removeprefix("bind :9000 ").replace(SHIPPED_CERTS, f"{self.directory}/")
+
+    def charger(self, common_name: str | None, ca: trustme.CA | None = None) -> ssl.SSLContext:
+        """A charger's TLS settings: trusts the operator, shows a certificate for `common_name` (None: none)."""
+        context = ssl.create_default_context()
+        self.operator.configure_trust(context)
+        if common_name is not None:
+            (ca or self.chargers).issue_cert(common_name, common_name=common_name).configure_cert(context)
+        return context
+
+
+def log_of(proxy: HAProxy) -> str:
+    """HAProxy's log so far (it says why it refused a TLS handshake)."""
+    return (proxy.directory / "haproxy.log").read_text()
+
+
+async def refused(proxy: HAProxy, identity: str, tls: ssl.SSLContext) -> BaseException:
+    with pytest.raises((OSError, InvalidHandshake)) as failure:
+        connection, _ = await open_as(proxy, identity, tls=tls)
+        await connection.close()
+    return failure.value
+
+
+async def test_profile_3_at_haproxy_admits_only_chargers_with_a_certificate_of_their_ca(
+    instances: list[StubInstance], start_haproxy: StartHAProxy, tmp_path: Path
+) -> None:
+    """The shipped profile 3 bind line: a certificate of the chargers' CA gets in; none, or another CA's, does not."""
+    pki = Profile3(tmp_path)
+    proxy = start_haproxy([stub.backend for stub in instances], bind_options=pki.bind_options())
+    connection, instance = await open_as(proxy, "CP-001", tls=pki.charger("CP-001"))
+    await connection.close()
+    assert instance in NAMES
+    await refused(proxy, "CP-001", pki.charger(None))
+    await until(lambda: "SSL handshake failure" in log_of(proxy), WAIT_S)
+    await refused(proxy, "CP-001", pki.charger("CP-001", ca=trustme.CA()))
+    await until(lambda: "SSL client certificate not trusted" in log_of(proxy), WAIT_S)
+
+
+async def test_profile_3_identity_rule_admits_a_certificate_only_for_its_own_identity(
+    instances: list[StubInstance], start_haproxy: StartHAProxy, tmp_path: Path
+) -> None:
+    """With the shipped optional rules a certificate for CP-001 opens /CP-001 (any prefix), never /CP-002: 403."""
+    pki = Profile3(tmp_path)
+    rules = "".join(f"\n    {line}" for line in shipped_comment("http-request"))
+    proxy = start_haproxy([stub.backend for stub in instances], bind_options=pki.bind_options(), rules=rules)
+    tls = pki.charger("CP-001")
+    for path in ("CP-001", "ocpp/CP-001", "CP%2D001"):
+        connection, _ = await open_as(proxy, path, tls=tls)
+        await connection.close()
+    failure = await refused(proxy, "CP-002", tls)
+    assert isinstance(failure, InvalidStatus) and failure.response.status_code == 403
