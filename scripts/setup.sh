@@ -1,7 +1,7 @@
 # Shared by run.sh and test.sh (sourced, not run): a virtualenv with the pinned packages,
-# and mosquitto (for the tests also haproxy, redis-server, chromium) from the OS packages
-# where it is missing. Each step is skipped when its
-# result is already there; each failure ends with one line saying what is missing.
+# and mosquitto (for the tests also haproxy, redis-server and chromium) from the OS
+# packages where it is missing. Each step is skipped when its result is already there;
+# each failure ends with one line saying what is missing.
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
