@@ -160,10 +160,14 @@ class HAProxy:
             )
         )
         binary = installed("haproxy", "/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
-        with (self.directory / "haproxy.log").open("ab") as log:
+        log_path = self.directory / "haproxy.log"
+        with log_path.open("ab") as log:
             # -db: stay in the foreground, so terminate() reaches HAProxy itself.
             self.process = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=log, stderr=log)
-        wait_for_port(self.port)
+        try:
+            wait_for_port(self.port)
+        except OSError as error:  # say why (a configuration error, the descriptor limit), not just "refused"
+            raise RuntimeError(f"HAProxy did not start:\n{log_path.read_text()[-2000:]}") from error
 
     def stop(self) -> None:
         stop_process(self.process)
