@@ -6,6 +6,8 @@ source "$(dirname "$0")/scripts/setup.sh"
 cd "$REPO"
 ensure_venv "$REPO/source/requirements-dev.txt"
 ensure_mosquitto
+ensure_haproxy
+ensure_redis
 ensure_chromium
 "$VENV/bin/ruff" check
 "$VENV/bin/ruff" format --check

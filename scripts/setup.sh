@@ -1,6 +1,7 @@
 # Shared by run.sh and test.sh (sourced, not run): a virtualenv with the pinned packages,
-# and mosquitto from the OS packages where it is missing. Each step is skipped when its
-# result is already there; each failure ends with one line saying what is missing.
+# and mosquitto (for the tests also haproxy, redis-server and chromium) from the OS
+# packages where it is missing. Each step is skipped when its result is already there;
+# each failure ends with one line saying what is missing.
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
@@ -54,6 +55,27 @@ mosquitto_path() {
 ensure_mosquitto() {
   mosquitto_path >/dev/null || apt_install mosquitto "the MQTT broker"
   mosquitto_path >/dev/null || die "mosquitto is still not found after installing it"
+}
+
+# The tests of several instances run a real load balancer and a real shared state store.
+haproxy_path() {
+  command -v haproxy 2>/dev/null || { for p in /usr/sbin/haproxy /usr/local/sbin/haproxy /opt/homebrew/sbin/haproxy; do
+    [ -x "$p" ] && echo "$p" && return 0; done; return 1; }
+}
+
+ensure_haproxy() {
+  haproxy_path >/dev/null || apt_install haproxy "the load balancer in front of several connector instances"
+  haproxy_path >/dev/null || die "haproxy is still not found after installing it"
+}
+
+redis_path() {
+  command -v redis-server 2>/dev/null || { for p in /usr/bin/redis-server /usr/local/bin/redis-server /opt/homebrew/bin/redis-server; do
+    [ -x "$p" ] && echo "$p" && return 0; done; return 1; }
+}
+
+ensure_redis() {
+  redis_path >/dev/null || apt_install redis-server "the state store shared by several connector instances"
+  redis_path >/dev/null || die "redis-server is still not found after installing it"
 }
 
 chromium_path() {

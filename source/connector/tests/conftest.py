@@ -1,4 +1,4 @@
-"""Fixtures: one real mosquitto per test run, a connector per test, an MQTT probe."""
+"""Fixtures: one real mosquitto per test run, a connector per test, an MQTT probe; redis, HAProxy."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from connector.main import configure_logging
 from connector.service import Service
 from connector.settings import Settings
 from connector.tests.harness import WAIT_S, Mosquitto, MqttProbe
+from connector.tests.harness_ha import Backend, HAProxy, RedisServer
 
 _names = itertools.count()
 
@@ -25,6 +26,37 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of this test's own: it starts in a few milliseconds, and a test may stop or kill it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+class StartHAProxy(Protocol):
+    """The `start_haproxy` fixture: backends, and for TLS the bind options and frontend rules."""
+
+    def __call__(self, backends: list[Backend], bind_options: str = "", rules: str = "") -> HAProxy: ...
+
+
+@pytest.fixture
+def start_haproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartHAProxy]:
+    """Starts HAProxy from the shipped deploy/haproxy.cfg in front of the given backends; all stopped at the end."""
+    started: list[HAProxy] = []
+
+    def start(backends: list[Backend], bind_options: str = "", rules: str = "") -> HAProxy:
+        proxy = HAProxy(tmp_path_factory.mktemp("haproxy"), backends, bind_options=bind_options, rules=rules)
+        started.append(proxy)
+        proxy.start()
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
 
 
 @pytest.fixture
