@@ -28,6 +28,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from connector.tests.harness import Mosquitto
 
 NAME = "bench"  # CONNECTOR_NAME: the topic prefix
+# The connector of this checkout, not the one a virtual environment has installed (an
+# editable install points at one checkout; a git worktree's benchmark must run its own).
+SOURCE = Path(__file__).resolve().parents[1] / "source"
 ACTUATOR = "execute_trigger_message"  # the one actuator mapped per charger
 VALUES, STATUSES, RAW = f"{NAME}/v/", f"{NAME}/s/", f"{NAME}/raw_message_to_db"
 
@@ -113,8 +116,17 @@ def datapoint_map(identities: list[str], mapped: int) -> dict[str, dict[str, str
 
 
 def start_connector(
-    tmp: str, broker: Mosquitto, control: mqtt.Client, identities: list[str], *, mapped: int = 8, raw: bool = False
+    tmp: str,
+    broker: Mosquitto,
+    control: mqtt.Client,
+    identities: list[str],
+    *,
+    mapped: int = 8,
+    raw: bool = False,
+    more_env: dict[str, str] | None = None,
 ) -> Server:
+    """`python -m connector` with the bench's map applied; `more_env` adds or overrides settings
+    (several instances: STATE_URL, CONNECTOR_INSTANCE, STATE_DIR of their own)."""
     env = {
         **os.environ,
         "CONNECTOR_NAME": NAME,
@@ -128,11 +140,15 @@ def start_connector(
         # balancer: the per-address bound of unauthenticated connections is set for that.
         "OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS": "100000",
         "SEND_RAW_MESSAGE_TO_DB": "TRUE" if raw else "FALSE",
+        "PYTHONPATH": os.pathsep.join([str(SOURCE), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        **(more_env or {}),
     }
     command = [sys.executable, "-m", "connector"]
     server = launch("connector", command, r"OCPP server listening on ws://[\d.]+:(\d+)", env=env, cwd=tmp)
     try:
         server.watch.wait_for("connected to MQTT broker")
+        if "STATE_URL" in env:  # its name claimed among the instances: it may serve chargers
+            server.watch.wait_for("serving with the others through Redis")
         mapping = datapoint_map(identities, mapped)
         # Retained, as BEMCom publishes it: heard even if it beats the connector's subscription.
         control.publish(f"{NAME}/datapoint_map", json.dumps(mapping), qos=2, retain=True).wait_for_publish(60)
