@@ -163,8 +163,9 @@ class Service:
                 self.commands,
                 self.shared,
                 self.dispatcher.sessions.get,
+                self.registry.actuator_refs.get,
                 self.mqtt.publish_command_result,
-                settings.ocpp_response_timeout,
+                response_timeout=settings.ocpp_response_timeout,
             )
             self.events.on_arrival = self.coordinator.arrived
         self.ops_http = None if settings.http_port is None else self._operations(settings.http_host, settings.http_port)

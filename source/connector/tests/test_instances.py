@@ -12,9 +12,6 @@ sent meanwhile; names are unique; without Redis an instance is not ready.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,140 +23,27 @@ from connector.shared import ALIVE_EVERY_S
 from connector.tests.harness import (
     WAIT_S,
     ChargerLink,
-    ConnectorProcess,
     Mosquitto,
     MqttProbe,
-    base_env,
     free_port,
     http_request,
     run_connector,
     send,
     spawn_connector,
-    wait_for_port,
 )
+from connector.tests.harness_ha import Fleet, Instance, RedisServer
 
 CP = "CP_1"
 TRIGGER = key(CP, "execute_trigger_message")
 LIMIT = key(CP, "execute_send_charging_profile_current", 1)
 CONNECTED = key(CP, "connected")
-_timestamps = itertools.count(1)
-
-
-class RedisServer:
-    """redis-server on 127.0.0.1 and a free port, keeping nothing on disk."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory, self.port = directory, free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        arguments = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        with (self.directory / "redis.log").open("ab") as log:
-            self.process = subprocess.Popen(arguments, cwd=self.directory, stdout=log, stderr=log)
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=WAIT_S)
-            self.process = None
-
-
-class Instance:
-    """One connector process of the fleet, on ports of its own."""
-
-    def __init__(self, env: dict[str, str], name: str, tmp_path: Path) -> None:
-        self.name = name
-        self.ocpp_port, self.http_port = free_port(), free_port()
-        self.env = {
-            **env,
-            "CONNECTOR_INSTANCE": name,
-            "OCPP_PORT": str(self.ocpp_port),
-            "HTTP_PORT": str(self.http_port),
-            "STATE_DIR": str(tmp_path / name),
-        }
-        self.cwd = tmp_path
-        self.process: ConnectorProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.ocpp_port}"
-
-    async def start(self) -> None:
-        self.process = await spawn_connector(self.env, self.cwd)
-        await self.process.wait_for_line("OCPP server listening")
-        await self.process.wait_for_line("serving with the others through Redis")
-
-    async def kill(self) -> None:
-        if self.process is not None:
-            await self.process.kill()
-
-
-class Fleet:
-    def __init__(self, broker: Mosquitto, redis: RedisServer, name: str, tmp_path: Path, probe: MqttProbe) -> None:
-        self.name, self.probe = name, probe
-        self.env = {**base_env(broker, name, tmp_path), "STATE_URL": redis.url, "OCPP_RESPONSE_TIMEOUT": "5"}
-        self.instances = [Instance(self.env, f"node-{i}", tmp_path) for i in (1, 2)]
-
-    def topic(self, part: str) -> str:
-        return f"{self.name}/{part}"
-
-    async def start(self) -> None:
-        await asyncio.gather(*(instance.start() for instance in self.instances))
-
-    def sensor(self, sensor_key: str) -> str:
-        return self.topic(f"sensor/{sensor_key}")
-
-    async def map_actuators(self, *keys: str, sensors: tuple[str, ...] = ()) -> dict[str, str]:
-        """Map `cmd/<key>` for each key (`status/<key>` its status, `sensor/<key>` each sensor);
-        returns key -> topic once every instance applied the map."""
-        since = len(self.probe.messages)
-        topics = {k: self.topic(f"cmd/{k}") for k in keys}
-        mapped = {f"{k}__status": self.topic(f"status/{k}") for k in keys} | {s: self.sensor(s) for s in sensors}
-        self.probe.publish(
-            self.topic("datapoint_map"), {"sensor": mapped, "actuator": {t: k for k, t in topics.items()}}, retain=True
-        )
-        applied: set[str] = set()
-
-        def every_instance() -> bool:
-            for topic, payload, _ in self.probe.messages[since:]:
-                if topic == self.topic("logs") and str(payload.get("msg", "")).startswith("datapoint_map applied"):
-                    applied.add(payload.get("instance"))
-            return applied >= {i.name for i in self.instances}
-
-        await self.probe.wait_until(every_instance)
-        return topics
-
-    def command(self, topic: str, value: Any) -> None:
-        self.probe.publish(topic, {"value": value, "timestamp": next(_timestamps)})
-
-    def statuses(self, actuator_key: str) -> list[Any]:
-        return [p["value"] for p in self.probe.on(self.topic(f"status/{actuator_key}"))]
-
-    async def status(self, actuator_key: str, count: int, within: float = WAIT_S) -> list[Any]:
-        """Once `count` statuses of the key came: all of them."""
-        await self.probe.wait_until(lambda: len(self.statuses(actuator_key)) >= count, within)
-        return self.statuses(actuator_key)
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
 async def fleet(
     broker: Mosquitto, redis_server: RedisServer, connector_name: str, tmp_path: Path, probe: MqttProbe
 ) -> AsyncIterator[Fleet]:
-    running = Fleet(broker, redis_server, connector_name, tmp_path, probe)
+    running = Fleet(broker, redis_server, connector_name, tmp_path, probe, [f"node-{i}" for i in (1, 2)])
     yield running
     for instance in running.instances:
         await instance.kill()
