@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -232,6 +233,18 @@ class StubInstance:
     def stop(self) -> None:
         stop_process(self.process)
         self.process = None
+
+
+async def until(condition: Callable[[], bool], within: float) -> None:
+    """Poll `condition` (HAProxy tells its view only when asked) until it holds or `within` passes."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - HAProxy signals nothing: its stats must be asked
+            await asyncio.sleep(0.05)
+
+
+def all_up(proxy: HAProxy) -> bool:
+    """Every server past its `rise` checks: the steady state a site runs in."""
+    return set(proxy.server_status().values()) == {"UP"}
 
 
 # Every command a unique BEMCom timestamp: instances tell commands apart by topic and payload.
