@@ -480,7 +480,7 @@ class ChargePointSession:
             # the same way. Not a read: the next limit asks.
             self.state.rate_units_asked = False
             return
-        self.state.allowed_rate_units = None  # unknown now, whatever an earlier boot said
+        self.state.learnt(None)  # unknown now, whatever an earlier boot said
         self.log.warning(
             "%s: could not read %s (%s); until its next BootNotification limits go out in the unit given",
             self.id,
@@ -494,7 +494,7 @@ class ChargePointSession:
         units = read.units(call, answer)
         if isinstance(units, NotCovered):
             return  # a read of something else says nothing about the units
-        self.state.allowed_rate_units = units
+        self.state.learnt(units)
         if read.reported is not None:
             said = read.reported(call, answer)
         else:

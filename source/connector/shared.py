@@ -21,6 +21,7 @@ unreachable Redis fails a step instead of hanging it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -262,6 +263,23 @@ class Shared:
         holder = instance or self.instance
         keys = [self.key("owners"), self.key("held", holder)]
         return bool(await self.call(lambda: self._release(keys=keys, args=[cp, holder])))
+
+    async def rate_units(self, cp: str) -> tuple[bool, frozenset[str] | None]:
+        """(whether an instance learnt the charger's rate units, what they are: None if unreadable)."""
+        raw = await self.call(lambda: self.client.get(self.key("rates", cp)))
+        if raw is None:
+            return False, None
+        try:
+            units = json.loads(raw)
+        except ValueError:
+            return False, None
+        if not (isinstance(units, list) and all(isinstance(u, str) for u in units)):
+            return True, None
+        return True, frozenset(units)
+
+    async def save_rate_units(self, cp: str, units: frozenset[str] | None) -> None:
+        value = json.dumps(sorted(units) if units is not None else None)
+        await self.call(lambda: self.client.set(self.key("rates", cp), value))
 
     async def owner(self, cp: str) -> str | None:
         raw = await self.call(lambda: self.client.hget(self.key("owners"), cp))

@@ -37,6 +37,7 @@ CP = "CP_1"
 TRIGGER = key(CP, "execute_trigger_message")
 LIMIT = key(CP, "execute_send_charging_profile_current", 1)
 CONNECTED = key(CP, "connected")
+POWER_ONLY = {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Power"}
 
 
 @pytest.fixture
@@ -101,7 +102,9 @@ async def test_after_sigkill_the_other_instance_carries_on(fleet: Fleet) -> None
     transaction = [key(CP, "Transaction", 1, part) for part in ("transaction_id", "energy")]
     topics = await fleet.map_actuators(LIMIT, TRIGGER, sensors=(CONNECTED, *transaction))
     async with ChargerLink(first.url, CP) as charger:
+        charger.replies["GetConfiguration"] = {"configuration_key": [POWER_ONLY]}
         await send(charger, "boot_notification")
+        assert (await charger.next_call())[0] == "GetConfiguration"  # the rate units, after the boot
         await send(charger, "status_available", connectorId=1)
         started = await send(charger, "start_transaction")
         fleet.command(topics[LIMIT], 16)
@@ -123,10 +126,14 @@ async def test_after_sigkill_the_other_instance_carries_on(fleet: Fleet) -> None
         energy = await fleet.probe.wait_for(fleet.sensor(transaction[1]), since=since)
         later = await send(charger, "start_transaction", timestamp="2026-11-21T12:00:00Z")
         assert charger.received.empty()  # the limit was not sent again, nor the trigger
+        fleet.command(topics[LIMIT], 11)  # in W, as the first instance read: not read again
+        limit = await charger.next_call()
 
     assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= gone["timestamp"] <= killed_at < back["timestamp"]
     assert energy["value"] == 1245500 - 1234000
     assert later.transaction_id > started.transaction_id
+    assert limit[0] == "SetChargingProfile"
+    assert limit[1]["cs_charging_profiles"]["charging_schedule"]["charging_rate_unit"] == "W"
 
 
 async def test_a_second_live_instance_of_the_same_name_is_refused(fleet: Fleet, tmp_path: Path) -> None:
