@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import redis
 
@@ -38,11 +38,11 @@ class Presence:
         self,
         shared: Shared,
         lost: Callable[[str, int, bool], None],  # (charger, last sign of life ms, served here now)
-        held_here: Callable[[str], bool],
+        connected: Callable[[], Collection[str]],  # the chargers connected here
     ) -> None:
         self._shared = shared
         self._lost = lost
-        self._held_here = held_here
+        self._connected = connected
         self.named = asyncio.Event()  # the name is ours: chargers may be served
         self._takeovers: dict[str, tuple[str, float]] = {}  # charger -> (instance it came from, when)
         self._last_report = 0.0
@@ -74,9 +74,17 @@ class Presence:
                 await asyncio.sleep(ALIVE_EVERY_S)
 
     async def _tick(self) -> None:
-        if not await self._shared.still_alive():
+        ours, lapsed = await self._shared.still_alive()
+        if not ours:
             LOG.error(
                 "instance %s: another instance took this name while this one was unresponsive", self._shared.instance
+            )
+        elif lapsed:
+            held = await self._shared.reassert(list(self._connected()))
+            LOG.warning(
+                "instance %s: its sign of life had lapsed (paused, or Redis lost its data); holds %d chargers again",
+                self._shared.instance,
+                held,
             )
         for instance in {came_from for came_from, _ in self._takeovers.values()}:
             if not await self._shared.alive(instance):
@@ -91,7 +99,7 @@ class Presence:
         for cp, (came_from, _) in list(self._takeovers.items()):
             if came_from == instance:
                 del self._takeovers[cp]
-                if self._held_here(cp):
+                if cp in self._connected():
                     self._lost(cp, lost_at, True)
 
     async def _sweep(self, instance: str) -> None:

@@ -141,7 +141,8 @@ class Service:
         self.transactions: TransactionStore
         if settings.state_url is not None:
             self.shared = shared = Shared(settings.state_url, settings.connector_name, settings.connector_instance)
-            self.presence = Presence(shared, self.events.lost, lambda cp: cp in self.dispatcher.sessions)
+            # A lambda: the dispatcher is built below.
+            self.presence = Presence(shared, self.events.lost, lambda: self.dispatcher.sessions.keys())  # noqa: PLW0108
             shared_store = SharedTransactionStore(shared, settings.state_dir)
             self.transactions = shared_store
             handover = SharedOwnership(shared, shared_store, self.presence.taken_from)

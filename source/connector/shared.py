@@ -77,6 +77,18 @@ end
 return previous
 """
 
+# Hold a charger again after this instance's records were lost (Redis restarted without its
+# data, or this instance was paused past ALIVE_TTL_S and swept): only if nobody else took it.
+REASSERT = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and holder ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"""
+
 # Give a charger up, only if this instance (ARGV[2]) still holds it: 1 if it did.
 RELEASE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -149,6 +161,7 @@ class Shared:
         self.client = async_client(url)
         self._take = self.client.register_script(TAKE)
         self._release = self.client.register_script(RELEASE)
+        self._reassert = self.client.register_script(REASSERT)
         self.next_id_script = self.client.register_script(NEXT_ID)
         self._claim_send = self.client.register_script(CLAIM_SEND)
         self._command_state = self.client.register_script(COMMAND_STATE)
@@ -194,12 +207,25 @@ class Shared:
         done = await self.call(pipe.execute)
         return bool(done[0])
 
-    async def still_alive(self) -> bool:
-        """Renew the name; False if it expired meanwhile (this instance was paused past ALIVE_TTL_S)."""
-        renewed = await self._mark_alive()
-        if not renewed:
-            renewed = await self._mark_alive(first=True)  # taken back, unless another took it
-        return renewed
+    async def still_alive(self) -> tuple[bool, bool]:
+        """Renew the name: (whether it is ours, whether it had lapsed: this instance was paused
+        past ALIVE_TTL_S, or Redis lost its data; then what it holds must be said again)."""
+        if await self._mark_alive():
+            return True, False
+        taken_back = await self._mark_alive(first=True)  # unless another took the name meanwhile
+        if taken_back:
+            await self.call(lambda: self.client.sadd(self.key("instances"), self.instance))
+        return taken_back, True
+
+    async def reassert(self, chargers: list[str]) -> int:
+        """Hold again the chargers connected here that no other instance took; how many."""
+        if not chargers:
+            return 0
+        keys = [self.key("owners"), self.key("held", self.instance)]
+        pipe = self.client.pipeline(transaction=False)
+        for cp in chargers:
+            await self._reassert(keys=keys, args=[cp, self.instance], client=pipe)
+        return sum(await self.call(pipe.execute))
 
     async def leave(self) -> None:
         """A clean stop: the name is free at once."""

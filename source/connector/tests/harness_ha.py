@@ -315,7 +315,7 @@ class Fleet:
             for topic, payload, _ in self.probe.messages[since:]:
                 if topic == self.topic("logs") and str(payload.get("msg", "")).startswith("datapoint_map applied"):
                     applied.add(payload.get("instance"))
-            return applied >= {i.name for i in self.instances}
+            return applied >= {i.name for i in self.instances if i.process is not None}  # those started
 
         await self.probe.wait_until(every_instance)
         return topics

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ocpp.exceptions import InternalError
 
 from connector.datapoints import key, now_ms
 from connector.shared import ALIVE_EVERY_S
@@ -32,6 +33,7 @@ from connector.tests.harness import (
     spawn_connector,
 )
 from connector.tests.harness_ha import Fleet, Instance, RedisServer
+from connector.tests.harness_ocpp2 import StationLink, boot, energy, transaction_event
 
 CP = "CP_1"
 TRIGGER = key(CP, "execute_trigger_message")
@@ -155,3 +157,63 @@ async def test_without_redis_an_instance_is_alive_but_not_ready(fleet: Fleet, tm
     await lonely.kill()
     assert (ready.status, ready.json()["state"], ready.json()["instance"]) == (503, "down", "lonely")
     assert (live.status, live.json()["instance"]) == (200, "lonely")
+
+
+async def test_a_201_transaction_carries_on_on_the_other_instance(fleet: Fleet) -> None:
+    """OCPP 2.0.1: the seqNos handled before the kill are known on the other instance (a re-sent
+    event is published once), and the Ended event there counts the energy from the Started one."""
+    await fleet.start()
+    first, second = fleet.instances
+    cp = "CS_201"
+    fields = {f: key(cp, "Transaction", 1, f) for f in ("active", "charging_state", "energy")}
+    await fleet.map_actuators(sensors=tuple(fields.values()))
+    token = {"idToken": "04A2B3C4", "type": "ISO14443"}
+    updated = transaction_event("Updated", 1, "tx-1", chargingState="Charging")
+    async with StationLink(first.url, cp) as station:
+        await station.send("BootNotification", boot())
+        await station.send(
+            "TransactionEvent", transaction_event("Started", 0, "tx-1", idToken=token, meterValue=energy(1000))
+        )
+        await station.send("TransactionEvent", updated)
+        await fleet.probe.wait_for(fleet.sensor(fields["charging_state"]), lambda p: p["value"] == "Charging")
+        await first.kill()
+        async with asyncio.timeout(WAIT_S):
+            await station._connection.wait_closed()
+
+    since = len(fleet.probe.messages)
+    async with StationLink(second.url, cp) as station:
+        await station.send("TransactionEvent", updated)  # its answer was lost with the first instance
+        ended = transaction_event("Ended", 2, "tx-1", evse=None, meterValue=energy(8500, context="Transaction.End"))
+        await station.send("TransactionEvent", ended)
+        stopped = await fleet.probe.wait_for(fleet.sensor(fields["energy"]), since=since)
+        await fleet.probe.wait_for(fleet.sensor(fields["active"]), lambda p: p["value"] is False, since=since)
+
+    assert stopped["value"] == 7500
+    republished = [p for t, p, _ in fleet.probe.messages[since:] if t == fleet.sensor(fields["charging_state"])]
+    assert republished == []  # the re-sent Updated was recognised: nothing published twice
+
+
+async def test_a_start_redis_cannot_record_is_refused_and_counts_when_sent_again(
+    fleet: Fleet, redis_server: RedisServer
+) -> None:
+    """The charger is never told of a transaction that Redis does not hold: CALLERROR, and the
+    charger's repeat (same StartTransaction) gets the id once Redis is back."""
+    first = fleet.instances[0]
+    await first.start()
+    assert first.process is not None
+    topics = await fleet.map_actuators(TRIGGER)
+    async with ChargerLink(first.url, CP) as charger:
+        await send(charger, "boot_notification")
+        redis_server.kill()
+        with pytest.raises(InternalError):
+            await send(charger, "start_transaction")
+        redis_server.start()  # empty: what Redis held is lost
+        started = await send(charger, "start_transaction")
+        stopped = await send(charger, "stop_transaction", transactionId=started.transaction_id)
+        # The instance notices its records are gone and holds its chargers again: commands reach them.
+        await first.process.wait_for_line("holds 1 chargers again")
+        fleet.command(topics[TRIGGER], 3)
+        assert await charger.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
+    await first.process.wait_for_line("StartTransaction not answered: Redis did not take the transaction state")
+    assert started.transaction_id > 0
+    assert stopped.id_tag_info["status"] == "Accepted"
