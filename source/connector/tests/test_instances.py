@@ -112,10 +112,18 @@ async def test_after_sigkill_the_other_instance_carries_on(fleet: Fleet) -> None
         fleet.command(topics[LIMIT], 16)
         assert (await charger.next_call())[0] == "SetChargingProfile"
         assert await fleet.status(LIMIT, 1) == ["Accepted"]
-        killed_at = now_ms()
+        killed_at, killed = now_ms(), len(fleet.probe.messages)
         await first.kill()
         async with asyncio.timeout(WAIT_S):
             await charger._connection.wait_closed()
+
+    # The broker says the killed instance is gone (its will); `N/state` went offline with it
+    # (its will too: it could have been the last) and the live instance set it online again.
+    will = await fleet.probe.wait_for(fleet.topic(f"instances/{first.name}/state"), lambda p: p["state"] == "offline")
+    fleet_state = fleet.topic("state")
+    await fleet.probe.wait_for(fleet_state, lambda p: p == {"state": "offline"}, since=killed)
+    await fleet.probe.wait_until(lambda: fleet.probe.on(fleet_state)[-1] == {"state": "online"})
+    assert fleet.probe.on(fleet.topic(f"instances/{second.name}/state"))[-1] == {"state": "online"}
 
     since = len(fleet.probe.messages)
     fleet.command(topics[TRIGGER], 3)  # nobody holds the charger now
@@ -133,6 +141,7 @@ async def test_after_sigkill_the_other_instance_carries_on(fleet: Fleet) -> None
 
     assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= gone["timestamp"] <= killed_at < back["timestamp"]
     assert energy["value"] == 1245500 - 1234000
+    assert will == {"state": "offline"}
     assert later.transaction_id > started.transaction_id
     assert limit[0] == "SetChargingProfile"
     assert limit[1]["cs_charging_profiles"]["charging_schedule"]["charging_rate_unit"] == "W"
@@ -154,7 +163,9 @@ async def test_without_redis_an_instance_is_alive_but_not_ready(fleet: Fleet, tm
     await lonely.process.wait_for_line(r"Redis \(STATE_URL\) unreachable: .*; retrying")
     ready = await http_request(lonely.http_port, "/readyz")
     live = await http_request(lonely.http_port, "/healthz")
+    metrics = await http_request(lonely.http_port, "/metrics")
     await lonely.kill()
+    assert 'ocpp_connector_mqtt_connected{connector_instance="lonely"} 1.0' in metrics.body.decode()
     assert (ready.status, ready.json()["state"], ready.json()["instance"]) == (503, "down", "lonely")
     assert (live.status, live.json()["instance"]) == (200, "lonely")
 
