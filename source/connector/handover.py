@@ -74,11 +74,16 @@ class SharedOwnership:
     """Several instances: the owner of each charger in Redis."""
 
     def __init__(
-        self, shared: Shared, transactions: SharedTransactionStore, taken_from: Callable[[str, str], None]
+        self,
+        shared: Shared,
+        transactions: SharedTransactionStore,
+        taken_from: Callable[[str, str], None],
+        came_back: Callable[[str], int | None],
     ) -> None:
         self._shared = shared
         self._transactions = transactions
         self._taken_from = taken_from  # (charger, live instance it came from): instances.Presence watches it
+        self._came_back = came_back  # a charger an earlier process of this name held: when it died
         self._saving: set[asyncio.Task[None]] = set()
 
     async def arrive(self, cp: str) -> Arrival:
@@ -86,7 +91,10 @@ class SharedOwnership:
             previous = await self._shared.take(cp)
             await self._transactions.prepare(cp)
             known, units = await self._shared.rate_units(cp)
-            if previous is None or previous == self._shared.instance:
+            if previous == self._shared.instance:
+                # Held by this name: by an earlier process of it (killed), or a blip of our own.
+                return Arrival(self._came_back(cp), units, known)
+            if previous is None:
                 return Arrival(None, units, known)
             if await self._shared.alive(previous):
                 # Moved (it publishes no `false` when it notices), or just killed: not known

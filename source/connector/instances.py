@@ -45,6 +45,11 @@ class Presence:
         self._connected = connected
         self.named = asyncio.Event()  # the name is ours: chargers may be served
         self._takeovers: dict[str, tuple[str, float]] = {}  # charger -> (instance it came from, when)
+        # An earlier process of this name (killed, restarted): its last sign of life, and the
+        # chargers it held that have not come back here yet (see `came_back`).
+        self._earlier_seen: int | None = None
+        self._stale: set[str] = set()
+        self._stale_since = 0.0
         self._last_report = 0.0
 
     def taken_from(self, cp: str, instance: str) -> None:
@@ -53,7 +58,7 @@ class Presence:
 
     async def run(self) -> None:
         """Claim the name (InstanceNameTakenError if another live instance has it), then keep it."""
-        await self._retrying(self._shared.claim_name)
+        await self._retrying(self._claim_name)
         self.named.set()
         LOG.info("instance %s: serving with the others through Redis", self._shared.instance)
         while True:
@@ -72,6 +77,20 @@ class Presence:
                 if once:
                     return
                 await asyncio.sleep(ALIVE_EVERY_S)
+
+    async def _claim_name(self) -> None:
+        """The name, and the chargers an earlier process of this name held (killed: nobody said they left)."""
+        self._earlier_seen = await self._shared.claim_name()
+        if self._earlier_seen is not None:
+            self._stale = set(await self._shared.held_by(self._shared.instance))
+            self._stale_since = time.monotonic()
+
+    def came_back(self, cp: str) -> int | None:
+        """A charger held by this name arrives: when the earlier process that held it died, if it did."""
+        if cp in self._stale:
+            self._stale.discard(cp)
+            return self._earlier_seen
+        return None
 
     async def _tick(self) -> None:
         ours, lapsed = await self._shared.still_alive()
@@ -92,6 +111,17 @@ class Presence:
         for instance in await self._shared.dead():
             await self._sweep(instance)
         self._expire_takeovers()
+        if self._stale and time.monotonic() - self._stale_since >= TAKEOVER_WATCH_S:
+            await self._sweep_stale()
+
+    async def _sweep_stale(self) -> None:
+        """The earlier process's chargers that came back nowhere: gone since it died."""
+        stale, self._stale = self._stale, set()
+        connected = self._connected()
+        for cp in stale - set(connected):
+            if await self._shared.release(cp):
+                await self._shared.orphan(cp)
+                self._lost(cp, self._earlier_seen or 0, False)
 
     async def _taken_from_dead(self, instance: str) -> None:
         """Chargers that came here from `instance` while it still looked alive: it died."""

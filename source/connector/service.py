@@ -145,7 +145,7 @@ class Service:
             self.presence = Presence(shared, self.events.lost, lambda: self.dispatcher.sessions.keys())  # noqa: PLW0108
             shared_store = SharedTransactionStore(shared, settings.state_dir)
             self.transactions = shared_store
-            handover = SharedOwnership(shared, shared_store, self.presence.taken_from)
+            handover = SharedOwnership(shared, shared_store, self.presence.taken_from, self.presence.came_back)
         else:
             self.transactions = TransactionStore(settings.state_dir)
         transactions = self.transactions

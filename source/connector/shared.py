@@ -166,6 +166,7 @@ class Shared:
         self._claim_send = self.client.register_script(CLAIM_SEND)
         self._command_state = self.client.register_script(COMMAND_STATE)
         self.reachable = False  # the last exchange with Redis worked (for /readyz)
+        self._earlier_seen: int | None = None  # when an earlier process of this name was last alive
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -182,30 +183,36 @@ class Shared:
 
     # -- presence ------------------------------------------------------------------------
 
-    async def claim_name(self, wait_s: float = ALIVE_TTL_S + ALIVE_EVERY_S) -> None:
+    async def claim_name(self, wait_s: float = ALIVE_TTL_S + ALIVE_EVERY_S) -> int | None:
         """Take this instance's name among the live ones; InstanceNameTakenError if another keeps it.
 
         A restarted instance finds its own name still alive until ALIVE_TTL_S after its
-        death, so the claim is retried that long before it counts as taken.
+        death, so the claim is retried that long before it counts as taken. Returns when
+        an earlier process of this name was last alive (ms), if one was.
         """
         deadline = time.monotonic() + wait_s
-        while not await self._mark_alive(first=True):
+        while not await self._mark_alive(first=True, keep_seen=True):
             if time.monotonic() >= deadline:
                 raise InstanceNameTakenError(
                     f"CONNECTOR_INSTANCE={self.instance} is in use by another running instance; names must be unique"
                 )
             await asyncio.sleep(ALIVE_EVERY_S / 2)
         await self.call(lambda: self.client.sadd(self.key("instances"), self.instance))
+        return self._earlier_seen
 
-    async def _mark_alive(self, first: bool = False) -> bool:
-        """Renew `alive:<instance>` (NX on the first: only if nobody holds the name)."""
-        at = now_ms()
-        alive = self.key("alive", self.instance)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(alive, self.instance, nx=first, xx=not first, px=int(ALIVE_TTL_S * 1000))
-        pipe.set(self.key("seen", self.instance), at)
-        done = await self.call(pipe.execute)
-        return bool(done[0])
+    async def _mark_alive(self, first: bool = False, keep_seen: bool = False) -> bool:
+        """Renew `alive:<instance>` (NX on the first: only if nobody holds the name).
+
+        `keep_seen`: note the previous `seen:<instance>` (an earlier process's last sign of life).
+        """
+        alive, seen = self.key("alive", self.instance), self.key("seen", self.instance)
+        ttl_ms = int(ALIVE_TTL_S * 1000)
+        if not await self.call(lambda: self.client.set(alive, self.instance, nx=first, xx=not first, px=ttl_ms)):
+            return False  # `seen` stays the other's (or the earlier process's) last sign of life
+        earlier = await self.call(lambda: self.client.set(seen, now_ms(), get=keep_seen))
+        if keep_seen:
+            self._earlier_seen = int(earlier) if earlier is not None else None
+        return True
 
     async def still_alive(self) -> tuple[bool, bool]:
         """Renew the name: (whether it is ours, whether it had lapsed: this instance was paused

@@ -228,3 +228,33 @@ async def test_a_start_redis_cannot_record_is_refused_and_counts_when_sent_again
     await first.process.wait_for_line("StartTransaction not answered: Redis did not take the transaction state")
     assert started.transaction_id > 0
     assert stopped.id_tag_info["status"] == "Accepted"
+
+
+async def test_an_instance_restarted_under_its_name_corrects_connected(fleet: Fleet) -> None:
+    """Killed and started again under the same name (a container's restart): the charger that
+    comes back gets `false` (at the killed process's last sign of life) then `true`; one that
+    does not come back gets `false`, once the restarted process has waited for it."""
+    first = fleet.instances[0]
+    await first.start()
+    other = "CP_2"
+    await fleet.map_actuators(sensors=(CONNECTED, key(other, "connected")))
+    async with ChargerLink(first.url, CP) as charger, ChargerLink(first.url, other) as quiet:
+        await send(charger, "boot_notification")
+        await send(quiet, "boot_notification")
+        killed_at, killed = now_ms(), len(fleet.probe.messages)
+        await first.kill()
+        for link in (charger, quiet):
+            async with asyncio.timeout(WAIT_S):
+                await link._connection.wait_closed()
+
+    await first.start()
+    async with ChargerLink(first.url, CP) as charger:
+        await send(charger, "heartbeat")
+        back = await fleet.probe.wait_for(fleet.sensor(CONNECTED), lambda p: p["value"] is True, since=killed)
+        gone = fleet.probe.on(fleet.sensor(CONNECTED))[-2]
+        quiet_gone = await fleet.probe.wait_for(
+            fleet.sensor(key(other, "connected")), lambda p: p["value"] is False, since=killed, within=3 * WAIT_S
+        )
+    assert gone["value"] is False
+    assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= gone["timestamp"] <= killed_at < back["timestamp"]
+    assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= quiet_gone["timestamp"] <= killed_at
