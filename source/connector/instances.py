@@ -60,7 +60,7 @@ class Presence:
         """Claim the name (InstanceNameTakenError if another live instance has it), then keep it."""
         await self._retrying(self._claim_name)
         self.named.set()
-        LOG.info("instance %s: serving with the others through Redis", self._shared.instance)
+        LOG.info("instance %s: serving with the others through Redis %s", self._shared.instance, self._shared.where)
         while True:
             await asyncio.sleep(ALIVE_EVERY_S)
             await self._retrying(self._tick, once=True)

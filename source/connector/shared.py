@@ -31,6 +31,8 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from connector.settings import redacted_url
+
 LOG = logging.getLogger(__name__)
 
 REDIS_TIMEOUT_S = 2.0
@@ -157,6 +159,7 @@ class Shared:
 
     def __init__(self, url: str, connector_name: str, instance: str) -> None:
         self.instance = instance
+        self.where = redacted_url(url)  # for logs: never the password
         self.prefix = prefix(connector_name)
         self.client = async_client(url)
         self._take = self.client.register_script(TAKE)

@@ -158,7 +158,8 @@ async def test_a_second_live_instance_of_the_same_name_is_refused(fleet: Fleet, 
 
 async def test_without_redis_an_instance_is_alive_but_not_ready(fleet: Fleet, tmp_path: Path) -> None:
     """Unreachable Redis: retried and reported; /readyz 503 (the balancer sends chargers elsewhere), /healthz 200."""
-    lonely = Instance({**fleet.env, "STATE_URL": f"redis://127.0.0.1:{free_port()}/0"}, "lonely", tmp_path)
+    unreachable = f"redis://:Zq7-very-secret@127.0.0.1:{free_port()}/0"
+    lonely = Instance({**fleet.env, "STATE_URL": unreachable, "DEBUG": "TRUE"}, "lonely", tmp_path)
     lonely.process = await spawn_connector(lonely.env, tmp_path)
     await lonely.process.wait_for_line(r"Redis \(STATE_URL\) unreachable: .*; retrying")
     ready = await http_request(lonely.http_port, "/readyz")
@@ -166,6 +167,7 @@ async def test_without_redis_an_instance_is_alive_but_not_ready(fleet: Fleet, tm
     metrics = await http_request(lonely.http_port, "/metrics")
     await lonely.kill()
     assert 'ocpp_connector_mqtt_connected{connector_instance="lonely"} 1.0' in metrics.body.decode()
+    assert "Zq7-very-secret" not in "".join(lonely.process.lines)  # debug logging, settings included
     assert (ready.status, ready.json()["state"], ready.json()["instance"]) == (503, "down", "lonely")
     assert (live.status, live.json()["instance"]) == (200, "lonely")
 
