@@ -134,6 +134,9 @@ class BemcomMqtt:
             self.lanes.append(self._raw_outbox)
         self._driver_tasks: list[asyncio.Task[None]] = []
         self._available_changed = asyncio.Event()
+        # Several instances: whether this one publishes the (fleet-wide, identical) listing now;
+        # only the holder of shared_registry.ListingLease does.
+        self.publishes_listing: Callable[[], bool] = lambda: True
         self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
         self._over_key_limit: set[str | None] = set()
         self._sent_long_key: set[str | None] = set()  # charge points named for a key beyond MAX_KEY_CHARS
@@ -262,6 +265,9 @@ class BemcomMqtt:
         while True:
             await self._available_changed.wait()
             await asyncio.sleep(pause)
+            if not self.publishes_listing():
+                self._available_changed.clear()  # another instance publishes; `listing_changed` if this one takes over
+                continue
             if self._listing_mid is not None and self._listing_acked != self._listing_mid:
                 continue  # still changed: try again after the next window
             self._available_changed.clear()
@@ -317,6 +323,11 @@ class BemcomMqtt:
     def list_actuators(self, cp: str) -> None:
         if self._registry.list_actuators(cp):
             self._available_changed.set()
+
+    def listing_changed(self) -> None:
+        """Publish the listing (coalesced as ever): keys came from another instance, or this one
+        became the listing's publisher."""
+        self._available_changed.set()
 
     def drop_unlisted(self, cp: str) -> None:
         self._registry.drop_unlisted(cp)
