@@ -26,10 +26,22 @@ from connector.registry import ActuatorRef, KeyRecord, Registry
 from connector.shared import Shared, prefix
 from connector.shared_listing import FleetMerge, ListingLease
 from connector.shared_registry import SharedRegistryStore
-from connector.tests.harness import WAIT_S, free_port, wait_for_port
+from connector.tests.harness import (
+    WAIT_S,
+    ChargerLink,
+    ConnectorProcess,
+    Mosquitto,
+    MqttProbe,
+    base_env,
+    free_port,
+    send,
+    spawn_connector,
+    wait_for_port,
+)
 from connector.upkeep import Upkeep
 
 FORGET_AFTER = 3600.0
+PUBLISHES = "publishes the fleet's available_datapoints"
 MODEL = "CP_1__BootNotification__charge_point_model"
 UNLOCK_2 = "CP_1__execute_unlock_connector__2"
 UNLOCK_REF = ActuatorRef("CP_1", "execute_unlock_connector", 2)
@@ -385,3 +397,98 @@ def test_any_example_survives_the_round_trip(redis_url: str, connector_name: str
     store.save(records, {"CP_1": Member()}, [])
     assert sorted(store.load()[0], key=lambda r: r.key) == records
     store.close()
+
+
+# -- two connector processes ----------------------------------------------------------------
+
+
+class Fleet:
+    """Connector processes of one CONNECTOR_NAME on one Redis, each with its own instance name, port and STATE_DIR."""
+
+    def __init__(self, broker: Mosquitto, name: str, tmp_path: Path, redis_url: str, probe: MqttProbe) -> None:
+        self.broker, self.name, self.tmp_path, self.redis_url, self.probe = broker, name, tmp_path, redis_url, probe
+        self.ports: dict[str, int] = {}
+        self.processes: dict[str, ConnectorProcess] = {}
+
+    def topic(self, part: str) -> str:
+        return f"{self.name}/{part}"
+
+    def url(self, instance: str) -> str:
+        return f"ws://127.0.0.1:{self.ports[instance]}"
+
+    async def start(self, instance: str) -> ConnectorProcess:
+        self.ports[instance] = free_port()
+        env = {
+            **base_env(self.broker, self.name, self.tmp_path / instance),
+            "STATE_URL": self.redis_url,
+            "CONNECTOR_INSTANCE": instance,
+            "OCPP_PORT": str(self.ports[instance]),
+        }
+        process = self.processes[instance] = await spawn_connector(env, self.tmp_path)
+        await process.wait_for_line("OCPP server listening")
+        return process
+
+    def publish_map(self) -> None:
+        """Retained, as BEMCom publishes it: every instance applies it at its start."""
+        mapping = {
+            "sensor": {f"{UNLOCK_2}__status": self.topic("status"), "CP_1__connected": self.topic("connected")},
+            "actuator": {self.topic("cmd"): UNLOCK_2},
+        }
+        self.probe.publish(self.topic("datapoint_map"), mapping, retain=True)
+
+    async def stop(self) -> None:
+        for process in self.processes.values():
+            await process.kill()
+        self.probe.publish(self.topic("datapoint_map"), b"", retain=True)
+
+
+@pytest.fixture
+async def fleet(
+    broker: Mosquitto, connector_name: str, tmp_path: Path, redis_url: str, probe: MqttProbe
+) -> AsyncIterator[Fleet]:
+    running = Fleet(broker, connector_name, tmp_path, redis_url, probe)
+    yield running
+    await running.stop()
+
+
+async def test_keys_of_a_charger_on_one_process_are_listed_by_and_reach_it_through_another(
+    fleet: Fleet, probe: MqttProbe
+) -> None:
+    """B publishes the listing with A's charger's keys; A killed, the charger back at B without a boot gets a
+    command for its quiet connector 2."""
+    fleet.publish_map()
+    b = await fleet.start("b")
+    await b.wait_for_line(PUBLISHES)
+    a = await fleet.start("a")
+    async with ChargerLink(fleet.url("a"), "CP_1") as charger:
+        await send(charger, "boot_notification")
+        await send(charger, "status_available", connectorId=2)
+        await probe.wait_for(
+            fleet.topic("available_datapoints"), lambda p: UNLOCK_2 in p["actuator"] and MODEL in p["sensor"]
+        )
+        await a.kill()
+        async with asyncio.timeout(WAIT_S):
+            await charger._connection.wait_closed()
+    assert not [line for line in a.lines if PUBLISHES in line]  # the listing came from B
+    since = len(probe.messages)
+    async with ChargerLink(fleet.url("b"), "CP_1") as charger:  # no BootNotification, nothing of connector 2
+        charger.answers["UnlockConnector"] = "Unlocked"
+        await probe.wait_for(fleet.topic("connected"), lambda p: p["value"] is True, since=since)
+        probe.publish(fleet.topic("cmd"), {"value": True, "timestamp": 1795256100000})
+        assert await charger.next_call() == ("UnlockConnector", {"connector_id": 2})
+        await probe.wait_value(fleet.topic("status"), "Unlocked")
+
+
+async def test_when_the_publisher_dies_another_instance_publishes_the_listing(fleet: Fleet, probe: MqttProbe) -> None:
+    """The listing's publisher killed, the other instance takes the lease over and publishes within seconds."""
+    b = await fleet.start("b")
+    await b.wait_for_line(PUBLISHES)
+    a = await fleet.start("a")
+    async with ChargerLink(fleet.url("a"), "CP_1") as charger:
+        await send(charger, "boot_notification")
+        await probe.wait_for(fleet.topic("available_datapoints"), lambda p: MODEL in p["sensor"])
+    since = len(probe.messages)
+    await b.kill()
+    await a.wait_for_line(PUBLISHES)
+    listing = await probe.wait_for(fleet.topic("available_datapoints"), since=since)
+    assert MODEL in listing["sensor"] and "CP_1__execute_reset" in listing["actuator"]
