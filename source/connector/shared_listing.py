@@ -126,7 +126,9 @@ class FleetMerge:
                 for record in records:
                     listed |= self._record(record)
                 await asyncio.sleep(0)
-        if changes.held_elsewhere is not None:
+        if changes.wiped:
+            self._save_again()
+        elif changes.held_elsewhere is not None:
             self._loaded(changes)
         # Everything this instance keeps of the fleet grew with the instances (fleet.py's bound).
         self._roster.max_absent = self._max_absent * max(1, changes.instances)
@@ -162,6 +164,12 @@ class FleetMerge:
             return
         self._forget(cp)
         self._roster.drop(cp)
+
+    def _save_again(self) -> None:
+        """Redis lost what it held: everything this instance knows goes to it again."""
+        for cp, member in self._roster.members.items():
+            self._roster.changed.setdefault(cp, member)
+            self._registry.unsaved += self._registry.records(cp)
 
     def _loaded(self, changes: Changes) -> None:
         """A load: charge points that are not in it were forgotten meanwhile (only those this instance heard of)."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -72,6 +73,9 @@ class Changes:
     # A snapshot (a load): everything there is. Charge points missing from it were forgotten;
     # those it says are connected are so only where an instance alive now holds them (these).
     held_elsewhere: frozenset[str] | None = None
+    # Redis lost what it held since the last load (restarted without persistence, flushed):
+    # what this instance knows is the best there is, saved again rather than forgotten.
+    wiped: bool = False
 
 
 class SharedRegistryStore:
@@ -83,7 +87,8 @@ class SharedRegistryStore:
         self._prefix = prefix(connector_name)
         self.instance = instance
         self.path = f"redis {self._prefix}keys"  # for log lines
-        self._cursor: bytes | str | None = None  # the last stream entry taken in; None: load everything first
+        self._cursor: bytes | str | None = None
+        self._epoch: bytes | None = None  # see `_wiped`  # the last stream entry taken in; None: load everything first
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
@@ -167,9 +172,6 @@ class SharedRegistryStore:
             pipe.scard(self._key("instances"))
             found, instances = pipe.execute()
             if not found or found[0][0] != self._cursor:
-                LOG.warning(
-                    "registry: this instance fell behind the changes in %s; loading everything again", self.path
-                )
                 return self._snapshot()
             entries += [_entry(fields) for _, fields in found[1:]]
             self._cursor = found[-1][0]
@@ -177,10 +179,25 @@ class SharedRegistryStore:
                 return Changes(entries, instances)
 
     def _snapshot(self) -> Changes:
+        wiped = self._wiped()
+        if wiped:
+            LOG.warning("registry: Redis lost what %s held; this instance saves all it knows again", self.path)
+        elif self._cursor is not None:
+            LOG.warning("registry: this instance fell behind the changes in %s; loading everything again", self.path)
         records, members = self.load()
         held = self.held_elsewhere()  # after the members: one connected since is held by then
         instances = self._redis.scard(self._key("instances"))
-        return Changes([Entry([], list(members.items()), records)], int(instances), held)
+        return Changes([Entry([], list(members.items()), records)], int(instances), held, wiped)
+
+    def _wiped(self) -> bool:
+        """Whether Redis lost its data since the last call: the first load writes a token (`epoch`), which stays."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(self._key("epoch"), uuid.uuid4().hex, nx=True)
+        pipe.get(self._key("epoch"))
+        epoch = pipe.execute()[1]
+        wiped = self._epoch is not None and epoch != self._epoch
+        self._epoch = epoch
+        return wiped
 
     def close(self) -> None:
         self._redis.close()

@@ -356,6 +356,35 @@ async def test_an_instance_behind_the_trimmed_stream_loads_everything_again(
     assert b.roster.members["CP_1"] == Member(True, None)  # held by A, alive
 
 
+async def test_when_redis_loses_its_data_the_instances_save_what_they_know_again(pair: tuple[Side, Side]) -> None:
+    """A Redis restarted empty: no instance forgets the fleet; both save everything again."""
+    a, b = pair
+    a.connect("CP_1")
+    a.registry.add_actuator(UNLOCK_2, UNLOCK_REF, True)
+    hold(a, "CP_1")
+    await a.tick()
+    await b.tick()
+    plain = redis.Redis.from_url(a.url)
+    plain.flushall()
+    plain.close()
+    await b.tick()  # finds out; saves at its next tick
+    await b.tick()
+    assert b.forgotten == [] and b.registry.actuator_refs[UNLOCK_2] == UNLOCK_REF
+    records, members = saved(b)
+    assert KeyRecord(UNLOCK_2, "CP_1", True, UNLOCK_REF) in records
+    assert members == {"CP_1": Member(True, None)}
+
+
+async def test_the_roster_keeps_as_many_absent_chargers_as_all_instances_may_serve(pair: tuple[Side, Side]) -> None:
+    """Each instance's roster holds the fleet: its bound of absent chargers grows with the instances that run."""
+    a, _ = pair
+    plain = redis.Redis.from_url(a.url)
+    plain.sadd(prefix(a.name) + "instances", "a", "b", "c")
+    plain.close()
+    await a.tick()
+    assert a.roster.max_absent == 30
+
+
 # -- the listing's publisher ----------------------------------------------------------------
 
 
