@@ -521,3 +521,37 @@ async def test_when_the_publisher_dies_another_instance_publishes_the_listing(fl
     await a.wait_for_line(PUBLISHES)
     listing = await probe.wait_for(fleet.topic("available_datapoints"), since=since)
     assert MODEL in listing["sensor"] and "CP_1__execute_reset" in listing["actuator"]
+
+
+async def test_a_charger_of_a_dead_instance_that_comes_back_nowhere_is_absent_for_all(
+    fleet: Fleet, probe: MqttProbe
+) -> None:
+    """The instance that sweeps a killed one's charger marks it absent in Redis, so that it is forgotten in time."""
+    b = await fleet.start("b")
+    a = await fleet.start("a")
+    async with ChargerLink(fleet.url("a"), "CP_1") as charger:
+        await send(charger, "boot_notification")
+        await probe.wait_for(fleet.topic("available_datapoints"), lambda p: MODEL in p["sensor"])
+        await a.kill()
+        async with asyncio.timeout(WAIT_S):
+            await charger._connection.wait_closed()
+    await b.wait_for_line("instance a is gone")
+    assert await departure_saved(fleet, "CP_1") > 0
+
+
+async def departure_saved(fleet: Fleet, cp: str) -> float:
+    """When the charger left, as the first save that says so tells the others (the stream, read as they read it)."""
+    client = redis.Redis.from_url(fleet.redis_url)
+    stream, last = prefix(fleet.name) + "registry", b"0-0"
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                found: list[Any] = await asyncio.to_thread(client.xread, {stream: last}, block=500)  # type: ignore[arg-type]
+                for _, entries in found:
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        for member, _, since in json.loads(fields.get(b"members", b"[]")):
+                            if member == cp and since is not None:
+                                return float(since)
+    finally:
+        client.close()
