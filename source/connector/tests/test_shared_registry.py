@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,18 +25,8 @@ from connector.registry import ActuatorRef, KeyRecord, Registry
 from connector.shared import Shared, prefix
 from connector.shared_listing import FleetMerge, ListingLease
 from connector.shared_registry import SharedRegistryStore
-from connector.tests.harness import (
-    WAIT_S,
-    ChargerLink,
-    ConnectorProcess,
-    Mosquitto,
-    MqttProbe,
-    base_env,
-    free_port,
-    send,
-    spawn_connector,
-    wait_for_port,
-)
+from connector.tests.harness import WAIT_S, ChargerLink, ConnectorProcess, Mosquitto, MqttProbe, send
+from connector.tests.harness_ha import Fleet, Instance, RedisServer
 from connector.upkeep import Upkeep
 
 FORGET_AFTER = 3600.0
@@ -48,18 +37,8 @@ UNLOCK_REF = ActuatorRef("CP_1", "execute_unlock_connector", 2)
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A redis-server of this test's own, without persistence, on a free port."""
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    with (tmp_path / "redis.log").open("ab") as log:
-        server = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=log)
-    try:
-        wait_for_port(port)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait(timeout=WAIT_S)
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 class Clock:
@@ -431,53 +410,22 @@ def test_any_example_survives_the_round_trip(redis_url: str, connector_name: str
 # -- two connector processes ----------------------------------------------------------------
 
 
-class Fleet:
-    """Connector processes of one CONNECTOR_NAME on one Redis, each with its own instance name, port and STATE_DIR."""
-
-    def __init__(self, broker: Mosquitto, name: str, tmp_path: Path, redis_url: str, probe: MqttProbe) -> None:
-        self.broker, self.name, self.tmp_path, self.redis_url, self.probe = broker, name, tmp_path, redis_url, probe
-        self.ports: dict[str, int] = {}
-        self.processes: dict[str, ConnectorProcess] = {}
-
-    def topic(self, part: str) -> str:
-        return f"{self.name}/{part}"
-
-    def url(self, instance: str) -> str:
-        return f"ws://127.0.0.1:{self.ports[instance]}"
-
-    async def start(self, instance: str) -> ConnectorProcess:
-        self.ports[instance] = free_port()
-        env = {
-            **base_env(self.broker, self.name, self.tmp_path / instance),
-            "STATE_URL": self.redis_url,
-            "CONNECTOR_INSTANCE": instance,
-            "OCPP_PORT": str(self.ports[instance]),
-        }
-        process = self.processes[instance] = await spawn_connector(env, self.tmp_path)
-        await process.wait_for_line("OCPP server listening")
-        return process
-
-    def publish_map(self) -> None:
-        """Retained, as BEMCom publishes it: every instance applies it at its start."""
-        mapping = {
-            "sensor": {f"{UNLOCK_2}__status": self.topic("status"), "CP_1__connected": self.topic("connected")},
-            "actuator": {self.topic("cmd"): UNLOCK_2},
-        }
-        self.probe.publish(self.topic("datapoint_map"), mapping, retain=True)
-
-    async def stop(self) -> None:
-        for process in self.processes.values():
-            await process.kill()
-        self.probe.publish(self.topic("datapoint_map"), b"", retain=True)
-
-
 @pytest.fixture
 async def fleet(
-    broker: Mosquitto, connector_name: str, tmp_path: Path, redis_url: str, probe: MqttProbe
+    broker: Mosquitto, redis_server: RedisServer, connector_name: str, tmp_path: Path, probe: MqttProbe
 ) -> AsyncIterator[Fleet]:
-    running = Fleet(broker, connector_name, tmp_path, redis_url, probe)
+    """Instances `a` and `b` of one connector on one Redis, not started."""
+    running = Fleet(broker, redis_server, connector_name, tmp_path, probe, ["a", "b"])
     yield running
-    await running.stop()
+    for instance in running.instances:
+        await instance.kill()
+    probe.publish(running.topic("datapoint_map"), b"", retain=True)  # the retained map, cleared
+
+
+async def start(instance: Instance) -> ConnectorProcess:
+    await instance.start()
+    assert instance.process is not None
+    return instance.process
 
 
 async def test_keys_of_a_charger_on_one_process_are_listed_by_and_reach_it_through_another(
@@ -485,11 +433,11 @@ async def test_keys_of_a_charger_on_one_process_are_listed_by_and_reach_it_throu
 ) -> None:
     """B publishes the listing with A's charger's keys; A killed, the charger back at B without a boot gets a
     command for its quiet connector 2."""
-    fleet.publish_map()
-    b = await fleet.start("b")
-    await b.wait_for_line(PUBLISHES)
-    a = await fleet.start("a")
-    async with ChargerLink(fleet.url("a"), "CP_1") as charger:
+    a, b = fleet.instances
+    await (await start(b)).wait_for_line(PUBLISHES)
+    await start(a)
+    (command,) = (await fleet.map_actuators(UNLOCK_2, sensors=("CP_1__connected",))).values()
+    async with ChargerLink(a.url, "CP_1") as charger:
         await send(charger, "boot_notification")
         await send(charger, "status_available", connectorId=2)
         await probe.wait_for(
@@ -498,51 +446,52 @@ async def test_keys_of_a_charger_on_one_process_are_listed_by_and_reach_it_throu
         await a.kill()
         async with asyncio.timeout(WAIT_S):
             await charger._connection.wait_closed()
-    assert not [line for line in a.lines if PUBLISHES in line]  # the listing came from B
+    assert a.process is not None and not [line for line in a.process.lines if PUBLISHES in line]  # B published
     since = len(probe.messages)
-    async with ChargerLink(fleet.url("b"), "CP_1") as charger:  # no BootNotification, nothing of connector 2
+    async with ChargerLink(b.url, "CP_1") as charger:  # no BootNotification, nothing of connector 2
         charger.answers["UnlockConnector"] = "Unlocked"
-        await probe.wait_for(fleet.topic("connected"), lambda p: p["value"] is True, since=since)
-        probe.publish(fleet.topic("cmd"), {"value": True, "timestamp": 1795256100000})
+        await probe.wait_for(fleet.sensor("CP_1__connected"), lambda p: p["value"] is True, since=since)
+        fleet.command(command, True)
         assert await charger.next_call() == ("UnlockConnector", {"connector_id": 2})
-        await probe.wait_value(fleet.topic("status"), "Unlocked")
+        assert await fleet.status(UNLOCK_2, 1) == ["Unlocked"]
 
 
 async def test_when_the_publisher_dies_another_instance_publishes_the_listing(fleet: Fleet, probe: MqttProbe) -> None:
     """The listing's publisher killed, the other instance takes the lease over and publishes within seconds."""
-    b = await fleet.start("b")
-    await b.wait_for_line(PUBLISHES)
-    a = await fleet.start("a")
-    async with ChargerLink(fleet.url("a"), "CP_1") as charger:
+    a, b = fleet.instances
+    await (await start(b)).wait_for_line(PUBLISHES)
+    survivor = await start(a)
+    async with ChargerLink(a.url, "CP_1") as charger:
         await send(charger, "boot_notification")
         await probe.wait_for(fleet.topic("available_datapoints"), lambda p: MODEL in p["sensor"])
     since = len(probe.messages)
     await b.kill()
-    await a.wait_for_line(PUBLISHES)
+    await survivor.wait_for_line(PUBLISHES)
     listing = await probe.wait_for(fleet.topic("available_datapoints"), since=since)
     assert MODEL in listing["sensor"] and "CP_1__execute_reset" in listing["actuator"]
 
 
 async def test_a_charger_of_a_dead_instance_that_comes_back_nowhere_is_absent_for_all(
-    fleet: Fleet, probe: MqttProbe
+    fleet: Fleet, probe: MqttProbe, redis_server: RedisServer
 ) -> None:
     """The instance that sweeps a killed one's charger marks it absent in Redis, so that it is forgotten in time."""
-    b = await fleet.start("b")
-    a = await fleet.start("a")
-    async with ChargerLink(fleet.url("a"), "CP_1") as charger:
+    a, b = fleet.instances
+    survivor = await start(b)
+    await start(a)
+    async with ChargerLink(a.url, "CP_1") as charger:
         await send(charger, "boot_notification")
         await probe.wait_for(fleet.topic("available_datapoints"), lambda p: MODEL in p["sensor"])
         await a.kill()
         async with asyncio.timeout(WAIT_S):
             await charger._connection.wait_closed()
-    await b.wait_for_line("instance a is gone")
-    assert await departure_saved(fleet, "CP_1") > 0
+    await survivor.wait_for_line("instance a is gone")
+    assert await departure_saved(redis_server.url, fleet.name, "CP_1") > 0
 
 
-async def departure_saved(fleet: Fleet, cp: str) -> float:
+async def departure_saved(url: str, name: str, cp: str) -> float:
     """When the charger left, as the first save that says so tells the others (the stream, read as they read it)."""
-    client = redis.Redis.from_url(fleet.redis_url)
-    stream, last = prefix(fleet.name) + "registry", b"0-0"
+    client = redis.Redis.from_url(url)
+    stream, last = prefix(name) + "registry", b"0-0"
     try:
         async with asyncio.timeout(WAIT_S):
             while True:
