@@ -185,6 +185,8 @@ class ChargePointSession:
     async def start(self) -> None:
         """Serve frames until the connection closes (ConnectionClosed propagates)."""
         self.connector_seen(0)
+        for connector_id in self.transactions.connectors(self.id):  # seen by another instance
+            self.connector_seen(connector_id)
         async for frame in self._connection:
             if not self._room.is_open:  # the MQTT side is behind: this frame waits, and the next ones unread
                 await self._room.wait()
@@ -542,6 +544,7 @@ class ChargePointSession:
                 )
             return
         self._connectors.add(connector_id)
+        self.transactions.connector_seen(self.id, connector_id)
         self._events.connector_seen(self.id, connector_id)
 
     def booted(self) -> None:
