@@ -1,6 +1,6 @@
 """The MQTT spool in Redis: what a dead instance had answered is delivered by another.
 
-Against a real redis-server (redis_fixture.py); the Spool contract both spools share is
+Against a real redis-server (the `redis_server` fixture); the Spool contract both spools share is
 in test_spool.py. The last test runs two connector processes, kills one during a broker
 outage and sees the other deliver what it had answered.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -46,7 +47,7 @@ from connector.tests.harness import (
     send,
     spawn_connector,
 )
-from connector.tests.redis_fixture import RedisProcess, own_redis, redis_url  # noqa: F401 - fixtures
+from connector.tests.harness_ha import RedisServer
 
 _names = itertools.count()
 
@@ -87,9 +88,9 @@ class Instance:
 
 
 @pytest.fixture
-async def instances(redis_url: str, name: str, tmp_path: Path) -> AsyncIterator[dict[str, Instance]]:  # noqa: F811
+async def instances(redis_server: RedisServer, name: str, tmp_path: Path) -> AsyncIterator[dict[str, Instance]]:
     """Instances a, b and c of one connector; each adopter runs once its `named` is set."""
-    made = {i: Instance(redis_url, name, i, tmp_path) for i in "abc"}
+    made = {i: Instance(redis_server.url, name, i, tmp_path) for i in "abc"}
     tasks = [asyncio.create_task(i.adopter.run(i.named)) for i in made.values()]
     yield made
     for task in tasks:
@@ -154,16 +155,14 @@ async def test_the_runs_of_a_live_instance_are_left_alone(instances: dict[str, I
 
 
 async def test_a_restarted_instance_delivers_what_its_killed_process_left(
-    redis_url: str,  # noqa: F811
-    name: str,
-    tmp_path: Path,
+    redis_server: RedisServer, name: str, tmp_path: Path
 ) -> None:
     """The next process of a name delivers its predecessor's runs once it holds the name, not its own."""
-    killed = Instance(redis_url, name, "a", tmp_path)
+    killed = Instance(redis_server.url, name, "a", tmp_path)
     killed.main.append_many([message(1), message(2)])
     killed.raw.append(message(3, qos=2))
     # No close(): a SIGKILL. The next process of the same name:
-    restarted = Instance(redis_url, name, "a", tmp_path)
+    restarted = Instance(redis_server.url, name, "a", tmp_path)
     restarted.main.append(message(4))  # its own: read by its outbox, not adopted
     task = asyncio.create_task(restarted.adopter.run(restarted.named))
     try:
@@ -205,9 +204,20 @@ class Clock:
         return self.now
 
 
+def pause(server: RedisServer) -> None:
+    """SIGSTOP: the kernel still accepts connections, nothing answers (a hung Redis)."""
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+
+
+def resume(server: RedisServer) -> None:
+    assert server.process is not None
+    server.process.send_signal(signal.SIGCONT)
+
+
 @pytest.fixture
-def hung_spool(own_redis: RedisProcess, name: str, tmp_path: Path) -> Iterator[tuple[SharedSpool, Clock]]:  # noqa: F811
-    spools = SharedSpools(own_redis.url, name, "a")
+def hung_spool(redis_server: RedisServer, name: str, tmp_path: Path) -> Iterator[tuple[SharedSpool, Clock]]:
+    spools = SharedSpools(redis_server.url, name, "a")
     clock = Clock()
     lane = RedisLane(spools.client, spools.lane_key("a", spools.run, "main"))
     yield SharedSpool(lane, (spools.runs_key("a"), spools.run), Spool(tmp_path / "local.sqlite3"), clock), clock
@@ -215,7 +225,7 @@ def hung_spool(own_redis: RedisProcess, name: str, tmp_path: Path) -> Iterator[t
 
 
 def test_while_redis_hangs_rows_go_to_the_local_file_and_come_back_in_order(
-    own_redis: RedisProcess,  # noqa: F811
+    redis_server: RedisServer,
     hung_spool: tuple[SharedSpool, Clock],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
@@ -223,7 +233,7 @@ def test_while_redis_hangs_rows_go_to_the_local_file_and_come_back_in_order(
     """A hung Redis costs one bounded wait, then rows go to STATE_DIR; once it answers, both stores read as one."""
     spool, clock = hung_spool
     ids = spool.append_many(message(i) for i in range(3))
-    own_redis.pause()
+    pause(redis_server)
     try:
         started = time.monotonic()
         with caplog.at_level(logging.ERROR, logger="connector.shared_spool"):
@@ -232,7 +242,7 @@ def test_while_redis_hangs_rows_go_to_the_local_file_and_come_back_in_order(
         with pytest.raises(SpoolUnavailableError):  # its rows in Redis first: later
             spool.read(0, 10)
     finally:
-        own_redis.resume()
+        resume(redis_server)
     assert waited < 4 * LOOP_TIMEOUT_S  # one timed-out call, not one per message
     assert Spool(tmp_path / "local.sqlite3").count() == 97
     assert len(caplog.records) == 1 and "go to STATE_DIR" in caplog.records[0].getMessage()
@@ -245,12 +255,11 @@ def test_while_redis_hangs_rows_go_to_the_local_file_and_come_back_in_order(
 
 
 def test_with_redis_down_from_the_start_the_local_file_serves_alone(
-    own_redis: RedisProcess,  # noqa: F811
-    hung_spool: tuple[SharedSpool, Clock],
+    redis_server: RedisServer, hung_spool: tuple[SharedSpool, Clock]
 ) -> None:
     """Redis refusing connections: appends, reads and deletes work from STATE_DIR, without waiting for Redis."""
     spool, _ = hung_spool
-    own_redis.stop()
+    redis_server.stop()
     ids = [*spool.append_many(message(i) for i in range(3)), spool.append(message(3))]
     assert [m for _, m in spool.read(0, 10)] == [message(i) for i in range(4)]
     assert spool.first_after(ids[0]) == ids[1]
@@ -298,10 +307,7 @@ async def start_instance(env: dict[str, str], instance: str, tmp_path: Path) -> 
 
 
 async def test_values_one_instance_answered_during_an_outage_are_delivered_by_another_after_its_sigkill(
-    own_broker: Mosquitto,
-    redis_url: str,  # noqa: F811
-    name: str,
-    tmp_path: Path,
+    own_broker: Mosquitto, redis_server: RedisServer, name: str, tmp_path: Path
 ) -> None:
     """a answers 200 values during a broker outage and is SIGKILLed; with the broker back, b delivers all, in order."""
     energy = key("CP_1", "MeterValues", 1, "Energy.Active.Import.Register", "Wh")
@@ -309,7 +315,7 @@ async def test_values_one_instance_answered_during_an_outage_are_delivered_by_an
     probe = MqttProbe(own_broker.port)
     await probe.subscribe(f"{name}/#")
     probe.publish(f"{name}/datapoint_map", {"sensor": {energy: topic}, "actuator": {}}, retain=True)
-    env = {**base_env(own_broker, name, tmp_path), "STATE_URL": redis_url}
+    env = {**base_env(own_broker, name, tmp_path), "STATE_URL": redis_server.url}
     answered = list(range(1, 201))
     a, url = await start_instance(env, "a", tmp_path)
     b, _ = await start_instance(env, "b", tmp_path)

@@ -14,7 +14,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from connector.outbox import Outbox
 from connector.shared_spool import SharedSpools
 from connector.spool import Message, Spool, SpoolLike
-from connector.tests.redis_fixture import redis_url  # noqa: F401 - a fixture, for the Redis spool
 
 _names = itertools.count()
 
@@ -30,7 +29,7 @@ def spool(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SpoolLike]
     if request.param == "sqlite":
         yield local
         return
-    spools = SharedSpools(request.getfixturevalue("redis_url"), f"spool-contract-{next(_names)}", "a")
+    spools = SharedSpools(request.getfixturevalue("redis_server").url, f"spool-contract-{next(_names)}", "a")
     yield spools.lane("main", local)
     spools.close()
 
