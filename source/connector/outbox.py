@@ -28,8 +28,9 @@ thread an acknowledgement can even arrive before `publish` has returned its id t
 is then noted as early and matched when the id comes.
 
 While the broker connection is down (and at start, until the first connect) nothing is
-handed to paho: each message is appended to the spool (`spool.py`, SQLite in STATE_DIR)
-before `put` returns, so the charger's answer, sent after, never precedes durability.
+handed to paho: each message is appended to the spool (`spool.py`, SQLite in STATE_DIR;
+with several instances Redis, `shared_spool.py`) before `put` returns, so the charger's
+answer, sent after, never precedes durability.
 Going offline also spools what waits in memory and copies of what paho holds
 unacknowledged (paho resends those itself after the reconnect; their rows go once the
 broker acknowledges them). After the connect, `N/state` online goes first (`publish_now`,

@@ -27,6 +27,7 @@ from connector.outbox import Outbox
 from connector.shared_spool import (
     ADOPT_BATCH,
     LOOP_TIMEOUT_S,
+    REGISTER_EVERY_S,
     RETRY_AFTER_S,
     RedisLane,
     SharedSpool,
@@ -216,12 +217,18 @@ def resume(server: RedisServer) -> None:
 
 
 @pytest.fixture
-def hung_spool(redis_server: RedisServer, name: str, tmp_path: Path) -> Iterator[tuple[SharedSpool, Clock]]:
-    spools = SharedSpools(redis_server.url, name, "a")
+def spools(redis_server: RedisServer, name: str) -> Iterator[SharedSpools]:
+    made = SharedSpools(redis_server.url, name, "a")
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def hung_spool(spools: SharedSpools, tmp_path: Path) -> tuple[SharedSpool, Clock]:
+    """Instance a's main lane, on a clock of the test's."""
     clock = Clock()
     lane = RedisLane(spools.client, spools.lane_key("a", spools.run, "main"))
-    yield SharedSpool(lane, (spools.runs_key("a"), spools.run), Spool(tmp_path / "local.sqlite3"), clock), clock
-    spools.close()
+    return SharedSpool(lane, (spools.runs_key("a"), spools.run), Spool(tmp_path / "local.sqlite3"), clock), clock
 
 
 def test_while_redis_hangs_rows_go_to_the_local_file_and_come_back_in_order(
@@ -265,6 +272,21 @@ def test_with_redis_down_from_the_start_the_local_file_serves_alone(
     assert spool.first_after(ids[0]) == ids[1]
     spool.delete(ids)
     assert spool.count() == 0
+
+
+def test_a_run_is_registered_again_after_redis_lost_its_data(
+    spools: SharedSpools, hung_spool: tuple[SharedSpool, Clock]
+) -> None:
+    """Redis restarted empty: within REGISTER_EVERY_S of writing, the run is listed again for adoption."""
+    spool, clock = hung_spool
+    spool.append(message(1))
+    assert spools.runs_of("a") == [spools.run]
+    spools.client.flushdb()
+    spool.append(message(2))
+    clock.now += REGISTER_EVERY_S
+    spool.append(message(3))
+    assert spools.runs_of("a") == [spools.run]
+    assert [m for _, m in spool.read(0, 10)] == [message(2), message(3)]
 
 
 def test_with_redis_refusing_connections_a_call_fails_at_once() -> None:
