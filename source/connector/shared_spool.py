@@ -63,7 +63,7 @@ import secrets
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar, cast
 
 import redis
@@ -395,10 +395,10 @@ class SpoolAdopter:
                 await self._retrying(self._deliver_first)
             self.idle.set()
 
-    async def _retrying(self, step: Callable[[], object]) -> None:
+    async def _retrying(self, step: Callable[[], Awaitable[None]]) -> None:
         while True:
             try:
-                await step()  # type: ignore[misc]
+                await step()
                 return
             except REDIS_ERRORS as error:
                 if self._failures.ready():
