@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 
 import redis
 
@@ -39,10 +39,12 @@ class Presence:
         shared: Shared,
         lost: Callable[[str, int, bool], None],  # (charger, last sign of life ms, served here now)
         connected: Callable[[], Collection[str]],  # the chargers connected here
+        adopt_spools: Callable[[str], Awaitable[None]] | None = None,  # shared_spool.SpoolAdopter.adopt
     ) -> None:
         self._shared = shared
         self._lost = lost
         self._connected = connected
+        self._adopt_spools = adopt_spools
         self.named = asyncio.Event()  # the name is ours: chargers may be served
         self._takeovers: dict[str, tuple[str, float]] = {}  # charger -> (instance it came from, when)
         # An earlier process of this name (killed, restarted): its last sign of life, and the
@@ -143,6 +145,10 @@ class Presence:
                 await self._shared.orphan(cp)
                 self._lost(cp, lost_at, False)
                 swept += 1
+        # What it had answered but not handed to the broker: delivered here (before it is
+        # forgotten: if this fails, the sweep is tried again once its claim expires).
+        if self._adopt_spools is not None:
+            await self._adopt_spools(instance)
         await self._shared.forget_instance(instance)
         if swept:
             LOG.warning(

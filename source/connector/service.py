@@ -145,8 +145,14 @@ class Service:
         self.transactions: TransactionStore
         if settings.state_url is not None:
             self.shared = shared = Shared(settings.state_url, settings.connector_name, settings.connector_instance)
+            adopt_spools = self.mqtt.adopter.adopt if self.mqtt.adopter is not None else None
             # A lambda: the dispatcher is built below.
-            self.presence = Presence(shared, self.events.lost, lambda: self.dispatcher.sessions.keys())  # noqa: PLW0108
+            self.presence = Presence(
+                shared,
+                self.events.lost,
+                lambda: self.dispatcher.sessions.keys(),  # noqa: PLW0108
+                adopt_spools,
+            )
             shared_store = SharedTransactionStore(shared, settings.state_dir)
             self.transactions = shared_store
             handover = SharedOwnership(shared, shared_store, self.presence.taken_from, self.presence.came_back)
@@ -259,6 +265,8 @@ class Service:
                     background.append(tasks.create_task(self._keep_presence(self.presence)))
                 if self.listing_lease is not None and self.fleet_merge is not None:
                     background.append(tasks.create_task(self.listing_lease.run(self.fleet_merge.loaded)))
+                if self.mqtt.adopter is not None and self.presence is not None:
+                    background.append(tasks.create_task(self.mqtt.adopter.run(self.presence.named)))
                 await self.dispatcher.serve_until(self.stop)
                 for task in background:
                     task.cancel()

@@ -30,6 +30,8 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from connector.settings import redacted_url
 
@@ -55,9 +57,14 @@ def async_client(url: str) -> redis.asyncio.Redis:
     )
 
 
-def sync_client(url: str) -> redis.Redis:
-    """The blocking client, for worker threads only."""
-    return redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+def sync_client(url: str, timeout_s: float = REDIS_TIMEOUT_S, retries: int | None = None) -> redis.Redis:
+    """The blocking client, for worker threads (and the MQTT spool: shared_spool.py).
+
+    `retries`: None keeps redis-py's default (10, backing off up to 1 s: 4.4 s before a
+    refused connection fails); the event loop's thread cannot wait that long.
+    """
+    retry = {} if retries is None else {"retry": Retry(NoBackoff(), retries)}
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **retry)
 
 
 def now_ms() -> int:
