@@ -38,7 +38,8 @@ from connector.registry import (
     join_listing,
 )
 from connector.settings import Broker, Settings
-from connector.spool import RAW_SPOOL_FILE, SPOOL_FILE, Spool
+from connector.shared_spool import SharedSpools, SpoolAdopter
+from connector.spool import RAW_SPOOL_FILE, SPOOL_FILE, Spool, SpoolLike
 from connector.value_message import value_message
 
 LOG = logging.getLogger(__name__)
@@ -113,7 +114,11 @@ class BemcomMqtt:
             self._client.will_set(self.topics["state"], OFFLINE, qos=1, retain=True)
         self._stopping = False
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
-        spool = Spool(Path(settings.state_dir) / SPOOL_FILE)
+        # Several instances: the spools are in Redis, where another instance can deliver them.
+        self._shared_spools = (
+            None if settings.state_url is None else SharedSpools(settings.state_url, name, settings.connector_instance)
+        )
+        spool = self._spool(SPOOL_FILE, "main")
         self.room = Room()  # shared by the lanes: sessions read frames only while every lane has room
         self.outbox = Outbox(self._client, settings.mqtt_queue_limit, spool, self.room)
         self._client.on_connect = self._on_connect
@@ -132,8 +137,15 @@ class BemcomMqtt:
         if settings.send_raw_message_to_db:
             self._raw_outbox = self._raw_lane(tls_ca_file)
             self.lanes.append(self._raw_outbox)
+        self.adopter: SpoolAdopter | None = None  # delivers what dead instances had spooled
+        if self._shared_spools is not None:
+            lanes = {"main": self.outbox} | ({"raw": self._raw_outbox} if self._raw_outbox else {})
+            self.adopter = self._shared_spools.adopter(lanes, self.room)
         self._driver_tasks: list[asyncio.Task[None]] = []
         self._available_changed = asyncio.Event()
+        # Several instances: whether this one publishes the (fleet-wide, identical) listing now;
+        # only the holder of shared_registry.ListingLease does.
+        self.publishes_listing: Callable[[], bool] = lambda: True
         self._on_actuator: ActuatorHandler = lambda topic, key, ref, payload: None
         self._over_key_limit: set[str | None] = set()
         self._sent_long_key: set[str | None] = set()  # charge points named for a key beyond MAX_KEY_CHARS
@@ -151,12 +163,16 @@ class BemcomMqtt:
         """
         client = self._new_client(tls_ca_file)
         client.max_inflight_messages_set(MAX_INFLIGHT)
-        spool = Spool(Path(self._settings.state_dir) / RAW_SPOOL_FILE)
+        spool = self._spool(RAW_SPOOL_FILE, "raw")
         outbox = Outbox(client, self._settings.mqtt_queue_limit, spool, self.room, QOS2_ONLY_WINDOW)
         client.on_connect = lambda *args: self._lane_connected(outbox, args[3])
         client.on_disconnect = lambda *args: self._call_soon(lambda: self._lane_lost(outbox))
         self.drivers.append(LoopDriver(client, self._settings.mqtt_brokers, KEEPALIVE_S, lambda error, broker: None))
         return outbox
+
+    def _spool(self, file_name: str, lane: str) -> SpoolLike:
+        local = Spool(Path(self._settings.state_dir) / file_name)
+        return local if self._shared_spools is None else self._shared_spools.lane(lane, local)
 
     def _lane_connected(self, outbox: Outbox, reason: Any) -> None:
         """A lane's connection is up; it delivers once the main one is too (after `N/state` online)."""
@@ -240,6 +256,8 @@ class BemcomMqtt:
         await asyncio.gather(*self._driver_tasks, return_exceptions=True)
         for lane in self.lanes:
             lane.close()
+        if self._shared_spools is not None:
+            self._shared_spools.close()
 
     async def run_heartbeat(self) -> None:
         interval_ms = int(self._settings.heartbeat_interval * 1000)
@@ -262,6 +280,9 @@ class BemcomMqtt:
         while True:
             await self._available_changed.wait()
             await asyncio.sleep(pause)
+            if not self.publishes_listing():
+                self._available_changed.clear()  # another instance publishes; `listing_changed` if this one takes over
+                continue
             if self._listing_mid is not None and self._listing_acked != self._listing_mid:
                 continue  # still changed: try again after the next window
             self._available_changed.clear()
@@ -317,6 +338,11 @@ class BemcomMqtt:
     def list_actuators(self, cp: str) -> None:
         if self._registry.list_actuators(cp):
             self._available_changed.set()
+
+    def listing_changed(self) -> None:
+        """Publish the listing (coalesced as ever): keys came from another instance, or this one
+        became the listing's publisher."""
+        self._available_changed.set()
 
     def drop_unlisted(self, cp: str) -> None:
         self._registry.drop_unlisted(cp)

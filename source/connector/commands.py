@@ -182,24 +182,39 @@ class CommandRunner:
         self, topic: str, actuator_key: str, reason: str, cp: str | None = None, may_end: EndGate | None = None
     ) -> None:
         """Publish `Failed: <reason>`; `cp` None only for a key the map names but nobody owns."""
-        LOG.warning("actuator %s (topic %s): Failed: %s", actuator_key, topic, reason)
-        self._end([Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())], cp, actuator_key, may_end)
+        status = Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())
+        warning = f"actuator {actuator_key} (topic {topic}): Failed: {reason}"
+        self._end([status], cp, actuator_key, may_end, warning=warning)
 
-    def _end(self, points: list[Datapoint], cp: str | None, actuator_key: str, may_end: EndGate | None) -> None:
-        """Publish the command's last points, its status last; with several instances, once
-        this one has the right to (the charger's answer is not lost meanwhile: it is in `points`)."""
+    def _end(
+        self,
+        points: list[Datapoint],
+        cp: str | None,
+        actuator_key: str,
+        may_end: EndGate | None,
+        *,
+        warning: str | None = None,
+    ) -> None:
+        """Publish the command's last points, its status last (and log `warning`); with several
+        instances, once this one has the right to (the answer waits meanwhile: it is in `points`)."""
         if may_end is None:
-            self._publish(points, cp)
-            self._ended(cp, actuator_key, points[-1])
+            self._publish_end(points, cp, actuator_key, warning)
             return
-        task = asyncio.get_running_loop().create_task(self._end_once(points, cp, actuator_key, may_end))
+        task = asyncio.get_running_loop().create_task(self._end_once(points, cp, actuator_key, may_end, warning))
         self._ending.add(task)
         task.add_done_callback(self._ending.discard)
 
-    async def _end_once(self, points: list[Datapoint], cp: str | None, actuator_key: str, may_end: EndGate) -> None:
-        if await may_end():
-            self._publish(points, cp)
-            self._ended(cp, actuator_key, points[-1])
+    async def _end_once(
+        self, points: list[Datapoint], cp: str | None, actuator_key: str, may_end: EndGate, warning: str | None
+    ) -> None:
+        if await may_end():  # only the instance that publishes the status says why it failed
+            self._publish_end(points, cp, actuator_key, warning)
+
+    def _publish_end(self, points: list[Datapoint], cp: str | None, actuator_key: str, warning: str | None) -> None:
+        if warning is not None:
+            LOG.warning("%s", warning)
+        self._publish(points, cp)
+        self._ended(cp, actuator_key, points[-1])
 
     def _ended(self, cp: str | None, actuator_key: str, status: Datapoint) -> None:
         """Count the command's result; the status page shows it with its charge point, if connected."""

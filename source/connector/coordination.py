@@ -45,8 +45,14 @@ LOG = logging.getLogger(__name__)
 
 FAILOVER_S = ORPHAN_S  # a command for a charger whose instance died is answered within this (INTERFACE 10)
 POLL_S = 0.25  # how often a watcher looks at a command it does not hold
-UNKNOWN_GRACE_S = 1.0  # an actuator key unknown here is refused after this, if no instance took it
+# An actuator key unknown here is refused after this, if no instance took it: its charger
+# may be connecting here, or the registry learning it from another instance (every 1 s).
+UNKNOWN_GRACE_S = 2.0
 MAX_WATCHED = 10_000  # commands watched at once; beyond, new ones are left to the instances holding them
+
+
+class Settled(Exception):  # noqa: N818  # not an error: another instance took the command
+    """Raised to end the coordination of a command another instance took."""
 
 
 class Message(NamedTuple):
@@ -70,10 +76,13 @@ class Coordinator:
         runner: CommandRunner,
         shared: Shared,
         session_for: Callable[[str], ChargePointSession | None],
+        refs: Callable[[str], ActuatorRef | None],
         publish: Callable[[list[Datapoint], str | None], None],
+        *,
         response_timeout: float,
     ) -> None:
         self._runner = runner
+        self._refs = refs  # actuator key -> where it routes, as this instance knows it now
         self._shared = shared
         self._session_for = session_for
         self._publish = publish
@@ -110,31 +119,38 @@ class Coordinator:
 
         try:
             if ref is None:
-                if await self._unknown_everywhere(command):
+                ref = await self._learn_or_refuse(command, actuator_key)
+                if ref is None:
                     self._runner.submit(topic, actuator_key, ref, payload, may_end)
-                return
+                    return
             if self._session_for(ref.cp) is None and (await self._shared.command_state(command, ref.cp)).nobody_holds:
                 # Not connected: every instance sees the same, one says it.
                 self._runner.submit(topic, actuator_key, ref, payload, may_end)
                 return
             await self._watch(Message(topic, actuator_key, ref, payload), command, may_end)
+        except Settled:
+            return
         except (redis.RedisError, OSError) as error:
             # Without Redis nobody can tell who holds the charger: one holding it sends.
             LOG.error("actuator %s: Redis unreachable (%s); handled by this instance alone", actuator_key, error)
             if self._session_for(ref.cp if ref else "") is not None or ref is None:
                 self._runner.submit(topic, actuator_key, ref, payload)
 
-    async def _unknown_everywhere(self, command: str) -> bool:
-        """An actuator key unknown here: whether no instance took the command within
-        UNKNOWN_GRACE_S (the charger's instance knows its keys at once, the others learn
-        them at the registry's next exchange through Redis)."""
+    async def _learn_or_refuse(self, command: str, actuator_key: str) -> ActuatorRef | None:
+        """An actuator key unknown here: its ref once it is known here (its charger connected
+        here, or the registry learnt it from another instance), or None to refuse it: no
+        instance took the command within UNKNOWN_GRACE_S. A command another instance takes
+        meanwhile is none of this one's business: CommandState says so (`_watch`)."""
         deadline = asyncio.get_running_loop().time() + UNKNOWN_GRACE_S
         while asyncio.get_running_loop().time() < deadline:
+            ref = self._refs(actuator_key)
+            if ref is not None:
+                return ref
             state = await self._shared.command_state(command, "")
             if state.sender is not None or state.ended:
-                return False
+                raise Settled
             await asyncio.sleep(POLL_S)
-        return True
+        return self._refs(actuator_key)
 
     async def _watch(self, message: Message, command: str, may_end: EndGate) -> None:
         topic, actuator_key, ref, payload = message

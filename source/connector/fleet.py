@@ -45,6 +45,27 @@ class Roster:
             absent_since = now if member.absent_since is None else member.absent_since
             self.members[cp] = Member(member.booted, absent_since)
 
+    def merge(self, cp: str, member: Member) -> bool:
+        """Another instance's word on a charge point (shared_registry.py): taken as it is (absent
+        since None: connected there), not marked changed (the store has it). Booted stays booted.
+        True if it made the charge point booted here."""
+        mine = self.members.get(cp)
+        was_booted = mine is not None and mine.booted
+        if mine is None:
+            mine = self.members[cp] = Member()
+        mine.booted = was_booted or member.booted
+        mine.absent_since = member.absent_since
+        return mine.booted and not was_booted
+
+    def drop(self, cp: str) -> None:
+        """Forgotten by another instance: gone here too, without telling the store again."""
+        self.members.pop(cp, None)
+        self.changed.pop(cp, None)
+
+    def pending(self, cp: str) -> bool:
+        """Whether a change of this charge point waits for the store: it is newer than what others said."""
+        return cp in self.changed or cp in self.forgotten
+
     def arrived(self, cp: str) -> Member:
         member = self.members.setdefault(cp, Member())
         member.absent_since = None

@@ -14,6 +14,7 @@ owner of each charger, so that:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Protocol
 
 import redis
 
+from connector.charger import ChargerState, RateUnits
 from connector.shared import Shared
 from connector.shared_transactions import SharedTransactionStore
 from connector.transactions import StateUnavailableError
@@ -33,6 +35,15 @@ class Arrival:
     # ms since 1970: the charger was held by an instance that died then, and nobody has
     # said since that it is gone. None: nothing to correct.
     lost_at: int | None = None
+    # The rate units another instance learnt of it (or could not: None), if one did.
+    rate_units: RateUnits = None
+    rate_units_known: bool = False
+
+    def apply(self, state: ChargerState) -> None:
+        """What another instance learnt of the charger, for this one."""
+        if self.rate_units_known:
+            state.allowed_rate_units = self.rate_units
+            state.rate_units_asked = True
 
 
 class Handover(Protocol):
@@ -41,6 +52,9 @@ class Handover(Protocol):
 
     async def leave(self, cp: str) -> bool:
         """Its connection here ended: whether this instance still held it (then it is gone)."""
+
+    def share(self, cp: str) -> Callable[[RateUnits], None] | None:
+        """Where the charger's rate units go when learnt (None: nowhere)."""
 
 
 class Alone:
@@ -52,33 +66,61 @@ class Alone:
     async def leave(self, cp: str) -> bool:
         return True
 
+    def share(self, cp: str) -> Callable[[RateUnits], None] | None:
+        return None
+
 
 class SharedOwnership:
     """Several instances: the owner of each charger in Redis."""
 
     def __init__(
-        self, shared: Shared, transactions: SharedTransactionStore, taken_from: Callable[[str, str], None]
+        self,
+        shared: Shared,
+        transactions: SharedTransactionStore,
+        taken_from: Callable[[str, str], None],
+        came_back: Callable[[str], int | None],
     ) -> None:
         self._shared = shared
         self._transactions = transactions
         self._taken_from = taken_from  # (charger, live instance it came from): instances.Presence watches it
+        self._came_back = came_back  # a charger an earlier process of this name held: when it died
+        self._saving: set[asyncio.Task[None]] = set()
 
     async def arrive(self, cp: str) -> Arrival:
         try:
             previous = await self._shared.take(cp)
             await self._transactions.prepare(cp)
-            if previous is None or previous == self._shared.instance:
-                return Arrival()
+            known, units = await self._shared.rate_units(cp)
+            if previous == self._shared.instance:
+                # Held by this name: by an earlier process of it (killed), or a blip of our own.
+                return Arrival(self._came_back(cp), units, known)
+            if previous is None:
+                return Arrival(None, units, known)
             if await self._shared.alive(previous):
                 # Moved (it publishes no `false` when it notices), or just killed: not known
                 # yet, Presence finds out within a few seconds.
                 self._taken_from(cp, previous)
-                return Arrival()
+                return Arrival(None, units, known)
             lost_at = await self._shared.last_seen(previous)
         except (redis.RedisError, OSError) as error:
             raise StateUnavailableError(f"Redis unreachable ({error})") from error
         LOG.info("%s: taken over from instance %s, which is gone", cp, previous)
-        return Arrival(lost_at)
+        return Arrival(lost_at, units, known)
+
+    def share(self, cp: str) -> Callable[[RateUnits], None] | None:
+        def save(units: RateUnits) -> None:
+            task = asyncio.get_running_loop().create_task(self._save_rate_units(cp, units))
+            self._saving.add(task)
+            task.add_done_callback(self._saving.discard)
+
+        return save
+
+    async def _save_rate_units(self, cp: str, units: RateUnits) -> None:
+        try:
+            await self._shared.save_rate_units(cp, units)
+        except (redis.RedisError, OSError) as error:
+            # The next instance to take the charger reads them from the charger again.
+            LOG.warning("%s: rate units not shared (Redis: %s)", cp, error)
 
     async def leave(self, cp: str) -> bool:
         self._transactions.left(cp)

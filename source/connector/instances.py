@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 
 import redis
 
@@ -38,13 +38,20 @@ class Presence:
         self,
         shared: Shared,
         lost: Callable[[str, int, bool], None],  # (charger, last sign of life ms, served here now)
-        held_here: Callable[[str], bool],
+        connected: Callable[[], Collection[str]],  # the chargers connected here
+        adopt_spools: Callable[[str], Awaitable[None]] | None = None,  # shared_spool.SpoolAdopter.adopt
     ) -> None:
         self._shared = shared
         self._lost = lost
-        self._held_here = held_here
+        self._connected = connected
+        self._adopt_spools = adopt_spools
         self.named = asyncio.Event()  # the name is ours: chargers may be served
         self._takeovers: dict[str, tuple[str, float]] = {}  # charger -> (instance it came from, when)
+        # An earlier process of this name (killed, restarted): its last sign of life, and the
+        # chargers it held that have not come back here yet (see `came_back`).
+        self._earlier_seen: int | None = None
+        self._stale: set[str] = set()
+        self._stale_since = 0.0
         self._last_report = 0.0
 
     def taken_from(self, cp: str, instance: str) -> None:
@@ -53,9 +60,9 @@ class Presence:
 
     async def run(self) -> None:
         """Claim the name (InstanceNameTakenError if another live instance has it), then keep it."""
-        await self._retrying(self._shared.claim_name)
+        await self._retrying(self._claim_name)
         self.named.set()
-        LOG.info("instance %s: serving with the others through Redis", self._shared.instance)
+        LOG.info("instance %s: serving with the others through Redis %s", self._shared.instance, self._shared.where)
         while True:
             await asyncio.sleep(ALIVE_EVERY_S)
             await self._retrying(self._tick, once=True)
@@ -73,10 +80,32 @@ class Presence:
                     return
                 await asyncio.sleep(ALIVE_EVERY_S)
 
+    async def _claim_name(self) -> None:
+        """The name, and the chargers an earlier process of this name held (killed: nobody said they left)."""
+        self._earlier_seen = await self._shared.claim_name()
+        if self._earlier_seen is not None:
+            self._stale = set(await self._shared.held_by(self._shared.instance))
+            self._stale_since = time.monotonic()
+
+    def came_back(self, cp: str) -> int | None:
+        """A charger held by this name arrives: when the earlier process that held it died, if it did."""
+        if cp in self._stale:
+            self._stale.discard(cp)
+            return self._earlier_seen
+        return None
+
     async def _tick(self) -> None:
-        if not await self._shared.still_alive():
+        ours, lapsed = await self._shared.still_alive()
+        if not ours:
             LOG.error(
                 "instance %s: another instance took this name while this one was unresponsive", self._shared.instance
+            )
+        elif lapsed:
+            held = await self._shared.reassert(list(self._connected()))
+            LOG.warning(
+                "instance %s: its sign of life had lapsed (paused, or Redis lost its data); holds %d chargers again",
+                self._shared.instance,
+                held,
             )
         for instance in {came_from for came_from, _ in self._takeovers.values()}:
             if not await self._shared.alive(instance):
@@ -84,6 +113,17 @@ class Presence:
         for instance in await self._shared.dead():
             await self._sweep(instance)
         self._expire_takeovers()
+        if self._stale and time.monotonic() - self._stale_since >= TAKEOVER_WATCH_S:
+            await self._sweep_stale()
+
+    async def _sweep_stale(self) -> None:
+        """The earlier process's chargers that came back nowhere: gone since it died."""
+        stale, self._stale = self._stale, set()
+        connected = self._connected()
+        for cp in stale - set(connected):
+            if await self._shared.release(cp):
+                await self._shared.orphan(cp)
+                self._lost(cp, self._earlier_seen or 0, False)
 
     async def _taken_from_dead(self, instance: str) -> None:
         """Chargers that came here from `instance` while it still looked alive: it died."""
@@ -91,7 +131,7 @@ class Presence:
         for cp, (came_from, _) in list(self._takeovers.items()):
             if came_from == instance:
                 del self._takeovers[cp]
-                if self._held_here(cp):
+                if cp in self._connected():
                     self._lost(cp, lost_at, True)
 
     async def _sweep(self, instance: str) -> None:
@@ -105,6 +145,10 @@ class Presence:
                 await self._shared.orphan(cp)
                 self._lost(cp, lost_at, False)
                 swept += 1
+        # What it had answered but not handed to the broker: delivered here (before it is
+        # forgotten: if this fails, the sweep is tried again once its claim expires).
+        if self._adopt_spools is not None:
+            await self._adopt_spools(instance)
         await self._shared.forget_instance(instance)
         if swept:
             LOG.warning(

@@ -329,6 +329,8 @@ class DeviceDispatcher:
             if leaving is not None:  # the identity's previous connection here is still giving it up
                 await asyncio.shield(leaving)
             arrival = await self._handover.arrive(cp)
+            arrival.apply(session.state)
+            session.state.share = self._handover.share(cp)
             if arrival.lost_at is not None:
                 self._events.lost(cp, arrival.lost_at)
             self._events.connected(cp, True, version=version_name(subprotocol))

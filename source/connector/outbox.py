@@ -28,8 +28,9 @@ thread an acknowledgement can even arrive before `publish` has returned its id t
 is then noted as early and matched when the id comes.
 
 While the broker connection is down (and at start, until the first connect) nothing is
-handed to paho: each message is appended to the spool (`spool.py`, SQLite in STATE_DIR)
-before `put` returns, so the charger's answer, sent after, never precedes durability.
+handed to paho: each message is appended to the spool (`spool.py`, SQLite in STATE_DIR;
+with several instances Redis, `shared_spool.py`) before `put` returns, so the charger's
+answer, sent after, never precedes durability.
 Going offline also spools what waits in memory and copies of what paho holds
 unacknowledged (paho resends those itself after the reconnect; their rows go once the
 broker acknowledges them). After the connect, `N/state` online goes first (`publish_now`,
@@ -57,7 +58,7 @@ import paho.mqtt.client as mqtt
 
 from connector.backpressure import Room
 from connector.limits import Throttled
-from connector.spool import Message, Row, Spool
+from connector.spool import SPOOL_ERRORS, Message, Row, SpoolLike, SpoolUnavailableError
 
 LOG = logging.getLogger(__name__)
 
@@ -85,7 +86,12 @@ DROP_REPORT_INTERVAL_S = 10.0
 
 class Outbox:
     def __init__(
-        self, client: mqtt.Client, limit: int, spool: Spool, room: Room | None = None, qos2_window: int = QOS2_WINDOW
+        self,
+        client: mqtt.Client,
+        limit: int,
+        spool: SpoolLike,
+        room: Room | None = None,
+        qos2_window: int = QOS2_WINDOW,
     ) -> None:
         self._client = client
         self._qos2_window = qos2_window
@@ -222,7 +228,7 @@ class Outbox:
         self._closed = True
         self._spool.close()
 
-    def _spool_failed(self, error: sqlite3.Error) -> None:
+    def _spool_failed(self, error: Exception) -> None:
         if self._spool_errors.ready():
             LOG.error(
                 "cannot write the MQTT spool in STATE_DIR (%s; %d more since the last report): "
@@ -235,7 +241,7 @@ class Outbox:
         """Copies of what paho holds (not yet on disk), then what waits, oldest first."""
         try:
             self._spool_held_and_waiting()
-        except sqlite3.Error as error:  # each step is one transaction: what failed stays in memory
+        except SPOOL_ERRORS as error:  # each step is one transaction: what failed stays in memory
             self._spool_failed(error)
 
     def _spool_held_and_waiting(self) -> None:
@@ -271,7 +277,7 @@ class Outbox:
             return
         try:
             self._append_to_spool(message)
-        except sqlite3.Error as error:  # a full disk, say: memory, behind what the spool holds
+        except SPOOL_ERRORS as error:  # a full disk, say: memory, behind what the spool holds
             self._spool_failed(error)
             self._keep_in_memory(message)
         self._drain()
@@ -370,14 +376,18 @@ class Outbox:
             return False
         try:
             rows = self._spool.read(self._cursor, WINDOW)
+        except SpoolUnavailableError:  # Redis away (shared_spool.py, which reports it): read later
+            return False
         except sqlite3.Error as error:
             self._spool_failed(error)
             return False
-        if rows:
-            self._cursor = rows[-1][0]
-            self._unread -= len(rows)
-            self._peeked.extend(rows)
-        return bool(rows)
+        if not rows:  # fewer than counted: another instance took them to deliver (shared_spool.py)
+            self._unread = 0
+            return False
+        self._cursor = rows[-1][0]
+        self._unread -= len(rows)
+        self._peeked.extend(rows)
+        return True
 
     def _forget_finished(self) -> None:
         """Delete the rows of messages the broker acknowledged (batched: one commit each)."""
@@ -387,7 +397,7 @@ class Outbox:
         if rows and not self._closed:
             try:
                 self._spool.delete(rows)
-            except sqlite3.Error as error:  # delivered again after a restart: at least once
+            except SPOOL_ERRORS as error:  # delivered again after a restart: at least once
                 self._spool_failed(error)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:

@@ -294,16 +294,19 @@ class Registry:
             self.actuators.pop(key, None)
             self.actuator_refs.pop(key, None)
 
-    def restore(self, record: KeyRecord) -> None:
-        """A listed key from before a restart: listed (and routable) again, without a value yet.
+    def restore(self, record: KeyRecord) -> bool:
+        """A listed key from before a restart, or from another instance (shared_registry.py):
+        listed (and routable) again, without a value yet, and not unsaved (the store has it).
+        True if it entered the listing.
 
         No latest value: publishing a restored example to a newly mapped topic could
         overwrite a newer retained value there. Beyond the key limit, restored keys are
-        skipped like new ones (the limit may have been lowered).
+        skipped like new ones (the limit may have been lowered). A key already known is
+        left as it is: several instances hear of each other's keys again and again.
         """
         keys = self._keys(record.cp)
-        if keys.count >= self.max_keys_per_cp or record.key in self.actuators:
-            return
+        if keys.count >= self.max_keys_per_cp or self._known(record.key, keys):
+            return False
         keys.count += 1
         if record.actuator is None:
             if keys.restored is None:
@@ -314,6 +317,23 @@ class Registry:
             self.actuator_refs[record.key] = record.actuator
             self.actuators[record.key] = record.example
             keys.actuators = add_entry(keys.actuators, record.key, record.example)
+        return True
+
+    def _known(self, key: str, keys: ChargePointKeys) -> bool:
+        """Listed, restored, or routable (an actuator not listed yet: its listing follows the boot)."""
+        return key in self.sensors or key in self.actuator_refs or (keys.restored is not None and key in keys.restored)
+
+    def records(self, cp: str) -> list[KeyRecord]:
+        """A charge point's listed keys as the store keeps them, read back from its listing parts (rare:
+        several instances, when another forgot a charger that is connected here)."""
+        keys = self._by_cp.get(cp)
+        if keys is None:
+            return []
+        sensors = json.loads(b"{" + keys.sensors + b"}") if keys.sensors else {}
+        actuators = json.loads(b"{" + keys.actuators + b"}") if keys.actuators else {}
+        found = [KeyRecord(key, cp, example) for key, example in sensors.items()]
+        found += [KeyRecord(key, cp, example, self.actuator_refs[key]) for key, example in actuators.items()]
+        return found
 
     def key_count(self, cp: str) -> int:
         """Keys the charge point holds (listed, or routable while it is connected)."""

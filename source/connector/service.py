@@ -37,6 +37,8 @@ from connector.security import Security
 from connector.security import load as load_security
 from connector.settings import Settings
 from connector.shared import InstanceNameTakenError, Shared
+from connector.shared_listing import TICK_S, FleetMerge, ListingLease
+from connector.shared_registry import SharedRegistryStore
 from connector.shared_transactions import SharedTransactionStore
 from connector.transactions import TransactionStore
 from connector.upkeep import Upkeep
@@ -80,6 +82,8 @@ class ConnectorEvents:
         points = [Datapoint(key(cp, "connected"), False, at)]
         if back:
             points.append(Datapoint(key(cp, "connected"), True, max(now_ms(), at + 1)))
+        else:
+            self._roster.left(cp)  # else no instance would ever say it is gone, nor forget it
         self._mqtt.publish_values(points, cp)
 
     def connected(self, cp: str, is_connected: bool, version: str | None = None) -> None:
@@ -141,19 +145,24 @@ class Service:
         self.transactions: TransactionStore
         if settings.state_url is not None:
             self.shared = shared = Shared(settings.state_url, settings.connector_name, settings.connector_instance)
-            self.presence = Presence(shared, self.events.lost, lambda cp: cp in self.dispatcher.sessions)
+            adopt_spools = self.mqtt.adopter.adopt if self.mqtt.adopter is not None else None
+            # A lambda: the dispatcher is built below.
+            self.presence = Presence(
+                shared,
+                self.events.lost,
+                lambda: self.dispatcher.sessions.keys(),  # noqa: PLW0108
+                adopt_spools,
+            )
             shared_store = SharedTransactionStore(shared, settings.state_dir)
             self.transactions = shared_store
-            handover = SharedOwnership(shared, shared_store, self.presence.taken_from)
+            handover = SharedOwnership(shared, shared_store, self.presence.taken_from, self.presence.came_back)
         else:
             self.transactions = TransactionStore(settings.state_dir)
         transactions = self.transactions
         self.dispatcher = DeviceDispatcher(
             settings, self.events, transactions, security, raw_tap=raw_tap, room=self.mqtt.room, handover=handover
         )
-        self._store = RegistryStore(settings.state_dir)
-        self.upkeep = Upkeep(self.registry, self.roster, self._store, self._forget)
-        self.upkeep.restore()
+        self.upkeep = self._keep_registry(settings)
         self.commands = CommandRunner(
             self.dispatcher.sessions.get, self.mqtt.publish_command_result, transactions, settings
         )
@@ -163,14 +172,34 @@ class Service:
                 self.commands,
                 self.shared,
                 self.dispatcher.sessions.get,
+                self.registry.actuator_refs.get,
                 self.mqtt.publish_command_result,
-                settings.ocpp_response_timeout,
+                response_timeout=settings.ocpp_response_timeout,
             )
             self.events.on_arrival = self.coordinator.arrived
         self.ops_http = None if settings.http_port is None else self._operations(settings.http_host, settings.http_port)
         self.stop = asyncio.Event()
         self.started = asyncio.Event()
         self.fatal: InstanceNameTakenError | None = None  # why the service stopped on its own
+
+    def _keep_registry(self, settings: Settings) -> Upkeep:
+        """The registry and the roster kept in STATE_DIR, or (several instances) shared through Redis:
+        loaded at upkeep's first tick (Redis may be unreachable at start), the listing published by one."""
+        self.fleet_merge: FleetMerge | None = None
+        self.listing_lease: ListingLease | None = None
+        if self.shared is None or settings.state_url is None:
+            self._store: RegistryStore | SharedRegistryStore = RegistryStore(settings.state_dir)
+            upkeep = Upkeep(self.registry, self.roster, self._store, self._forget)
+            upkeep.restore()
+            return upkeep
+        self._store = store = SharedRegistryStore(settings.state_url, settings.connector_name, self.shared.instance)
+        here = self.dispatcher.sessions.__contains__
+        self.fleet_merge = FleetMerge(store, self.registry, self.roster, self.mqtt, here=here, forget=self._forget)
+        self.listing_lease = ListingLease(self.shared, self.mqtt.listing_changed)
+        self.mqtt.publishes_listing = self.listing_lease.held
+        return Upkeep(
+            self.registry, self.roster, store, self._forget, exchange=self.fleet_merge.exchange, every_s=TICK_S
+        )
 
     def _operations(self, host: str, port: int) -> OpsHttpServer:
         """The operations HTTP server, reading the state the parts keep anyway."""
@@ -234,6 +263,10 @@ class Service:
                     background.append(tasks.create_task(self.ops_http.serve()))
                 if self.presence is not None:
                     background.append(tasks.create_task(self._keep_presence(self.presence)))
+                if self.listing_lease is not None and self.fleet_merge is not None:
+                    background.append(tasks.create_task(self.listing_lease.run(self.fleet_merge.loaded)))
+                if self.mqtt.adopter is not None and self.presence is not None:
+                    background.append(tasks.create_task(self.mqtt.adopter.run(self.presence.named)))
                 await self.dispatcher.serve_until(self.stop)
                 for task in background:
                     task.cancel()
@@ -242,6 +275,8 @@ class Service:
             logging.getLogger().removeHandler(log_handler)
             if self.coordinator is not None:
                 await self.coordinator.stop()
+            if self.listing_lease is not None:
+                await self.listing_lease.release()
             await self.mqtt.stop(MQTT_FLUSH_TIMEOUT_S, fleet_offline=await self._last_instance())
             self._store.close()
             if self.shared is not None:

@@ -185,6 +185,8 @@ class ChargePointSession:
     async def start(self) -> None:
         """Serve frames until the connection closes (ConnectionClosed propagates)."""
         self.connector_seen(0)
+        for connector_id in self.transactions.connectors(self.id):  # seen by another instance
+            self.connector_seen(connector_id)
         async for frame in self._connection:
             if not self._room.is_open:  # the MQTT side is behind: this frame waits, and the next ones unread
                 await self._room.wait()
@@ -480,7 +482,7 @@ class ChargePointSession:
             # the same way. Not a read: the next limit asks.
             self.state.rate_units_asked = False
             return
-        self.state.allowed_rate_units = None  # unknown now, whatever an earlier boot said
+        self.state.learnt(None)  # unknown now, whatever an earlier boot said
         self.log.warning(
             "%s: could not read %s (%s); until its next BootNotification limits go out in the unit given",
             self.id,
@@ -494,7 +496,7 @@ class ChargePointSession:
         units = read.units(call, answer)
         if isinstance(units, NotCovered):
             return  # a read of something else says nothing about the units
-        self.state.allowed_rate_units = units
+        self.state.learnt(units)
         if read.reported is not None:
             said = read.reported(call, answer)
         else:
@@ -542,6 +544,7 @@ class ChargePointSession:
                 )
             return
         self._connectors.add(connector_id)
+        self.transactions.connector_seen(self.id, connector_id)
         self._events.connector_seen(self.id, connector_id)
 
     def booted(self) -> None:

@@ -21,6 +21,7 @@ unreachable Redis fails a step instead of hanging it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,10 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from connector.settings import redacted_url
 
 LOG = logging.getLogger(__name__)
 
@@ -52,9 +57,14 @@ def async_client(url: str) -> redis.asyncio.Redis:
     )
 
 
-def sync_client(url: str) -> redis.Redis:
-    """The blocking client, for worker threads only."""
-    return redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+def sync_client(url: str, timeout_s: float = REDIS_TIMEOUT_S, retries: int | None = None) -> redis.Redis:
+    """The blocking client, for worker threads (and the MQTT spool: shared_spool.py).
+
+    `retries`: None keeps redis-py's default (10, backing off up to 1 s: 4.4 s before a
+    refused connection fails); the event loop's thread cannot wait that long.
+    """
+    retry = {} if retries is None else {"retry": Retry(NoBackoff(), retries)}
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **retry)
 
 
 def now_ms() -> int:
@@ -74,6 +84,18 @@ if previous and previous ~= ARGV[2] then
   redis.call('SREM', KEYS[3] .. previous, ARGV[1])
 end
 return previous
+"""
+
+# Hold a charger again after this instance's records were lost (Redis restarted without its
+# data, or this instance was paused past ALIVE_TTL_S and swept): only if nobody else took it.
+REASSERT = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and holder ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
 """
 
 # Give a charger up, only if this instance (ARGV[2]) still holds it: 1 if it did.
@@ -144,14 +166,17 @@ class Shared:
 
     def __init__(self, url: str, connector_name: str, instance: str) -> None:
         self.instance = instance
+        self.where = redacted_url(url)  # for logs: never the password
         self.prefix = prefix(connector_name)
         self.client = async_client(url)
         self._take = self.client.register_script(TAKE)
         self._release = self.client.register_script(RELEASE)
+        self._reassert = self.client.register_script(REASSERT)
         self.next_id_script = self.client.register_script(NEXT_ID)
         self._claim_send = self.client.register_script(CLAIM_SEND)
         self._command_state = self.client.register_script(COMMAND_STATE)
         self.reachable = False  # the last exchange with Redis worked (for /readyz)
+        self._earlier_seen: int | None = None  # when an earlier process of this name was last alive
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -168,37 +193,56 @@ class Shared:
 
     # -- presence ------------------------------------------------------------------------
 
-    async def claim_name(self, wait_s: float = ALIVE_TTL_S + ALIVE_EVERY_S) -> None:
+    async def claim_name(self, wait_s: float = ALIVE_TTL_S + ALIVE_EVERY_S) -> int | None:
         """Take this instance's name among the live ones; InstanceNameTakenError if another keeps it.
 
         A restarted instance finds its own name still alive until ALIVE_TTL_S after its
-        death, so the claim is retried that long before it counts as taken.
+        death, so the claim is retried that long before it counts as taken. Returns when
+        an earlier process of this name was last alive (ms), if one was.
         """
         deadline = time.monotonic() + wait_s
-        while not await self._mark_alive(first=True):
+        while not await self._mark_alive(first=True, keep_seen=True):
             if time.monotonic() >= deadline:
                 raise InstanceNameTakenError(
                     f"CONNECTOR_INSTANCE={self.instance} is in use by another running instance; names must be unique"
                 )
             await asyncio.sleep(ALIVE_EVERY_S / 2)
         await self.call(lambda: self.client.sadd(self.key("instances"), self.instance))
+        return self._earlier_seen
 
-    async def _mark_alive(self, first: bool = False) -> bool:
-        """Renew `alive:<instance>` (NX on the first: only if nobody holds the name)."""
-        at = now_ms()
-        alive = self.key("alive", self.instance)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(alive, self.instance, nx=first, xx=not first, px=int(ALIVE_TTL_S * 1000))
-        pipe.set(self.key("seen", self.instance), at)
-        done = await self.call(pipe.execute)
-        return bool(done[0])
+    async def _mark_alive(self, first: bool = False, keep_seen: bool = False) -> bool:
+        """Renew `alive:<instance>` (NX on the first: only if nobody holds the name).
 
-    async def still_alive(self) -> bool:
-        """Renew the name; False if it expired meanwhile (this instance was paused past ALIVE_TTL_S)."""
-        renewed = await self._mark_alive()
-        if not renewed:
-            renewed = await self._mark_alive(first=True)  # taken back, unless another took it
-        return renewed
+        `keep_seen`: note the previous `seen:<instance>` (an earlier process's last sign of life).
+        """
+        alive, seen = self.key("alive", self.instance), self.key("seen", self.instance)
+        ttl_ms = int(ALIVE_TTL_S * 1000)
+        if not await self.call(lambda: self.client.set(alive, self.instance, nx=first, xx=not first, px=ttl_ms)):
+            return False  # `seen` stays the other's (or the earlier process's) last sign of life
+        earlier = await self.call(lambda: self.client.set(seen, now_ms(), get=keep_seen))
+        if keep_seen:
+            self._earlier_seen = int(earlier) if earlier is not None else None
+        return True
+
+    async def still_alive(self) -> tuple[bool, bool]:
+        """Renew the name: (whether it is ours, whether it had lapsed: this instance was paused
+        past ALIVE_TTL_S, or Redis lost its data; then what it holds must be said again)."""
+        if await self._mark_alive():
+            return True, False
+        taken_back = await self._mark_alive(first=True)  # unless another took the name meanwhile
+        if taken_back:
+            await self.call(lambda: self.client.sadd(self.key("instances"), self.instance))
+        return taken_back, True
+
+    async def reassert(self, chargers: list[str]) -> int:
+        """Hold again the chargers connected here that no other instance took; how many."""
+        if not chargers:
+            return 0
+        keys = [self.key("owners"), self.key("held", self.instance)]
+        pipe = self.client.pipeline(transaction=False)
+        for cp in chargers:
+            await self._reassert(keys=keys, args=[cp, self.instance], client=pipe)
+        return sum(await self.call(pipe.execute))
 
     async def leave(self) -> None:
         """A clean stop: the name is free at once."""
@@ -262,6 +306,23 @@ class Shared:
         holder = instance or self.instance
         keys = [self.key("owners"), self.key("held", holder)]
         return bool(await self.call(lambda: self._release(keys=keys, args=[cp, holder])))
+
+    async def rate_units(self, cp: str) -> tuple[bool, frozenset[str] | None]:
+        """(whether an instance learnt the charger's rate units, what they are: None if unreadable)."""
+        raw = await self.call(lambda: self.client.get(self.key("rates", cp)))
+        if raw is None:
+            return False, None
+        try:
+            units = json.loads(raw)
+        except ValueError:
+            return False, None
+        if not (isinstance(units, list) and all(isinstance(u, str) for u in units)):
+            return True, None
+        return True, frozenset(units)
+
+    async def save_rate_units(self, cp: str, units: frozenset[str] | None) -> None:
+        value = json.dumps(sorted(units) if units is not None else None)
+        await self.call(lambda: self.client.set(self.key("rates", cp), value))
 
     async def owner(self, cp: str) -> str | None:
         raw = await self.call(lambda: self.client.hget(self.key("owners"), cp))

@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ from connector.transactions import StateUnavailableError, TransactionStore
 LOG = logging.getLogger(__name__)
 
 POOL = 2  # ids taken in advance per charger: a StartTransaction and a command's id at the same moment
+# Connector ids kept per charger, as session.MAX_CONNECTORS_SEEN per connection: a charger
+# inventing ids must not grow its set in Redis with every reconnection.
+MAX_CONNECTORS = 256
 
 
 class SharedTransactionStore(TransactionStore):
@@ -50,6 +53,7 @@ class SharedTransactionStore(TransactionStore):
         self._batch: asyncio.Future[None] | None = None  # completes when the queued operations are written
         self._writing: asyncio.Future[None] | None = None  # the batch being written
         self._rewrite: set[str] = set()  # charge points whose last write failed: next time, all of it
+        self._connectors: dict[str, set[int]] = {}  # of the chargers served here: their connectors (EVSEs)
 
     # -- the session's side ----------------------------------------------------------------
 
@@ -59,16 +63,30 @@ class SharedTransactionStore(TransactionStore):
         pipe = self._shared.client.pipeline(transaction=False)
         pipe.get(self._key("tx", cp))
         pipe.lrange(self._key("txj", cp), 0, -1)
+        pipe.smembers(self._key("connectors", cp))
         for _ in range(POOL):
             await self._shared.next_id_script(keys=[self._key("txid", cp)], args=[self._floor()], client=pipe)
         try:
-            state, journal, *ids = await self._shared.call(pipe.execute)
+            state, journal, connectors, *ids = await self._shared.call(pipe.execute)
         except (redis.RedisError, OSError) as error:
             raise StateUnavailableError(f"cannot read the charge point's state from Redis ({error})") from error
         self._unload(cp)
         self._fetched[cp] = (state, journal)
         self._ids[cp] = [int(i) for i in ids]
+        self._connectors[cp] = {int(c) for c in connectors if c.lstrip(b"-").isdigit()}
         self._load(cp)
+
+    def connectors(self, cp: str) -> Collection[int]:
+        return self._connectors.get(cp, ())
+
+    def connector_seen(self, cp: str, connector_id: int) -> None:
+        """Recorded before the answer: the instance taking the charger over announces the
+        actuators of its connectors at once, quiet ones too (the charger sends no
+        StatusNotification when it merely reconnects)."""
+        known = self._connectors.setdefault(cp, set())
+        if connector_id not in known and len(known) < MAX_CONNECTORS:
+            known.add(connector_id)
+            self._enqueue("connector", cp, str(connector_id))
 
     @property
     def unsaved(self) -> bool:
@@ -84,6 +102,7 @@ class SharedTransactionStore(TransactionStore):
         """The charger left this instance: forget it here (another may serve it next)."""
         self._unload(cp)
         self._ids.pop(cp, None)
+        self._connectors.pop(cp, None)
 
     def _unload(self, cp: str) -> None:
         for memory in (self._last_id, self._open, self._settled, self._reservations, self._seq_nos, self._ended):
@@ -175,6 +194,8 @@ class SharedTransactionStore(TransactionStore):
                 pipe.delete(self._key("txj", cp))
             elif operation == "journal":
                 pipe.rpush(self._key("txj", cp), argument)
+            elif operation == "connector":
+                pipe.sadd(self._key("connectors", cp), argument)
             else:
                 await self._shared.next_id_script(keys=[self._key("txid", cp)], args=[self._floor()], client=pipe)
             refills.append(cp if operation == "id" else None)

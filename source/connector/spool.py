@@ -20,10 +20,10 @@ One thread only (the asyncio loop's): sqlite3 refuses use from others.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 SPOOL_FILE = "mqtt-spool.sqlite3"
 RAW_SPOOL_FILE = "mqtt-spool-raw.sqlite3"  # raw frames: their own lane (bemcom.BemcomMqtt._raw_lane)
@@ -37,6 +37,27 @@ class Message(NamedTuple):
 
 
 Row = tuple[int, Message]  # (row id, message)
+
+
+class SpoolUnavailableError(Exception):
+    """The spool cannot be read now (its store is unreachable); the rows are kept, try later."""
+
+
+# What the outbox may be told by a spool it cannot use for the moment: a file it cannot
+# write (a full disk), or a store it cannot reach.
+SPOOL_ERRORS = (sqlite3.Error, SpoolUnavailableError)
+
+
+class SpoolLike(Protocol):
+    """What the outbox needs of a spool: `Spool` here, `shared_spool.SharedSpool` with several instances."""
+
+    def count(self) -> int: ...
+    def append(self, message: Message, drop: int | None = None) -> int: ...
+    def append_many(self, messages: Iterable[Message]) -> list[int]: ...
+    def read(self, after: int, limit: int) -> list[Row]: ...
+    def first_after(self, after: int) -> int | None: ...
+    def delete(self, row_ids: list[int]) -> None: ...
+    def close(self) -> None: ...
 
 
 class Spool:
@@ -70,6 +91,22 @@ class Spool:
         """Add messages in order, in one commit; their row ids."""
         with self._transaction():
             return [self._insert(message) for message in messages]
+
+    def append_rows(self, rows: Sequence[Row], drop: int | None = None) -> None:
+        """Add rows under the ids given (above any in the file; see SharedSpool), and delete
+        row `drop`, in one commit."""
+        with self._transaction():
+            if drop is not None:
+                self._db.execute("DELETE FROM outbox WHERE id = ?", (drop,))
+            self._db.executemany(
+                "INSERT INTO outbox (id, topic, payload, qos, retain) VALUES (?, ?, ?, ?, ?)",
+                [(row_id, m.topic, m.payload, m.qos, int(m.retain)) for row_id, m in rows],
+            )
+
+    def last_id(self) -> int:
+        """The highest row id in the file; 0 when it is empty."""
+        (highest,) = self._db.execute("SELECT MAX(id) FROM outbox").fetchone()
+        return int(highest or 0)
 
     def _insert(self, message: Message) -> int:
         cursor = self._db.execute(

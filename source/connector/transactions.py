@@ -41,7 +41,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,6 +187,13 @@ class TransactionStore:
 
     def left(self, cp: str) -> None:
         """The charger's connection ended (this store keeps it: one instance serves everyone)."""
+
+    def connectors(self, cp: str) -> Collection[int]:
+        """Connector (EVSE) ids another instance saw of the charger (several instances); none here."""
+        return ()
+
+    def connector_seen(self, cp: str, connector_id: int) -> None:
+        """A connector (EVSE) id the charger named (several instances record it)."""
 
     def start(self, cp: str, connector_id: int, id_tag: str, meter_start: int, started: str = "") -> TransactionRecord:
         """A new transaction, now the only one open on its connector: any other still open there

@@ -5,18 +5,22 @@ and the roster (arrivals, departures, boots) on the loop thread; every SAVE_EVER
 are taken there and written by a worker thread, so the event loop never waits on the disk
 (a save that fails gives them back for the next). Charge points due to be forgotten are
 forgotten at the same pace, a batch at a time.
+
+Several instances (STATE_URL) keep the registry in Redis (shared_registry.py): each tick
+then also takes in what the others saved (`exchange`), after this instance's own save.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Protocol
 
 from connector.fleet import Member, Roster
 from connector.limits import Throttled
 from connector.registry import KeyRecord, Registry
-from connector.registry_store import RegistryStore
 
 LOG = logging.getLogger(__name__)
 
@@ -27,12 +31,37 @@ FORGET_BATCH = 2000
 FORGET_REPORT_INTERVAL_S = 60.0
 
 
+class Store(Protocol):
+    """Where the registry and the roster are kept: registry_store.RegistryStore (STATE_DIR) or
+    shared_registry.SharedRegistryStore (Redis)."""
+
+    @property
+    def path(self) -> Path | str: ...  # for log lines
+
+    def load(self) -> tuple[list[KeyRecord], dict[str, Member]]: ...
+
+    def save(self, records: Iterable[KeyRecord], members: dict[str, Member], forgotten: Iterable[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Upkeep:
-    def __init__(self, registry: Registry, roster: Roster, store: RegistryStore, forget: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        roster: Roster,
+        store: Store,
+        forget: Callable[[str], None],
+        *,
+        exchange: Callable[[], Awaitable[None]] | None = None,
+        every_s: float = SAVE_EVERY_S,
+    ) -> None:
         self._registry = registry
         self._roster = roster
         self._store = store
         self._forget = forget
+        self._exchange = exchange  # several instances: take in what the others saved
+        self._every_s = every_s
         self._forgotten_unreported = 0
         self._reports = Throttled(FORGET_REPORT_INTERVAL_S)
 
@@ -45,12 +74,17 @@ class Upkeep:
         LOG.info("restored %d datapoint keys of %d charge points from %s", len(records), len(members), self._store.path)
 
     async def run(self) -> None:
-        """Forever: every SAVE_EVERY_S forget what is due (a batch) and save; save once more when stopped."""
+        """Forever: every SAVE_EVERY_S forget what is due (a batch), save, and take in what other
+        instances saved (at once too: their keys are the listing's); save once more when stopped."""
         try:
+            if self._exchange is not None:
+                await self._exchange()
             while True:
-                await asyncio.sleep(SAVE_EVERY_S)
+                await asyncio.sleep(self._every_s)
                 self.forget_due()
                 await self.save()
+                if self._exchange is not None:
+                    await self._exchange()
         finally:
             # The last changes, every charger's departure at shutdown among them.
             self._save(*self._take())

@@ -8,18 +8,30 @@ changed (addresses and ports), so the tests check the balancing settings that sh
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import itertools
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from connector.tests.harness import WAIT_S, free_port, wait_for_port
+from connector.tests.harness import (
+    WAIT_S,
+    ConnectorProcess,
+    Mosquitto,
+    MqttProbe,
+    base_env,
+    free_port,
+    spawn_connector,
+    wait_for_port,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED_HAPROXY_CFG = REPO / "deploy" / "haproxy.cfg"
@@ -221,3 +233,100 @@ class StubInstance:
     def stop(self) -> None:
         stop_process(self.process)
         self.process = None
+
+
+async def until(condition: Callable[[], bool], within: float) -> None:
+    """Poll `condition` (HAProxy tells its view only when asked) until it holds or `within` passes."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - HAProxy signals nothing: its stats must be asked
+            await asyncio.sleep(0.05)
+
+
+def all_up(proxy: HAProxy) -> bool:
+    """Every server past its `rise` checks: the steady state a site runs in."""
+    return set(proxy.server_status().values()) == {"UP"}
+
+
+# Every command a unique BEMCom timestamp: instances tell commands apart by topic and payload.
+TIMESTAMPS = itertools.count(1)
+
+
+class Instance:
+    """One connector process of the fleet, on ports of its own."""
+
+    def __init__(self, env: dict[str, str], name: str, tmp_path: Path) -> None:
+        self.name = name
+        self.ocpp_port, self.http_port = free_port(), free_port()
+        self.env = {
+            **env,
+            "CONNECTOR_INSTANCE": name,
+            "OCPP_PORT": str(self.ocpp_port),
+            "HTTP_PORT": str(self.http_port),
+            "STATE_DIR": str(tmp_path / name),
+        }
+        self.cwd = tmp_path
+        self.process: ConnectorProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.ocpp_port}"
+
+    async def start(self) -> None:
+        self.process = await spawn_connector(self.env, self.cwd)
+        await self.process.wait_for_line("OCPP server listening")
+        await self.process.wait_for_line("serving with the others through Redis")
+
+    async def kill(self) -> None:
+        if self.process is not None:
+            await self.process.kill()
+
+
+class Fleet:
+    """Connector processes of one CONNECTOR_NAME on one Redis, and what a BEMCom user sees of them."""
+
+    def __init__(
+        self, broker: Mosquitto, redis: RedisServer, name: str, tmp_path: Path, probe: MqttProbe, names: list[str]
+    ) -> None:
+        self.name, self.probe = name, probe
+        self.env = {**base_env(broker, name, tmp_path), "STATE_URL": redis.url, "OCPP_RESPONSE_TIMEOUT": "5"}
+        self.instances = [Instance(self.env, instance, tmp_path) for instance in names]
+
+    def topic(self, part: str) -> str:
+        return f"{self.name}/{part}"
+
+    async def start(self) -> None:
+        await asyncio.gather(*(instance.start() for instance in self.instances))
+
+    def sensor(self, sensor_key: str) -> str:
+        return self.topic(f"sensor/{sensor_key}")
+
+    async def map_actuators(self, *keys: str, sensors: tuple[str, ...] = ()) -> dict[str, str]:
+        """Map `cmd/<key>` for each key (`status/<key>` its status, `sensor/<key>` each sensor);
+        returns key -> topic once every instance applied the map."""
+        since = len(self.probe.messages)
+        topics = {k: self.topic(f"cmd/{k}") for k in keys}
+        mapped = {f"{k}__status": self.topic(f"status/{k}") for k in keys} | {s: self.sensor(s) for s in sensors}
+        self.probe.publish(
+            self.topic("datapoint_map"), {"sensor": mapped, "actuator": {t: k for k, t in topics.items()}}, retain=True
+        )
+        applied: set[str] = set()
+
+        def every_instance() -> bool:
+            for topic, payload, _ in self.probe.messages[since:]:
+                if topic == self.topic("logs") and str(payload.get("msg", "")).startswith("datapoint_map applied"):
+                    applied.add(payload.get("instance"))
+            return applied >= {i.name for i in self.instances if i.process is not None}  # those started
+
+        await self.probe.wait_until(every_instance)
+        return topics
+
+    def command(self, topic: str, value: Any) -> None:
+        self.probe.publish(topic, {"value": value, "timestamp": next(TIMESTAMPS)})
+
+    def statuses(self, actuator_key: str) -> list[Any]:
+        return [p["value"] for p in self.probe.on(self.topic(f"status/{actuator_key}"))]
+
+    async def status(self, actuator_key: str, count: int, within: float = WAIT_S) -> list[Any]:
+        """Once `count` statuses of the key came: all of them."""
+        await self.probe.wait_until(lambda: len(self.statuses(actuator_key)) >= count, within)
+        return self.statuses(actuator_key)

@@ -79,3 +79,30 @@ def test_a_fleet_gone_at_once_within_the_bound_is_kept() -> None:
         members.left(cp)
     clock.now += 3600
     assert members.due(limit=10) == []
+
+
+def test_another_instances_word_is_taken_as_is_and_not_saved_again() -> None:
+    """A merged entry says whether the charger is absent (None: connected elsewhere), keeps booted, and is not saved."""
+    members, clock = roster()
+    members.booted("CP_1")
+    members.left("CP_1")
+    members.take_changes()
+    assert members.merge("CP_1", Member(False, None)) is False
+    assert members.merge("CP_2", Member(True, 5.0)) is True
+    assert members.members == {"CP_1": Member(True, None), "CP_2": Member(True, 5.0)}
+    assert members.take_changes() == ({}, [])
+    clock.now += 1000
+    assert members.due(10) == ["CP_2"]
+
+
+def test_a_change_not_saved_yet_is_pending_until_taken() -> None:
+    """Arrivals and forgets wait for the store; a charge point dropped for another instance is not one of them."""
+    members, _ = roster()
+    members.arrived("CP_1")
+    members.arrived("CP_2")
+    members.forget("CP_2")
+    assert members.pending("CP_1") and members.pending("CP_2")
+    members.take_changes()
+    assert not members.pending("CP_1") and not members.pending("CP_2")
+    members.drop("CP_1")
+    assert "CP_1" not in members.members and members.take_changes() == ({}, [])

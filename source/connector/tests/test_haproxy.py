@@ -14,7 +14,7 @@ import re
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from websockets.protocol import State
 
 from connector.tests.conftest import RunningConnector, StartHAProxy
 from connector.tests.harness import WAIT_S, ChargerLink, send
-from connector.tests.harness_ha import SHIPPED_HAPROXY_CFG, Backend, HAProxy, StubInstance, installed
+from connector.tests.harness_ha import SHIPPED_HAPROXY_CFG, Backend, HAProxy, StubInstance, all_up, installed, until
 
 IDENTITIES_32 = [f"CP-{n:03}" for n in range(32)]
 IDENTITIES_64 = [f"CP-{n:03}" for n in range(64)]
@@ -77,18 +77,6 @@ async def reached(proxy: HAProxy, identity: str, query: str = "") -> str:
 async def routes(proxy: HAProxy, identities: list[str], query: str = "") -> Routes:
     found = await asyncio.gather(*(reached(proxy, identity, query) for identity in identities))
     return dict(zip(identities, found, strict=True))
-
-
-async def until(condition: Callable[[], bool], within: float) -> None:
-    """Poll `condition` (HAProxy tells its view only when asked) until it holds or `within` passes."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - HAProxy signals nothing: its stats must be asked
-            await asyncio.sleep(0.05)
-
-
-def all_up(proxy: HAProxy) -> bool:
-    """Every server past its `rise` checks: the steady state a site runs in."""
-    return set(proxy.server_status().values()) == {"UP"}
 
 
 async def closed(connection: ClientConnection, within: float) -> None:

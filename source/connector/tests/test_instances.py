@@ -12,154 +12,41 @@ sent meanwhile; names are unique; without Redis an instance is not ready.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ocpp.exceptions import InternalError
 
 from connector.datapoints import key, now_ms
 from connector.shared import ALIVE_EVERY_S
 from connector.tests.harness import (
     WAIT_S,
     ChargerLink,
-    ConnectorProcess,
     Mosquitto,
     MqttProbe,
-    base_env,
     free_port,
     http_request,
     run_connector,
     send,
     spawn_connector,
-    wait_for_port,
 )
+from connector.tests.harness_ha import Fleet, Instance, RedisServer
+from connector.tests.harness_ocpp2 import StationLink, boot, energy, transaction_event
 
 CP = "CP_1"
 TRIGGER = key(CP, "execute_trigger_message")
 LIMIT = key(CP, "execute_send_charging_profile_current", 1)
 CONNECTED = key(CP, "connected")
-_timestamps = itertools.count(1)
-
-
-class RedisServer:
-    """redis-server on 127.0.0.1 and a free port, keeping nothing on disk."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory, self.port = directory, free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        arguments = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        with (self.directory / "redis.log").open("ab") as log:
-            self.process = subprocess.Popen(arguments, cwd=self.directory, stdout=log, stderr=log)
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=WAIT_S)
-            self.process = None
-
-
-class Instance:
-    """One connector process of the fleet, on ports of its own."""
-
-    def __init__(self, env: dict[str, str], name: str, tmp_path: Path) -> None:
-        self.name = name
-        self.ocpp_port, self.http_port = free_port(), free_port()
-        self.env = {
-            **env,
-            "CONNECTOR_INSTANCE": name,
-            "OCPP_PORT": str(self.ocpp_port),
-            "HTTP_PORT": str(self.http_port),
-            "STATE_DIR": str(tmp_path / name),
-        }
-        self.cwd = tmp_path
-        self.process: ConnectorProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.ocpp_port}"
-
-    async def start(self) -> None:
-        self.process = await spawn_connector(self.env, self.cwd)
-        await self.process.wait_for_line("OCPP server listening")
-        await self.process.wait_for_line("serving with the others through Redis")
-
-    async def kill(self) -> None:
-        if self.process is not None:
-            await self.process.kill()
-
-
-class Fleet:
-    def __init__(self, broker: Mosquitto, redis: RedisServer, name: str, tmp_path: Path, probe: MqttProbe) -> None:
-        self.name, self.probe = name, probe
-        self.env = {**base_env(broker, name, tmp_path), "STATE_URL": redis.url, "OCPP_RESPONSE_TIMEOUT": "5"}
-        self.instances = [Instance(self.env, f"node-{i}", tmp_path) for i in (1, 2)]
-
-    def topic(self, part: str) -> str:
-        return f"{self.name}/{part}"
-
-    async def start(self) -> None:
-        await asyncio.gather(*(instance.start() for instance in self.instances))
-
-    def sensor(self, sensor_key: str) -> str:
-        return self.topic(f"sensor/{sensor_key}")
-
-    async def map_actuators(self, *keys: str, sensors: tuple[str, ...] = ()) -> dict[str, str]:
-        """Map `cmd/<key>` for each key (`status/<key>` its status, `sensor/<key>` each sensor);
-        returns key -> topic once every instance applied the map."""
-        since = len(self.probe.messages)
-        topics = {k: self.topic(f"cmd/{k}") for k in keys}
-        mapped = {f"{k}__status": self.topic(f"status/{k}") for k in keys} | {s: self.sensor(s) for s in sensors}
-        self.probe.publish(
-            self.topic("datapoint_map"), {"sensor": mapped, "actuator": {t: k for k, t in topics.items()}}, retain=True
-        )
-        applied: set[str] = set()
-
-        def every_instance() -> bool:
-            for topic, payload, _ in self.probe.messages[since:]:
-                if topic == self.topic("logs") and str(payload.get("msg", "")).startswith("datapoint_map applied"):
-                    applied.add(payload.get("instance"))
-            return applied >= {i.name for i in self.instances}
-
-        await self.probe.wait_until(every_instance)
-        return topics
-
-    def command(self, topic: str, value: Any) -> None:
-        self.probe.publish(topic, {"value": value, "timestamp": next(_timestamps)})
-
-    def statuses(self, actuator_key: str) -> list[Any]:
-        return [p["value"] for p in self.probe.on(self.topic(f"status/{actuator_key}"))]
-
-    async def status(self, actuator_key: str, count: int, within: float = WAIT_S) -> list[Any]:
-        """Once `count` statuses of the key came: all of them."""
-        await self.probe.wait_until(lambda: len(self.statuses(actuator_key)) >= count, within)
-        return self.statuses(actuator_key)
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+POWER_ONLY = {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Power"}
 
 
 @pytest.fixture
 async def fleet(
     broker: Mosquitto, redis_server: RedisServer, connector_name: str, tmp_path: Path, probe: MqttProbe
 ) -> AsyncIterator[Fleet]:
-    running = Fleet(broker, redis_server, connector_name, tmp_path, probe)
+    running = Fleet(broker, redis_server, connector_name, tmp_path, probe, [f"node-{i}" for i in (1, 2)])
     yield running
     for instance in running.instances:
         await instance.kill()
@@ -217,16 +104,26 @@ async def test_after_sigkill_the_other_instance_carries_on(fleet: Fleet) -> None
     transaction = [key(CP, "Transaction", 1, part) for part in ("transaction_id", "energy")]
     topics = await fleet.map_actuators(LIMIT, TRIGGER, sensors=(CONNECTED, *transaction))
     async with ChargerLink(first.url, CP) as charger:
+        charger.replies["GetConfiguration"] = {"configuration_key": [POWER_ONLY]}
         await send(charger, "boot_notification")
+        assert (await charger.next_call())[0] == "GetConfiguration"  # the rate units, after the boot
         await send(charger, "status_available", connectorId=1)
         started = await send(charger, "start_transaction")
         fleet.command(topics[LIMIT], 16)
         assert (await charger.next_call())[0] == "SetChargingProfile"
         assert await fleet.status(LIMIT, 1) == ["Accepted"]
-        killed_at = now_ms()
+        killed_at, killed = now_ms(), len(fleet.probe.messages)
         await first.kill()
         async with asyncio.timeout(WAIT_S):
             await charger._connection.wait_closed()
+
+    # The broker says the killed instance is gone (its will); `N/state` went offline with it
+    # (its will too: it could have been the last) and the live instance set it online again.
+    will = await fleet.probe.wait_for(fleet.topic(f"instances/{first.name}/state"), lambda p: p["state"] == "offline")
+    fleet_state = fleet.topic("state")
+    await fleet.probe.wait_for(fleet_state, lambda p: p == {"state": "offline"}, since=killed)
+    await fleet.probe.wait_until(lambda: fleet.probe.on(fleet_state)[-1] == {"state": "online"})
+    assert fleet.probe.on(fleet.topic(f"instances/{second.name}/state"))[-1] == {"state": "online"}
 
     since = len(fleet.probe.messages)
     fleet.command(topics[TRIGGER], 3)  # nobody holds the charger now
@@ -239,10 +136,15 @@ async def test_after_sigkill_the_other_instance_carries_on(fleet: Fleet) -> None
         energy = await fleet.probe.wait_for(fleet.sensor(transaction[1]), since=since)
         later = await send(charger, "start_transaction", timestamp="2026-11-21T12:00:00Z")
         assert charger.received.empty()  # the limit was not sent again, nor the trigger
+        fleet.command(topics[LIMIT], 11)  # in W, as the first instance read: not read again
+        limit = await charger.next_call()
 
     assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= gone["timestamp"] <= killed_at < back["timestamp"]
     assert energy["value"] == 1245500 - 1234000
+    assert will == {"state": "offline"}
     assert later.transaction_id > started.transaction_id
+    assert limit[0] == "SetChargingProfile"
+    assert limit[1]["cs_charging_profiles"]["charging_schedule"]["charging_rate_unit"] == "W"
 
 
 async def test_a_second_live_instance_of_the_same_name_is_refused(fleet: Fleet, tmp_path: Path) -> None:
@@ -256,11 +158,105 @@ async def test_a_second_live_instance_of_the_same_name_is_refused(fleet: Fleet, 
 
 async def test_without_redis_an_instance_is_alive_but_not_ready(fleet: Fleet, tmp_path: Path) -> None:
     """Unreachable Redis: retried and reported; /readyz 503 (the balancer sends chargers elsewhere), /healthz 200."""
-    lonely = Instance({**fleet.env, "STATE_URL": f"redis://127.0.0.1:{free_port()}/0"}, "lonely", tmp_path)
+    unreachable = f"redis://:Zq7-very-secret@127.0.0.1:{free_port()}/0"
+    lonely = Instance({**fleet.env, "STATE_URL": unreachable, "DEBUG": "TRUE"}, "lonely", tmp_path)
     lonely.process = await spawn_connector(lonely.env, tmp_path)
     await lonely.process.wait_for_line(r"Redis \(STATE_URL\) unreachable: .*; retrying")
     ready = await http_request(lonely.http_port, "/readyz")
     live = await http_request(lonely.http_port, "/healthz")
+    metrics = await http_request(lonely.http_port, "/metrics")
     await lonely.kill()
+    assert 'ocpp_connector_mqtt_connected{connector_instance="lonely"} 1.0' in metrics.body.decode()
+    assert "Zq7-very-secret" not in "".join(lonely.process.lines)  # debug logging, settings included
     assert (ready.status, ready.json()["state"], ready.json()["instance"]) == (503, "down", "lonely")
     assert (live.status, live.json()["instance"]) == (200, "lonely")
+
+
+async def test_a_201_transaction_carries_on_on_the_other_instance(fleet: Fleet) -> None:
+    """OCPP 2.0.1: the seqNos handled before the kill are known on the other instance (a re-sent
+    event is published once), and the Ended event there counts the energy from the Started one."""
+    await fleet.start()
+    first, second = fleet.instances
+    cp = "CS_201"
+    fields = {f: key(cp, "Transaction", 1, f) for f in ("active", "charging_state", "energy")}
+    await fleet.map_actuators(sensors=tuple(fields.values()))
+    token = {"idToken": "04A2B3C4", "type": "ISO14443"}
+    updated = transaction_event("Updated", 1, "tx-1", chargingState="Charging")
+    async with StationLink(first.url, cp) as station:
+        await station.send("BootNotification", boot())
+        await station.send(
+            "TransactionEvent", transaction_event("Started", 0, "tx-1", idToken=token, meterValue=energy(1000))
+        )
+        await station.send("TransactionEvent", updated)
+        await fleet.probe.wait_for(fleet.sensor(fields["charging_state"]), lambda p: p["value"] == "Charging")
+        await first.kill()
+        async with asyncio.timeout(WAIT_S):
+            await station._connection.wait_closed()
+
+    since = len(fleet.probe.messages)
+    async with StationLink(second.url, cp) as station:
+        await station.send("TransactionEvent", updated)  # its answer was lost with the first instance
+        ended = transaction_event("Ended", 2, "tx-1", evse=None, meterValue=energy(8500, context="Transaction.End"))
+        await station.send("TransactionEvent", ended)
+        stopped = await fleet.probe.wait_for(fleet.sensor(fields["energy"]), since=since)
+        await fleet.probe.wait_for(fleet.sensor(fields["active"]), lambda p: p["value"] is False, since=since)
+
+    assert stopped["value"] == 7500
+    republished = [p for t, p, _ in fleet.probe.messages[since:] if t == fleet.sensor(fields["charging_state"])]
+    assert republished == []  # the re-sent Updated was recognised: nothing published twice
+
+
+async def test_a_start_redis_cannot_record_is_refused_and_counts_when_sent_again(
+    fleet: Fleet, redis_server: RedisServer
+) -> None:
+    """The charger is never told of a transaction that Redis does not hold: CALLERROR, and the
+    charger's repeat (same StartTransaction) gets the id once Redis is back."""
+    first = fleet.instances[0]
+    await first.start()
+    assert first.process is not None
+    topics = await fleet.map_actuators(TRIGGER)
+    async with ChargerLink(first.url, CP) as charger:
+        await send(charger, "boot_notification")
+        redis_server.kill()
+        with pytest.raises(InternalError):
+            await send(charger, "start_transaction")
+        redis_server.start()  # empty: what Redis held is lost
+        started = await send(charger, "start_transaction")
+        stopped = await send(charger, "stop_transaction", transactionId=started.transaction_id)
+        # The instance notices its records are gone and holds its chargers again: commands reach them.
+        await first.process.wait_for_line("holds 1 chargers again")
+        fleet.command(topics[TRIGGER], 3)
+        assert await charger.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
+    await first.process.wait_for_line("StartTransaction not answered: Redis did not take the transaction state")
+    assert started.transaction_id > 0
+    assert stopped.id_tag_info["status"] == "Accepted"
+
+
+async def test_an_instance_restarted_under_its_name_corrects_connected(fleet: Fleet) -> None:
+    """Killed and started again under the same name (a container's restart): the charger that
+    comes back gets `false` (at the killed process's last sign of life) then `true`; one that
+    does not come back gets `false`, once the restarted process has waited for it."""
+    first = fleet.instances[0]
+    await first.start()
+    other = "CP_2"
+    await fleet.map_actuators(sensors=(CONNECTED, key(other, "connected")))
+    async with ChargerLink(first.url, CP) as charger, ChargerLink(first.url, other) as quiet:
+        await send(charger, "boot_notification")
+        await send(quiet, "boot_notification")
+        killed_at, killed = now_ms(), len(fleet.probe.messages)
+        await first.kill()
+        for link in (charger, quiet):
+            async with asyncio.timeout(WAIT_S):
+                await link._connection.wait_closed()
+
+    await first.start()
+    async with ChargerLink(first.url, CP) as charger:
+        await send(charger, "heartbeat")
+        back = await fleet.probe.wait_for(fleet.sensor(CONNECTED), lambda p: p["value"] is True, since=killed)
+        gone = fleet.probe.on(fleet.sensor(CONNECTED))[-2]
+        quiet_gone = await fleet.probe.wait_for(
+            fleet.sensor(key(other, "connected")), lambda p: p["value"] is False, since=killed, within=3 * WAIT_S
+        )
+    assert gone["value"] is False
+    assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= gone["timestamp"] <= killed_at < back["timestamp"]
+    assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= quiet_gone["timestamp"] <= killed_at

@@ -9,7 +9,7 @@ import pytest
 
 from connector.bemcom import AVAILABLE_DATAPOINTS_BYTES_PER_S, AVAILABLE_DATAPOINTS_COALESCE_S, listing_pause
 from connector.datapoints import Datapoint
-from connector.registry import MAX_KEPT_CHARS, ActuatorRef, DatapointMap, MapError, Registry
+from connector.registry import MAX_KEPT_CHARS, ActuatorRef, DatapointMap, KeyRecord, MapError, Registry
 
 VALID_MAPS: list[tuple[str, Any, dict[str, str], dict[str, str]]] = [
     (
@@ -299,6 +299,42 @@ def test_new_listed_keys_are_handed_to_the_store_once() -> None:
     registry.add_sensor(point("status-of-a-mapped-key", "Failed: x"), None)
     assert [r.key for r in registry.take_unsaved()] == ["CP_1__connected"]
     assert registry.take_unsaved() == []
+
+
+def test_restoring_a_key_already_known_changes_nothing() -> None:
+    """A key restored again (another instance's save read back), or seen here, is not listed twice nor counted twice."""
+    ref = ActuatorRef("CP_1", "execute_unlock_connector", 2)
+    registry = Registry()
+    registry.add_sensor(point("CP_1__connected", True), "CP_1")
+    registry.add_actuator("CP_1__execute_reset", ActuatorRef("CP_1", "execute_reset", 0), "Soft", listed=False)
+    registry.take_unsaved()
+    records = [
+        KeyRecord("CP_1__connected", "CP_1", False),
+        KeyRecord("CP_1__execute_reset", "CP_1", "Hard", ActuatorRef("CP_1", "execute_reset", 0)),
+        KeyRecord("CP_1__BootNotification__charge_point_model", "CP_1", "Wallbox"),
+        KeyRecord("CP_1__execute_unlock_connector__2", "CP_1", True, ref),
+    ]
+    assert [registry.restore(r) for r in records] == [False, False, True, True]
+    listing = registry.available_datapoints()
+    assert [registry.restore(r) for r in records] == [False] * 4
+    assert registry.available_datapoints() == listing
+    assert registry.key_count("CP_1") == 4
+    assert registry.take_unsaved() == []
+
+
+def test_records_read_back_what_a_charge_point_lists() -> None:
+    """A charge point's listed keys come back as the store keeps them; unlisted actuators and others' keys do not."""
+    ref = ActuatorRef("CP_1", "execute_unlock_connector", 2)
+    registry = Registry()
+    registry.add_sensor(point("CP_1__connected", True), "CP_1")
+    registry.add_sensor(point("CP_2__connected", True), "CP_2")
+    registry.add_actuator("CP_1__execute_unlock_connector__2", ref, True)
+    registry.add_actuator("CP_1__execute_reset", ActuatorRef("CP_1", "execute_reset", 0), "Soft", listed=False)
+    assert registry.records("CP_1") == [
+        KeyRecord("CP_1__connected", "CP_1", True),
+        KeyRecord("CP_1__execute_unlock_connector__2", "CP_1", True, ref),
+    ]
+    assert registry.records("CP_3") == []
 
 
 def test_a_large_listing_waits_in_proportion_to_its_size() -> None:

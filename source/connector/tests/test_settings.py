@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
 from connector.actuators import ACTUATOR_NAMES
-from connector.settings import VARIABLES, Settings, SettingsError, default_text, usage
+from connector.settings import VARIABLES, Settings, SettingsError, default_text, redacted_url, usage
 
 DEFAULTS: list[tuple[str, Any]] = [
     ("connector_name", "ocpp-connector"),
@@ -135,6 +136,13 @@ BAD: list[tuple[str, str, str]] = [
     ("OCPP_ALLOWED_ID_TAGS", ",", "lists no id tag"),
     ("OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS", "0", "whole number >= 1"),
     ("OCPP_MAX_UNAUTHENTICATED", "many", "whole number >= 1"),
+    ("STATE_URL", "http://redis:6379", "redis://"),
+    ("STATE_URL", "redis://", "no host"),
+    ("STATE_URL", "redis://redis:6379/one", "is not a number"),
+    ("STATE_URL", "redis://redis:99999/0", "redis://[:password@]host"),
+    ("CONNECTOR_INSTANCE", "site/1", "without + # /"),
+    ("CONNECTOR_INSTANCE", "a" * 65, "up to 64 printable characters"),
+    ("CONNECTOR_INSTANCE", "line\nbreak", "printable"),
 ]
 
 
@@ -183,7 +191,25 @@ def test_several_bad_values_are_reported_at_once() -> None:
 SECRETS = [
     ("MQTT_PASSWORD", "Zq7-very-secret"),
     ("OCPP_BASIC_AUTH", '{"CP_1": "Zq7-very-secret"}'),
+    ("STATE_URL", "redis://:Zq7-very-secret@redis:6379/0"),
 ]
+
+
+def test_a_bad_state_url_is_refused_without_quoting_its_password() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"STATE_URL": "redis://:Zq7-very-secret@redis:port/0"})
+    assert "Zq7-very-secret" not in str(caught.value)
+
+
+def test_redacted_url_hides_only_the_password() -> None:
+    assert redacted_url("redis://user:Zq7@redis:6379/2") == "redis://user:***@redis:6379/2"
+    assert redacted_url("redis://:Zq7@redis") == "redis://:***@redis"
+    assert redacted_url("redis://redis:6379/0") == "redis://redis:6379/0"
+
+
+def test_the_instance_name_is_the_host_name_unless_set() -> None:
+    assert Settings.from_env({}).connector_instance == socket.gethostname()
+    assert Settings.from_env({"CONNECTOR_INSTANCE": "connector-2"}).connector_instance == "connector-2"
 
 
 @pytest.mark.parametrize(("variable", "raw"), SECRETS, ids=[v for v, _ in SECRETS])
