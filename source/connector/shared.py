@@ -43,6 +43,7 @@ ALIVE_EVERY_S = 1.0  # how often an instance says it is alive
 # A dead instance's charger not back yet: a command for it waits this long (INTERFACE 10: a
 # command for a charger whose instance just died is answered within 15 s).
 ORPHAN_S = 15.0
+REDIS_CONNECTIONS = 100  # an instance's connections to Redis at most (redis-py's default bound)
 CLAIM_TTL_S = 600.0  # command claims outlive any command (OCPP_RESPONSE_TIMEOUT and the 15 s failover)
 
 
@@ -51,10 +52,22 @@ def prefix(connector_name: str) -> str:
 
 
 def async_client(url: str) -> redis.asyncio.Redis:
-    """The asyncio client; connects lazily, at its first command."""
-    return redis.asyncio.Redis.from_url(
-        url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S, decode_responses=False
+    """The asyncio client; connects lazily, at its first command.
+
+    Its pool blocks: past REDIS_CONNECTIONS exchanges in flight, the next waits for a free
+    connection (at most REDIS_TIMEOUT_S). redis-py's default pool refuses it at once with
+    "Too many connections", which refused chargers of a connect burst and failed every
+    release of a shutdown with a few thousand chargers (benchmark/instances.py showed both).
+    """
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=REDIS_TIMEOUT_S,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        decode_responses=False,
     )
+    return redis.asyncio.Redis.from_pool(pool)  # closed with the client
 
 
 def sync_client(url: str, timeout_s: float = REDIS_TIMEOUT_S, retries: int | None = None) -> redis.Redis:
