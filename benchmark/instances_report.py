@@ -15,6 +15,7 @@ from report import get, number, ratio_text
 Point = dict[str, Any]  # one run's figures, as instances.run_point gives them
 Row = dict[str, Any]  # one point of the summary: label, runs, spread, ratios, the run shown
 
+KILLED = -9  # the exit code of a server killed after it did not stop on SIGTERM
 BUSY_MACHINE_PERCENT = 30.0  # the rest of the machine above this (% of a core): the run was disturbed
 SETUP = (
     "chargers connect straight to their instance's port (no HAProxy in this measurement); generator, "
@@ -105,6 +106,16 @@ def disturbed(row: Row) -> str:
     return "DISTURBED" if rest > BUSY_MACHINE_PERCENT else "quiet"
 
 
+def shutdowns(row: Row) -> str:
+    """Seconds from SIGTERM to exit per instance; `killed` where it had not exited after 30 s."""
+
+    def one(stop: dict[str, Any]) -> str:
+        code = stop["exit_code"]
+        return number(stop["shutdown_s"]) + (" killed" if code == KILLED else f" exit {code}" if code else "")
+
+    return " / ".join(one(stop) for stop in row["shown"]["stop"])
+
+
 def problems(row: Row) -> str:
     return number(sum(p["count"] for p in row["shown"]["server_problems"]))
 
@@ -149,7 +160,7 @@ TABLE: list[tuple[str, Callable[[Row], str]]] = [
         ),
     ),
     ("steady: the machine", disturbed),
-    ("shutdown s per instance", lambda row: " / ".join(number(s["shutdown_s"]) for s in row["shown"]["stop"])),
+    ("shutdown s per instance", shutdowns),
     ("WARNING/ERROR lines, all instances", problems),
 ]
 

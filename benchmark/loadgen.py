@@ -339,7 +339,17 @@ class Charger:
         assert self.ws is not None
         answer = asyncio.get_running_loop().create_future()
         self.pending[unique_id] = answer
-        await self.ws.send(frame)
+        try:
+            await self.ws.send(frame)
+        except ConnectionClosed:
+            # Nobody will await this answer: marked retrieved (or cancelled), so a server that
+            # closes connections does not flood stderr with "exception was never retrieved".
+            self.pending.pop(unique_id, None)
+            if answer.done():
+                answer.exception()
+            else:
+                answer.cancel()
+            raise
         return answer
 
     async def read(self) -> None:

@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -32,6 +33,8 @@ NAME = "bench"  # CONNECTOR_NAME: the topic prefix
 # editable install points at one checkout; a git worktree's benchmark must run its own).
 SOURCE = Path(__file__).resolve().parents[1] / "source"
 ACTUATOR = "execute_trigger_message"  # the one actuator mapped per charger
+STOP_WAIT_S = 30.0  # a server not gone this long after SIGTERM is killed
+LAST_LINES = 20  # of a killed server's stderr, kept in its figures
 VALUES, STATUSES, RAW = f"{NAME}/v/", f"{NAME}/s/", f"{NAME}/raw_message_to_db"
 
 
@@ -88,11 +91,13 @@ class Server:
             started = time.monotonic()
             self.process.terminate()
             try:
-                code = self.process.wait(timeout=30)
+                code = self.process.wait(timeout=STOP_WAIT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 code = self.process.wait()
             self.stopped = {"shutdown_s": round(time.monotonic() - started, 2), "exit_code": code}
+            if code == -signal.SIGKILL:  # what it did last before it hung: where to look
+                self.stopped["last_lines"] = [line.rstrip() for line in self.watch.lines[-LAST_LINES:]]
         return self.stopped
 
 
