@@ -232,6 +232,9 @@ def steady(bench: ScaleBench, watch: RedisWatch | None) -> dict[str, Any]:
         "redis_cpu_percent": use.redis_percent,
         "redis_cpu_us_per_message": round(use.redis / sent * 1e6, 1),
         "cpu_us_per_message_with_redis": round((use.server + use.redis) / sent * 1e6, 1),
+        # Each instance holds the whole fleet's keys (the listing is the fleet's): after the
+        # first period every charger's meter value keys are known to every instance.
+        "rss_kb_after": [rss_kb(server.process.pid) for server in bench.instances],
     }
     if watch:
         done = watch.calls() - calls

@@ -90,6 +90,15 @@ def each_instance(key: str, scale: float = 1.0) -> Callable[[Row], str]:
     return shown
 
 
+def megabytes(path: str) -> Callable[[Row], str]:
+    """A list of KB figures of the run shown, in MB."""
+
+    def shown(row: Row) -> str:
+        return " / ".join(number(round(kb / 1024, 1)) for kb in get(row["shown"], path) or [])
+
+    return shown
+
+
 def top(path: str, shown: int = 5) -> Callable[[Row], str]:
     """The first commands of a `{command: calls}` figure (all are in the JSON)."""
 
@@ -130,6 +139,7 @@ TABLE: list[tuple[str, Callable[[Row], str]]] = [
     ("connect: Redis commands per boot, top", top("connect.redis_commands_per_boot")),
     ("RSS per instance MB, connected", each_instance("rss_kb_connected", 1 / 1024)),
     ("memory per charger KB, per instance", each_instance("rss_kb_per_charger")),
+    ("RSS per instance MB, after the load", megabytes("steady.rss_kb_after")),
     ("Redis memory per charger bytes, after the load", figure("steady.redis_bytes_per_charger")),
     ("idle: CPU % instances / Redis", figure("idle.instances_cpu_percent", "idle.redis_cpu_percent")),
     ("idle: Redis commands per s", figure("idle.redis_commands_per_s")),

@@ -34,7 +34,7 @@ NAME = "bench"  # CONNECTOR_NAME: the topic prefix
 SOURCE = Path(__file__).resolve().parents[1] / "source"
 ACTUATOR = "execute_trigger_message"  # the one actuator mapped per charger
 STOP_WAIT_S = 30.0  # a server not gone this long after SIGTERM is killed
-LAST_LINES = 20  # of a killed server's stderr, kept in its figures
+LAST_LINES = 200  # of a hung server's stderr since SIGTERM, kept in its figures
 VALUES, STATUSES, RAW = f"{NAME}/v/", f"{NAME}/s/", f"{NAME}/raw_message_to_db"
 
 
@@ -86,19 +86,31 @@ class Server:
         return f"ws://127.0.0.1:{self.port}"
 
     def stop(self) -> dict[str, Any]:
-        """SIGTERM; how long the server took to exit (the connector closes every charger first)."""
+        """SIGTERM; how long the server took to exit (the connector closes every charger first).
+        One that hangs is aborted, and what it wrote since SIGTERM (its stacks) kept."""
         if self.stopped is None:
-            started = time.monotonic()
+            started, since = time.monotonic(), len(self.watch.lines)
             self.process.terminate()
             try:
                 code = self.process.wait(timeout=STOP_WAIT_S)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                code = self.process.wait()
+                code = self.abort()
             self.stopped = {"shutdown_s": round(time.monotonic() - started, 2), "exit_code": code}
-            if code == -signal.SIGKILL:  # what it did last before it hung: where to look
-                self.stopped["last_lines"] = [line.rstrip() for line in self.watch.lines[-LAST_LINES:]]
+            if code in {-signal.SIGABRT, -signal.SIGKILL}:
+                self.stopped["last_lines"] = [line.rstrip() for line in self.watch.lines[since - 5 :][:LAST_LINES]]
         return self.stopped
+
+    def abort(self) -> int:
+        """SIGABRT, whose handler (PYTHONFAULTHANDLER) writes every thread's stack to stderr, then
+        SIGKILL if even that does not end it; the exit code."""
+        self.process.send_signal(signal.SIGABRT)
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        time.sleep(0.5)  # the last lines still in the pipe
+        return code
 
 
 def launch(name: str, command: list[str], ready: str, **popen: Any) -> Server:
@@ -146,6 +158,7 @@ def start_connector(
         "OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS": "100000",
         "SEND_RAW_MESSAGE_TO_DB": "TRUE" if raw else "FALSE",
         "PYTHONPATH": os.pathsep.join([str(SOURCE), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "PYTHONFAULTHANDLER": "1",  # a hung server's stacks on SIGABRT (Server.abort)
         **(more_env or {}),
     }
     command = [sys.executable, "-m", "connector"]

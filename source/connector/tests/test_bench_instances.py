@@ -53,7 +53,7 @@ def assert_served(run: dict[str, Any], count: int) -> None:
     assert steady["messages_answered"] == steady["messages_sent"] > 0
     assert steady["lost_values"] == 0
     assert steady["chargers_served"] == CHARGERS
-    assert len(steady["instance_cpu_s"]) == count
+    assert len(steady["instance_cpu_s"]) == len(steady["rss_kb_after"]) == count
     assert steady["cpu_us_per_message"] > 0
     assert {"p50", "p99"} <= steady["value_latency_ms"].keys()
     assert len(run["stop"]) == count
