@@ -176,6 +176,7 @@ from connector.tests.harness import Mosquitto
 VALUE_WAIT_S = 120.0  # values still missing this long after the last answer count as lost (not late)
 COMMAND_WAIT_S = 10.0  # commands, and their statuses, still missing this long after the last count as lost
 RAW_PER_MESSAGE = 2  # with raw messages on: the frame in and its answer out
+STEADY_LEAD_S = 2.0  # the steady phase's first send, this long after the orders went out
 MAPPED_CHOICES = (1, 3, 8)  # of the 8 sampled values, the first 1, 3 or all 8 are mapped
 
 
@@ -325,7 +326,7 @@ class Bench:
     def steady(self) -> dict[str, Any]:
         options = self.options
         count = max(1, round(options.duration / options.period))
-        start = time.time() + 2.0
+        start = time.time() + STEADY_LEAD_S
         self.sink.reset()
         order = SteadyOrder(start, options.period, count, len(self.booted), options.aligned)
         with ExitStack() as during:

@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import tempfile
+import threading
 import time
 import zlib
 from collections import Counter
@@ -50,11 +51,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import redis
-from bench import Bench, connect_orders, merged_connect, progress
+from bench import STEADY_LEAD_S, Bench, connect_orders, merged_connect, progress
 from bench import Options as BenchOptions
 from instances_report import SETUP, summary, table
 from loadgen import OCPP_VERSIONS, SHAPES, raise_fd_limit
-from measure import CpuUse, Pids, cpu_use, listen_drops, percentiles, rss_kb, wait_quiet
+from measure import CpuUse, Pids, cpu_seconds, cpu_use, listen_drops, percentiles, rss_kb, wait_quiet
 from paho.mqtt.enums import CallbackAPIVersion
 from peers import NAME, VALUES, Generator, Server, ValueSink, start_connector
 
@@ -63,6 +64,7 @@ from connector.tests.harness import Mosquitto
 from connector.tests.harness_ha import RedisServer
 
 SPREADS = ("hash", "round-robin")
+SAMPLE_S = 0.25  # how often the steady phase's CPU and Redis calls are sampled
 OURS = ("info", "scard")  # Redis commands this script sends, left out of the instances' counts
 
 
@@ -218,10 +220,70 @@ def idle(bench: ScaleBench, seconds: float, watch: RedisWatch | None) -> dict[st
     return figures
 
 
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    instances_cpu_s: float
+    redis_cpu_s: float
+    calls: Counter[str]
+
+
+class Sampler:
+    """CPU of the instances and Redis, and Redis's calls, every SAMPLE_S in a thread: the
+    figures of a window within a phase (the steady phase after its first period)."""
+
+    def __init__(self, bench: ScaleBench, watch: RedisWatch | None) -> None:
+        self._pids = [server.process.pid for server in bench.instances]
+        self._redis = bench.redis_server.process.pid if bench.redis_server and bench.redis_server.process else None
+        self._watch = watch
+        self.samples: list[Sample] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            redis_cpu = cpu_seconds(self._redis) if self._redis else 0.0
+            calls = self._watch.calls() if self._watch else Counter[str]()
+            self.samples.append(Sample(time.time(), sum(cpu_seconds(p) for p in self._pids), redis_cpu, calls))
+            if self._done.wait(SAMPLE_S):
+                return
+
+    def window(self, start: float, end: float, messages: int) -> dict[str, Any]:
+        """Per message over [start, end] (the samples nearest to each end): CPU, Redis's calls by command."""
+        first = min(self.samples, key=lambda s: abs(s.at - start))
+        last = min(self.samples, key=lambda s: abs(s.at - end))
+        per = max(messages, 1)
+        calls = last.calls - first.calls
+        return {
+            "window_s": round(last.at - first.at, 2),
+            "messages": messages,
+            "cpu_us_per_message": round((last.instances_cpu_s - first.instances_cpu_s) / per * 1e6, 1),
+            "redis_cpu_us_per_message": round((last.redis_cpu_s - first.redis_cpu_s) / per * 1e6, 1),
+            "redis_commands_per_s": round(calls.total() / max(last.at - first.at, 1e-9), 1),
+            "redis_commands_per_message": {name: round(n / per, 4) for name, n in calls.most_common()},
+        }
+
+
 def steady(bench: ScaleBench, watch: RedisWatch | None) -> dict[str, Any]:
-    """bench.py's steady phase, with the instances' and Redis's CPU and Redis's commands per message."""
+    """bench.py's steady phase, with the instances' and Redis's CPU and Redis's commands per message,
+    over the whole phase and after its first period (each charger's first message brings new
+    keys: registry saves, Redis writes), which is what a fleet costs from then on."""
     calls = watch.calls() if watch else Counter[str]()
-    figures = bench.steady()
+    load = bench.options
+    with Sampler(bench, watch) as sampler:
+        start = time.time() + STEADY_LEAD_S  # as Bench.steady schedules its first send
+        figures = bench.steady()
+    count = max(1, round(load.duration / load.period))
+    later = figures["messages_sent"] * (count - 1) // count  # sent after the first period, on schedule
+    figures["after_first_period"] = sampler.window(start + load.period, start + count * load.period, later)
     use, sent = bench.last_use, max(figures["messages_sent"], 1)
     served = {seen.split(" ", 1)[0].removeprefix(VALUES).split("__MeterValues__", 1)[0] for seen in bench.sink.seen}
     figures |= {

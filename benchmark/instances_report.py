@@ -30,6 +30,12 @@ def cpu(point: Point, with_redis: bool = False) -> float:
     return float(point["steady"][key])
 
 
+def cpu_later(point: Point) -> float:
+    """The instances' and Redis's CPU per message after the first period (no new keys any more), µs."""
+    later = point["steady"]["after_first_period"]
+    return float(later["cpu_us_per_message"] + later["redis_cpu_us_per_message"])
+
+
 def median_point(points: list[Point]) -> Point:
     """Of repeated runs of one point, the one whose CPU per message is the median (the lower middle)."""
     ordered = sorted(points, key=cpu)
@@ -47,10 +53,12 @@ def summary(runs: list[Point]) -> list[Row]:
     for label, point in shown.items():
         row: Row = {"label": label, "runs": len(by_label[label]), "shown": point}
         row["cpu_us_per_message_runs"] = [cpu(p) for p in by_label[label]]
+        row["cpu_later_us_per_message_runs"] = [cpu_later(p) for p in by_label[label]]
         for name, other in against.items():
             if other is not None:
                 row[f"cpu_ratio_to_{name}"] = round(cpu(point) / cpu(other), 2)
                 row[f"cpu_with_redis_ratio_to_{name}"] = round(cpu(point, True) / cpu(other, True), 2)
+                row[f"cpu_later_ratio_to_{name}"] = round(cpu_later(point) / cpu_later(other), 2)
         rows.append(row)
     return rows
 
@@ -158,6 +166,15 @@ TABLE: list[tuple[str, Callable[[Row], str]]] = [
     ("  ratio to the baseline", ratio("cpu_with_redis_ratio_to_baseline")),
     ("steady: Redis commands per s", figure("steady.redis_commands_per_s")),
     ("steady: Redis commands per message, top", top("steady.redis_commands_per_message")),
+    (
+        "after the 1st period: CPU per message us, instances / Redis",
+        figure("steady.after_first_period.cpu_us_per_message", "steady.after_first_period.redis_cpu_us_per_message"),
+    ),
+    ("  instances + Redis, every run", of_row("cpu_later_us_per_message_runs")),
+    ("  ratio to 1 instance", ratio("cpu_later_ratio_to_n1")),
+    ("  ratio to the baseline", ratio("cpu_later_ratio_to_baseline")),
+    ("after the 1st period: Redis commands per s", figure("steady.after_first_period.redis_commands_per_s")),
+    ("after the 1st period: Redis commands per message", top("steady.after_first_period.redis_commands_per_message")),
     ("steady: value latency p50 / p99 ms", figure("steady.value_latency_ms.p50", "steady.value_latency_ms.p99")),
     ("steady: value latency p99 per period ms", figure("steady.value_latency_p99_per_period_ms")),
     (

@@ -70,6 +70,10 @@ def assert_redis_figures(run: dict[str, Any]) -> None:
     assert steady["redis_bytes_per_charger"] > 0
     assert "redis_cpu_us_per_message" in steady
     assert "cpu_us_per_message_with_redis" in steady
+    later = steady["after_first_period"]
+    assert 0 < later["messages"] < steady["messages_sent"]
+    assert later["cpu_us_per_message"] >= 0  # a second of a tiny load: maybe not one clock tick of CPU
+    assert later["redis_commands_per_s"] > 0
 
 
 def test_chargers_go_to_one_instance_each_by_hash_or_in_turn() -> None:
@@ -89,7 +93,9 @@ def test_a_connect_order_sends_each_charger_to_its_own_server() -> None:
 
 
 def point(label: str, count: int, state: bool, us: float, with_redis: float) -> dict[str, Any]:
-    steady = {"cpu_us_per_message": us, "cpu_us_per_message_with_redis": with_redis}
+    """A run's figures as far as the summary reads them; after the first period, 90 % of the phase's."""
+    later = {"cpu_us_per_message": us * 0.9, "redis_cpu_us_per_message": (with_redis - us) * 0.9}
+    steady = {"cpu_us_per_message": us, "cpu_us_per_message_with_redis": with_redis, "after_first_period": later}
     return {"label": label, "instances": count, "state_url": state, "steady": steady}
 
 
@@ -109,3 +115,4 @@ def test_summary_shows_the_median_run_and_ratios_to_one_instance_and_the_baselin
     assert two["cpu_us_per_message_runs"] == [700, 600, 650]
     assert (two["cpu_ratio_to_n1"], two["cpu_with_redis_ratio_to_n1"]) == (1.3, 1.3)
     assert (two["cpu_ratio_to_baseline"], rows["baseline"]["cpu_ratio_to_baseline"]) == (1.62, 1.0)
+    assert two["cpu_later_ratio_to_n1"] == 1.3
