@@ -24,8 +24,11 @@ what is measured is the instances and Redis, not the balancer. Phases:
    MeterValues.req with 8 values every `--period` s for `--duration` s; the subscriber
    counts every value on MQTT. CPU per message of all instances together, of Redis, and of
    both; Redis commands per message by command; value latency; chargers served (values
-   arrived from them).
-4. SIGTERM to each instance: seconds to exit.
+   arrived from them); each instance's RSS after it. CPU and Redis commands also after the
+   first period (sampled in a thread): each charger's first message brings new keys, which
+   the instances save to Redis and tell each other; after it, what the fleet costs from then on.
+4. SIGTERM to each instance: seconds to exit (one that hangs is aborted, its thread stacks
+   kept in the JSON: `peers.Server.abort`).
 
 The ratios compare CPU per message against N = 1 (with Redis) and against the baseline.
 Everything (generator, subscriber, broker, Redis, up to 3 instances) shares this machine's
