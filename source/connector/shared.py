@@ -30,6 +30,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -50,21 +51,29 @@ def prefix(connector_name: str) -> str:
     return f"ocpp:{connector_name}:"
 
 
+# redis-py retries a failed command 10 times by default, backing off up to 1 s: 4.4 s before
+# a refused connection fails, and a charger's answer would wait that long behind it. One
+# retry (a connection the server closed while idle) is enough: every caller here has its
+# own way on (the next tick, a CALLERROR the charger repeats, the local spool).
+RETRIES = 1
+
+
 def async_client(url: str) -> redis.asyncio.Redis:
     """The asyncio client; connects lazily, at its first command."""
     return redis.asyncio.Redis.from_url(
-        url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S, decode_responses=False
+        url,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        decode_responses=False,
+        retry=AsyncRetry(NoBackoff(), RETRIES),
     )
 
 
-def sync_client(url: str, timeout_s: float = REDIS_TIMEOUT_S, retries: int | None = None) -> redis.Redis:
-    """The blocking client, for worker threads (and the MQTT spool: shared_spool.py).
-
-    `retries`: None keeps redis-py's default (10, backing off up to 1 s: 4.4 s before a
-    refused connection fails); the event loop's thread cannot wait that long.
-    """
-    retry = {} if retries is None else {"retry": Retry(NoBackoff(), retries)}
-    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **retry)
+def sync_client(url: str, timeout_s: float = REDIS_TIMEOUT_S, retries: int = RETRIES) -> redis.Redis:
+    """The blocking client, for worker threads (and the MQTT spool: shared_spool.py)."""
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), retries)
+    )
 
 
 def now_ms() -> int:
