@@ -132,7 +132,7 @@ class Settings:
     state_dir: str = "./state"
     # Several instances (INTERFACE section 10). repr=False: the URL may carry Redis's password.
     state_url: str | None = field(default=None, repr=False)
-    connector_instance: str = ""  # "": the host name (see `from_env`)
+    connector_instance: str = field(default_factory=socket.gethostname)
     # Limits: far above what real fleets reach; a peer beyond one is logged and cut off.
     ocpp_max_frame_size: int = 1_048_576
     ocpp_max_connections: int = 25_000
