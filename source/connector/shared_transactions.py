@@ -41,6 +41,32 @@ POOL = 2  # ids taken in advance per charger: a StartTransaction and a command's
 MAX_CONNECTORS = 256
 
 
+# Forget a charger's keys (KEYS[1..5]: tx, txj, txid, connectors, rates) unless an instance
+# holds it (KEYS[6]: owners, ARGV[1]: the charger), a transaction or reservation is open in
+# its state, or its last id is not below the clock floor (ARGV[2]): the rules of
+# TransactionStore.forget.
+FORGET = """
+if redis.call('HEXISTS', KEYS[6], ARGV[1]) == 1 then
+  return 0
+end
+local state = redis.call('GET', KEYS[1])
+if state then
+  local ok, decoded = pcall(cjson.decode, state)
+  if not ok then
+    return 0
+  end
+  if (decoded['open'] and #decoded['open'] > 0) or (decoded['reservations'] and #decoded['reservations'] > 0) then
+    return 0
+  end
+end
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return 1
+"""
+
+
 class SharedTransactionStore(TransactionStore):
     """TransactionStore persisting in Redis; see the module's docstring."""
 
@@ -54,6 +80,7 @@ class SharedTransactionStore(TransactionStore):
         self._writing: asyncio.Future[None] | None = None  # the batch being written
         self._rewrite: set[str] = set()  # charge points whose last write failed: next time, all of it
         self._connectors: dict[str, set[int]] = {}  # of the chargers served here: their connectors (EVSEs)
+        self._forget_script = shared.client.register_script(FORGET)
 
     # -- the session's side ----------------------------------------------------------------
 
@@ -137,6 +164,15 @@ class SharedTransactionStore(TransactionStore):
         self._enqueue("journal", cp, line)
         return True
 
+    def forget(self, cp: str) -> None:
+        """A charger gone for long (the roster, fleet-wide): dropped here, and its keys in Redis
+        when nothing in them matters and no instance holds it (FORGET, atomic in Redis). So
+        Redis holds state for the fleet the roster remembers, not for every identity that
+        ever connected."""
+        self.left(cp)
+        self._rewrite.discard(cp)
+        self._enqueue("forget", cp, "")
+
     def _drop_state(self, cp: str) -> None:
         """Forgotten here only: the state in Redis may be another instance's charger now."""
         self._journaled.pop(cp, None)
@@ -196,6 +232,10 @@ class SharedTransactionStore(TransactionStore):
                 pipe.rpush(self._key("txj", cp), argument)
             elif operation == "connector":
                 pipe.sadd(self._key("connectors", cp), argument)
+            elif operation == "forget":
+                keys = [self._key(kind, cp) for kind in ("tx", "txj", "txid", "connectors", "rates")]
+                args: list[str | int] = [cp, self._floor()]
+                await self._forget_script(keys=[*keys, self._shared.key("owners")], args=args, client=pipe)
             else:
                 await self._shared.next_id_script(keys=[self._key("txid", cp)], args=[self._floor()], client=pipe)
             refills.append(cp if operation == "id" else None)
