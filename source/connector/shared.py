@@ -34,7 +34,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from connector.settings import redacted_url
+from connector.settings import redis_address
 
 LOG = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class Shared:
 
     def __init__(self, url: str, connector_name: str, instance: str) -> None:
         self.instance = instance
-        self.where = redacted_url(url)  # for logs: never the password
+        self.where = redis_address(url)  # for logs: never the password
         self.prefix = prefix(connector_name)
         self.client = async_client(url)
         self._take = self.client.register_script(TAKE)

@@ -158,7 +158,7 @@ async def test_a_second_live_instance_of_the_same_name_is_refused(fleet: Fleet, 
 
 async def test_without_redis_an_instance_is_alive_but_not_ready(fleet: Fleet, tmp_path: Path) -> None:
     """Unreachable Redis: retried and reported; /readyz 503 (the balancer sends chargers elsewhere), /healthz 200."""
-    unreachable = f"redis://:Zq7-very-secret@127.0.0.1:{free_port()}/0"
+    unreachable = f"redis://127.0.0.1:{free_port()}/0?password=Zq7-very-secret"  # redis-py reads it there too
     lonely = Instance({**fleet.env, "STATE_URL": unreachable, "DEBUG": "TRUE"}, "lonely", tmp_path)
     lonely.process = await spawn_connector(lonely.env, tmp_path)
     await lonely.process.wait_for_line(r"Redis \(STATE_URL\) unreachable: .*; retrying")
