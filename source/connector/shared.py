@@ -129,9 +129,13 @@ return issued
 
 # Claim sending a command (KEYS[1]: its send claim) only while this instance (ARGV[2]) holds
 # the charger (KEYS[2]: owners, ARGV[1]: the charger): one whose connection went half-open
-# while the charger came back elsewhere must not take it.
+# while the charger came back elsewhere must not take it. Nor once its status is claimed
+# (KEYS[3]): a command already answered `Failed` is never sent.
 CLAIM_SEND = """
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
   return 0
 end
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
@@ -351,7 +355,7 @@ class Shared:
 
     async def claim_send(self, digest: str, cp: str) -> bool:
         """Whether this instance, holding `cp`, is the first to claim sending command `digest` to it."""
-        keys = [self.key("send", digest), self.key("owners")]
+        keys = [self.key("send", digest), self.key("owners"), self.key("end", digest)]
         args: list[str | int] = [cp, self.instance, int(CLAIM_TTL_S * 1000)]
         return bool(await self.call(lambda: self._claim_send(keys=keys, args=args)))
 
