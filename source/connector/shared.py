@@ -107,6 +107,15 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 """
 
+# Forget a dead instance (ARGV[1]) from the set of those that ran (KEYS[1]), unless its name
+# is alive again (KEYS[2]): a process restarted under it meanwhile must stay known.
+FORGET_INSTANCE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+return redis.call('SREM', KEYS[1], ARGV[1])
+"""
+
 # Give a charger up, only if this instance (ARGV[2]) still holds it: 1 if it did.
 RELEASE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -185,6 +194,7 @@ class Shared:
         self._take = self.client.register_script(TAKE)
         self._release = self.client.register_script(RELEASE)
         self._reassert = self.client.register_script(REASSERT)
+        self._forget_instance = self.client.register_script(FORGET_INSTANCE)
         self.next_id_script = self.client.register_script(NEXT_ID)
         self._claim_send = self.client.register_script(CLAIM_SEND)
         self._command_state = self.client.register_script(COMMAND_STATE)
@@ -247,15 +257,16 @@ class Shared:
             await self.call(lambda: self.client.sadd(self.key("instances"), self.instance))
         return taken_back, True
 
-    async def reassert(self, chargers: list[str]) -> int:
-        """Hold again the chargers connected here that no other instance took; how many."""
+    async def reassert(self, chargers: list[str]) -> list[str]:
+        """Hold again the chargers connected here that no other instance took; those."""
         if not chargers:
-            return 0
+            return []
         keys = [self.key("owners"), self.key("held", self.instance)]
         pipe = self.client.pipeline(transaction=False)
         for cp in chargers:
             await self._reassert(keys=keys, args=[cp, self.instance], client=pipe)
-        return sum(await self.call(pipe.execute))
+        results = await self.call(pipe.execute)
+        return [cp for cp, held in zip(chargers, results, strict=True) if held]
 
     async def leave(self) -> None:
         """A clean stop: the name is free at once."""
@@ -300,7 +311,9 @@ class Shared:
         return bool(await self.call(lambda: self.client.exists(*(self.key("alive", n) for n in others))))
 
     async def forget_instance(self, instance: str) -> None:
-        await self.call(lambda: self.client.srem(self.key("instances"), instance))
+        """Drop a dead instance from the set of those that ran, unless it is alive again meanwhile."""
+        keys = [self.key("instances"), self.key("alive", instance)]
+        await self.call(lambda: self._forget_instance(keys=keys, args=[instance]))
 
     # -- ownership -----------------------------------------------------------------------
 

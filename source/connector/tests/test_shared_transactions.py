@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from connector.datapoints import EvseTransaction
 from connector.shared import Shared
 from connector.shared_transactions import POOL, SharedTransactionStore
 from connector.tests.harness_ha import RedisServer
@@ -53,9 +54,10 @@ async def test_another_instance_reads_what_one_answered(shared: Shared, tmp_path
     first, second = store(shared, tmp_path / "a", clock), store(shared, tmp_path / "b", clock)
     await first.prepare("CP_1")
     started = first.start("CP_1", 1, "TAG", 1000, "2026-12-04T10:00:00Z")
-    assert first.unsaved
-    await first.saved()
-    assert not first.unsaved
+    assert first.unsaved("CP_1")
+    assert not first.unsaved("CP_2")  # a charger's answer waits for its own writes only
+    await first.saved("CP_1")
+    assert not first.unsaved("CP_1")
     await second.prepare("CP_1")
     stopped = second.stop("CP_1", started.transaction_id)
     assert stopped == started
@@ -112,3 +114,47 @@ async def test_a_forgotten_charger_leaves_no_keys_unless_something_in_them_matte
     assert keys_of(redis_server, shared, "CP_IDLE") == []
     assert keys_of(redis_server, shared, "CP_OPEN") == ["connectors:CP_OPEN", "tx:CP_OPEN", "txid:CP_OPEN"]
     assert "connectors:CP_HELD" in keys_of(redis_server, shared, "CP_HELD")
+
+
+async def test_after_a_failed_batch_the_state_and_the_ids_are_written_again(
+    shared: Shared, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Redis down for one batch: the next batch (Redis back, empty) holds the charger's whole
+    state and tops its id pool up, so its next start is answered and another instance reads it."""
+    clock = Clock()
+    target = store(shared, tmp_path / "a", clock)
+    await target.prepare("CP_1")
+    redis_server.kill()
+    first = target.start("CP_1", 1, "TAG", 1000, "2026-12-04T10:00:00Z")
+    with pytest.raises(StateUnavailableError):
+        await target.saved("CP_1")
+    redis_server.start()  # empty
+    second = target.start("CP_1", 2, "TAG", 2000, "2026-12-04T10:01:00Z")  # the pool's last id
+    await target.saved("CP_1")
+    third = target.start("CP_1", 3, "TAG", 3000, "2026-12-04T10:02:00Z")  # topped up again
+    await target.saved("CP_1")
+    other = store(shared, tmp_path / "b", clock)
+    await other.prepare("CP_1")
+    assert {c: other.active("CP_1", c) for c in (1, 2, 3)} == {1: first, 2: second, 3: third}
+    assert len({first.transaction_id, second.transaction_id, third.transaction_id}) == 3
+
+
+async def test_a_repeated_event_after_a_failed_write_waits_for_its_state(
+    shared: Shared, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A 2.x event re-sent because its answer was a CALLERROR: recognised as a repeat, and its
+    answer waits until Redis holds what the first one changed."""
+    target = store(shared, tmp_path, Clock())
+    await target.prepare("CS_1")
+    redis_server.kill()
+    record = EvseTransaction("tx-1", 1, "TAG", 1000, "2026-12-04T10:00:00Z")
+    target.running("CS_1", record, 0)
+    with pytest.raises(StateUnavailableError):
+        await target.saved("CS_1")
+    redis_server.start()
+    assert target.repeated("CS_1", "tx-1", 0)
+    assert target.unsaved("CS_1")
+    await target.saved("CS_1")
+    other = store(shared, tmp_path / "b", Clock())
+    await other.prepare("CS_1")
+    assert other.known("CS_1", "tx-1") == record
