@@ -21,7 +21,8 @@ three cases:
   have reached the charger: a limit already delivered is not sent twice).
 
 A message the broker delivers twice (QoS 1) is the same digest: sent once. So is a
-BEMCom message sent twice byte for byte within CLAIM_TTL_S: a command repeated on
+BEMCom message sent twice byte for byte while its claims last (`shared.claim_ttl`: twice
+OCPP_RESPONSE_TIMEOUT and the 15 s failover, at least 2 minutes): a command repeated on
 purpose carries a new timestamp.
 """
 

@@ -67,8 +67,9 @@ class DispatcherEvents(SessionEvents, Protocol):
     def connected(self, cp: str, is_connected: bool, version: str | None = None) -> None:
         """A charge point connected (`version`: the OCPP version it is served in, "1.6", "2.0.1", "2.1") or left."""
 
-    def lost(self, cp: str, at: int) -> None:
-        """The instance that served it died at `at` (ms) without saying it is gone (handover.py)."""
+    def lost(self, cp: str, at: int, back: bool = False) -> None:
+        """The instance that served it died at `at` (ms) without saying it is gone (handover.py);
+        `back`: it is connected here again."""
 
 
 def identity_from_path(path: str) -> str:

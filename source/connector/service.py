@@ -36,7 +36,7 @@ from connector.registry_store import RegistryStore
 from connector.security import Security
 from connector.security import load as load_security
 from connector.settings import Settings
-from connector.shared import InstanceNameTakenError, Shared
+from connector.shared import InstanceNameTakenError, Shared, claim_ttl
 from connector.shared_listing import TICK_S, FleetMerge, ListingLease
 from connector.shared_registry import SharedRegistryStore
 from connector.shared_transactions import SharedTransactionStore
@@ -167,7 +167,12 @@ class Service:
         handover: Handover | None = None
         self.transactions: TransactionStore
         if settings.state_url is not None:
-            self.shared = shared = Shared(settings.state_url, settings.connector_name, settings.connector_instance)
+            self.shared = shared = Shared(
+                settings.state_url,
+                settings.connector_name,
+                settings.connector_instance,
+                claim_ttl(settings.ocpp_response_timeout),
+            )
             adopt_spools = self.mqtt.adopter.adopt if self.mqtt.adopter is not None else None
             shared_store = SharedTransactionStore(shared, settings.state_dir)
             self.transactions = shared_store

@@ -1,21 +1,25 @@
 """Redis: what several instances of one connector share (STATE_URL, INTERFACE section 10).
 
 Every key of a connector starts with `ocpp:<CONNECTOR_NAME>:`, so connectors of several
-sites may share one Redis. What lives here:
+sites may share one Redis. This module holds the instances' own keys and scripts:
 
 - `alive:<instance>` (expires after ALIVE_TTL_S unless renewed) and `seen:<instance>` (the
   last renewal, ms): which instances run, and when a dead one was last alive. `instances`:
-  the set of names that ran, for the sweep of the dead (see `Presence.dead`).
+  the set of names that ran, for the sweep of the dead (instances.Presence); `sweep:<instance>`
+  lets one survivor sweep.
 - `owners` (charge point -> instance) and `held:<instance>` (its charge points): who serves
-  each charger. Taking and giving up a charger are Lua scripts, atomic in Redis.
-- `send:<digest>` and `end:<digest>`: the claims that let exactly one instance send an
-  actuator value and exactly one publish its status (commands.py).
-- `tx:<cp>`, `txj:<cp>` and `txid:<cp>`: a charger's transaction state, its seqNo journal,
-  and its id counter (transactions.SharedTransactionStore).
+  each charger, changed by Lua scripts (atomic); `orphan:<cp>` (ORPHAN_S): a dead instance's
+  charger not back yet; `rates:<cp>`: the rate units it allows.
+- `send:<digest>` and `end:<digest>` (claim_ttl): the claims that let exactly one instance
+  send an actuator value and exactly one publish its status (coordination.py).
+
+Elsewhere: `tx:`, `txj:`, `txid:`, `connectors:<cp>` (shared_transactions.py), the registry
+and roster (shared_registry.py), the listing's lease (shared_listing.py), the spools
+(shared_spool.py).
 
 The clients are redis-py's: its asyncio client on the event loop, its blocking one in
-worker threads (the registry's saves). Every call is bounded by REDIS_TIMEOUT_S, so an
-unreachable Redis fails a step instead of hanging it.
+worker threads (the registry's saves). Every call is bounded by REDIS_TIMEOUT_S and retried
+once, so an unreachable Redis fails a step instead of hanging it.
 """
 
 from __future__ import annotations
@@ -44,7 +48,16 @@ ALIVE_EVERY_S = 1.0  # how often an instance says it is alive
 # A dead instance's charger not back yet: a command for it waits this long (INTERFACE 10: a
 # command for a charger whose instance just died is answered within 15 s).
 ORPHAN_S = 15.0
-CLAIM_TTL_S = 600.0  # command claims outlive any command (OCPP_RESPONSE_TIMEOUT and the 15 s failover)
+# Command claims outlive the command (the charger's answer within OCPP_RESPONSE_TIMEOUT, the
+# 15 s failover), and recognise a message the broker delivers again meanwhile. The service
+# sets `Shared.claim_ttl_s` from OCPP_RESPONSE_TIMEOUT (`claim_ttl`); each claim costs Redis
+# ~450 B for that long.
+CLAIM_TTL_S = 600.0
+READY_GRACE_S = 5.0  # /readyz fails once Redis has not answered this long
+
+
+def claim_ttl(response_timeout: float) -> float:
+    return max(120.0, 2 * (response_timeout + ORPHAN_S))
 
 
 def prefix(connector_name: str) -> str:
@@ -186,7 +199,7 @@ class CommandState:
 class Shared:
     """The Redis side of one instance: its name, the client, the keys and the scripts."""
 
-    def __init__(self, url: str, connector_name: str, instance: str) -> None:
+    def __init__(self, url: str, connector_name: str, instance: str, claim_ttl_s: float = CLAIM_TTL_S) -> None:
         self.instance = instance
         self.where = redis_address(url)  # for logs: never the password
         self.prefix = prefix(connector_name)
@@ -198,7 +211,9 @@ class Shared:
         self.next_id_script = self.client.register_script(NEXT_ID)
         self._claim_send = self.client.register_script(CLAIM_SEND)
         self._command_state = self.client.register_script(COMMAND_STATE)
-        self.reachable = False  # the last exchange with Redis worked (for /readyz)
+        self._answered = False  # Redis answered once
+        self._failing_since: float | None = None  # monotonic: since when Redis has not answered
+        self.claim_ttl_s = claim_ttl_s
         self._earlier_seen: int | None = None  # when an earlier process of this name was last alive
 
     def key(self, *parts: str) -> str:
@@ -209,10 +224,20 @@ class Shared:
         try:
             result = await command()
         except (redis.RedisError, OSError):
-            self.reachable = False
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
             raise
-        self.reachable = True
+        self._failing_since = None
+        self._answered = True
         return result
+
+    @property
+    def reachable(self) -> bool:
+        """Whether Redis answers, for /readyz: a blip shorter than READY_GRACE_S does not count
+        (every instance sees it at once, and the load balancer would cut every charger)."""
+        if not self._answered:
+            return False
+        return self._failing_since is None or time.monotonic() - self._failing_since < READY_GRACE_S
 
     # -- presence ------------------------------------------------------------------------
 
@@ -362,14 +387,14 @@ class Shared:
     async def claim_end(self, digest: str) -> bool:
         """Whether this instance is the first to claim publishing the status of command `digest`."""
         claimed = await self.call(
-            lambda: self.client.set(self.key("end", digest), self.instance, nx=True, px=int(CLAIM_TTL_S * 1000))
+            lambda: self.client.set(self.key("end", digest), self.instance, nx=True, px=int(self.claim_ttl_s * 1000))
         )
         return bool(claimed)
 
     async def claim_send(self, digest: str, cp: str) -> bool:
         """Whether this instance, holding `cp`, is the first to claim sending command `digest` to it."""
         keys = [self.key("send", digest), self.key("owners"), self.key("end", digest)]
-        args: list[str | int] = [cp, self.instance, int(CLAIM_TTL_S * 1000)]
+        args: list[str | int] = [cp, self.instance, int(self.claim_ttl_s * 1000)]
         return bool(await self.call(lambda: self._claim_send(keys=keys, args=args)))
 
     async def command_state(self, digest: str, cp: str) -> CommandState:
