@@ -12,6 +12,7 @@ sent meanwhile; names are unique; without Redis an instance is not ready.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,49 @@ async def test_an_instance_restarted_under_its_name_corrects_connected(fleet: Fl
     assert gone["value"] is False
     assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= gone["timestamp"] <= killed_at < back["timestamp"]
     assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= quiet_gone["timestamp"] <= killed_at
+
+
+async def test_a_second_live_connection_on_another_instance_takes_the_charger_over(fleet: Fleet) -> None:
+    """The same identity connects to the other instance while its first connection still lives
+    (as one instance alone would, the newest wins): the first is closed, no `false` is published,
+    and commands reach the new one."""
+    await fleet.start()
+    first, second = fleet.instances
+    topics = await fleet.map_actuators(TRIGGER, sensors=(CONNECTED,))
+    async with ChargerLink(first.url, CP) as old:
+        await send(old, "boot_notification")
+        since = len(fleet.probe.messages)
+        async with ChargerLink(second.url, CP) as new:
+            await send(new, "heartbeat")
+            async with asyncio.timeout(WAIT_S):
+                await old._connection.wait_closed()
+            fleet.command(topics[TRIGGER], 3)
+            assert await new.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
+            assert await fleet.status(TRIGGER, 1) == ["Accepted"]
+    assert old._connection.close_reason == "served by another instance"
+    connected = [p["value"] for t, p, _ in fleet.probe.messages[since:] if t == fleet.sensor(CONNECTED)]
+    assert connected[:1] == [True]  # the new connection's, and no false until it closed itself
+    assert False not in connected[:-1]
+
+
+async def test_an_instance_paused_past_its_sign_of_life_serves_on_and_says_so(fleet: Fleet) -> None:
+    """SIGSTOP for longer than an instance's sign of life lasts: the other sweeps its charger
+    (`false`); back, it holds the charger again, says `true`, and commands reach it."""
+    await fleet.start()
+    first, _ = fleet.instances
+    assert first.process is not None
+    topics = await fleet.map_actuators(TRIGGER, sensors=(CONNECTED,))
+    async with ChargerLink(first.url, CP) as charger:
+        await send(charger, "boot_notification")
+        since = len(fleet.probe.messages)
+        first.process.process.send_signal(signal.SIGSTOP)
+        try:
+            await fleet.probe.wait_for(fleet.sensor(CONNECTED), lambda p: p["value"] is False, since=since)
+        finally:
+            first.process.process.send_signal(signal.SIGCONT)
+        back = await fleet.probe.wait_for(fleet.sensor(CONNECTED), lambda p: p["value"] is True, since=since)
+        await first.process.wait_for_line("holds 1 chargers again")
+        fleet.command(topics[TRIGGER], 3)
+        assert await charger.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
+        assert await fleet.status(TRIGGER, 1) == ["Accepted"]
+    assert back["value"] is True
