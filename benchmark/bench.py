@@ -233,7 +233,7 @@ class Bench:
 
     def cpu_use(self) -> AbstractContextManager[CpuUse]:
         assert self.broker.process is not None
-        return cpu_use(Pids(self.server.process.pid, self.broker.process.pid, self.generator.pids, self.hogs))
+        return cpu_use(Pids([self.server.process.pid], self.broker.process.pid, self.generator.pids, self.hogs))
 
     def raw_expected(self, messages: int) -> int:
         return RAW_PER_MESSAGE * messages if self.options.raw else 0
@@ -243,23 +243,10 @@ class Bench:
         rss_before = rss_kb(pid)
         drops = listen_drops()
         start = time.time() + 1.0
-        shares = [[(i, cp) for i, cp in enumerate(identities) if i % workers == w] for w in range(workers)]
-        rate, timeout = self.options.connect_rate, self.options.open_timeout
-        ocpp, shapes = self.options.ocpp, self.options.shapes
-        orders: list[Order] = [
-            ConnectOrder(self.server.url, share, start, rate, timeout, ocpp, shapes) for share in shares
-        ]
-        self.generator.send(orders)
+        self.generator.send(connect_orders(self.options, identities, workers, start, self.server.url))
         time.sleep(max(0.0, start - time.time()))
         with self.cpu_use() as use:
-            replies = self.generator.replies()
-        result = ConnectResult()
-        for reply in replies:
-            assert isinstance(reply.result, ConnectResult)
-            result.booted += reply.result.booted
-            result.failures += reply.result.failures
-            result.boot_latencies += reply.result.boot_latencies
-            result.last_booted = max(result.last_booted, reply.result.last_booted)
+            result = merged_connect(self.generator.replies())
         self.booted = sorted(result.booted)
         connect_s = max(result.last_booted - start, 1e-9)
         settle_s = wait_quiet(pid)
@@ -424,6 +411,27 @@ class Bench:
         stopped = self.server.stop()
         result = merged(self.generator.replies())  # each charger's next send finds its connection closed
         return {**stopped, "under_load": True, "messages_sent_before": result.sent}
+
+
+def connect_orders(
+    options: Options, identities: list[str], workers: int, start: float, url: str, *, urls: dict[str, str] | None = None
+) -> list[Order]:
+    """One ConnectOrder per worker: charger i in worker i % workers, to `url` (or its own in `urls`)."""
+    shares = [[(i, cp) for i, cp in enumerate(identities) if i % workers == w] for w in range(workers)]
+    rate, timeout, ocpp, shapes = options.connect_rate, options.open_timeout, options.ocpp, options.shapes
+    return [ConnectOrder(url, share, start, rate, timeout, ocpp, shapes, urls or {}) for share in shares]
+
+
+def merged_connect(replies: list[Reply]) -> ConnectResult:
+    """The workers' results of a connect phase as one."""
+    result = ConnectResult()
+    for reply in replies:
+        assert isinstance(reply.result, ConnectResult)
+        result.booted += reply.result.booted
+        result.failures += reply.result.failures
+        result.boot_latencies += reply.result.boot_latencies
+        result.last_booted = max(result.last_booted, reply.result.last_booted)
+    return result
 
 
 def merged(replies: list[Reply]) -> LoadResult:

@@ -205,6 +205,11 @@ class ConnectOrder:
     open_timeout: float
     ocpp: str = "1.6"  # the version the chargers speak
     shapes: tuple[str, ...] = ("MeterValues",)  # of their load messages, taken in turn
+    # identity -> the server it connects to, where not `url` (several instances, each on its port)
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def url_of(self, cp: str) -> str:
+        return self.urls.get(cp, self.url)
 
 
 @dataclass(frozen=True)
@@ -334,7 +339,17 @@ class Charger:
         assert self.ws is not None
         answer = asyncio.get_running_loop().create_future()
         self.pending[unique_id] = answer
-        await self.ws.send(frame)
+        try:
+            await self.ws.send(frame)
+        except ConnectionClosed:
+            # Nobody will await this answer: marked retrieved (or cancelled), so a server that
+            # closes connections does not flood stderr with "exception was never retrieved".
+            self.pending.pop(unique_id, None)
+            if answer.done():
+                answer.exception()
+            else:
+                answer.cancel()
+            raise
         return answer
 
     async def read(self) -> None:
@@ -419,7 +434,7 @@ class Fleet:
             charger, started = Charger(index, cp, self, order.ocpp, order.shapes), time.time()
             try:
                 async with asyncio.timeout(order.open_timeout):
-                    await charger.connect(order.url)
+                    await charger.connect(order.url_of(cp))
                     booted = await charger.boot()
             except (OSError, TimeoutError, WebSocketException, CallFailedError) as error:
                 result.failures[describe(error)] += 1

@@ -60,24 +60,28 @@ def listen_drops() -> int:
 
 @dataclass(frozen=True)
 class Pids:
-    server: int
+    servers: list[int]  # the server's processes: one, or several instances of the connector
     broker: int
     workers: list[int]
     hogs: list[int] = field(default_factory=list)
+    redis: list[int] = field(default_factory=list)  # the instances' shared Redis: counted apart, not as "the rest"
 
 
 @dataclass
 class CpuUse:
     """CPU use over one phase: the server in s, the processes around it in % of one core."""
 
-    server: float = 0.0
+    server: float = 0.0  # all the server's processes together
     wall: float = 0.0
+    per_server: list[float] = field(default_factory=list)  # s, each server process (several instances)
+    redis: float = 0.0  # s, the shared Redis
     server_percent: float = 0.0
     generator_percent: float = 0.0  # the busiest worker: near 100 %, the generator sets the pace
     subscriber_percent: float = 0.0  # this process: the value subscriber's paho thread, mostly
     broker_percent: float = 0.0
     rest_percent: float = 0.0  # the rest of the machine: other users, and kernel softirq work
     hog_percent: float = 0.0  # all CPU hogs together (--hog), in % of one core
+    redis_percent: float = 0.0
 
     def figures(self) -> dict[str, float]:
         return {f"{name}_cpu_percent": getattr(self, f"{name}_percent") for name in PROCESS_NAMES}
@@ -93,17 +97,20 @@ def cpu_use(pids: Pids) -> Iterator[CpuUse]:
             time.time(),
             machine_busy_seconds(),
             time.process_time(),
-            cpu_seconds(pids.server),
             cpu_seconds(pids.broker),
             sum(cpu_seconds(pid) for pid in pids.hogs),
+            sum(cpu_seconds(pid) for pid in pids.redis),
+            *(cpu_seconds(pid) for pid in pids.servers),
             *(cpu_seconds(pid) for pid in pids.workers),
         )
 
     use = CpuUse()
     before = snapshot()
     yield use
-    wall, machine, mine, server, broker, hogs, *workers = (b - a for a, b in zip(before, snapshot(), strict=True))
-    use.server, use.wall = server, wall
+    wall, machine, mine, broker, hogs, redis, *processes = (b - a for a, b in zip(before, snapshot(), strict=True))
+    servers, workers = processes[: len(pids.servers)], processes[len(pids.servers) :]
+    server = sum(servers)
+    use.server, use.wall, use.per_server, use.redis = server, wall, servers, redis
 
     def percent(seconds: float) -> float:
         return round(seconds / wall * 100, 1)
@@ -113,8 +120,9 @@ def cpu_use(pids: Pids) -> Iterator[CpuUse]:
     use.subscriber_percent = percent(mine)
     use.broker_percent = percent(broker)
     use.hog_percent = percent(hogs)
+    use.redis_percent = percent(redis)
     # Not below 0: over a short phase, tick rounding can make ours exceed the machine's.
-    use.rest_percent = max(0.0, percent(machine - server - broker - mine - hogs - sum(workers)))
+    use.rest_percent = max(0.0, percent(machine - server - broker - mine - hogs - redis - sum(workers)))
 
 
 def wait_quiet(pid: int, window: float = 1.0, limit: float = 120.0) -> float:

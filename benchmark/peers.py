@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -28,7 +29,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from connector.tests.harness import Mosquitto
 
 NAME = "bench"  # CONNECTOR_NAME: the topic prefix
+# The connector of this checkout, not the one a virtual environment has installed (an
+# editable install points at one checkout; a git worktree's benchmark must run its own).
+SOURCE = Path(__file__).resolve().parents[1] / "source"
 ACTUATOR = "execute_trigger_message"  # the one actuator mapped per charger
+STOP_WAIT_S = 30.0  # a server not gone this long after SIGTERM is killed
+LAST_LINES = 20  # of a killed server's stderr, kept in its figures
 VALUES, STATUSES, RAW = f"{NAME}/v/", f"{NAME}/s/", f"{NAME}/raw_message_to_db"
 
 
@@ -85,11 +91,13 @@ class Server:
             started = time.monotonic()
             self.process.terminate()
             try:
-                code = self.process.wait(timeout=30)
+                code = self.process.wait(timeout=STOP_WAIT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 code = self.process.wait()
             self.stopped = {"shutdown_s": round(time.monotonic() - started, 2), "exit_code": code}
+            if code == -signal.SIGKILL:  # what it did last before it hung: where to look
+                self.stopped["last_lines"] = [line.rstrip() for line in self.watch.lines[-LAST_LINES:]]
         return self.stopped
 
 
@@ -113,8 +121,17 @@ def datapoint_map(identities: list[str], mapped: int) -> dict[str, dict[str, str
 
 
 def start_connector(
-    tmp: str, broker: Mosquitto, control: mqtt.Client, identities: list[str], *, mapped: int = 8, raw: bool = False
+    tmp: str,
+    broker: Mosquitto,
+    control: mqtt.Client,
+    identities: list[str],
+    *,
+    mapped: int = 8,
+    raw: bool = False,
+    more_env: dict[str, str] | None = None,
 ) -> Server:
+    """`python -m connector` with the bench's map applied; `more_env` adds or overrides settings
+    (several instances: STATE_URL, CONNECTOR_INSTANCE, STATE_DIR of their own)."""
     env = {
         **os.environ,
         "CONNECTOR_NAME": NAME,
@@ -128,11 +145,15 @@ def start_connector(
         # balancer: the per-address bound of unauthenticated connections is set for that.
         "OCPP_MAX_UNAUTHENTICATED_PER_ADDRESS": "100000",
         "SEND_RAW_MESSAGE_TO_DB": "TRUE" if raw else "FALSE",
+        "PYTHONPATH": os.pathsep.join([str(SOURCE), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        **(more_env or {}),
     }
     command = [sys.executable, "-m", "connector"]
     server = launch("connector", command, r"OCPP server listening on ws://[\d.]+:(\d+)", env=env, cwd=tmp)
     try:
         server.watch.wait_for("connected to MQTT broker")
+        if "STATE_URL" in env:  # its name claimed among the instances: it may serve chargers
+            server.watch.wait_for("serving with the others through Redis")
         mapping = datapoint_map(identities, mapped)
         # Retained, as BEMCom publishes it: heard even if it beats the connector's subscription.
         control.publish(f"{NAME}/datapoint_map", json.dumps(mapping), qos=2, retain=True).wait_for_publish(60)

@@ -48,6 +48,7 @@ ALIVE_EVERY_S = 1.0  # how often an instance says it is alive
 # A dead instance's charger not back yet: a command for it waits this long (INTERFACE 10: a
 # command for a charger whose instance just died is answered within 15 s).
 ORPHAN_S = 15.0
+REDIS_CONNECTIONS = 100  # an instance's connections to Redis at most (redis-py's default bound)
 # Command claims outlive the command (the charger's answer within OCPP_RESPONSE_TIMEOUT, the
 # 15 s failover), and recognise a message the broker delivers again meanwhile. The service
 # sets `Shared.claim_ttl_s` from OCPP_RESPONSE_TIMEOUT (`claim_ttl`); each claim costs Redis
@@ -72,14 +73,23 @@ RETRIES = 1
 
 
 def async_client(url: str) -> redis.asyncio.Redis:
-    """The asyncio client; connects lazily, at its first command."""
-    return redis.asyncio.Redis.from_url(
+    """The asyncio client; connects lazily, at its first command.
+
+    Its pool blocks: past REDIS_CONNECTIONS exchanges in flight, the next waits for a free
+    connection (at most REDIS_TIMEOUT_S). redis-py's default pool refuses it at once with
+    "Too many connections", which refused chargers of a connect burst and failed every
+    release of a shutdown with a few thousand chargers (benchmark/instances.py showed both).
+    """
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=REDIS_TIMEOUT_S,
         socket_timeout=REDIS_TIMEOUT_S,
         socket_connect_timeout=REDIS_TIMEOUT_S,
         decode_responses=False,
         retry=AsyncRetry(NoBackoff(), RETRIES),
     )
+    return redis.asyncio.Redis.from_pool(pool)  # closed with the client
 
 
 def sync_client(url: str, timeout_s: float = REDIS_TIMEOUT_S, retries: int = RETRIES) -> redis.Redis:
