@@ -307,3 +307,32 @@ async def test_an_instance_paused_past_its_sign_of_life_serves_on_and_says_so(fl
         assert await charger.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
         assert await fleet.status(TRIGGER, 1) == ["Accepted"]
     assert back["value"] is True
+
+
+async def test_a_clean_stop_of_one_instance_leaves_the_fleet_online(fleet: Fleet) -> None:
+    """SIGTERM: the instance ends within the 5 s of section 1, says it is offline on its own
+    presence topic, and `N/state` stays online: the other instance serves the fleet."""
+    await fleet.start()
+    first, second = fleet.instances
+    assert first.process is not None
+    async with ChargerLink(first.url, CP) as charger:
+        await send(charger, "boot_notification")
+        since = len(fleet.probe.messages)
+        stopped_at = asyncio.get_running_loop().time()
+        first.process.process.terminate()
+        async with asyncio.timeout(WAIT_S):
+            status = await first.process.process.wait()
+        took = asyncio.get_running_loop().time() - stopped_at
+    presence = await fleet.probe.wait_for(fleet.topic(f"instances/{first.name}/state"), since=since)
+    assert (status, presence) == (0, {"state": "offline"})
+    # A subscriber arriving after the exit gets the retained `N/state`: the broker took all the
+    # stopped instance published (and its DISCONNECT) before it.
+    late = MqttProbe(int(fleet.env["MQTT_BROKER_PORT"]))
+    try:
+        await late.subscribe(fleet.topic("state"))
+        retained = await late.wait_for(fleet.topic("state"))
+    finally:
+        late.close()
+    assert took < 5.0
+    assert retained == {"state": "online"}
+    assert second.process is not None and second.process.process.returncode is None
