@@ -80,7 +80,7 @@ class CommandRunner:
         which exactly one of them may do; None: one instance, always.
         """
         if ref is None:
-            self._fail(
+            self.fail(
                 topic,
                 actuator_key,
                 "no such actuator (unknown key, not enabled in OCPP_CONFIG, or of an unbooted charge point now gone)",
@@ -89,15 +89,15 @@ class CommandRunner:
             return
         value = actuator_value(payload)
         if isinstance(value, Refusal):
-            self._fail(topic, actuator_key, value.reason, ref.cp, may_end)
+            self.fail(topic, actuator_key, value.reason, ref.cp, may_end)
             return
         session = self._session_for(ref.cp)
         if session is None:
-            self._fail(topic, actuator_key, not_connected(ref.cp), ref.cp, may_end)
+            self.fail(topic, actuator_key, not_connected(ref.cp), ref.cp, may_end)
             return
         translation = session.version.actuators.get(ref.name)
         if translation is None:
-            self._fail(
+            self.fail(
                 topic, actuator_key, f"{ref.name} is not available in OCPP {session.ocpp_version}", ref.cp, may_end
             )
             return
@@ -109,7 +109,7 @@ class CommandRunner:
             LOG.exception("actuator %s: building the call failed", actuator_key)
             call = Refusal(f"internal error ({type(error).__name__}) building the call")
         if isinstance(call, Refusal):
-            self._fail(topic, actuator_key, call.reason, ref.cp, may_end)
+            self.fail(topic, actuator_key, call.reason, ref.cp, may_end)
             return
         LOG.info("%s: %s -> %s", ref.cp, actuator_key, call.action)
         token = self._newest[actuator_key] = object()
@@ -151,15 +151,15 @@ class CommandRunner:
                 await session.refresh_rate_units(command.queued_at)
             call, answer = await session.send_call(build, command.still_wanted, command.queued_at)
         except CommandError as error:
-            self._fail(command.topic, command.key, str(error), command.ref.cp, command.may_end)
+            self.fail(command.topic, command.key, str(error), command.ref.cp, command.may_end)
             return
         except ConnectionClosed:
             closed = "connection closed before the charger answered"
-            self._fail(command.topic, command.key, closed, command.ref.cp, command.may_end)
+            self.fail(command.topic, command.key, closed, command.ref.cp, command.may_end)
             return
         except asyncio.CancelledError:
             closed = "connection closed before the charger answered"
-            self._fail(command.topic, command.key, closed, command.ref.cp, command.may_end)
+            self.fail(command.topic, command.key, closed, command.ref.cp, command.may_end)
             raise
         self._answered(session, command, call, answer)
 
@@ -178,10 +178,11 @@ class CommandRunner:
         # against that charger's OCPP_MAX_KEYS_PER_CHARGE_POINT and are forgotten with it.
         self._end([*points, Datapoint(key(command.key, "status"), status, at)], ref.cp, command.key, command.may_end)
 
-    def _fail(
+    def fail(
         self, topic: str, actuator_key: str, reason: str, cp: str | None = None, may_end: EndGate | None = None
     ) -> None:
-        """Publish `Failed: <reason>`; `cp` None only for a key the map names but nobody owns."""
+        """Publish `Failed: <reason>` (several instances: if `may_end` allows); `cp` None only
+        for a key the map names but nobody owns."""
         status = Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())
         warning = f"actuator {actuator_key} (topic {topic}): Failed: {reason}"
         self._end([status], cp, actuator_key, may_end, warning=warning)

@@ -21,7 +21,8 @@ three cases:
   have reached the charger: a limit already delivered is not sent twice).
 
 A message the broker delivers twice (QoS 1) is the same digest: sent once. So is a
-BEMCom message sent twice byte for byte within CLAIM_TTL_S: a command repeated on
+BEMCom message sent twice byte for byte while its claims last (`shared.claim_ttl`: twice
+OCPP_RESPONSE_TIMEOUT and the 15 s failover, at least 2 minutes): a command repeated on
 purpose carries a new timestamp.
 """
 
@@ -36,7 +37,8 @@ from typing import NamedTuple
 import redis
 
 from connector.commands import CommandRunner, EndGate, not_connected
-from connector.datapoints import Datapoint, key, now_ms
+from connector.datapoints import Datapoint
+from connector.limits import Throttled
 from connector.registry import ActuatorRef
 from connector.session import ChargePointSession
 from connector.shared import ORPHAN_S, Shared
@@ -49,6 +51,7 @@ POLL_S = 0.25  # how often a watcher looks at a command it does not hold
 # may be connecting here, or the registry learning it from another instance (every 1 s).
 UNKNOWN_GRACE_S = 2.0
 MAX_WATCHED = 10_000  # commands watched at once; beyond, new ones are left to the instances holding them
+SKIP_REPORT_S = 10.0
 
 
 class Settled(Exception):  # noqa: N818  # not an error: another instance took the command
@@ -89,15 +92,29 @@ class Coordinator:
         # A sender alive this long after its claim has had its answer or its time-out.
         self._watch_sender_s = response_timeout + FAILOVER_S
         self._tasks: set[asyncio.Task[None]] = set()
+        self._skipped = 0  # commands beyond MAX_WATCHED, not yet reported
+        self._skip_reports = Throttled(SKIP_REPORT_S)
         # Chargers that watchers wait for: an event set when it connects here, and how many wait.
         self._arrivals: dict[str, tuple[asyncio.Event, int]] = {}
 
     def submit(self, topic: str, actuator_key: str, ref: ActuatorRef | None, payload: bytes | bytearray) -> None:
-        """One actuator message (on the loop thread); never raises."""
-        if len(self._tasks) >= MAX_WATCHED:
-            LOG.warning(
-                "actuator %s: %d commands in hand; left to the instance holding its charger", actuator_key, MAX_WATCHED
-            )
+        """One actuator message (on the loop thread); never raises.
+
+        Beyond MAX_WATCHED commands in hand, a command for a charger not connected here is
+        left to the instance holding it (a fleet-wide burst reaches every instance; each must
+        still send its own chargers' commands).
+        """
+        held_here = ref is not None and self._session_for(ref.cp) is not None
+        if not held_here and len(self._tasks) >= MAX_WATCHED:
+            self._skipped += 1
+            if self._skip_reports.ready():
+                LOG.warning(
+                    "%d commands for chargers not connected here left to the instances holding them:"
+                    " %d commands in hand here",
+                    self._skipped,
+                    MAX_WATCHED,
+                )
+                self._skipped = 0
             return
         task = asyncio.get_running_loop().create_task(self._coordinate(topic, actuator_key, ref, payload))
         self._tasks.add(task)
@@ -124,8 +141,9 @@ class Coordinator:
                     self._runner.submit(topic, actuator_key, ref, payload, may_end)
                     return
             if self._session_for(ref.cp) is None and (await self._shared.command_state(command, ref.cp)).nobody_holds:
-                # Not connected: every instance sees the same, one says it.
-                self._runner.submit(topic, actuator_key, ref, payload, may_end)
+                # Not connected: every instance sees the same, one says it. Not through the
+                # runner: the charger may have connected here meanwhile, and only a send claim sends.
+                await self._fail(topic, actuator_key, ref.cp, not_connected(ref.cp), may_end)
                 return
             await self._watch(Message(topic, actuator_key, ref, payload), command, may_end)
         except Settled:
@@ -167,17 +185,17 @@ class Coordinator:
             if state.sender is not None:
                 if not state.sender_alive:
                     reason = f"instance {state.sender} stopped before the charger answered; not sent again"
-                    await self._fail(actuator_key, ref.cp, reason, command)
+                    await self._fail(topic, actuator_key, ref.cp, reason, may_end)
                     return
                 if waited >= self._watch_sender_s:
                     return  # alive, it publishes
             elif state.nobody_holds and self._session_for(ref.cp) is None:
-                await self._fail(actuator_key, ref.cp, not_connected(ref.cp), command)
+                await self._fail(topic, actuator_key, ref.cp, not_connected(ref.cp), may_end)
                 return
             elif waited >= FAILOVER_S:
                 holder = f"held by instance {state.owner}, which did not take the command"
                 reason = holder if state.owner_alive else not_connected(ref.cp)
-                await self._fail(actuator_key, ref.cp, reason, command)
+                await self._fail(topic, actuator_key, ref.cp, reason, may_end)
                 return
             await self._arrival_or_poll(ref.cp)
 
@@ -198,10 +216,10 @@ class Coordinator:
                 else:
                     self._arrivals[cp] = (event, current[1] - 1)
 
-    async def _fail(self, actuator_key: str, cp: str, reason: str, command: str) -> None:
-        if await self._claim_end(command, actuator_key):
-            LOG.warning("actuator %s: Failed: %s", actuator_key, reason)
-            self._publish([Datapoint(key(actuator_key, "status"), f"Failed: {reason}", now_ms())], cp)
+    async def _fail(self, topic: str, actuator_key: str, cp: str, reason: str, may_end: EndGate) -> None:
+        """`Failed: <reason>` through the runner (counted, shown), if this instance claims the status."""
+        if await may_end():
+            self._runner.fail(topic, actuator_key, reason, cp)
 
     async def _claim_end(self, command: str, actuator_key: str) -> bool:
         try:

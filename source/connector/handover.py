@@ -23,6 +23,7 @@ from typing import Protocol
 import redis
 
 from connector.charger import ChargerState, RateUnits
+from connector.instances import Presence
 from connector.shared import Shared
 from connector.shared_transactions import SharedTransactionStore
 from connector.transactions import StateUnavailableError
@@ -73,17 +74,12 @@ class Alone:
 class SharedOwnership:
     """Several instances: the owner of each charger in Redis."""
 
-    def __init__(
-        self,
-        shared: Shared,
-        transactions: SharedTransactionStore,
-        taken_from: Callable[[str, str], None],
-        came_back: Callable[[str], int | None],
-    ) -> None:
+    def __init__(self, shared: Shared, transactions: SharedTransactionStore, presence: Presence) -> None:
         self._shared = shared
         self._transactions = transactions
-        self._taken_from = taken_from  # (charger, live instance it came from): instances.Presence watches it
-        self._came_back = came_back  # a charger an earlier process of this name held: when it died
+        # Watches what the handover alone cannot settle: a charger taken from an instance that
+        # still looked alive, one an earlier process of this name held, a release Redis refused.
+        self._presence = presence
         self._saving: set[asyncio.Task[None]] = set()
 
     async def arrive(self, cp: str) -> Arrival:
@@ -93,13 +89,13 @@ class SharedOwnership:
             known, units = await self._shared.rate_units(cp)
             if previous == self._shared.instance:
                 # Held by this name: by an earlier process of it (killed), or a blip of our own.
-                return Arrival(self._came_back(cp), units, known)
+                return Arrival(self._presence.came_back(cp), units, known)
             if previous is None:
                 return Arrival(None, units, known)
             if await self._shared.alive(previous):
                 # Moved (it publishes no `false` when it notices), or just killed: not known
                 # yet, Presence finds out within a few seconds.
-                self._taken_from(cp, previous)
+                self._presence.taken_from(cp, previous)
                 return Arrival(None, units, known)
             lost_at = await self._shared.last_seen(previous)
         except (redis.RedisError, OSError) as error:
@@ -127,8 +123,10 @@ class SharedOwnership:
         try:
             return await self._shared.release(cp)
         except (redis.RedisError, OSError) as error:
-            # Unknown: say it is gone rather than leave it connected for ever. If another
-            # instance took it over meanwhile, its `true` came before and this `false` is wrong
-            # until its next connection: logged.
+            # Unknown: say it is gone rather than leave it connected for ever (if another
+            # instance took it over meanwhile, this `false` is wrong until its next
+            # connection: logged), and release it once Redis answers, or commands for it
+            # would wait for an instance that no longer serves it.
             LOG.error("%s: could not tell Redis it left (%s); published as disconnected", cp, error)
+            self._presence.release_later(cp)
             return True

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
+from typing import Protocol
 
 import redis
 
@@ -33,18 +34,36 @@ RETRY_REPORT_S = 30.0  # an unreachable Redis is logged at most this often
 TAKEOVER_WATCH_S = 2 * ALIVE_TTL_S + ALIVE_EVERY_S
 
 
+class Here(Protocol):
+    """What Presence needs of this instance's chargers (the service gives it)."""
+
+    def served(self) -> Collection[str]:
+        """The chargers this instance serves now (their handover done)."""
+
+    def lost(self, cp: str, at: int, back: bool) -> None:
+        """`connected = false` at `at` (the instance serving it died then); `back`: then `true` again."""
+
+    def back(self, cp: str) -> None:
+        """`connected = true` again: another instance said it was gone while it was served here."""
+
+    def close(self, cp: str) -> None:
+        """Close its connection here, saying nothing: another instance serves it now."""
+
+    def restate(self, cps: list[str]) -> None:
+        """Write the transaction state of these chargers to Redis again (Redis lost it)."""
+
+
 class Presence:
     def __init__(
         self,
         shared: Shared,
-        lost: Callable[[str, int, bool], None],  # (charger, last sign of life ms, served here now)
-        connected: Callable[[], Collection[str]],  # the chargers connected here
+        here: Here,
         adopt_spools: Callable[[str], Awaitable[None]] | None = None,  # shared_spool.SpoolAdopter.adopt
     ) -> None:
         self._shared = shared
-        self._lost = lost
-        self._connected = connected
+        self._here = here
         self._adopt_spools = adopt_spools
+        self._releases: set[str] = set()  # chargers gone from here whose release Redis did not take
         self.named = asyncio.Event()  # the name is ours: chargers may be served
         self._takeovers: dict[str, tuple[str, float]] = {}  # charger -> (instance it came from, when)
         # An earlier process of this name (killed, restarted): its last sign of life, and the
@@ -53,6 +72,10 @@ class Presence:
         self._stale: set[str] = set()
         self._stale_since = 0.0
         self._last_report = 0.0
+
+    def release_later(self, cp: str) -> None:
+        """A charger left here and Redis did not take its release: tried again every tick."""
+        self._releases.add(cp)
 
     def taken_from(self, cp: str, instance: str) -> None:
         """A charger came here from `instance`, which looked alive (see TAKEOVER_WATCH_S)."""
@@ -101,12 +124,8 @@ class Presence:
                 "instance %s: another instance took this name while this one was unresponsive", self._shared.instance
             )
         elif lapsed:
-            held = await self._shared.reassert(list(self._connected()))
-            LOG.warning(
-                "instance %s: its sign of life had lapsed (paused, or Redis lost its data); holds %d chargers again",
-                self._shared.instance,
-                held,
-            )
+            await self._hold_again()
+        await self._reconcile()
         for instance in {came_from for came_from, _ in self._takeovers.values()}:
             if not await self._shared.alive(instance):
                 await self._taken_from_dead(instance)
@@ -116,14 +135,43 @@ class Presence:
         if self._stale and time.monotonic() - self._stale_since >= TAKEOVER_WATCH_S:
             await self._sweep_stale()
 
+    async def _hold_again(self) -> None:
+        """This instance's sign of life had lapsed: paused past ALIVE_TTL_S (another instance
+        may have swept its chargers: `connected = false`), or Redis lost its data. It holds
+        again the chargers still connected here that nobody else took, says `connected = true`
+        for them, and writes their transaction state again."""
+        served = list(self._here.served())
+        held = await self._shared.reassert(served)
+        for cp in held:
+            self._here.back(cp)
+        self._here.restate(held)
+        LOG.warning(
+            "instance %s: its sign of life had lapsed (paused, or Redis lost its data); holds %d chargers again",
+            self._shared.instance,
+            len(held),
+        )
+
+    async def _reconcile(self) -> None:
+        """What this instance serves against what Redis says it holds: a charger another instance
+        took (a second live connection of the same identity, there) is closed here, without
+        `false`; a release Redis did not take is tried again."""
+        held = set(await self._shared.held_by(self._shared.instance))
+        for cp in [cp for cp in self._here.served() if cp not in held]:
+            LOG.warning("%s: served by another instance now; its connection here is closed", cp)
+            self._here.close(cp)
+        for cp in list(self._releases):
+            if cp not in self._here.served():
+                await self._shared.release(cp)
+            self._releases.discard(cp)
+
     async def _sweep_stale(self) -> None:
         """The earlier process's chargers that came back nowhere: gone since it died."""
         stale, self._stale = self._stale, set()
-        connected = self._connected()
+        connected = self._here.served()
         for cp in stale - set(connected):
             if await self._shared.release(cp):
                 await self._shared.orphan(cp)
-                self._lost(cp, self._earlier_seen or 0, False)
+                self._here.lost(cp, self._earlier_seen or 0, False)
 
     async def _taken_from_dead(self, instance: str) -> None:
         """Chargers that came here from `instance` while it still looked alive: it died."""
@@ -131,8 +179,8 @@ class Presence:
         for cp, (came_from, _) in list(self._takeovers.items()):
             if came_from == instance:
                 del self._takeovers[cp]
-                if cp in self._connected():
-                    self._lost(cp, lost_at, True)
+                if cp in self._here.served():
+                    self._here.lost(cp, lost_at, True)
 
     async def _sweep(self, instance: str) -> None:
         """A dead instance's chargers that came back nowhere: gone (one instance does this)."""
@@ -143,7 +191,7 @@ class Presence:
         for cp in await self._shared.held_by(instance):
             if await self._shared.release(cp, instance):
                 await self._shared.orphan(cp)
-                self._lost(cp, lost_at, False)
+                self._here.lost(cp, lost_at, False)
                 swept += 1
         # What it had answered but not handed to the broker: delivered here (before it is
         # forgotten: if this fails, the sweep is tried again once its claim expires).

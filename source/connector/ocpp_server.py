@@ -67,8 +67,9 @@ class DispatcherEvents(SessionEvents, Protocol):
     def connected(self, cp: str, is_connected: bool, version: str | None = None) -> None:
         """A charge point connected (`version`: the OCPP version it is served in, "1.6", "2.0.1", "2.1") or left."""
 
-    def lost(self, cp: str, at: int) -> None:
-        """The instance that served it died at `at` (ms) without saying it is gone (handover.py)."""
+    def lost(self, cp: str, at: int, back: bool = False) -> None:
+        """The instance that served it died at `at` (ms) without saying it is gone (handover.py);
+        `back`: it is connected here again."""
 
 
 def identity_from_path(path: str) -> str:
@@ -133,6 +134,7 @@ class DeviceDispatcher:
         self.chargers: dict[str, ChargerState] = {}  # outlives sessions: reconnects keep it
         self._closing: set[asyncio.Task[None]] = set()
         self._leaving: dict[str, asyncio.Future[None]] = {}  # identities giving up their handover
+        self.served: set[str] = set()  # identities served here: their handover done (several instances)
         self.port: int | None = None
         self._server: Server | None = None
         self._stopping = False
@@ -329,6 +331,7 @@ class DeviceDispatcher:
             if leaving is not None:  # the identity's previous connection here is still giving it up
                 await asyncio.shield(leaving)
             arrival = await self._handover.arrive(cp)
+            self.served.add(cp)
             arrival.apply(session.state)
             session.state.share = self._handover.share(cp)
             if arrival.lost_at is not None:
@@ -344,6 +347,14 @@ class DeviceDispatcher:
             await connection.close(1013, "state store unavailable")
         finally:
             await self._end(cp, session, connection, served)
+
+    def close_quietly(self, cp: str, reason: str) -> None:
+        """Close a charger's connection here in the background (another instance serves it now)."""
+        session = self.sessions.get(cp)
+        if session is not None:
+            task = asyncio.get_running_loop().create_task(session.close(1000, reason))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _take_over(self, cp: str, session: ChargePointSession) -> None:
         previous = self.sessions.get(cp)
@@ -373,6 +384,7 @@ class DeviceDispatcher:
         await session.stop_tasks()
         if self.sessions.get(cp) is session:
             del self.sessions[cp]
+            self.served.discard(cp)
             # Still ours (not taken over by another instance meanwhile): it is gone.
             if await self._give_up(cp) and served:
                 self._events.connected(cp, False)

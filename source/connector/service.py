@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import redis
 
@@ -36,7 +36,7 @@ from connector.registry_store import RegistryStore
 from connector.security import Security
 from connector.security import load as load_security
 from connector.settings import Settings
-from connector.shared import InstanceNameTakenError, Shared
+from connector.shared import InstanceNameTakenError, Shared, claim_ttl
 from connector.shared_listing import TICK_S, FleetMerge, ListingLease
 from connector.shared_registry import SharedRegistryStore
 from connector.shared_transactions import SharedTransactionStore
@@ -122,6 +122,29 @@ class ConnectorEvents:
         self._mqtt.announce_actuator(actuator_key, ActuatorRef(cp, name, connector_id), example, listed)
 
 
+class ChargersHere:
+    """instances.Here for the service: what Presence needs of this instance's chargers."""
+
+    def __init__(self, service: Service, transactions: SharedTransactionStore) -> None:
+        self._service = service
+        self._transactions = transactions
+
+    def served(self) -> Collection[str]:
+        return self._service.dispatcher.served
+
+    def lost(self, cp: str, at: int, back: bool) -> None:
+        self._service.events.lost(cp, at, back)
+
+    def back(self, cp: str) -> None:
+        self._service.mqtt.publish_values([Datapoint(key(cp, "connected"), True, now_ms())], cp)
+
+    def close(self, cp: str) -> None:
+        self._service.dispatcher.close_quietly(cp, "served by another instance")
+
+    def restate(self, cps: list[str]) -> None:
+        self._transactions.restate(cps)
+
+
 def authenticates_charge_points(security: Security) -> bool:
     """Whether only identities the operator configured can connect (profile 1, allow-list, profile 3)."""
     client_certificates = security.ocpp_tls is not None and security.ocpp_tls.verify_mode == ssl.CERT_REQUIRED
@@ -144,18 +167,17 @@ class Service:
         handover: Handover | None = None
         self.transactions: TransactionStore
         if settings.state_url is not None:
-            self.shared = shared = Shared(settings.state_url, settings.connector_name, settings.connector_instance)
-            adopt_spools = self.mqtt.adopter.adopt if self.mqtt.adopter is not None else None
-            # A lambda: the dispatcher is built below.
-            self.presence = Presence(
-                shared,
-                self.events.lost,
-                lambda: self.dispatcher.sessions.keys(),  # noqa: PLW0108
-                adopt_spools,
+            self.shared = shared = Shared(
+                settings.state_url,
+                settings.connector_name,
+                settings.connector_instance,
+                claim_ttl(settings.ocpp_response_timeout),
             )
+            adopt_spools = self.mqtt.adopter.adopt if self.mqtt.adopter is not None else None
             shared_store = SharedTransactionStore(shared, settings.state_dir)
             self.transactions = shared_store
-            handover = SharedOwnership(shared, shared_store, self.presence.taken_from, self.presence.came_back)
+            self.presence = Presence(shared, ChargersHere(self, shared_store), adopt_spools)
+            handover = SharedOwnership(shared, shared_store, self.presence)
         else:
             self.transactions = TransactionStore(settings.state_dir)
         transactions = self.transactions

@@ -262,7 +262,7 @@ class ChargePointSession:
             if self._first_time(f"{call.action}: {note}"):
                 self.log.info("%s: tolerated in %s: %s", self.id, call.action, note)
         if call.answer:  # a 2.1 SEND gets none
-            if self.transactions.unsaved and not await self._state_saved(call):
+            if self.transactions.unsaved(self.id) and not await self._state_saved(call):
                 return
             await self._send(self._endpoint.result(call.unique_id, response))
         for work in inbound.after:
@@ -273,7 +273,7 @@ class ChargePointSession:
         instances); if it cannot be, answer InternalError instead: the charger sends the call
         again, and is never told of a transaction id that another instance would not know."""
         try:
-            await self.transactions.saved()
+            await self.transactions.saved(self.id)
         except StateUnavailableError as error:
             self.log.error("%s: %s not answered: %s", self.id, call.action, error)
             await self._send(self._endpoint.error(call.unique_id, "InternalError", "state store unavailable"))

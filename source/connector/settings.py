@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from redis.connection import parse_url
 
@@ -69,27 +69,29 @@ MAX_INSTANCE_NAME = 64
 
 
 def state_url_problem(url: str) -> str | None:
-    """What is wrong with a STATE_URL (never quoting it: it may hold a password), or None."""
+    """What is wrong with a STATE_URL, or None. Never quotes any part of it: the password may
+    sit anywhere (after `:` and before `@`, or in `?password=`), and a password with an
+    unencoded `/`, `?` or `#` shifts every part after it."""
     try:
         parts = parse_url(url)  # type: ignore[no-untyped-call]  # redis-py's own URL rules
-    except ValueError as error:
-        return str(error)
-    if "path" not in parts and not parts.get("host"):
+    except ValueError:
+        return "not a redis://, rediss:// or unix:// URL redis-py can read (percent-encode / ? # @ in a password)"
+    if "path" in parts:  # unix://: a socket path
+        return None
+    if not parts.get("host"):
         return "no host"
     database = urlsplit(url).path.strip("/")
     if database and not database.isdigit():
-        return f"the database {database[:20]!r} is not a number"
+        return "the part after the host is not a database number (percent-encode / ? # @ in a password)"
     return None
 
 
-def redacted_url(url: str) -> str:
-    """A URL as logs may show it: without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = f"{parts.username}:" if parts.username else ":"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+def redis_address(url: str) -> str:
+    """Where a (valid) STATE_URL points, as logs may show it: host:port/db or the socket, nothing else."""
+    parts = parse_url(url)  # type: ignore[no-untyped-call]
+    if "path" in parts:
+        return f"unix:{parts['path']}"
+    return f"{parts['host']}:{parts.get('port', 6379)}/{parts.get('db', 0)}"
 
 
 class SettingsError(Exception):
@@ -132,7 +134,7 @@ class Settings:
     state_dir: str = "./state"
     # Several instances (INTERFACE section 10). repr=False: the URL may carry Redis's password.
     state_url: str | None = field(default=None, repr=False)
-    connector_instance: str = ""  # "": the host name (see `from_env`)
+    connector_instance: str = field(default_factory=socket.gethostname)
     # Limits: far above what real fleets reach; a peer beyond one is logged and cut off.
     ocpp_max_frame_size: int = 1_048_576
     ocpp_max_connections: int = 25_000

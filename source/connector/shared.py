@@ -1,21 +1,25 @@
 """Redis: what several instances of one connector share (STATE_URL, INTERFACE section 10).
 
 Every key of a connector starts with `ocpp:<CONNECTOR_NAME>:`, so connectors of several
-sites may share one Redis. What lives here:
+sites may share one Redis. This module holds the instances' own keys and scripts:
 
 - `alive:<instance>` (expires after ALIVE_TTL_S unless renewed) and `seen:<instance>` (the
   last renewal, ms): which instances run, and when a dead one was last alive. `instances`:
-  the set of names that ran, for the sweep of the dead (see `Presence.dead`).
+  the set of names that ran, for the sweep of the dead (instances.Presence); `sweep:<instance>`
+  lets one survivor sweep.
 - `owners` (charge point -> instance) and `held:<instance>` (its charge points): who serves
-  each charger. Taking and giving up a charger are Lua scripts, atomic in Redis.
-- `send:<digest>` and `end:<digest>`: the claims that let exactly one instance send an
-  actuator value and exactly one publish its status (commands.py).
-- `tx:<cp>`, `txj:<cp>` and `txid:<cp>`: a charger's transaction state, its seqNo journal,
-  and its id counter (transactions.SharedTransactionStore).
+  each charger, changed by Lua scripts (atomic); `orphan:<cp>` (ORPHAN_S): a dead instance's
+  charger not back yet; `rates:<cp>`: the rate units it allows.
+- `send:<digest>` and `end:<digest>` (claim_ttl): the claims that let exactly one instance
+  send an actuator value and exactly one publish its status (coordination.py).
+
+Elsewhere: `tx:`, `txj:`, `txid:`, `connectors:<cp>` (shared_transactions.py), the registry
+and roster (shared_registry.py), the listing's lease (shared_listing.py), the spools
+(shared_spool.py).
 
 The clients are redis-py's: its asyncio client on the event loop, its blocking one in
-worker threads (the registry's saves). Every call is bounded by REDIS_TIMEOUT_S, so an
-unreachable Redis fails a step instead of hanging it.
+worker threads (the registry's saves). Every call is bounded by REDIS_TIMEOUT_S and retried
+once, so an unreachable Redis fails a step instead of hanging it.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from connector.settings import redacted_url
+from connector.settings import redis_address
 
 LOG = logging.getLogger(__name__)
 
@@ -44,11 +49,27 @@ ALIVE_EVERY_S = 1.0  # how often an instance says it is alive
 # command for a charger whose instance just died is answered within 15 s).
 ORPHAN_S = 15.0
 REDIS_CONNECTIONS = 100  # an instance's connections to Redis at most (redis-py's default bound)
-CLAIM_TTL_S = 600.0  # command claims outlive any command (OCPP_RESPONSE_TIMEOUT and the 15 s failover)
+# Command claims outlive the command (the charger's answer within OCPP_RESPONSE_TIMEOUT, the
+# 15 s failover), and recognise a message the broker delivers again meanwhile. The service
+# sets `Shared.claim_ttl_s` from OCPP_RESPONSE_TIMEOUT (`claim_ttl`); each claim costs Redis
+# ~450 B for that long.
+CLAIM_TTL_S = 600.0
+READY_GRACE_S = 5.0  # /readyz fails once Redis has not answered this long
+
+
+def claim_ttl(response_timeout: float) -> float:
+    return max(120.0, 2 * (response_timeout + ORPHAN_S))
 
 
 def prefix(connector_name: str) -> str:
     return f"ocpp:{connector_name}:"
+
+
+# redis-py retries a failed command 10 times by default, backing off up to 1 s: 4.4 s before
+# a refused connection fails, and a charger's answer would wait that long behind it. One
+# retry (a connection the server closed while idle) is enough: every caller here has its
+# own way on (the next tick, a CALLERROR the charger repeats, the local spool).
+RETRIES = 1
 
 
 def async_client(url: str) -> redis.asyncio.Redis:
@@ -66,18 +87,16 @@ def async_client(url: str) -> redis.asyncio.Redis:
         socket_timeout=REDIS_TIMEOUT_S,
         socket_connect_timeout=REDIS_TIMEOUT_S,
         decode_responses=False,
+        retry=AsyncRetry(NoBackoff(), RETRIES),
     )
     return redis.asyncio.Redis.from_pool(pool)  # closed with the client
 
 
-def sync_client(url: str, timeout_s: float = REDIS_TIMEOUT_S, retries: int | None = None) -> redis.Redis:
-    """The blocking client, for worker threads (and the MQTT spool: shared_spool.py).
-
-    `retries`: None keeps redis-py's default (10, backing off up to 1 s: 4.4 s before a
-    refused connection fails); the event loop's thread cannot wait that long.
-    """
-    retry = {} if retries is None else {"retry": Retry(NoBackoff(), retries)}
-    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **retry)
+def sync_client(url: str, timeout_s: float = REDIS_TIMEOUT_S, retries: int = RETRIES) -> redis.Redis:
+    """The blocking client, for worker threads (and the MQTT spool: shared_spool.py)."""
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), retries)
+    )
 
 
 def now_ms() -> int:
@@ -111,6 +130,15 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 """
 
+# Forget a dead instance (ARGV[1]) from the set of those that ran (KEYS[1]), unless its name
+# is alive again (KEYS[2]): a process restarted under it meanwhile must stay known.
+FORGET_INSTANCE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+return redis.call('SREM', KEYS[1], ARGV[1])
+"""
+
 # Give a charger up, only if this instance (ARGV[2]) still holds it: 1 if it did.
 RELEASE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -133,9 +161,13 @@ return issued
 
 # Claim sending a command (KEYS[1]: its send claim) only while this instance (ARGV[2]) holds
 # the charger (KEYS[2]: owners, ARGV[1]: the charger): one whose connection went half-open
-# while the charger came back elsewhere must not take it.
+# while the charger came back elsewhere must not take it. Nor once its status is claimed
+# (KEYS[3]): a command already answered `Failed` is never sent.
 CLAIM_SEND = """
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
   return 0
 end
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
@@ -177,18 +209,21 @@ class CommandState:
 class Shared:
     """The Redis side of one instance: its name, the client, the keys and the scripts."""
 
-    def __init__(self, url: str, connector_name: str, instance: str) -> None:
+    def __init__(self, url: str, connector_name: str, instance: str, claim_ttl_s: float = CLAIM_TTL_S) -> None:
         self.instance = instance
-        self.where = redacted_url(url)  # for logs: never the password
+        self.where = redis_address(url)  # for logs: never the password
         self.prefix = prefix(connector_name)
         self.client = async_client(url)
         self._take = self.client.register_script(TAKE)
         self._release = self.client.register_script(RELEASE)
         self._reassert = self.client.register_script(REASSERT)
+        self._forget_instance = self.client.register_script(FORGET_INSTANCE)
         self.next_id_script = self.client.register_script(NEXT_ID)
         self._claim_send = self.client.register_script(CLAIM_SEND)
         self._command_state = self.client.register_script(COMMAND_STATE)
-        self.reachable = False  # the last exchange with Redis worked (for /readyz)
+        self._answered = False  # Redis answered once
+        self._failing_since: float | None = None  # monotonic: since when Redis has not answered
+        self.claim_ttl_s = claim_ttl_s
         self._earlier_seen: int | None = None  # when an earlier process of this name was last alive
 
     def key(self, *parts: str) -> str:
@@ -199,10 +234,20 @@ class Shared:
         try:
             result = await command()
         except (redis.RedisError, OSError):
-            self.reachable = False
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
             raise
-        self.reachable = True
+        self._failing_since = None
+        self._answered = True
         return result
+
+    @property
+    def reachable(self) -> bool:
+        """Whether Redis answers, for /readyz: a blip shorter than READY_GRACE_S does not count
+        (every instance sees it at once, and the load balancer would cut every charger)."""
+        if not self._answered:
+            return False
+        return self._failing_since is None or time.monotonic() - self._failing_since < READY_GRACE_S
 
     # -- presence ------------------------------------------------------------------------
 
@@ -247,15 +292,16 @@ class Shared:
             await self.call(lambda: self.client.sadd(self.key("instances"), self.instance))
         return taken_back, True
 
-    async def reassert(self, chargers: list[str]) -> int:
-        """Hold again the chargers connected here that no other instance took; how many."""
+    async def reassert(self, chargers: list[str]) -> list[str]:
+        """Hold again the chargers connected here that no other instance took; those."""
         if not chargers:
-            return 0
+            return []
         keys = [self.key("owners"), self.key("held", self.instance)]
         pipe = self.client.pipeline(transaction=False)
         for cp in chargers:
             await self._reassert(keys=keys, args=[cp, self.instance], client=pipe)
-        return sum(await self.call(pipe.execute))
+        results = await self.call(pipe.execute)
+        return [cp for cp, held in zip(chargers, results, strict=True) if held]
 
     async def leave(self) -> None:
         """A clean stop: the name is free at once."""
@@ -300,7 +346,9 @@ class Shared:
         return bool(await self.call(lambda: self.client.exists(*(self.key("alive", n) for n in others))))
 
     async def forget_instance(self, instance: str) -> None:
-        await self.call(lambda: self.client.srem(self.key("instances"), instance))
+        """Drop a dead instance from the set of those that ran, unless it is alive again meanwhile."""
+        keys = [self.key("instances"), self.key("alive", instance)]
+        await self.call(lambda: self._forget_instance(keys=keys, args=[instance]))
 
     # -- ownership -----------------------------------------------------------------------
 
@@ -349,14 +397,14 @@ class Shared:
     async def claim_end(self, digest: str) -> bool:
         """Whether this instance is the first to claim publishing the status of command `digest`."""
         claimed = await self.call(
-            lambda: self.client.set(self.key("end", digest), self.instance, nx=True, px=int(CLAIM_TTL_S * 1000))
+            lambda: self.client.set(self.key("end", digest), self.instance, nx=True, px=int(self.claim_ttl_s * 1000))
         )
         return bool(claimed)
 
     async def claim_send(self, digest: str, cp: str) -> bool:
         """Whether this instance, holding `cp`, is the first to claim sending command `digest` to it."""
-        keys = [self.key("send", digest), self.key("owners")]
-        args: list[str | int] = [cp, self.instance, int(CLAIM_TTL_S * 1000)]
+        keys = [self.key("send", digest), self.key("owners"), self.key("end", digest)]
+        args: list[str | int] = [cp, self.instance, int(self.claim_ttl_s * 1000)]
         return bool(await self.call(lambda: self._claim_send(keys=keys, args=args)))
 
     async def command_state(self, digest: str, cp: str) -> CommandState:

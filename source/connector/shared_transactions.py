@@ -41,6 +41,32 @@ POOL = 2  # ids taken in advance per charger: a StartTransaction and a command's
 MAX_CONNECTORS = 256
 
 
+# Forget a charger's keys (KEYS[1..5]: tx, txj, txid, connectors, rates) unless an instance
+# holds it (KEYS[6]: owners, ARGV[1]: the charger), a transaction or reservation is open in
+# its state, or its last id is not below the clock floor (ARGV[2]): the rules of
+# TransactionStore.forget.
+FORGET = """
+if redis.call('HEXISTS', KEYS[6], ARGV[1]) == 1 then
+  return 0
+end
+local state = redis.call('GET', KEYS[1])
+if state then
+  local ok, decoded = pcall(cjson.decode, state)
+  if not ok then
+    return 0
+  end
+  if (decoded['open'] and #decoded['open'] > 0) or (decoded['reservations'] and #decoded['reservations'] > 0) then
+    return 0
+  end
+end
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return 1
+"""
+
+
 class SharedTransactionStore(TransactionStore):
     """TransactionStore persisting in Redis; see the module's docstring."""
 
@@ -54,6 +80,9 @@ class SharedTransactionStore(TransactionStore):
         self._writing: asyncio.Future[None] | None = None  # the batch being written
         self._rewrite: set[str] = set()  # charge points whose last write failed: next time, all of it
         self._connectors: dict[str, set[int]] = {}  # of the chargers served here: their connectors (EVSEs)
+        self._pending: dict[str, asyncio.Future[None]] = {}  # per charger: the batch with its last write
+        self._short: set[str] = set()  # chargers whose pool lost ids in a failed batch
+        self._forget_script = shared.client.register_script(FORGET)
 
     # -- the session's side ----------------------------------------------------------------
 
@@ -88,15 +117,22 @@ class SharedTransactionStore(TransactionStore):
             known.add(connector_id)
             self._enqueue("connector", cp, str(connector_id))
 
-    @property
-    def unsaved(self) -> bool:
-        return self._batch is not None or self._writing is not None
+    def unsaved(self, cp: str) -> bool:
+        return cp in self._pending
 
-    async def saved(self) -> None:
-        """Return once every write queued so far is in Redis; StateUnavailableError if one failed."""
-        batch = self._batch or self._writing
+    async def saved(self, cp: str | None = None) -> None:
+        """Return once the charger's writes queued so far (None: everyone's) are in Redis;
+        StateUnavailableError if one failed. A charger's answer waits for its own writes only."""
+        batch = (self._batch or self._writing) if cp is None else self._pending.get(cp)
         if batch is not None:
             await asyncio.shield(batch)
+
+    def repeated(self, cp: str, transaction_id: str, seq_no: int) -> bool:
+        """As TransactionStore's; a charger whose last write failed gets its state written
+        again: the repeat is answered only once Redis holds what the first one changed."""
+        if cp in self._rewrite and cp in self._last_id:
+            self._save(cp)
+        return super().repeated(cp, transaction_id, seq_no)
 
     def left(self, cp: str) -> None:
         """The charger left this instance: forget it here (another may serve it next)."""
@@ -137,6 +173,21 @@ class SharedTransactionStore(TransactionStore):
         self._enqueue("journal", cp, line)
         return True
 
+    def restate(self, cps: list[str]) -> None:
+        """Write these chargers' state again, whole (Redis lost its data)."""
+        for cp in cps:
+            if cp in self._last_id:
+                self._save(cp)
+
+    def forget(self, cp: str) -> None:
+        """A charger gone for long (the roster, fleet-wide): dropped here, and its keys in Redis
+        when nothing in them matters and no instance holds it (FORGET, atomic in Redis). So
+        Redis holds state for the fleet the roster remembers, not for every identity that
+        ever connected."""
+        self.left(cp)
+        self._rewrite.discard(cp)
+        self._enqueue("forget", cp, "")
+
     def _drop_state(self, cp: str) -> None:
         """Forgotten here only: the state in Redis may be another instance's charger now."""
         self._journaled.pop(cp, None)
@@ -153,6 +204,11 @@ class SharedTransactionStore(TransactionStore):
 
     # -- writing ------------------------------------------------------------------------------
 
+    def _lowest_new_id(self, cp: str) -> int:
+        """The floor of a new id: the clock's, and above every id issued here or at hand (a
+        counter Redis lost, or restored from an older snapshot, must not issue one again)."""
+        return max(self._floor(), self._last_id.get(cp, 0) + 1, *(i + 1 for i in self._ids.get(cp, ())))
+
     def _key(self, kind: str, cp: str) -> str:
         return self._shared.key(kind, cp)
 
@@ -162,11 +218,22 @@ class SharedTransactionStore(TransactionStore):
             self._batch = asyncio.get_running_loop().create_future()
             if self._writing is None:
                 asyncio.get_running_loop().call_soon(self._start_batch)
+        self._pending[cp] = self._batch
 
     def _start_batch(self) -> None:
-        queued, self._queued = self._queued, []
+        queued, self._queued = [*self._repairs(), *self._queued], []
         self._writing, self._batch = self._batch, None
         asyncio.get_running_loop().create_task(self._write(queued))
+
+    def _repairs(self) -> list[tuple[str, str, str]]:
+        """After a failed batch, with the next one: the state of the chargers it held, whole,
+        and the ids their pools lost, so nothing stays missing in Redis for long."""
+        repairs = [("state", cp, json.dumps(self._state(cp))) for cp in self._rewrite if cp in self._last_id]
+        self._rewrite.clear()
+        for cp in self._short:
+            repairs += [("id", cp, "")] * (POOL - len(self._ids.get(cp, ())))
+        self._short.clear()
+        return repairs
 
     async def _write(self, queued: list[tuple[str, str, str]]) -> None:
         done = self._writing
@@ -175,6 +242,7 @@ class SharedTransactionStore(TransactionStore):
             await self._execute(queued)
         except (redis.RedisError, OSError) as error:
             self._rewrite.update(cp for _, cp, _ in queued)
+            self._short.update(cp for operation, cp, _ in queued if operation == "id" and cp in self._ids)
             LOG.error("could not write transaction state of %d charge points to Redis (%s)", len(queued), error)
             done.set_exception(StateUnavailableError(f"Redis did not take the transaction state ({error})"))
             done.exception()  # retrieved: a batch nobody awaited must not log "never retrieved"
@@ -182,6 +250,8 @@ class SharedTransactionStore(TransactionStore):
             done.set_result(None)
         finally:
             self._writing = None
+            for cp in [cp for cp, batch in self._pending.items() if batch is done]:
+                del self._pending[cp]
             if self._batch is not None:
                 self._start_batch()
 
@@ -196,8 +266,13 @@ class SharedTransactionStore(TransactionStore):
                 pipe.rpush(self._key("txj", cp), argument)
             elif operation == "connector":
                 pipe.sadd(self._key("connectors", cp), argument)
+            elif operation == "forget":
+                keys = [self._key(kind, cp) for kind in ("tx", "txj", "txid", "connectors", "rates")]
+                args: list[str | int] = [cp, self._floor()]
+                await self._forget_script(keys=[*keys, self._shared.key("owners")], args=args, client=pipe)
             else:
-                await self._shared.next_id_script(keys=[self._key("txid", cp)], args=[self._floor()], client=pipe)
+                lowest = self._lowest_new_id(cp)
+                await self._shared.next_id_script(keys=[self._key("txid", cp)], args=[lowest], client=pipe)
             refills.append(cp if operation == "id" else None)
         results = await self._shared.call(pipe.execute)
         # A state write is two commands (SET, DEL): line the results up with the operations.

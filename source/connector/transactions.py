@@ -174,16 +174,15 @@ class TransactionStore:
 
     # -- the session's side: files need no preparing and are written before a call returns
 
-    @property
-    def unsaved(self) -> bool:
-        """Whether writes are not yet where they must be before the charger is answered."""
+    def unsaved(self, cp: str) -> bool:
+        """Whether the charger's writes are not yet where they must be before it is answered."""
         return False
 
     async def prepare(self, cp: str) -> None:
         """Before a charger is served (shared_transactions reads its state from Redis here)."""
 
-    async def saved(self) -> None:
-        """Return once what the charger is about to be told is stored."""
+    async def saved(self, cp: str | None = None) -> None:
+        """Return once what the charger (None: any) is about to be told is stored."""
 
     def left(self, cp: str) -> None:
         """The charger's connection ended (this store keeps it: one instance serves everyone)."""

@@ -60,6 +60,17 @@ def start_haproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartHAP
 
 
 @pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker this test stops and starts again (on the same port, without persistence)."""
+    directory = tmp_path / "broker"
+    directory.mkdir()
+    server = Mosquitto(directory)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def connector_name() -> str:
     """A fresh topic prefix per test, so retained messages never leak between tests."""
     return f"test-connector-{next(_names)}"

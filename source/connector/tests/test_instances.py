@@ -12,6 +12,7 @@ sent meanwhile; names are unique; without Redis an instance is not ready.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,7 @@ async def test_a_second_live_instance_of_the_same_name_is_refused(fleet: Fleet, 
 
 async def test_without_redis_an_instance_is_alive_but_not_ready(fleet: Fleet, tmp_path: Path) -> None:
     """Unreachable Redis: retried and reported; /readyz 503 (the balancer sends chargers elsewhere), /healthz 200."""
-    unreachable = f"redis://:Zq7-very-secret@127.0.0.1:{free_port()}/0"
+    unreachable = f"redis://127.0.0.1:{free_port()}/0?password=Zq7-very-secret"  # redis-py reads it there too
     lonely = Instance({**fleet.env, "STATE_URL": unreachable, "DEBUG": "TRUE"}, "lonely", tmp_path)
     lonely.process = await spawn_connector(lonely.env, tmp_path)
     await lonely.process.wait_for_line(r"Redis \(STATE_URL\) unreachable: .*; retrying")
@@ -260,3 +261,78 @@ async def test_an_instance_restarted_under_its_name_corrects_connected(fleet: Fl
     assert gone["value"] is False
     assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= gone["timestamp"] <= killed_at < back["timestamp"]
     assert killed_at - 2 * ALIVE_EVERY_S * 1000 <= quiet_gone["timestamp"] <= killed_at
+
+
+async def test_a_second_live_connection_on_another_instance_takes_the_charger_over(fleet: Fleet) -> None:
+    """The same identity connects to the other instance while its first connection still lives
+    (as one instance alone would, the newest wins): the first is closed, no `false` is published,
+    and commands reach the new one."""
+    await fleet.start()
+    first, second = fleet.instances
+    topics = await fleet.map_actuators(TRIGGER, sensors=(CONNECTED,))
+    async with ChargerLink(first.url, CP) as old:
+        await send(old, "boot_notification")
+        since = len(fleet.probe.messages)
+        async with ChargerLink(second.url, CP) as new:
+            await send(new, "heartbeat")
+            async with asyncio.timeout(WAIT_S):
+                await old._connection.wait_closed()
+            fleet.command(topics[TRIGGER], 3)
+            assert await new.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
+            assert await fleet.status(TRIGGER, 1) == ["Accepted"]
+    assert old._connection.close_reason == "served by another instance"
+    connected = [p["value"] for t, p, _ in fleet.probe.messages[since:] if t == fleet.sensor(CONNECTED)]
+    assert connected[:1] == [True]  # the new connection's, and no false until it closed itself
+    assert False not in connected[:-1]
+
+
+async def test_an_instance_paused_past_its_sign_of_life_serves_on_and_says_so(fleet: Fleet) -> None:
+    """SIGSTOP for longer than an instance's sign of life lasts: the other sweeps its charger
+    (`false`); back, it holds the charger again, says `true`, and commands reach it."""
+    await fleet.start()
+    first, _ = fleet.instances
+    assert first.process is not None
+    topics = await fleet.map_actuators(TRIGGER, sensors=(CONNECTED,))
+    async with ChargerLink(first.url, CP) as charger:
+        await send(charger, "boot_notification")
+        since = len(fleet.probe.messages)
+        first.process.process.send_signal(signal.SIGSTOP)
+        try:
+            await fleet.probe.wait_for(fleet.sensor(CONNECTED), lambda p: p["value"] is False, since=since)
+        finally:
+            first.process.process.send_signal(signal.SIGCONT)
+        back = await fleet.probe.wait_for(fleet.sensor(CONNECTED), lambda p: p["value"] is True, since=since)
+        await first.process.wait_for_line("holds 1 chargers again")
+        fleet.command(topics[TRIGGER], 3)
+        assert await charger.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
+        assert await fleet.status(TRIGGER, 1) == ["Accepted"]
+    assert back["value"] is True
+
+
+async def test_a_clean_stop_of_one_instance_leaves_the_fleet_online(fleet: Fleet) -> None:
+    """SIGTERM: the instance ends within the 5 s of section 1, says it is offline on its own
+    presence topic, and `N/state` stays online: the other instance serves the fleet."""
+    await fleet.start()
+    first, second = fleet.instances
+    assert first.process is not None
+    async with ChargerLink(first.url, CP) as charger:
+        await send(charger, "boot_notification")
+        since = len(fleet.probe.messages)
+        stopped_at = asyncio.get_running_loop().time()
+        first.process.process.terminate()
+        async with asyncio.timeout(WAIT_S):
+            status = await first.process.process.wait()
+        took = asyncio.get_running_loop().time() - stopped_at
+    presence = await fleet.probe.wait_for(fleet.topic(f"instances/{first.name}/state"), since=since)
+    assert (status, presence) == (0, {"state": "offline"})
+    # A subscriber arriving after the exit gets the retained `N/state`: the broker took all the
+    # stopped instance published (and its DISCONNECT) before it.
+    late = MqttProbe(int(fleet.env["MQTT_BROKER_PORT"]))
+    try:
+        await late.subscribe(fleet.topic("state"))
+        retained = await late.wait_for(fleet.topic("state"))
+    finally:
+        late.close()
+    assert took < 5.0
+    assert retained == {"state": "online"}
+    assert second.process is not None and second.process.process.returncode is None

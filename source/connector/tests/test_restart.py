@@ -9,7 +9,7 @@ with the transaction and the reservation it had, without a new BootNotification.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -161,17 +161,6 @@ def energy_reading(value: int) -> list[dict[str, object]]:
     return [
         {"timestamp": f"2026-11-21T10:{value // 60:02d}:{value % 60:02d}Z", "sampledValue": [{"value": str(value)}]}
     ]
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A broker this test stops and starts again (on the same port, without persistence)."""
-    directory = tmp_path / "broker"
-    directory.mkdir()
-    server = Mosquitto(directory)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_values_answered_during_an_outage_survive_a_sigkill(

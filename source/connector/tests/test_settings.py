@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from connector.actuators import ACTUATOR_NAMES
-from connector.settings import VARIABLES, Settings, SettingsError, default_text, redacted_url, usage
+from connector.settings import VARIABLES, Settings, SettingsError, default_text, redis_address, usage
 
 DEFAULTS: list[tuple[str, Any]] = [
     ("connector_name", "ocpp-connector"),
@@ -138,7 +138,7 @@ BAD: list[tuple[str, str, str]] = [
     ("OCPP_MAX_UNAUTHENTICATED", "many", "whole number >= 1"),
     ("STATE_URL", "http://redis:6379", "redis://"),
     ("STATE_URL", "redis://", "no host"),
-    ("STATE_URL", "redis://redis:6379/one", "is not a number"),
+    ("STATE_URL", "redis://redis:6379/one", "not a database number"),
     ("STATE_URL", "redis://redis:99999/0", "redis://[:password@]host"),
     ("CONNECTOR_INSTANCE", "site/1", "without + # /"),
     ("CONNECTOR_INSTANCE", "a" * 65, "up to 64 printable characters"),
@@ -201,10 +201,21 @@ def test_a_bad_state_url_is_refused_without_quoting_its_password() -> None:
     assert "Zq7-very-secret" not in str(caught.value)
 
 
-def test_redacted_url_hides_only_the_password() -> None:
-    assert redacted_url("redis://user:Zq7@redis:6379/2") == "redis://user:***@redis:6379/2"
-    assert redacted_url("redis://:Zq7@redis") == "redis://:***@redis"
-    assert redacted_url("redis://redis:6379/0") == "redis://redis:6379/0"
+def test_logs_show_where_redis_is_never_the_password() -> None:
+    assert redis_address("redis://user:Zq7@redis:6380/2") == "redis:6380/2"
+    assert redis_address("redis://redis/0?password=Zq7") == "redis:6379/0"
+    assert redis_address("unix:///run/redis.sock?db=1&password=Zq7") == "unix:/run/redis.sock"
+
+
+@pytest.mark.parametrize("url", ["redis://:Zq7/very@redis:6379/0", "redis://:Zq7?x@redis/0", "redis://:a@b/Zq7"])
+def test_a_password_that_breaks_the_url_is_not_quoted(url: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"STATE_URL": url})
+    assert "Zq7" not in str(caught.value)
+
+
+def test_a_unix_socket_is_a_state_url() -> None:
+    assert Settings.from_env({"STATE_URL": "unix:///run/redis.sock?db=1"}).state_url == "unix:///run/redis.sock?db=1"
 
 
 def test_the_instance_name_is_the_host_name_unless_set() -> None:

@@ -302,17 +302,6 @@ def test_with_redis_refusing_connections_a_call_fails_at_once() -> None:
 # -- end to end: two connector processes, one killed during a broker outage -------------------
 
 
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A broker this test stops and starts again (on the same port, without persistence)."""
-    directory = tmp_path / "broker"
-    directory.mkdir()
-    server = Mosquitto(directory)
-    server.start()
-    yield server
-    server.stop()
-
-
 def energy_reading(value: int) -> list[dict[str, object]]:
     return [
         {"timestamp": f"2026-11-21T10:{value // 60:02d}:{value % 60:02d}Z", "sampledValue": [{"value": str(value)}]}
