@@ -71,8 +71,11 @@ def main(arguments: list[str] | None = None) -> int:
     logger = logging.getLogger(__name__)
     logger.info("%s %s starting", PROGRAM, __version__)
     logger.debug("settings: %s", settings)
+    # Not asyncio.run: at its end it cancels every task left and waits for each, and the
+    # service has already waited, bounded, for what matters (service.BACKGROUND_STOP_S).
+    loop = asyncio.new_event_loop()
     try:
-        asyncio.run(service.run(settings, security))
+        loop.run_until_complete(service.run(settings, security))
     except (ListenError, InstanceNameTakenError) as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return 2

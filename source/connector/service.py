@@ -14,7 +14,8 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
+from typing import Any
 
 import redis
 
@@ -47,6 +48,7 @@ from connector.versions import BY_NAME
 LOG = logging.getLogger(__name__)
 
 MQTT_FLUSH_TIMEOUT_S = 1.0
+BACKGROUND_STOP_S = 0.5  # background work cancelled at shutdown must end within this
 
 
 class ConnectorEvents:
@@ -273,26 +275,14 @@ class Service:
         log_handler = MqttLogHandler(self.mqtt)
         logging.getLogger().addHandler(log_handler)
         self.mqtt.start(self.coordinator.submit if self.coordinator is not None else self.commands.submit)
+        loop = asyncio.get_running_loop()
+        background = [loop.create_task(work, name=getattr(work, "__qualname__", None)) for work in self._background()]
+        for task in background:
+            task.add_done_callback(self._background_ended)
         try:
-            async with asyncio.TaskGroup() as tasks:
-                background = [
-                    tasks.create_task(self.mqtt.run_heartbeat()),
-                    tasks.create_task(self.mqtt.run_available_datapoints()),
-                    tasks.create_task(manage_garbage_collection(self.dispatcher.session_counts)),
-                    tasks.create_task(self.upkeep.run()),
-                ]
-                if self.ops_http is not None:
-                    background.append(tasks.create_task(self.ops_http.serve()))
-                if self.presence is not None:
-                    background.append(tasks.create_task(self._keep_presence(self.presence)))
-                if self.listing_lease is not None and self.fleet_merge is not None:
-                    background.append(tasks.create_task(self.listing_lease.run(self.fleet_merge.loaded)))
-                if self.mqtt.adopter is not None and self.presence is not None:
-                    background.append(tasks.create_task(self.mqtt.adopter.run(self.presence.named)))
-                await self.dispatcher.serve_until(self.stop)
-                for task in background:
-                    task.cancel()
+            await self.dispatcher.serve_until(self.stop)
         finally:
+            await self._stop_background(background)
             LOG.info("stopped serving charge points; flushing MQTT")
             logging.getLogger().removeHandler(log_handler)
             if self.coordinator is not None:
@@ -303,8 +293,52 @@ class Service:
             self._store.close()
             if self.shared is not None:
                 await self.shared.close()
+        failed = [task.exception() for task in background if task.done() and not task.cancelled()]
+        errors = [error for error in failed if isinstance(error, Exception)]
+        if errors:
+            raise ExceptionGroup("background work failed", errors)
         if self.fatal is not None:
             raise self.fatal
+
+    def _background(self) -> list[Coroutine[Any, Any, None]]:
+        """The service's work beside serving chargers, each until cancelled."""
+        work = [
+            self.mqtt.run_heartbeat(),
+            self.mqtt.run_available_datapoints(),
+            manage_garbage_collection(self.dispatcher.session_counts),
+            self.upkeep.run(),
+        ]
+        if self.ops_http is not None:
+            work.append(self.ops_http.serve())
+        if self.presence is not None:
+            work.append(self._keep_presence(self.presence))
+        if self.listing_lease is not None and self.fleet_merge is not None:
+            work.append(self.listing_lease.run(self.fleet_merge.loaded))
+        if self.mqtt.adopter is not None and self.presence is not None:
+            work.append(self.mqtt.adopter.run(self.presence.named))
+        return work
+
+    def _background_ended(self, task: asyncio.Task[None]) -> None:
+        """Background work ends only when cancelled: one that fails stops the service (as a TaskGroup would)."""
+        if not task.cancelled() and task.exception() is not None:
+            LOG.error("%s failed; stopping", task.get_name(), exc_info=task.exception())
+            self.stop.set()
+
+    async def _stop_background(self, background: list[asyncio.Task[None]]) -> None:
+        """Cancel the background work and wait for it, bounded: a task that does not end in
+        BACKGROUND_STOP_S is left behind, named in the log with where it waits, so SIGTERM
+        still ends within the 5 s of section 1 (seen once under load with several instances)."""
+        for task in background:
+            task.cancel()
+        _, pending = await asyncio.wait(background, timeout=BACKGROUND_STOP_S)
+        for task in pending:
+            where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(task.get_stack()))
+            LOG.error(
+                "%s did not stop within %g s (waiting in %s); left behind",
+                task.get_name(),
+                BACKGROUND_STOP_S,
+                where,
+            )
 
     async def _keep_presence(self, presence: Presence) -> None:
         try:
