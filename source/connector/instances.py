@@ -155,10 +155,12 @@ class Presence:
         """What this instance serves against what Redis says it holds: a charger another instance
         took (a second live connection of the same identity, there) is closed here, without
         `false`; a release Redis did not take is tried again."""
+        served = set(self._here.served())  # before asking: one arriving meanwhile is not in the answer
         held = set(await self._shared.held_by(self._shared.instance))
-        for cp in [cp for cp in self._here.served() if cp not in held]:
-            LOG.warning("%s: served by another instance now; its connection here is closed", cp)
-            self._here.close(cp)
+        for cp in served - held:
+            if cp in self._here.served():
+                LOG.warning("%s: served by another instance now; its connection here is closed", cp)
+                self._here.close(cp)
         for cp in list(self._releases):
             if cp not in self._here.served():
                 await self._shared.release(cp)
