@@ -36,7 +36,7 @@ from connector.backpressure import Room
 from connector.charger import ChargerState
 from connector.datapoints import Datapoint
 from connector.handling import CallRefusedError, Handler, Inbound, NotCovered, OcppVersion
-from connector.limits import MessageRate, RefusalLog
+from connector.limits import MessageRate, RefusalLog, Throttled
 from connector.metrics import FrameMetrics
 from connector.observed import Observed
 from connector.ocppj.endpoint import (
@@ -64,6 +64,7 @@ MAX_NAMED_DEVIATIONS = 100  # per connection; bounds memory against a charger th
 # the set by gigabytes a day. The registry's key limit stops listing them long before (some
 # ten actuators per id against 2,000 keys), so ids beyond this are neither tracked nor announced.
 MAX_CONNECTORS_SEEN = 256
+UNSAVED_REPORTS = Throttled(10.0)  # calls refused because the shared state store did not take them
 
 
 # A text frame's bytes on the wire at most: 4 per character (UTF-8), the longest WebSocket
@@ -275,7 +276,15 @@ class ChargePointSession:
         try:
             await self.transactions.saved(self.id)
         except StateUnavailableError as error:
-            self.log.error("%s: %s not answered: %s", self.id, call.action, error)
+            if UNSAVED_REPORTS.ready():  # fleet-wide: a Redis outage refuses every charger's at once
+                others = UNSAVED_REPORTS.take_suppressed()
+                self.log.error(
+                    "%s: %s not answered (and %d others since the last such line): %s",
+                    self.id,
+                    call.action,
+                    others,
+                    error,
+                )
             await self._send(self._endpoint.error(call.unique_id, "InternalError", "state store unavailable"))
             return False
         return True
