@@ -228,7 +228,9 @@ async def test_a_start_redis_cannot_record_is_refused_and_counts_when_sent_again
         await first.process.wait_for_line("holds 1 chargers again")
         fleet.command(topics[TRIGGER], 3)
         assert await charger.next_call() == ("TriggerMessage", {"requested_message": "Heartbeat"})
-    await first.process.wait_for_line(r"StartTransaction not answered \(and \d+ others since the last such line\): Redis did not take")
+    await first.process.wait_for_line(
+        r"StartTransaction not answered \(and \d+ others since the last such line\): Redis did not take"
+    )
     assert started.transaction_id > 0
     assert stopped.id_tag_info["status"] == "Accepted"
 
