@@ -256,13 +256,7 @@ class Bench:
         idle_percent = (cpu_seconds(pid) - idle_cpu) / 3.0 * 100
         rss_connected = rss_kb(pid)
         return {
-            "chargers": len(identities),
-            "booted": len(result.booted),
-            "failures": dict(result.failures.most_common(8)),
-            "connect_s": round(connect_s, 2),
-            "connect_rate_per_s": round(len(result.booted) / connect_s, 1),
-            "boot_latency_ms": percentiles(result.boot_latencies),
-            "listen_queue_drops": listen_drops() - drops,
+            **connect_figures(identities, result, connect_s, drops),
             **use.figures(),
             "settle_s": round(settle_s, 1),
             "idle_cpu_percent": round(idle_percent, 1),
@@ -450,6 +444,21 @@ def merged(replies: list[Reply]) -> LoadResult:
         result.closed_chargers += part.closed_chargers
         result.last_answer = max(result.last_answer, part.last_answer)
     return result
+
+
+def connect_figures(
+    identities: list[str], result: ConnectResult, connect_s: float, drops_before: int
+) -> dict[str, Any]:
+    """What a connect phase shows whatever served it (one server here, several in instances.py)."""
+    return {
+        "chargers": len(identities),
+        "booted": len(result.booted),
+        "failures": dict(result.failures.most_common(8)),
+        "connect_s": round(connect_s, 2),
+        "connect_rate_per_s": round(len(result.booted) / connect_s, 1),
+        "boot_latency_ms": percentiles(result.boot_latencies),
+        "listen_queue_drops": listen_drops() - drops_before,
+    }
 
 
 def first_of_each(times: list[tuple[str, float]]) -> dict[str, float]:

@@ -54,11 +54,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import redis
-from bench import STEADY_LEAD_S, Bench, connect_orders, merged_connect, progress
+from bench import STEADY_LEAD_S, Bench, connect_figures, connect_orders, merged_connect, progress
 from bench import Options as BenchOptions
 from instances_report import SETUP, summary, table
 from loadgen import OCPP_VERSIONS, SHAPES, raise_fd_limit
-from measure import CpuUse, Pids, cpu_seconds, cpu_use, listen_drops, percentiles, rss_kb, wait_quiet
+from measure import CpuUse, Pids, cpu_seconds, cpu_use, listen_drops, rss_kb, wait_quiet
 from paho.mqtt.enums import CallbackAPIVersion
 from peers import NAME, VALUES, Generator, Server, ValueSink, start_connector
 
@@ -192,13 +192,7 @@ def connect(bench: ScaleBench, identities: list[str], given: list[int], watch: R
         )
     connect_s = max(result.last_booted - start, 1e-9)
     return {
-        "chargers": len(identities),
-        "booted": len(result.booted),
-        "failures": dict(result.failures.most_common(8)),
-        "connect_s": round(connect_s, 2),
-        "connect_rate_per_s": round(len(result.booted) / connect_s, 1),
-        "boot_latency_ms": percentiles(result.boot_latencies),
-        "listen_queue_drops": listen_drops() - drops,
+        **connect_figures(identities, result, connect_s, drops),
         "cpu_us_per_boot": round(use.server / boots * 1e6, 1),
         "redis_cpu_us_per_boot": round(use.redis / boots * 1e6, 1),
         **redis_per_boot,

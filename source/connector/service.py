@@ -88,6 +88,10 @@ class ConnectorEvents:
             self._roster.left(cp)  # else no instance would ever say it is gone, nor forget it
         self._mqtt.publish_values(points, cp)
 
+    def still_here(self, cp: str) -> None:
+        """`connected = true` again, nothing else: another instance had said it was gone (instances.py)."""
+        self._mqtt.publish_values([Datapoint(key(cp, "connected"), True, now_ms())], cp)
+
     def connected(self, cp: str, is_connected: bool, version: str | None = None) -> None:
         """`connected` true or false; on connect, `ocpp_version` first, so a reader of `connected`
         finds the version it is served in (a charger may come back in another after an update)."""
@@ -138,7 +142,7 @@ class ChargersHere:
         self._service.events.lost(cp, at, back)
 
     def back(self, cp: str) -> None:
-        self._service.mqtt.publish_values([Datapoint(key(cp, "connected"), True, now_ms())], cp)
+        self._service.events.still_here(cp)
 
     def close(self, cp: str) -> None:
         self._service.dispatcher.close_quietly(cp, "served by another instance")

@@ -214,14 +214,19 @@ async def test_a_charger_connected_elsewhere_is_not_forgotten(pair: tuple[Side, 
     assert b.roster.members["CP_1"] == Member(True, None)
 
 
-async def test_a_charger_forgotten_by_one_instance_is_forgotten_by_all(pair: tuple[Side, Side], clock: Clock) -> None:
-    """A forgets a charger gone too long; B drops its keys and roster entry, and Redis keeps nothing of it."""
-    a, b = pair
+async def known_to_both_and_gone(a: Side, b: Side) -> None:
+    """CP_1 connected to A with an actuator, then left; both instances know it."""
     a.connect("CP_1")
     a.registry.add_actuator(UNLOCK_2, UNLOCK_REF, True)
     a.disconnect("CP_1")
     await a.tick()
     await b.tick()
+
+
+async def test_a_charger_forgotten_by_one_instance_is_forgotten_by_all(pair: tuple[Side, Side], clock: Clock) -> None:
+    """A forgets a charger gone too long; B drops its keys and roster entry, and Redis keeps nothing of it."""
+    a, b = pair
+    await known_to_both_and_gone(a, b)
     assert UNLOCK_2 in b.registry.actuator_refs
     clock.now += 2 * FORGET_AFTER
     assert a.upkeep.forget_due() == 1
@@ -241,11 +246,7 @@ async def test_a_charger_forgotten_elsewhere_while_connected_here_is_kept(
 ) -> None:
     """A forgets a charger that has just connected to B: B keeps it and saves its keys again, and A learns them back."""
     a, b = pair
-    a.connect("CP_1")
-    a.registry.add_actuator(UNLOCK_2, UNLOCK_REF, True)
-    a.disconnect("CP_1")
-    await a.tick()
-    await b.tick()
+    await known_to_both_and_gone(a, b)
     clock.now += 2 * FORGET_AFTER
     b.connect("CP_1", boot=False)
     assert a.upkeep.forget_due() == 1
