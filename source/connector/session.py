@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from ocpp.messages import MessageType
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 
 from connector import datapoints as dp
 from connector.actuators import OcppCall, Refusal
@@ -67,10 +67,25 @@ MAX_CONNECTORS_SEEN = 256
 UNSAVED_REPORTS = Throttled(10.0)  # calls refused because the shared state store did not take them
 
 
+Frame = str | bytes  # a message as websockets gives it
+
+
+class _RateExceededError(Exception):
+    """The charger went over its message rate: its connection is being closed."""
+
+
 # A text frame's bytes on the wire at most: 4 per character (UTF-8), the longest WebSocket
 # header (RFC 6455 5.2: 14 bytes) and room for deflate's block overhead (RFC 1951 3.2.4).
 MAX_BYTES_PER_CHAR = 4
 FRAME_OVERHEAD_BYTES = 64
+
+
+def looks_like_answer(frame: Frame) -> bool:
+    """Whether a frame's first characters make it a CALLRESULT or CALLERROR (`[3,` or `[4,`,
+    OCPP-J 4.1.3): a look at its head only, to decide what may be read ahead; the endpoint
+    decides what it is."""
+    head = (frame[:16] if isinstance(frame, str) else frame[:16].decode("ascii", "replace")).lstrip()
+    return head[:1] == "[" and head[1:].lstrip()[:1] in ("3", "4")
 
 
 def fits_unbuffered(chars: int, buffered: int, high_water: int) -> bool:
@@ -188,24 +203,80 @@ class ChargePointSession:
         self.connector_seen(0)
         for connector_id in self.transactions.connectors(self.id):  # seen by another instance
             self.connector_seen(connector_id)
-        async for frame in self._connection:
-            if not self._room.is_open:  # the MQTT side is behind: this frame waits, and the next ones unread
-                await self._room.wait()
-            if not self._rate.allow():
-                # The dispatcher logs why, from the close code.
-                await self._connection.close(RATE_CLOSE_CODE, "message rate limit exceeded")
-                return
-            arrived, received = perf_counter(), dp.now_ms()
-            self._metrics.frames_in += 1
-            text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
-            if self._raw_tap is not None:
-                self._raw_tap(self.id, "in", text, received)
+        later: Frame | None = None  # read while waiting for room, served next
+        while True:
+            if later is not None:
+                frame, later = later, None
+            else:
+                try:
+                    frame = await self._connection.recv()
+                except ConnectionClosedOK:
+                    return
             try:
-                await self.handle_frame(text, received, arrived)
-            except ConnectionClosed:
-                raise
-            except Exception:
-                self.log.exception("%s: frame could not be handled: %.200s", self.id, text)
+                if not self._room.is_open and not self._answers_a_call_in_flight(frame):
+                    # The MQTT side is behind: this frame waits, and the next ones stay
+                    # unread, but for the answer to a call of ours in flight.
+                    later = await self._read_answer_until_room()
+                await self._serve(frame)
+            except _RateExceededError:
+                return
+
+    async def _serve(self, frame: Frame) -> None:
+        """Handle one frame read off the connection."""
+        if not self._rate.allow():
+            # The dispatcher logs why, from the close code.
+            await self._connection.close(RATE_CLOSE_CODE, "message rate limit exceeded")
+            raise _RateExceededError
+        arrived, received = perf_counter(), dp.now_ms()
+        self._metrics.frames_in += 1
+        text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+        if self._raw_tap is not None:
+            self._raw_tap(self.id, "in", text, received)
+        try:
+            await self.handle_frame(text, received, arrived)
+        except ConnectionClosed:
+            raise
+        except Exception:
+            self.log.exception("%s: frame could not be handled: %.200s", self.id, text)
+
+    def _answers_a_call_in_flight(self, frame: Frame) -> bool:
+        return self._answer is not None and not self._answer.done() and looks_like_answer(frame)
+
+    async def _read_answer_until_room(self) -> Frame | None:
+        """Wait for room, reading on meanwhile only to serve the answer to a call of ours.
+
+        A command's status must not wait for a lane full of raw frames or values: the
+        charger answered, and its answer is behind at most the one CALL it may have
+        outstanding (OCPP-J 4.1.1), which waits here. Anything else read is kept (the frame
+        returned, served after the one waiting) and ends the reading: what one charger
+        can make the connector hold while it is behind stays bounded at two frames and
+        one answer per call of ours.
+        """
+        room = asyncio.ensure_future(self._room.wait())
+        reading: asyncio.Future[Frame] | None = None
+        try:
+            while not room.done():
+                reading = asyncio.ensure_future(self._connection.recv())
+                await asyncio.wait((room, reading), return_when=asyncio.FIRST_COMPLETED)
+                if not reading.done():
+                    break  # room: the reading is cancelled below (websockets' recv() loses nothing then)
+                frame = reading.result()  # ConnectionClosed ends the session, as in start()
+                if not self._answers_a_call_in_flight(frame):
+                    await room
+                    return frame
+                await self._serve(frame)
+                if not self._answer_settled():
+                    await room  # not the answer expected: read no further
+        finally:
+            room.cancel()
+            if reading is not None and not reading.done():
+                reading.cancel()
+                # Before the next recv(): websockets refuses two at a time.
+                await asyncio.wait((reading,))
+        return None
+
+    def _answer_settled(self) -> bool:
+        return self._answer is None or self._answer.done()
 
     async def handle_frame(self, text: str, received: int | None = None, arrived: float | None = None) -> None:
         """Handle one frame; `received` (ms) and `arrived` (perf_counter) when it came off the wire."""

@@ -14,8 +14,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from connector.actuators import OcppCall
 from connector.backpressure import Room
 from connector.outbox import HIGH_WATER, WINDOW
+from connector.session import looks_like_answer
 from connector.tests.conftest import map_datapoints, start_connector
 from connector.tests.harness import WAIT_S, Mosquitto, MqttProbe
 
@@ -150,3 +152,64 @@ async def test_a_stop_while_sessions_wait_for_room_ends_in_time(
             await running.stop()
         probe.close()
     assert charger.close_code == 1001
+
+
+@pytest.mark.parametrize("frame", ['[3, "m1", {}]', b' [ 4,"x"', "\n[3,"])
+def test_an_answer_is_told_by_its_head(frame: str | bytes) -> None:
+    assert looks_like_answer(frame)
+
+
+@pytest.mark.parametrize("frame", ['[2, "m1", "Heartbeat", {}]', "3", "", b"\xff[3", '{"[3"}'])
+def test_anything_else_is_not_an_answer(frame: str | bytes) -> None:
+    assert not looks_like_answer(frame)
+
+
+async def test_the_answer_to_our_call_is_read_while_the_room_is_closed(
+    settings_env: dict[str, str], own_broker: Mosquitto, connector_name: str
+) -> None:
+    """A command's answer does not wait for room: the CALL before it does, and is served after.
+
+    One charger fills the lanes with the broker frozen. Another, asked for something,
+    sends a MeterValues and then its answer, as a charger between two of its own
+    messages does. The call gets its answer while the room is still closed; the
+    MeterValues waits for the broker and is answered once it is back.
+    """
+    probe = MqttProbe(own_broker.port)
+    await probe.subscribe(f"{connector_name}/#", qos=1)
+    running = await start_connector({**settings_env, "MQTT_BROKER_PORT": str(own_broker.port)}, probe)
+    topic = running.topic("v/energy")
+    await map_datapoints(probe, running, {"CP_BP__MeterValues__1__Energy.Active.Import.Register__Wh": topic}, {})
+    mqtt_side = running.service.mqtt
+    try:
+        async with (
+            connect(f"{running.url}/CP_OK", subprotocols=["ocpp1.6"]) as asked,  # type: ignore[list-item]
+            connect(f"{running.url}/CP_BP", subprotocols=["ocpp1.6"]) as flooder,  # type: ignore[list-item]
+        ):
+            assert own_broker.process is not None
+            os.kill(own_broker.process.pid, signal.SIGSTOP)
+            for number in range(WINDOW + HIGH_WATER + 200):
+                await flooder.send(meter_values(number))
+            async with asyncio.timeout(WAIT_S):
+                while mqtt_side.room.is_open:  # noqa: ASYNC110 - no event says "closed"
+                    await asyncio.sleep(0.01)
+            session = running.service.dispatcher.sessions["CP_OK"]
+            trigger = OcppCall("TriggerMessage", {"requestedMessage": "Heartbeat"})
+            command = asyncio.create_task(session.send_call(lambda: trigger))
+            async with asyncio.timeout(WAIT_S):
+                call = json.loads(await asked.recv())
+            assert call[2] == "TriggerMessage"
+            await asked.send(meter_values(7))  # read, and held for room
+            await asked.send(json.dumps([3, call[1], {"status": "Accepted"}]))
+            async with asyncio.timeout(WAIT_S):
+                _, answer = await command
+            assert answer == {"status": "Accepted"}
+            assert not mqtt_side.room.is_open
+            os.kill(own_broker.process.pid, signal.SIGCONT)
+            async with asyncio.timeout(WAIT_S):
+                held_answer = json.loads(await asked.recv())
+            assert held_answer[:2] == [3, "m7"]
+    finally:
+        if own_broker.process is not None:
+            os.kill(own_broker.process.pid, signal.SIGCONT)
+        await running.stop()
+        probe.close()
