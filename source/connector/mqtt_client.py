@@ -1,13 +1,17 @@
 """paho's client as the connector uses it, and why it cannot reach the broker.
 
-`Client` changes three of paho 2.2's hot paths, found by profiling at 1,000 messages/s:
+`Client` changes paho 2.2's hot paths, found by profiling at 1,000 messages/s:
 
 - reads: paho asks for each packet's first byte, its length and its rest in separate
   `recv` calls (7.7 % of the samples); here what the socket has is read at once (64 KiB)
   and handed out as asked;
 - writes: paho sends each packet on its own, after copying it from its position (11 %);
-  here its packets are queued as views and one write event sends them all with one
-  `sendmsg`, nothing copied (the 27 MB listing was copied several times on the loop);
+  here its packets are queued as views and one write event sends them with one
+  `sendmsg`, nothing copied (the 27 MB listing was copied several times on the loop), up
+  to a budget per event, so that a large packet leaves room on the loop for the rest; a
+  large payload is not copied into paho's packet either;
+- acknowledging: what was read is ACKed at once (TCP_QUICKACK), so a broker with Nagle's
+  algorithm on does not hold its next small packet for our delayed ACK (up to 40 ms);
 - acknowledgements: paho builds a ReasonCode and a Properties object for every PUBACK and
   PUBCOMP, whatever the protocol (23 % of the CPU went into handling acknowledgements);
   for MQTT 3.1.1 an acknowledgement is a message id and nothing else, so one shared
@@ -58,6 +62,13 @@ FAST_PATHS_FOR = "2.2.0"
 RECV_CHUNK = 65536
 MAX_IOV = 512  # buffers per sendmsg (Linux allows 1,024)
 TLS_CHUNK = 16384  # one TLS record
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+# A payload this large is sent from where it lies, not copied into paho's packet first.
+UNCOPIED_PAYLOAD_BYTES = 65536
+# Bytes one write event hands to the socket at most; the rest goes on the next turns of
+# the loop. Without it a 27 MB listing went out in one callback while the broker read
+# it on the other core: commands waited behind it.
+WRITE_BUDGET_BYTES = 262144
 _ACK_TYPES = {"PUBACK": PacketTypes.PUBACK, "PUBCOMP": PacketTypes.PUBCOMP}
 # Shared, never changed: what paho would build anew for every MQTT 3.1.1 acknowledgement.
 _SUCCESS = {name: ReasonCode(kind) for name, kind in _ACK_TYPES.items()}
@@ -92,15 +103,50 @@ class Client(mqtt.Client):
         self, command: int, packet: bytes | bytearray, mid: int, qos: int, info: mqtt.MQTTMessageInfo | None = None
     ) -> MQTTErrorCode:
         # paho sends `packet[pos:]`: as a view that slice copies nothing.
-        queued = memoryview(packet) if self._fast else packet
+        queued = memoryview(packet) if self._fast and not isinstance(packet, Gathered) else packet
         return super()._packet_queue(command, queued, mid, qos, info)  # type: ignore[arg-type]
+
+    def _send_publish(  # noqa: PLR0917 - paho's own signature, overridden
+        self,
+        mid: int,
+        topic: bytes,
+        payload: bytes | bytearray = b"",
+        qos: int = 0,
+        retain: bool = False,
+        dup: bool = False,
+        info: mqtt.MQTTMessageInfo | None = None,
+        properties: Properties | None = None,
+    ) -> MQTTErrorCode:
+        """paho's PUBLISH packet, but a large payload is not copied into it (MQTT 3.1.1).
+
+        paho builds each packet as one bytearray, payload included: for the listing
+        (27 MB at 10,000 chargers) that copy, into memory just mapped, held the loop for
+        10-20 ms each time a key appeared. Here the header is built as paho builds it and
+        the payload follows it as a view of itself.
+        """
+        if (
+            not self._fast
+            or self._protocol == MQTTProtocolVersion.MQTTv5
+            or len(payload) < UNCOPIED_PAYLOAD_BYTES
+            or self._sock is None
+        ):
+            return super()._send_publish(mid, topic, payload, qos, retain, dup, info, properties)
+        header = bytearray((mqtt.PUBLISH | (dup & 0x1) << 3 | qos << 1 | retain,))
+        self._pack_remaining_length(header, 2 + len(topic) + (2 if qos else 0) + len(payload))
+        self._pack_str16(header, topic)
+        if qos:
+            header.extend(mid.to_bytes(2, "big"))
+        return self._packet_queue(mqtt.PUBLISH, Gathered(header, payload), mid, qos, info)  # type: ignore[arg-type]
 
     def _sock_send(self, buf: bytes | bytearray | memoryview) -> int:
         if not self._fast:
             return super()._sock_send(buf)  # type: ignore[arg-type]  # not fast: paho's own bytes, never a view
         if self._sock is None:
             raise ConnectionError("self._sock is None")  # as paho's
-        self._output.append(buf)
+        if isinstance(buf, Gathered):
+            self._output.extend(buf.parts)
+        else:
+            self._output.append(buf)
         return len(buf)
 
     def want_write(self) -> bool:
@@ -121,23 +167,38 @@ class Client(mqtt.Client):
         return rc
 
     def _flush(self) -> None:
-        """Send what the socket takes now; the rest waits for the next writable event."""
-        while self._output and self._sock is not None:
+        """Send what the socket takes now, up to WRITE_BUDGET_BYTES; the rest waits for the next writable event."""
+        budget = WRITE_BUDGET_BYTES
+        while self._output and self._sock is not None and budget > 0:
             sock = self._sock
             try:
                 if isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket):
                     # one system call for all of them (scatter-gather), nothing copied
-                    sent = sock.sendmsg(list(itertools.islice(self._output, MAX_IOV)))
+                    sent = sock.sendmsg(self._batch(budget))
                 else:  # TLS has no sendmsg: joined, up to a record's worth
                     sent = sock.send(self._joined(TLS_CHUNK))  # type: ignore[arg-type]  # SSLSocket takes any buffer
             except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 return
             self._consume(sent)
+            budget -= sent
+
+    def _batch(self, budget: int) -> list[memoryview | bytes | bytearray]:
+        """The first packets, `budget` bytes of them at most (the last one cut short), MAX_IOV at most."""
+        batch: list[memoryview | bytes | bytearray] = []
+        for part in itertools.islice(self._output, MAX_IOV):
+            if len(part) >= budget:
+                batch.append(memoryview(part)[:budget])
+                break
+            batch.append(part)
+            budget -= len(part)
+        return batch
 
     def _joined(self, limit: int) -> bytes | memoryview | bytearray:
-        """The first packets, up to `limit` bytes, as one buffer (a large first one as it is)."""
+        """The first packets, up to `limit` bytes, as one buffer (of a large first one, its first `limit` bytes)."""
         first = self._output[0]
-        if len(first) >= limit or len(self._output) == 1:
+        if len(first) >= limit:
+            return memoryview(first)[:limit]
+        if len(self._output) == 1:
             return first
         parts: list[bytes | memoryview | bytearray] = []
         size = 0
@@ -177,10 +238,26 @@ class Client(mqtt.Client):
             data = super()._sock_recv(RECV_CHUNK)  # BlockingIOError when there is nothing
             if not data:
                 return data  # closed by the broker
+            self._acknowledge_at_once()
             self._input, self._input_at = data, 0
         start = self._input_at
         self._input_at = min(start + bufsize, len(self._input))
         return self._input[start : self._input_at]
+
+    def _acknowledge_at_once(self) -> None:
+        """Have the kernel ACK what was read now, not after its delayed-ACK timer.
+
+        A broker with Nagle's algorithm on (mosquitto's default) sends a small packet
+        only once the one before is acknowledged. On a connection that sends as well as
+        receives, Linux delays its ACK for up to 40 ms hoping to carry it on data: the
+        broker's next PUBACK (which frees a place in a lane's window) or the PUBREL that
+        delivers a command waited that long. TCP_QUICKACK sends the pending ACK and
+        leaves the delayed mode, which the kernel may re-enter later: so after each read.
+        """
+        sock = self._sock
+        if QUICKACK is not None and isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
 
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
         packet = self._in_packet["packet"]
@@ -196,6 +273,34 @@ class Client(mqtt.Client):
 class Failure(NamedTuple):
     reason: str
     level: int  # ERROR where the operator must act (TLS, credentials), else WARNING
+
+
+class Gathered:
+    """A packet in several buffers, sent one after the other without being joined.
+
+    What paho needs of a packet: its length, and the rest of it from a position
+    (`packet[pos:]`, see `_packet_write`), which here is views of the parts.
+    """
+
+    __slots__ = ("_size", "parts")
+
+    def __init__(self, *parts: bytes | bytearray | memoryview) -> None:
+        self.parts = [memoryview(part) for part in parts if len(part)]
+        self._size = sum(len(part) for part in self.parts)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, rest: slice) -> Gathered:
+        skip = rest.start or 0
+        parts = []
+        for part in self.parts:
+            if skip >= len(part):
+                skip -= len(part)
+                continue
+            parts.append(part[skip:])
+            skip = 0
+        return Gathered(*parts)
 
 
 def describe(error: Exception | None, tls: bool) -> Failure:

@@ -10,11 +10,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 import trustme
 from paho.mqtt.enums import CallbackAPIVersion
 
-from connector.mqtt_client import Client, FailureReports
+from connector.mqtt_client import QUICKACK, UNCOPIED_PAYLOAD_BYTES, WRITE_BUDGET_BYTES, Client, FailureReports
 from connector.service import Service
 from connector.settings import Settings
 from connector.tests.harness import WAIT_S, Mosquitto, MqttProbe
@@ -252,6 +253,36 @@ def test_reads_are_buffered_and_handed_out_as_paho_asks(wired: tuple[Client, soc
     assert client._sock_recv(1) == b""  # closed by the broker: as paho expects it
 
 
+@pytest.mark.skipif(QUICKACK is None, reason="TCP_QUICKACK is Linux's")
+def test_what_is_read_is_acknowledged_at_once() -> None:
+    """After a read the connection is out of the delayed-ACK mode it had entered (see
+    `Client._acknowledge_at_once`): the broker's next small packet does not wait for it."""
+    assert QUICKACK is not None
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = socket.create_connection(server.getsockname())
+        broker, _ = server.accept()
+    with ours, broker:
+
+        def delayed_acks() -> bool:
+            return ours.getsockopt(socket.IPPROTO_TCP, QUICKACK) == 0
+
+        for _ in range(5):  # answering at once what arrives: Linux's interactive (delayed-ACK) mode
+            broker.sendall(b"\x40\x02\x00\x01")
+            ours.recv(4)
+            ours.sendall(b"\x40\x02\x00\x01")
+            broker.recv(4)
+        assert delayed_acks()
+        broker.sendall(b"\x40\x02\x00\x02")
+        ours.recv(4)
+        assert delayed_acks()  # a plain read leaves it so
+        client = Client(CallbackAPIVersion.VERSION2)
+        client._sock = ours
+        broker.sendall(b"\x40\x02\x00\x03")
+        assert client._sock_recv(4) == b"\x40\x02\x00\x03"
+        assert not delayed_acks()
+        client._sock = None
+
+
 def connected_line(record: logging.LogRecord) -> bool:
     return record.getMessage().startswith("connected to MQTT broker")
 
@@ -312,3 +343,57 @@ def test_what_the_socket_does_not_take_waits_and_goes_on_in_order(wired: tuple[C
             while chunk := broker.recv(1 << 20):
                 received += chunk
     assert bytes(received) == b"head" + big + b"tail"
+
+
+def drain(broker: socket.socket) -> bytes:
+    received = bytearray()
+    with contextlib.suppress(BlockingIOError):
+        while chunk := broker.recv(1 << 20):
+            received += chunk
+    return bytes(received)
+
+
+def test_a_large_payload_leaves_as_paho_sends_it_and_is_not_copied(wired: tuple[Client, socket.socket]) -> None:
+    """The listing's PUBLISH: the bytes paho's own packet has, with the payload sent from where it lies."""
+    client, broker = wired
+    payload = bytes(range(256)) * 1024  # 256 KiB, over UNCOPIED_PAYLOAD_BYTES
+    assert len(payload) >= UNCOPIED_PAYLOAD_BYTES
+    plain = mqtt.Client(CallbackAPIVersion.VERSION2)
+    plain_ours, plain_broker = socket.socketpair()
+    with plain_ours, plain_broker:
+        plain._sock = plain_ours  # paho's own packet, for comparison
+        plain_ours.setblocking(False)
+        plain_broker.setblocking(False)
+        plain._send_publish(7, b"N/available_datapoints", payload, qos=1, retain=True)
+        expected = bytearray()
+        while plain.want_write() or len(expected) < len(payload):
+            plain.loop_write()
+            expected += drain(plain_broker)
+        plain._sock = None
+    client._send_publish(7, b"N/available_datapoints", payload, qos=1, retain=True)
+    assert any(isinstance(part, memoryview) and part.obj is payload for part in client._output)
+    received = bytearray()
+    while client.want_write() or len(received) < len(expected):
+        client.loop_write()
+        received += drain(broker)
+    assert bytes(received) == expected
+    assert expected.endswith(payload) and len(expected) > len(payload)
+
+
+def test_one_write_event_hands_the_socket_its_budget_at_most(wired: tuple[Client, socket.socket]) -> None:
+    """A large packet goes out over several turns of the loop, leaving room between them for the rest."""
+    client, broker = wired
+    client._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)  # type: ignore[union-attr]
+    broker.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    big = bytes(4 * WRITE_BUDGET_BYTES)
+    client._sock_send(b"head")
+    client._sock_send(memoryview(big))
+    client.loop_write()
+    first = drain(broker)
+    assert 0 < len(first) <= WRITE_BUDGET_BYTES
+    assert client.want_write()  # the rest: on the next writable events
+    received = bytearray(first)
+    while client.want_write():
+        client.loop_write()
+        received += drain(broker)
+    assert bytes(received) == b"head" + big
