@@ -209,7 +209,6 @@ class Registry:
 
     def __init__(self, max_keys_per_cp: int = 2000) -> None:
         self.sensors: dict[str, Datapoint] = {}  # key -> latest datapoint
-        self.actuators: dict[str, Any] = {}  # listed actuator key -> example
         self.actuator_refs: dict[str, ActuatorRef] = {}  # listed or not: what commands route by
         self.map = DatapointMap({}, {})
         self.max_keys_per_cp = max_keys_per_cp
@@ -244,13 +243,13 @@ class Registry:
 
     def add_actuator(self, key: str, ref: ActuatorRef, example: Any, listed: bool = True) -> bool:
         """Record an actuator; True if it is new to the listing. KeyLimitError as for sensors."""
-        if key in self.actuators:
-            return False
         keys = self._keys(ref.cp)
         if keys.unlisted is not None and key in keys.unlisted:
             if listed:
                 self._list_actuator(keys, key, ref, keys.unlisted.pop(key))
             return listed
+        if key in self.actuator_refs:  # routable and not unlisted: listed
+            return False
         self._count_new_key(ref.cp, keys, key)
         self.actuator_refs[key] = ref
         if listed:
@@ -262,7 +261,6 @@ class Registry:
         return listed
 
     def _list_actuator(self, keys: ChargePointKeys, key: str, ref: ActuatorRef, example: Any) -> None:
-        self.actuators[key] = example
         keys.actuators = add_entry(keys.actuators, key, example)
         self.unsaved.append(KeyRecord(key, ref.cp, shortened(example), ref))
 
@@ -291,7 +289,6 @@ class Registry:
             return
         for key in [*listed_keys(keys.sensors), *listed_keys(keys.actuators), *(keys.unlisted or ())]:
             self.sensors.pop(key, None)
-            self.actuators.pop(key, None)
             self.actuator_refs.pop(key, None)
 
     def restore(self, record: KeyRecord) -> bool:
@@ -315,7 +312,6 @@ class Registry:
             keys.sensors = add_entry(keys.sensors, record.key, record.example)
         else:
             self.actuator_refs[record.key] = record.actuator
-            self.actuators[record.key] = record.example
             keys.actuators = add_entry(keys.actuators, record.key, record.example)
         return True
 
