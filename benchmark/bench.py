@@ -180,6 +180,16 @@ STEADY_LEAD_S = 2.0  # the steady phase's first send, this long after the orders
 MAPPED_CHOICES = (1, 3, 8)  # of the 8 sampled values, the first 1, 3 or all 8 are mapped
 
 
+def slowest(published: dict[str, float], arrivals: dict[str, float], count: int = 10) -> list[list[float]]:
+    """The `count` slowest commands as [s after the first was published, latency ms]: whether
+    the tail is spread out or comes in clusters (something else holding the broker or loop)."""
+    if not published:
+        return []
+    first = min(published.values())
+    pairs = [(arrivals[cp] - sent, sent - first) for cp, sent in published.items() if cp in arrivals]
+    return [[round(at, 2), round(latency * 1000, 1)] for latency, at in sorted(pairs, reverse=True)[:count]]
+
+
 @dataclass(frozen=True)
 class Options:
     chargers: int
@@ -315,6 +325,7 @@ class Bench:
             "status_after_publish_ms": percentiles(
                 [statuses[cp] - sent for cp, sent in published.items() if cp in statuses]
             ),
+            "slowest": slowest(published, arrivals),
         }
 
     def steady(self) -> dict[str, Any]:

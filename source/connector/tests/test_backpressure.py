@@ -18,7 +18,7 @@ from connector.actuators import OcppCall
 from connector.backpressure import Room
 from connector.outbox import HIGH_WATER, WINDOW
 from connector.session import looks_like_answer
-from connector.tests.conftest import map_datapoints, start_connector
+from connector.tests.conftest import RunningConnector, map_datapoints, start_connector
 from connector.tests.harness import WAIT_S, Mosquitto, MqttProbe
 
 
@@ -55,6 +55,18 @@ def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.stop()
 
 
+async def connector_mapping_energy(
+    settings_env: dict[str, str], broker: Mosquitto, connector_name: str
+) -> tuple[MqttProbe, RunningConnector, str]:
+    """A connector on `broker` with CP_BP's energy mapped: (probe, connector, the value's topic)."""
+    probe = MqttProbe(broker.port)
+    await probe.subscribe(f"{connector_name}/#", qos=1)
+    running = await start_connector({**settings_env, "MQTT_BROKER_PORT": str(broker.port)}, probe)
+    topic = running.topic("v/energy")
+    await map_datapoints(probe, running, {"CP_BP__MeterValues__1__Energy.Active.Import.Register__Wh": topic}, {})
+    return probe, running, topic
+
+
 def meter_values(number: int) -> str:
     sample = {"timestamp": "2026-12-04T10:00:00Z", "sampledValue": [{"value": str(number)}]}
     return json.dumps([2, f"m{number}", "MeterValues", {"connectorId": 1, "meterValue": [sample]}])
@@ -71,11 +83,7 @@ async def test_a_frozen_broker_stops_the_reading_not_the_memory_and_loses_nothin
     and every value arrives.
     """
     sent = WINDOW + HIGH_WATER + 200
-    probe = MqttProbe(own_broker.port)
-    await probe.subscribe(f"{connector_name}/#", qos=1)
-    running = await start_connector({**settings_env, "MQTT_BROKER_PORT": str(own_broker.port)}, probe)
-    topic = running.topic("v/energy")
-    await map_datapoints(probe, running, {"CP_BP__MeterValues__1__Energy.Active.Import.Register__Wh": topic}, {})
+    probe, running, topic = await connector_mapping_energy(settings_env, own_broker, connector_name)
     mqtt_side = running.service.mqtt
     answered: set[str] = set()
     all_answered, nearly_full = asyncio.Event(), asyncio.Event()
@@ -119,11 +127,7 @@ async def test_a_stop_while_sessions_wait_for_room_ends_in_time(
     settings_env: dict[str, str], own_broker: Mosquitto, connector_name: str
 ) -> None:
     """SIGTERM's path while the broker is frozen and the room closed: sessions close, the stop ends."""
-    probe = MqttProbe(own_broker.port)
-    await probe.subscribe(f"{connector_name}/#", qos=1)
-    running = await start_connector({**settings_env, "MQTT_BROKER_PORT": str(own_broker.port)}, probe)
-    topic = running.topic("v/energy")
-    await map_datapoints(probe, running, {"CP_BP__MeterValues__1__Energy.Active.Import.Register__Wh": topic}, {})
+    probe, running, _ = await connector_mapping_energy(settings_env, own_broker, connector_name)
     closed = asyncio.Event()
     try:
         async with connect(f"{running.url}/CP_BP", subprotocols=["ocpp1.6"]) as charger:  # type: ignore[list-item]
@@ -174,11 +178,7 @@ async def test_the_answer_to_our_call_is_read_while_the_room_is_closed(
     messages does. The call gets its answer while the room is still closed; the
     MeterValues waits for the broker and is answered once it is back.
     """
-    probe = MqttProbe(own_broker.port)
-    await probe.subscribe(f"{connector_name}/#", qos=1)
-    running = await start_connector({**settings_env, "MQTT_BROKER_PORT": str(own_broker.port)}, probe)
-    topic = running.topic("v/energy")
-    await map_datapoints(probe, running, {"CP_BP__MeterValues__1__Energy.Active.Import.Register__Wh": topic}, {})
+    probe, running, _ = await connector_mapping_energy(settings_env, own_broker, connector_name)
     mqtt_side = running.service.mqtt
     try:
         async with (
