@@ -34,6 +34,7 @@ import itertools
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -69,6 +70,11 @@ UNCOPIED_PAYLOAD_BYTES = 65536
 # the loop. Without it a 27 MB listing went out in one callback while the broker read
 # it on the other core: commands waited behind it.
 WRITE_BUDGET_BYTES = 262144
+# A packet queued this long after the last write goes out at once, not when the loop next
+# polls its sockets: under overload one turn of the loop ran every ready charger's frame,
+# 10 s of work with 10,000 chargers booting on a slow machine, and the broker, hearing
+# nothing for 1.5 keepalives (6 s), dropped both connections.
+WRITE_DUE_S = 0.02
 _ACK_TYPES = {"PUBACK": PacketTypes.PUBACK, "PUBCOMP": PacketTypes.PUBCOMP}
 # Shared, never changed: what paho would build anew for every MQTT 3.1.1 acknowledgement.
 _SUCCESS = {name: ReasonCode(kind) for name, kind in _ACK_TYPES.items()}
@@ -86,6 +92,10 @@ class Client(mqtt.Client):
         # Packets paho has written, not yet taken by the socket: views, never copies (the
         # listing is 27 MB at 10,000 chargers; each copy held the loop up for ~10 ms).
         self._output: deque[memoryview | bytes | bytearray] = deque()
+        self._wrote_at = 0.0  # time.monotonic() of the last loop_write
+        # The thread that drives this client's socket (mqtt_loop.LoopDriver: the loop's), the
+        # only one that may write when a packet is due (WRITE_DUE_S); None: never.
+        self.writer_thread: int | None = None
 
     @property
     def input_buffered(self) -> bool:
@@ -102,9 +112,24 @@ class Client(mqtt.Client):
     def _packet_queue(
         self, command: int, packet: bytes | bytearray, mid: int, qos: int, info: mqtt.MQTTMessageInfo | None = None
     ) -> MQTTErrorCode:
+        if not self._fast:
+            return super()._packet_queue(command, packet, mid, qos, info)
         # paho sends `packet[pos:]`: as a view that slice copies nothing.
-        queued = memoryview(packet) if self._fast and not isinstance(packet, Gathered) else packet
-        return super()._packet_queue(command, queued, mid, qos, info)  # type: ignore[arg-type]
+        queued = packet if isinstance(packet, Gathered) else memoryview(packet)
+        rc = super()._packet_queue(command, queued, mid, qos, info)  # type: ignore[arg-type]
+        # See WRITE_DUE_S; otherwise with the loop's next write event. Only on the thread that
+        # drives the socket (never the one connecting: its CONNECT must go first), and not
+        # from inside one of paho's callbacks (loop_write takes that lock to report a QoS 0
+        # message written; paho's own direct write has the same guard).
+        due = (
+            self._sock is not None
+            and threading.get_ident() == self.writer_thread
+            and time.monotonic() - self._wrote_at >= WRITE_DUE_S
+        )
+        if due and self._in_callback_mutex.acquire(blocking=False):
+            self._in_callback_mutex.release()
+            self.loop_write()
+        return rc
 
     def _send_publish(  # noqa: PLR0917 - paho's own signature, overridden
         self,
@@ -153,6 +178,7 @@ class Client(mqtt.Client):
         return super().want_write() or bool(self._output)
 
     def loop_write(self) -> MQTTErrorCode:
+        self._wrote_at = time.monotonic()
         rc = super().loop_write()  # paho's packets into `_output`
         if not self._fast or self._sock is None:
             return rc

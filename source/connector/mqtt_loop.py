@@ -76,6 +76,8 @@ class LoopDriver:
         """
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        if isinstance(self._client, Client):
+            self._client.writer_thread = self._loop_thread  # writes a packet due at once (mqtt_client.WRITE_DUE_S)
         self._misc = self._loop.call_later(MISC_INTERVAL_S, self._tick)
         delay, index = RECONNECT_MIN_DELAY_S, 0
         try:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,14 @@ import pytest
 import trustme
 from paho.mqtt.enums import CallbackAPIVersion
 
-from connector.mqtt_client import QUICKACK, UNCOPIED_PAYLOAD_BYTES, WRITE_BUDGET_BYTES, Client, FailureReports
+from connector.mqtt_client import (
+    QUICKACK,
+    UNCOPIED_PAYLOAD_BYTES,
+    WRITE_BUDGET_BYTES,
+    WRITE_DUE_S,
+    Client,
+    FailureReports,
+)
 from connector.service import Service
 from connector.settings import Settings
 from connector.tests.harness import WAIT_S, Mosquitto, MqttProbe
@@ -397,3 +405,20 @@ def test_one_write_event_hands_the_socket_its_budget_at_most(wired: tuple[Client
         client.loop_write()
         received += drain(broker)
     assert bytes(received) == b"head" + big
+
+
+def test_a_packet_queued_long_after_the_last_write_goes_out_at_once(wired: tuple[Client, socket.socket]) -> None:
+    """Within one long turn of the loop, MQTT keeps flowing: a packet due is written when queued."""
+    client, broker = wired
+    client.on_socket_register_write = lambda *_: None  # as mqtt_loop.LoopDriver: writes wait for the loop
+    client.writer_thread = threading.get_ident()  # ... which runs on this thread
+    client.loop_write()  # just written: the next packet waits for the loop's write event
+    client._packet_queue(mqtt.PINGREQ, bytearray(b"\xc0\x00"), 0, 0)
+    assert drain(broker) == b""
+    client._wrote_at -= WRITE_DUE_S  # ... until the last write is WRITE_DUE_S old
+    client._packet_queue(mqtt.PINGREQ, bytearray(b"\xc0\x00"), 0, 0)
+    assert drain(broker) == b"\xc0\x00\xc0\x00"
+    client._wrote_at -= WRITE_DUE_S
+    client.writer_thread = None  # another thread's packet (the connecting one's CONNECT) waits for the loop
+    client._packet_queue(mqtt.PINGREQ, bytearray(b"\xc0\x00"), 0, 0)
+    assert drain(broker) == b""
