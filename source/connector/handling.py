@@ -42,7 +42,10 @@ class Context(Protocol):
     """The session as a handler uses it."""
 
     id: str  # the charge point identity
-    log: logging.LoggerAdapter[logging.Logger]
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]: ...
+
     state: ChargerState  # what outlives the connection (rate units)
     voltages: dict[str, float]  # plausible phase voltages of this connection, latest per phase
     observed: Observed  # for the status page

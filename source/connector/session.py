@@ -136,7 +136,6 @@ class ChargePointSession:
         "heartbeat_interval",
         "id",
         "id_tags",
-        "log",
         "observed",
         "ocpp_version",
         "state",
@@ -174,7 +173,6 @@ class ChargePointSession:
         # them. Not kept beyond it: another connection under the same identity may be another
         # device, or the same one after a fault, and starts from the default again.
         self.voltages: dict[str, float] = {}
-        self.log = logging.LoggerAdapter(LOG, {"charge_point": cp_id})
         self.observed = Observed()  # for the status page
         self._connection = connection
         self._endpoint = Endpoint(version)
@@ -188,13 +186,20 @@ class ChargePointSession:
         self._rate_units_waiting = False  # a rate-unit read is queued and not yet sent
         self._call_lock = asyncio.Lock()  # OCPP-J: one CALL of ours in flight at a time
         self._answer: asyncio.Future[Result | Error] | None = None  # to the call in flight
-        self._connectors: set[int] = set()
+        # Connector or EVSE ids announced: a tuple (a charger has a few), not a set of 216 bytes.
+        self._connectors: tuple[int, ...] = ()
         # Created when first needed, dropped when empty (Python's empty set is 216 bytes, and
         # most connections have no task running and name no deviation most of the time).
         self._tasks: set[asyncio.Task[None]] | None = None
         self._named: set[str] | None = None  # deviations already logged on this connection
         self._refusals: RefusalLog | None = None
         self._boot_triggered_until = 0.0  # loop time until which a BootNotification is one we asked for
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger naming the charge point, made when something is logged (rarely: kept, it
+        was 250 bytes of every connection)."""
+        return logging.LoggerAdapter(LOG, {"charge_point": self.id})
 
     # -- reading -----------------------------------------------------------------------
 
@@ -623,7 +628,7 @@ class ChargePointSession:
                     connector_id,
                 )
             return
-        self._connectors.add(connector_id)
+        self._connectors += (connector_id,)  # at most MAX_CONNECTORS_SEEN, each once
         self.transactions.connector_seen(self.id, connector_id)
         self._events.connector_seen(self.id, connector_id)
 

@@ -22,7 +22,9 @@ from typing import cast
 
 import pytest
 import websockets
+import websockets.version
 
+from connector.gate import LEAN_DRAIN_WAITERS_FOR
 from connector.ocpp_server import CLOSE_TIMEOUT_S
 from connector.tests.conftest import RunningConnector, command, map_datapoints, start_connector
 from connector.tests.harness import ChargerLink, MqttProbe, RawLink, send
@@ -76,6 +78,8 @@ async def test_a_charger_that_stops_reading_is_cut_off(pinging: RunningConnector
     stuck = await websockets.connect(f"{pinging.url}/CP_STUCK", subprotocols=["ocpp1.6"])  # type: ignore[list-item]
     try:
         await probe.wait_value(topics["CP_STUCK/connected"], True)
+        # The sends below wait for the transport in websockets' drain_waiters, here a list (gate.py).
+        assert isinstance(pinging.service.dispatcher.sessions["CP_STUCK"]._connection.drain_waiters, list)
         stuck.transport.pause_reading()  # from here on, this charger reads nothing
         stopped_reading = time.monotonic()
         probe.publish(topics["CP_STUCK/cmd"], command(json.dumps({"vendor_id": "V", "data": "x" * 4_000_000})))
@@ -90,6 +94,10 @@ async def test_a_charger_that_stops_reading_is_cut_off(pinging: RunningConnector
     assert status["value"].startswith("Failed: ")
     assert why["msg"].startswith("CP_STUCK: ")
     assert pinging.service.dispatcher.sessions.keys() == set()  # cleaned up
+
+
+def test_the_lean_drain_waiters_are_written_for_the_installed_websockets() -> None:
+    assert websockets.version.version == LEAN_DRAIN_WAITERS_FOR, "re-check gate.TrackedConnection against websockets"
 
 
 class FreezingRelay:
