@@ -35,6 +35,9 @@ class TrackedConnection(ServerConnection):
     its opening handshake with a log line (websockets drops a slow one silently)."""
 
     _gate: Gate  # set on the subclass each gate makes
+    _websocket_started = False  # websockets' side set up: it has a transport to speak over
+    tcp: asyncio.Transport
+    peer = "?"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -45,10 +48,6 @@ class TrackedConnection(ServerConnection):
             # what an idle connection holds. Checked against that version only (a test says
             # when another is installed).
             self.drain_waiters = []  # type: ignore[assignment]
-
-    _websocket_started = False  # websockets' side set up: it has a transport to speak over
-    tcp: asyncio.Transport
-    peer = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.tcp = cast(asyncio.Transport, transport)

@@ -71,9 +71,10 @@ UNCOPIED_PAYLOAD_BYTES = 65536
 # it on the other core: commands waited behind it.
 WRITE_BUDGET_BYTES = 262144
 # A packet queued this long after the last write goes out at once, not when the loop next
-# polls its sockets: under overload one turn of the loop ran every ready charger's frame,
-# 10 s of work with 10,000 chargers booting on a slow machine, and the broker, hearing
-# nothing for 1.5 keepalives (6 s), dropped both connections.
+# polls its sockets: under overload one turn of the loop ran every ready charger's frame
+# (10 s of work with 10,000 2.0.1 chargers booting on a slow machine), and values waited
+# for its end. (The broker still dropped us in such turns once a lane's window was full:
+# acknowledgements are read only when the loop polls; docs/benchmark.md, 2026-12-05.)
 WRITE_DUE_S = 0.02
 _ACK_TYPES = {"PUBACK": PacketTypes.PUBACK, "PUBCOMP": PacketTypes.PUBCOMP}
 # Shared, never changed: what paho would build anew for every MQTT 3.1.1 acknowledgement.
