@@ -34,6 +34,7 @@ import itertools
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections import deque
@@ -153,6 +154,7 @@ class Client(mqtt.Client):
         if (
             not self._fast
             or self._protocol == MQTTProtocolVersion.MQTTv5
+            or not isinstance(payload, bytes)  # a bytearray could change while it waits to be sent
             or len(payload) < UNCOPIED_PAYLOAD_BYTES
             or self._sock is None
         ):
@@ -193,9 +195,8 @@ class Client(mqtt.Client):
             self._call_socket_unregister_write()
         return rc
 
-    def _flush(self) -> None:
-        """Send what the socket takes now, up to WRITE_BUDGET_BYTES; the rest waits for the next writable event."""
-        budget = WRITE_BUDGET_BYTES
+    def _flush(self, budget: int = WRITE_BUDGET_BYTES) -> None:
+        """Send what the socket takes now, up to `budget` bytes; the rest waits for the next writable event."""
         while self._output and self._sock is not None and budget > 0:
             sock = self._sock
             try:
@@ -250,7 +251,7 @@ class Client(mqtt.Client):
         # paho closes right after writing DISCONNECT: it, at least, goes out if the socket takes it.
         if self._output and self._sock is not None:
             with contextlib.suppress(OSError):
-                self._flush()
+                self._flush(budget=sys.maxsize)  # a DISCONNECT behind a listing: as much as the socket takes
         self._output.clear()
         super()._sock_close()
 

@@ -218,13 +218,17 @@ class ChargePointSession:
                 except ConnectionClosedOK:
                     return
             try:
+                ahead: Frame | ConnectionClosed | None = None
                 if not self._room.is_open and not self._answers_a_call_in_flight(frame):
                     # The MQTT side is behind: this frame waits, and the next ones stay
                     # unread, but for the answer to a call of ours in flight.
-                    later = await self._read_answer_until_room()
+                    ahead = await self._read_answer_until_room()
                 await self._serve(frame)
             except _RateExceededError:
                 return
+            if isinstance(ahead, ConnectionClosed):
+                raise ahead  # after serving the frame that waited: its values count
+            later = ahead
 
     async def _serve(self, frame: Frame) -> None:
         """Handle one frame read off the connection."""
@@ -247,7 +251,7 @@ class ChargePointSession:
     def _answers_a_call_in_flight(self, frame: Frame) -> bool:
         return self._answer is not None and not self._answer.done() and looks_like_answer(frame)
 
-    async def _read_answer_until_room(self) -> Frame | None:
+    async def _read_answer_until_room(self) -> Frame | ConnectionClosed | None:
         """Wait for room, reading on meanwhile only to serve the answer to a call of ours.
 
         A command's status must not wait for a lane full of raw frames or values: the
@@ -255,7 +259,10 @@ class ChargePointSession:
         outstanding (OCPP-J 4.1.1), which waits here. Anything else read is kept (the frame
         returned, served after the one waiting) and ends the reading: what one charger
         can make the connector hold while it is behind stays bounded at two frames and
-        one answer per call of ours.
+        one answer per call of ours. So only a call in flight when the first frame after
+        the waiting one arrives is covered; a call sent later waits for room as before.
+        A connection closed meanwhile is returned too, once there is room: the frame
+        waiting is served first, as it was before this read-ahead.
         """
         room = asyncio.ensure_future(self._room.wait())
         reading: asyncio.Future[Frame] | None = None
@@ -265,7 +272,11 @@ class ChargePointSession:
                 await asyncio.wait((room, reading), return_when=asyncio.FIRST_COMPLETED)
                 if not reading.done():
                     break  # room: the reading is cancelled below (websockets' recv() loses nothing then)
-                frame = reading.result()  # ConnectionClosed ends the session, as in start()
+                try:
+                    frame = reading.result()
+                except ConnectionClosed as closed:
+                    await room
+                    return closed
                 if not self._answers_a_call_in_flight(frame):
                     await room
                     return frame

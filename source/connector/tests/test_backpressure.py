@@ -204,10 +204,48 @@ async def test_the_answer_to_our_call_is_read_while_the_room_is_closed(
                 _, answer = await command
             assert answer == {"status": "Accepted"}
             assert not mqtt_side.room.is_open
+            with pytest.raises(TimeoutError):  # the MeterValues still waits (a bounded look)
+                async with asyncio.timeout(0.3):
+                    await asked.recv()
             os.kill(own_broker.process.pid, signal.SIGCONT)
             async with asyncio.timeout(WAIT_S):
                 held_answer = json.loads(await asked.recv())
             assert held_answer[:2] == [3, "m7"]
+    finally:
+        if own_broker.process is not None:
+            os.kill(own_broker.process.pid, signal.SIGCONT)
+        await running.stop()
+        probe.close()
+
+
+async def test_a_frame_waiting_for_room_is_served_though_its_charger_left_meanwhile(
+    settings_env: dict[str, str], own_broker: Mosquitto, connector_name: str
+) -> None:
+    """A charger's last MeterValues waits for room; the charger closes its connection: the value still arrives."""
+    probe, running, energy = await connector_mapping_energy(settings_env, own_broker, connector_name)
+    leaving = running.topic("v/leaving")
+    sensors = {
+        "CP_BP__MeterValues__1__Energy.Active.Import.Register__Wh": energy,
+        "CP_GONE__MeterValues__1__Energy.Active.Import.Register__Wh": leaving,
+    }
+    await map_datapoints(probe, running, sensors, {})
+    mqtt_side = running.service.mqtt
+    try:
+        async with (
+            connect(f"{running.url}/CP_GONE", subprotocols=["ocpp1.6"]) as gone,  # type: ignore[list-item]
+            connect(f"{running.url}/CP_BP", subprotocols=["ocpp1.6"]) as flooder,  # type: ignore[list-item]
+        ):
+            assert own_broker.process is not None
+            os.kill(own_broker.process.pid, signal.SIGSTOP)
+            for number in range(WINDOW + HIGH_WATER + 200):
+                await flooder.send(meter_values(number))
+            async with asyncio.timeout(WAIT_S):
+                while mqtt_side.room.is_open:  # noqa: ASYNC110 - no event says "closed"
+                    await asyncio.sleep(0.01)
+            await gone.send(meter_values(7))  # read, and held for room
+            await gone.close()
+            os.kill(own_broker.process.pid, signal.SIGCONT)
+            await probe.wait_value(leaving, 7)
     finally:
         if own_broker.process is not None:
             os.kill(own_broker.process.pid, signal.SIGCONT)

@@ -361,8 +361,11 @@ def drain(broker: socket.socket) -> bytes:
     return bytes(received)
 
 
-def test_a_large_payload_leaves_as_paho_sends_it_and_is_not_copied(wired: tuple[Client, socket.socket]) -> None:
-    """The listing's PUBLISH: the bytes paho's own packet has, with the payload sent from where it lies."""
+@pytest.mark.parametrize(("qos", "dup", "retain"), [(1, False, True), (0, False, False), (2, True, True)])
+def test_a_large_payload_leaves_as_paho_sends_it_and_is_not_copied(
+    wired: tuple[Client, socket.socket], qos: int, dup: bool, retain: bool
+) -> None:
+    """The listing's PUBLISH, a resend's too (dup): paho's own bytes, the payload sent from where it lies."""
     client, broker = wired
     payload = bytes(range(256)) * 1024  # 256 KiB, over UNCOPIED_PAYLOAD_BYTES
     assert len(payload) >= UNCOPIED_PAYLOAD_BYTES
@@ -372,13 +375,13 @@ def test_a_large_payload_leaves_as_paho_sends_it_and_is_not_copied(wired: tuple[
         plain._sock = plain_ours  # paho's own packet, for comparison
         plain_ours.setblocking(False)
         plain_broker.setblocking(False)
-        plain._send_publish(7, b"N/available_datapoints", payload, qos=1, retain=True)
+        plain._send_publish(7, b"N/available_datapoints", payload, qos, retain, dup, mqtt.MQTTMessageInfo(7))
         expected = bytearray()
         while plain.want_write() or len(expected) < len(payload):
             plain.loop_write()
             expected += drain(plain_broker)
         plain._sock = None
-    client._send_publish(7, b"N/available_datapoints", payload, qos=1, retain=True)
+    client._send_publish(7, b"N/available_datapoints", payload, qos, retain, dup, mqtt.MQTTMessageInfo(7))
     assert any(isinstance(part, memoryview) and part.obj is payload for part in client._output)
     received = bytearray()
     while client.want_write() or len(received) < len(expected):
