@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from connector.actuators import OcppCall
@@ -65,6 +65,22 @@ async def connector_mapping_energy(
     topic = running.topic("v/energy")
     await map_datapoints(probe, running, {"CP_BP__MeterValues__1__Energy.Active.Import.Register__Wh": topic}, {})
     return probe, running, topic
+
+
+async def fill_the_lanes(broker: Mosquitto, flooder: ClientConnection, room: Room) -> None:
+    """Freeze the broker and have `flooder` send more MeterValues than the lanes hold: the room closes."""
+    assert broker.process is not None
+    os.kill(broker.process.pid, signal.SIGSTOP)
+    for number in range(WINDOW + HIGH_WATER + 200):
+        await flooder.send(meter_values(number))
+    async with asyncio.timeout(WAIT_S):
+        while room.is_open:  # noqa: ASYNC110 - no event says "closed"
+            await asyncio.sleep(0.01)
+
+
+def thaw(broker: Mosquitto) -> None:
+    if broker.process is not None:
+        os.kill(broker.process.pid, signal.SIGCONT)
 
 
 def meter_values(number: int) -> str:
@@ -185,13 +201,7 @@ async def test_the_answer_to_our_call_is_read_while_the_room_is_closed(
             connect(f"{running.url}/CP_OK", subprotocols=["ocpp1.6"]) as asked,  # type: ignore[list-item]
             connect(f"{running.url}/CP_BP", subprotocols=["ocpp1.6"]) as flooder,  # type: ignore[list-item]
         ):
-            assert own_broker.process is not None
-            os.kill(own_broker.process.pid, signal.SIGSTOP)
-            for number in range(WINDOW + HIGH_WATER + 200):
-                await flooder.send(meter_values(number))
-            async with asyncio.timeout(WAIT_S):
-                while mqtt_side.room.is_open:  # noqa: ASYNC110 - no event says "closed"
-                    await asyncio.sleep(0.01)
+            await fill_the_lanes(own_broker, flooder, mqtt_side.room)
             session = running.service.dispatcher.sessions["CP_OK"]
             trigger = OcppCall("TriggerMessage", {"requestedMessage": "Heartbeat"})
             command = asyncio.create_task(session.send_call(lambda: trigger))
@@ -207,13 +217,12 @@ async def test_the_answer_to_our_call_is_read_while_the_room_is_closed(
             with pytest.raises(TimeoutError):  # the MeterValues still waits (a bounded look)
                 async with asyncio.timeout(0.3):
                     await asked.recv()
-            os.kill(own_broker.process.pid, signal.SIGCONT)
+            thaw(own_broker)
             async with asyncio.timeout(WAIT_S):
                 held_answer = json.loads(await asked.recv())
             assert held_answer[:2] == [3, "m7"]
     finally:
-        if own_broker.process is not None:
-            os.kill(own_broker.process.pid, signal.SIGCONT)
+        thaw(own_broker)
         await running.stop()
         probe.close()
 
@@ -235,19 +244,12 @@ async def test_a_frame_waiting_for_room_is_served_though_its_charger_left_meanwh
             connect(f"{running.url}/CP_GONE", subprotocols=["ocpp1.6"]) as gone,  # type: ignore[list-item]
             connect(f"{running.url}/CP_BP", subprotocols=["ocpp1.6"]) as flooder,  # type: ignore[list-item]
         ):
-            assert own_broker.process is not None
-            os.kill(own_broker.process.pid, signal.SIGSTOP)
-            for number in range(WINDOW + HIGH_WATER + 200):
-                await flooder.send(meter_values(number))
-            async with asyncio.timeout(WAIT_S):
-                while mqtt_side.room.is_open:  # noqa: ASYNC110 - no event says "closed"
-                    await asyncio.sleep(0.01)
+            await fill_the_lanes(own_broker, flooder, mqtt_side.room)
             await gone.send(meter_values(7))  # read, and held for room
             await gone.close()
-            os.kill(own_broker.process.pid, signal.SIGCONT)
+            thaw(own_broker)
             await probe.wait_value(leaving, 7)
     finally:
-        if own_broker.process is not None:
-            os.kill(own_broker.process.pid, signal.SIGCONT)
+        thaw(own_broker)
         await running.stop()
         probe.close()
