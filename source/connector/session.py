@@ -248,8 +248,12 @@ class ChargePointSession:
         except Exception:
             self.log.exception("%s: frame could not be handled: %.200s", self.id, text)
 
+    def _awaiting_answer(self) -> bool:
+        """A call of ours is in flight and not answered yet."""
+        return self._answer is not None and not self._answer.done()
+
     def _answers_a_call_in_flight(self, frame: Frame) -> bool:
-        return self._answer is not None and not self._answer.done() and looks_like_answer(frame)
+        return self._awaiting_answer() and looks_like_answer(frame)
 
     async def _read_answer_until_room(self) -> Frame | ConnectionClosed | None:
         """Wait for room, reading on meanwhile only to serve the answer to a call of ours.
@@ -281,7 +285,7 @@ class ChargePointSession:
                     await room
                     return frame
                 await self._serve(frame)
-                if not self._answer_settled():
+                if self._awaiting_answer():
                     await room  # not the answer expected: read no further
         finally:
             room.cancel()
@@ -291,17 +295,15 @@ class ChargePointSession:
                 await asyncio.wait((reading,))
         return None
 
-    def _answer_settled(self) -> bool:
-        return self._answer is None or self._answer.done()
-
     async def handle_frame(self, text: str, received: int | None = None, arrived: float | None = None) -> None:
         """Handle one frame; `received` (ms) and `arrived` (perf_counter) when it came off the wire."""
         event = self._endpoint.receive(text)
         if isinstance(event, IncomingCall):  # the common case first
             await self._handle_call(event, received or dp.now_ms(), arrived or perf_counter())
         elif isinstance(event, Result | Error):
-            if self._answer is not None and not self._answer.done():
-                self._answer.set_result(event)
+            answer = self._answer
+            if answer is not None and not answer.done():
+                answer.set_result(event)
         elif isinstance(event, RefusedCall):
             self._refused(
                 "refused calls", "%s: refused %.100s: %s %s", self.id, event.action, event.code, event.description

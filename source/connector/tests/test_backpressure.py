@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -76,6 +76,17 @@ async def fill_the_lanes(broker: Mosquitto, flooder: ClientConnection, room: Roo
     async with asyncio.timeout(WAIT_S):
         while room.is_open:  # noqa: ASYNC110 - no event says "closed"
             await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def beside_full_lanes(running: RunningConnector, broker: Mosquitto, cp: str) -> AsyncIterator[ClientConnection]:
+    """Charger `cp`, connected while CP_BP fills the lanes with the broker frozen (the room closed)."""
+    async with (
+        connect(f"{running.url}/{cp}", subprotocols=["ocpp1.6"]) as charger,  # type: ignore[list-item]
+        connect(f"{running.url}/CP_BP", subprotocols=["ocpp1.6"]) as flooder,  # type: ignore[list-item]
+    ):
+        await fill_the_lanes(broker, flooder, running.service.mqtt.room)
+        yield charger
 
 
 def thaw(broker: Mosquitto) -> None:
@@ -197,11 +208,7 @@ async def test_the_answer_to_our_call_is_read_while_the_room_is_closed(
     probe, running, _ = await connector_mapping_energy(settings_env, own_broker, connector_name)
     mqtt_side = running.service.mqtt
     try:
-        async with (
-            connect(f"{running.url}/CP_OK", subprotocols=["ocpp1.6"]) as asked,  # type: ignore[list-item]
-            connect(f"{running.url}/CP_BP", subprotocols=["ocpp1.6"]) as flooder,  # type: ignore[list-item]
-        ):
-            await fill_the_lanes(own_broker, flooder, mqtt_side.room)
+        async with beside_full_lanes(running, own_broker, "CP_OK") as asked:
             session = running.service.dispatcher.sessions["CP_OK"]
             trigger = OcppCall("TriggerMessage", {"requestedMessage": "Heartbeat"})
             command = asyncio.create_task(session.send_call(lambda: trigger))
@@ -238,13 +245,8 @@ async def test_a_frame_waiting_for_room_is_served_though_its_charger_left_meanwh
         "CP_GONE__MeterValues__1__Energy.Active.Import.Register__Wh": leaving,
     }
     await map_datapoints(probe, running, sensors, {})
-    mqtt_side = running.service.mqtt
     try:
-        async with (
-            connect(f"{running.url}/CP_GONE", subprotocols=["ocpp1.6"]) as gone,  # type: ignore[list-item]
-            connect(f"{running.url}/CP_BP", subprotocols=["ocpp1.6"]) as flooder,  # type: ignore[list-item]
-        ):
-            await fill_the_lanes(own_broker, flooder, mqtt_side.room)
+        async with beside_full_lanes(running, own_broker, "CP_GONE") as gone:
             await gone.send(meter_values(7))  # read, and held for room
             await gone.close()
             thaw(own_broker)
