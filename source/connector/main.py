@@ -12,6 +12,7 @@ from dotenv import load_dotenv
 
 from connector import __version__, service
 from connector.logtext import EscapingFormatter
+from connector.memory import limit_malloc_arenas
 from connector.ocpp_server import ListenError
 from connector.security import SecurityConfigError
 from connector.security import load as load_security
@@ -71,6 +72,7 @@ def main(arguments: list[str] | None = None) -> int:
     logger = logging.getLogger(__name__)
     logger.info("%s %s starting", PROGRAM, __version__)
     logger.debug("settings: %s", settings)
+    limit_malloc_arenas()
     # Not asyncio.run: at its end it cancels every task left and waits for each, and the
     # service has already waited, bounded, for what matters (service.BACKGROUND_STOP_S).
     loop = asyncio.new_event_loop()

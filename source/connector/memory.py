@@ -12,15 +12,24 @@ session's objects go. A full collection (unfreeze, collect, freeze) therefore ru
 many sessions have ended since the last one (a fleet that left: the one pause falls
 where the load just dropped), and at least every `FULL_EVERY_S` for the trickle of
 ordinary reconnects.
+
+And glibc's allocator keeps, by default, an arena of its own for each thread that
+allocates (up to 8 per core); what a thread frees there mostly stays in the process. The
+connector's few threads (the MQTT writer, the worker that joins the listing, the ocpp
+library's validation pool) held some 2 KB per connected charger that way (bench.py,
+2,000 OCPP 2.0.1 chargers: 31.6 KB RSS each against 29.4 KB with one arena), at no
+measurable CPU cost of one arena: these threads allocate little, and under the GIL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 LOG = logging.getLogger(__name__)
 
@@ -28,6 +37,25 @@ FREEZE_EVERY_S = 10.0
 FULL_EVERY_S = 3600.0
 MIN_ENDED_FOR_FULL = 100  # ended sessions that justify a full collection early...
 ENDED_SHARE_FOR_FULL = 0.25  # ...once they are also this share of the open ones
+
+
+M_ARENA_MAX = -8  # glibc's malloc.h
+MALLOC_ARENAS = 1
+
+
+def limit_malloc_arenas(environ: Mapping[str, str] = os.environ) -> bool:
+    """glibc: every thread allocates from the one main arena (see above); True if set here.
+
+    Called at start, before the threads. An operator's own MALLOC_ARENA_MAX wins (glibc
+    has read it already); another C library (musl, macOS) has no such setting.
+    """
+    if "MALLOC_ARENA_MAX" in environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_ARENA_MAX, MALLOC_ARENAS))
 
 
 def full_collection_due(ended: int, open_sessions: int, since_full_s: float) -> bool:
