@@ -1,23 +1,137 @@
 """Pure: the datapoints the connector knows and the map that routes them to topics.
 
-Keys are looked up, never split: the registry records, for each actuator key, which charge
-point, actuator and connector it stands for, so identities may contain `__`.
+Keys are looked up, never split at a guessed identity: the registry records, for each
+charge point, which actuators and connectors it has (ActuatorRefs), so identities may
+contain `__`.
 """
 
 from __future__ import annotations
 
 import json
+import weakref
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from connector.datapoints import Datapoint
 
 
-@dataclass(frozen=True, slots=True)  # one per actuator key: thousands per instance
+@dataclass(frozen=True, slots=True)
 class ActuatorRef:
     cp: str
     name: str
     connector_id: int
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class _Kind:
+    """An actuator's name and connector id, shared by every charge point's key for them."""
+
+    name: str
+    connector_id: int
+    suffix: str  # what follows the identity in its key: `__<name>` or `__<name>__<connector id>`
+
+
+def key_suffixes(key: str) -> tuple[str, str]:
+    """The two ways an actuator key can end after its identity: `__<last part>` and
+    `__<last two parts>` (an actuator's name has no `__`, and is never a connector id)."""
+    last = key.rfind("__")
+    before = key.rfind("__", 0, last) if last > 0 else -1
+    return key[last:] if last >= 0 else "", key[before:] if before >= 0 else ""
+
+
+SHARED_KINDS_MAX = 256  # a charger with 16 connectors has some 170
+
+
+class ActuatorRefs(MutableMapping[str, ActuatorRef]):
+    """Actuator key -> ActuatorRef, holding nothing per key.
+
+    A charger has some 24 actuator keys. A string, a dict entry and an ActuatorRef for
+    each were some 3 KB of every connected charger (`benchmark/connection_memory.py`).
+    Here a charge point has a set of kinds, shared by all charge points with the same
+    set (most of a fleet), and a key is looked up as its identity and a kind's suffix: the
+    suffix is the key's last part or last two, so the identity is whatever comes before,
+    `__` in it or not. Kinds and sets are held weakly here: the connector ids chargers
+    invent leave nothing behind once their keys are gone. An ActuatorRef is made when a
+    key is looked up (a command: rare).
+    """
+
+    def __init__(self) -> None:
+        # A set object for every charge point with the same kinds; a charge point with more
+        # than SHARED_KINDS_MAX (inventing connector ids) has a set of its own, mutable:
+        # a shared set changes by copying, which would make its keys cost their square.
+        self._by_cp: dict[str, frozenset[_Kind] | set[_Kind]] = {}
+        self._kinds: weakref.WeakValueDictionary[str, _Kind] = weakref.WeakValueDictionary()  # by suffix
+        # Keyed by an equal copy: a set as its own key would keep itself alive.
+        self._sets: weakref.WeakValueDictionary[frozenset[_Kind], frozenset[_Kind]] = weakref.WeakValueDictionary()
+
+    def _find(self, key: str) -> tuple[str, _Kind] | None:
+        for suffix in key_suffixes(key):
+            kind = self._kinds.get(suffix)
+            if kind is not None:
+                cp = key[: len(key) - len(suffix)]
+                if kind in self._by_cp.get(cp, ()):
+                    return cp, kind
+        return None
+
+    def __getitem__(self, key: str) -> ActuatorRef:
+        found = self._find(key)
+        if found is None:
+            raise KeyError(key)
+        cp, kind = found
+        return ActuatorRef(cp, kind.name, kind.connector_id)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._find(key) is not None
+
+    def __setitem__(self, key: str, ref: ActuatorRef) -> None:
+        suffix = key[len(ref.cp) :]
+        if not key.startswith(ref.cp) or suffix not in (f"__{ref.name}", f"__{ref.name}__{ref.connector_id}"):
+            raise ValueError(
+                f"actuator key {key[:200]!r} is not made of charge point {ref.cp[:200]!r} and its actuator"
+            )
+        kind = self._kinds.get(suffix)
+        if kind is None:
+            kind = self._kinds[suffix] = _Kind(ref.name, ref.connector_id, suffix)
+        kinds = self._by_cp.get(ref.cp, frozenset())
+        if isinstance(kinds, set):
+            kinds.add(kind)
+        else:
+            self._set_kinds(ref.cp, kinds | {kind})
+
+    def __delitem__(self, key: str) -> None:
+        found = self._find(key)
+        if found is None:
+            raise KeyError(key)
+        cp, kind = found
+        kinds = self._by_cp[cp]
+        if isinstance(kinds, set):
+            kinds.discard(kind)
+            if not kinds:
+                del self._by_cp[cp]
+        else:
+            self._set_kinds(cp, kinds - {kind})
+
+    def _set_kinds(self, cp: str, kinds: frozenset[_Kind]) -> None:
+        if not kinds:
+            del self._by_cp[cp]
+        elif len(kinds) > SHARED_KINDS_MAX:
+            self._by_cp[cp] = set(kinds)
+        else:
+            shared = self._sets.get(kinds)
+            if shared is None:
+                shared = self._sets[frozenset(iter(kinds))] = kinds  # frozenset(kinds) is kinds itself
+            self._by_cp[cp] = shared
+
+    def forget(self, cp: str) -> None:
+        """Drop every actuator of a charge point."""
+        self._by_cp.pop(cp, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return (cp + kind.suffix for cp, kinds in self._by_cp.items() for kind in kinds)
+
+    def __len__(self) -> int:
+        return sum(len(kinds) for kinds in self._by_cp.values())
 
 
 class MapError(ValueError):
@@ -155,7 +269,7 @@ def shortened(example: Any) -> Any:
     return example
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # some thousand wait for the store while a fleet boots
 class KeyRecord:
     """A listed key as the registry store keeps it across restarts."""
 
@@ -209,7 +323,7 @@ class Registry:
 
     def __init__(self, max_keys_per_cp: int = 2000) -> None:
         self.sensors: dict[str, Datapoint] = {}  # key -> latest datapoint
-        self.actuator_refs: dict[str, ActuatorRef] = {}  # listed or not: what commands route by
+        self.actuator_refs = ActuatorRefs()  # listed or not: what commands route by
         self.map = DatapointMap({}, {})
         self.max_keys_per_cp = max_keys_per_cp
         self._by_cp: dict[str | None, ChargePointKeys] = {}
@@ -250,8 +364,12 @@ class Registry:
             return listed
         if key in self.actuator_refs:  # routable and not unlisted: listed
             return False
-        self._count_new_key(ref.cp, keys, key)
-        self.actuator_refs[key] = ref
+        self.actuator_refs[key] = ref  # first: it refuses a key not made of ref.cp (ValueError)
+        try:
+            self._count_new_key(ref.cp, keys, key)
+        except KeyLimitError:
+            del self.actuator_refs[key]
+            raise
         if listed:
             self._list_actuator(keys, key, ref, example)
         else:
@@ -289,7 +407,7 @@ class Registry:
             return
         for key in [*listed_keys(keys.sensors), *listed_keys(keys.actuators), *(keys.unlisted or ())]:
             self.sensors.pop(key, None)
-            self.actuator_refs.pop(key, None)
+        self.actuator_refs.forget(cp)
 
     def restore(self, record: KeyRecord) -> bool:
         """A listed key from before a restart, or from another instance (shared_registry.py):
@@ -299,20 +417,25 @@ class Registry:
         No latest value: publishing a restored example to a newly mapped topic could
         overwrite a newer retained value there. Beyond the key limit, restored keys are
         skipped like new ones (the limit may have been lowered). A key already known is
-        left as it is: several instances hear of each other's keys again and again.
+        left as it is: several instances hear of each other's keys again and again. An
+        actuator whose key is not its charge point's identity and its actuator's suffix is
+        no key this connector made (ActuatorRefs): skipped.
         """
         keys = self._keys(record.cp)
         if keys.count >= self.max_keys_per_cp or self._known(record.key, keys):
             return False
-        keys.count += 1
         if record.actuator is None:
             if keys.restored is None:
                 keys.restored = set()
             keys.restored.add(record.key)
             keys.sensors = add_entry(keys.sensors, record.key, record.example)
         else:
-            self.actuator_refs[record.key] = record.actuator
+            try:
+                self.actuator_refs[record.key] = record.actuator
+            except ValueError:
+                return False
             keys.actuators = add_entry(keys.actuators, record.key, record.example)
+        keys.count += 1
         return True
 
     def _known(self, key: str, keys: ChargePointKeys) -> bool:

@@ -9,7 +9,15 @@ import pytest
 
 from connector.bemcom import AVAILABLE_DATAPOINTS_BYTES_PER_S, AVAILABLE_DATAPOINTS_COALESCE_S, listing_pause
 from connector.datapoints import Datapoint
-from connector.registry import MAX_KEPT_CHARS, ActuatorRef, DatapointMap, KeyRecord, MapError, Registry
+from connector.registry import (
+    MAX_KEPT_CHARS,
+    SHARED_KINDS_MAX,
+    ActuatorRef,
+    DatapointMap,
+    KeyRecord,
+    MapError,
+    Registry,
+)
 
 VALID_MAPS: list[tuple[str, Any, dict[str, str], dict[str, str]]] = [
     (
@@ -122,6 +130,67 @@ def test_add_actuator_is_true_only_for_new_keys() -> None:
     assert registry.add_actuator("CP_1__execute_trigger_message", ref, "MeterValues") is True
     assert registry.add_actuator("CP_1__execute_trigger_message", other, "Heartbeat") is False
     assert registry.actuator_refs["CP_1__execute_trigger_message"] == ref
+
+
+def test_actuator_refs_give_back_each_charge_point_though_its_identity_holds_the_separator() -> None:
+    """Refs are rebuilt from the key and a shared kind: an identity with `__` in it comes back whole."""
+    registry = Registry()
+    refs = [
+        ActuatorRef("A__B", "execute_reset", 0),
+        ActuatorRef("A", "execute_reset", 0),
+        ActuatorRef("A__B", "execute_send_charging_profile", 12),
+        ActuatorRef("A", "execute_send_charging_profile", 12),
+    ]
+    keys = ["A__B__execute_reset", "A__execute_reset", "A__B__execute_send_charging_profile__12"]
+    keys.append("A__execute_send_charging_profile__12")
+    for actuator_key, ref in zip(keys, refs, strict=True):
+        registry.add_actuator(actuator_key, ref, None)
+    assert [registry.actuator_refs.get(k) for k in keys] == refs
+    assert registry.actuator_refs.get("A__B__execute_unlock_connector__1") is None
+
+
+def test_actuator_kinds_are_shared_and_let_go_with_their_last_key() -> None:
+    """Charge points with the same actuators share one set of kinds; a connector id chargers
+    invented leaves nothing behind once their keys are forgotten."""
+    registry = Registry()
+    for cp in ("CP_1", "CP_2"):
+        registry.add_actuator(f"{cp}__execute_reset", ActuatorRef(cp, "execute_reset", 0), "Soft")
+        registry.add_actuator(f"{cp}__execute_unlock_connector__77", ActuatorRef(cp, "execute_unlock_connector", 77), 1)
+    refs = registry.actuator_refs
+    assert refs._by_cp["CP_1"] is refs._by_cp["CP_2"]
+    assert len(refs) == 4 and set(refs._kinds) == {"__execute_reset", "__execute_unlock_connector__77"}
+    del refs["CP_1__execute_unlock_connector__77"]
+    assert set(refs) == {"CP_1__execute_reset", "CP_2__execute_reset", "CP_2__execute_unlock_connector__77"}
+    registry.forget("CP_1")
+    registry.forget("CP_2")
+    assert len(refs) == 0 and len(refs._kinds) == 0 and len(refs._sets) == 0
+
+
+def test_a_charge_point_inventing_connectors_gets_a_set_of_its_own() -> None:
+    """Beyond SHARED_KINDS_MAX kinds a charge point's set changes in place (a shared one is
+    copied for each change: its keys would cost their square); every key still routes."""
+    registry = Registry()
+    refs = registry.actuator_refs
+    count = SHARED_KINDS_MAX + 20
+    for connector_id in range(count):
+        ref = ActuatorRef("CP_1", "execute_unlock_connector", connector_id)
+        registry.add_actuator(f"CP_1__execute_unlock_connector__{connector_id}", ref, True, listed=False)
+    assert isinstance(refs._by_cp["CP_1"], set) and len(refs) == count
+    last = ActuatorRef("CP_1", "execute_unlock_connector", count - 1)
+    assert refs.get(f"CP_1__execute_unlock_connector__{count - 1}") == last
+    registry.drop_unlisted("CP_1")
+    assert len(refs) == 0 and "CP_1" not in refs._by_cp
+
+
+def test_an_actuator_key_not_made_of_its_charge_point_and_actuator_is_refused() -> None:
+    """Such a key would route commands to whatever identity or actuator its characters spell."""
+    registry = Registry()
+    for wrong in ("CP_2__execute_reset", "CP_1__execute_unlock_connector", "CP_1__execute_reset__1"):
+        with pytest.raises(ValueError, match="is not made of charge point"):
+            registry.add_actuator(wrong, ActuatorRef("CP_1", "execute_reset", 0), "Soft")
+    record = KeyRecord("CP_2__execute_reset", "CP_1", "Soft", ActuatorRef("CP_1", "execute_reset", 0))
+    assert registry.restore(record) is False
+    assert len(registry.actuator_refs) == 0 and registry.key_count("CP_1") == 0
 
 
 def test_available_datapoints_shape() -> None:
