@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -23,7 +23,7 @@ class ActuatorRef:
     connector_id: int
 
 
-@dataclass(frozen=True, slots=True, weakref_slot=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True, eq=False)  # one per suffix: compared by identity
 class _Kind:
     """An actuator's name and connector id, shared by every charge point's key for them."""
 
@@ -48,26 +48,41 @@ class ActuatorRefs(MutableMapping[str, ActuatorRef]):
 
     A charger has some 24 actuator keys. A string, a dict entry and an ActuatorRef for
     each were some 3 KB of every connected charger (`benchmark/connection_memory.py`).
-    Here a charge point has a set of kinds, shared by all charge points with the same
-    set (most of a fleet), and a key is looked up as its identity and a kind's suffix: the
-    suffix is the key's last part or last two, so the identity is whatever comes before,
-    `__` in it or not. Kinds and sets are held weakly here: the connector ids chargers
-    invent leave nothing behind once their keys are gone. An ActuatorRef is made when a
-    key is looked up (a command: rare).
+    Here a charge point has a set of kinds, and a key is looked up as its identity and a
+    kind's suffix: the suffix is the key's last part or last two, so the identity is
+    whatever comes before, `__` in it or not. An ActuatorRef is made when a key is looked
+    up (a command: rare).
+
+    A charge point's set changes in place while its actuators are announced (a connect, a
+    connector seen), and `share` then swaps it for the one set object of every charge
+    point with the same kinds (most of a fleet). Kinds and shared sets are held weakly: the
+    connector ids chargers invent leave nothing behind once their keys are gone. A charge
+    point with more than SHARED_KINDS_MAX kinds keeps a set of its own.
     """
 
     def __init__(self) -> None:
-        # A set object for every charge point with the same kinds; a charge point with more
-        # than SHARED_KINDS_MAX (inventing connector ids) has a set of its own, mutable:
-        # a shared set changes by copying, which would make its keys cost their square.
         self._by_cp: dict[str, frozenset[_Kind] | set[_Kind]] = {}
-        self._kinds: weakref.WeakValueDictionary[str, _Kind] = weakref.WeakValueDictionary()  # by suffix
+        self._changed: set[str] = set()  # charge points whose set is their own until `share`
+        self._kinds: dict[str, weakref.ref[_Kind]] = {}  # by suffix; each entry leaves with its kind
         # Keyed by an equal copy: a set as its own key would keep itself alive.
         self._sets: weakref.WeakValueDictionary[frozenset[_Kind], frozenset[_Kind]] = weakref.WeakValueDictionary()
 
+    def _kind(self, suffix: str) -> _Kind | None:
+        held = self._kinds.get(suffix)
+        return None if held is None else held()
+
+    def _forget_kind(self, suffix: str) -> Callable[[weakref.ref[_Kind]], None]:
+        """What drops a kind's entry once no charge point has it (a weakref's callback)."""
+        kinds = self._kinds
+
+        def forget(_: weakref.ref[_Kind]) -> None:
+            kinds.pop(suffix, None)
+
+        return forget
+
     def _find(self, key: str) -> tuple[str, _Kind] | None:
         for suffix in key_suffixes(key):
-            kind = self._kinds.get(suffix)
+            kind = self._kind(suffix)
             if kind is not None:
                 cp = key[: len(key) - len(suffix)]
                 if kind in self._by_cp.get(cp, ()):
@@ -90,42 +105,48 @@ class ActuatorRefs(MutableMapping[str, ActuatorRef]):
             raise ValueError(
                 f"actuator key {key[:200]!r} is not made of charge point {ref.cp[:200]!r} and its actuator"
             )
-        kind = self._kinds.get(suffix)
+        kind = self._kind(suffix)
         if kind is None:
-            kind = self._kinds[suffix] = _Kind(ref.name, ref.connector_id, suffix)
-        kinds = self._by_cp.get(ref.cp, frozenset())
-        if isinstance(kinds, set):
-            kinds.add(kind)
-        else:
-            self._set_kinds(ref.cp, kinds | {kind})
+            kind = _Kind(ref.name, ref.connector_id, suffix)
+            self._kinds[suffix] = weakref.ref(kind, self._forget_kind(suffix))
+        self._own(ref.cp).add(kind)
 
     def __delitem__(self, key: str) -> None:
         found = self._find(key)
         if found is None:
             raise KeyError(key)
         cp, kind = found
-        kinds = self._by_cp[cp]
-        if isinstance(kinds, set):
-            kinds.discard(kind)
-            if not kinds:
-                del self._by_cp[cp]
-        else:
-            self._set_kinds(cp, kinds - {kind})
-
-    def _set_kinds(self, cp: str, kinds: frozenset[_Kind]) -> None:
+        kinds = self._own(cp)
+        kinds.discard(kind)
         if not kinds:
             del self._by_cp[cp]
-        elif len(kinds) > SHARED_KINDS_MAX:
-            self._by_cp[cp] = set(kinds)
-        else:
-            shared = self._sets.get(kinds)
+
+    def _own(self, cp: str) -> set[_Kind]:
+        """The charge point's set, its own to change (a shared one copied)."""
+        kinds = self._by_cp.get(cp)
+        if not isinstance(kinds, set):
+            kinds = self._by_cp[cp] = set(kinds or ())
+        self._changed.add(cp)
+        return kinds
+
+    def share(self) -> None:
+        """Swap the sets changed since the last call for the shared ones (cheap: a few per
+        charge point that connected meanwhile)."""
+        for cp in self._changed:
+            kinds = self._by_cp.get(cp)
+            if not isinstance(kinds, set) or len(kinds) > SHARED_KINDS_MAX:
+                continue
+            frozen = frozenset(kinds)
+            shared = self._sets.get(frozen)
             if shared is None:
-                shared = self._sets[frozenset(iter(kinds))] = kinds  # frozenset(kinds) is kinds itself
+                shared = self._sets[frozenset(kinds)] = frozen
             self._by_cp[cp] = shared
+        self._changed.clear()
 
     def forget(self, cp: str) -> None:
         """Drop every actuator of a charge point."""
         self._by_cp.pop(cp, None)
+        self._changed.discard(cp)
 
     def __iter__(self) -> Iterator[str]:
         return (cp + kind.suffix for cp, kinds in self._by_cp.items() for kind in kinds)

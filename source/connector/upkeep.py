@@ -74,13 +74,15 @@ class Upkeep:
         LOG.info("restored %d datapoint keys of %d charge points from %s", len(records), len(members), self._store.path)
 
     async def run(self) -> None:
-        """Forever: every SAVE_EVERY_S forget what is due (a batch), save, and take in what other
-        instances saved (at once too: their keys are the listing's); save once more when stopped."""
+        """Forever: every SAVE_EVERY_S share actuator sets, forget what is due (a batch), save, and
+        take in what other instances saved (at once too: their keys are the listing's); save
+        once more when stopped."""
         try:
             if self._exchange is not None:
                 await self._exchange()
             while True:
                 await asyncio.sleep(self._every_s)
+                self._registry.actuator_refs.share()  # the chargers that connected meanwhile
                 self.forget_due()
                 await self.save()
                 if self._exchange is not None:

@@ -150,32 +150,35 @@ def test_actuator_refs_give_back_each_charge_point_though_its_identity_holds_the
 
 
 def test_actuator_kinds_are_shared_and_let_go_with_their_last_key() -> None:
-    """Charge points with the same actuators share one set of kinds; a connector id chargers
-    invented leaves nothing behind once their keys are forgotten."""
+    """Once shared, charge points with the same actuators hold one set object; a connector id
+    chargers invented leaves nothing behind once their keys are forgotten."""
     registry = Registry()
     for cp in ("CP_1", "CP_2"):
         registry.add_actuator(f"{cp}__execute_reset", ActuatorRef(cp, "execute_reset", 0), "Soft")
         registry.add_actuator(f"{cp}__execute_unlock_connector__77", ActuatorRef(cp, "execute_unlock_connector", 77), 1)
     refs = registry.actuator_refs
-    assert refs._by_cp["CP_1"] is refs._by_cp["CP_2"]
+    assert refs._by_cp["CP_1"] is not refs._by_cp["CP_2"]  # each its own while announced
+    refs.share()
+    assert refs._by_cp["CP_1"] is refs._by_cp["CP_2"] and isinstance(refs._by_cp["CP_1"], frozenset)
     assert len(refs) == 4 and set(refs._kinds) == {"__execute_reset", "__execute_unlock_connector__77"}
-    del refs["CP_1__execute_unlock_connector__77"]
+    del refs["CP_1__execute_unlock_connector__77"]  # the shared set is left as it is
     assert set(refs) == {"CP_1__execute_reset", "CP_2__execute_reset", "CP_2__execute_unlock_connector__77"}
+    refs.share()
     registry.forget("CP_1")
     registry.forget("CP_2")
     assert len(refs) == 0 and len(refs._kinds) == 0 and len(refs._sets) == 0
 
 
-def test_a_charge_point_inventing_connectors_gets_a_set_of_its_own() -> None:
-    """Beyond SHARED_KINDS_MAX kinds a charge point's set changes in place (a shared one is
-    copied for each change: its keys would cost their square); every key still routes."""
+def test_a_charge_point_inventing_connectors_keeps_a_set_of_its_own() -> None:
+    """Beyond SHARED_KINDS_MAX kinds a charge point's set is not shared; every key still routes."""
     registry = Registry()
     refs = registry.actuator_refs
     count = SHARED_KINDS_MAX + 20
     for connector_id in range(count):
         ref = ActuatorRef("CP_1", "execute_unlock_connector", connector_id)
         registry.add_actuator(f"CP_1__execute_unlock_connector__{connector_id}", ref, True, listed=False)
-    assert isinstance(refs._by_cp["CP_1"], set) and len(refs) == count
+    refs.share()
+    assert isinstance(refs._by_cp["CP_1"], set) and len(refs) == count and len(refs._sets) == 0
     last = ActuatorRef("CP_1", "execute_unlock_connector", count - 1)
     assert refs.get(f"CP_1__execute_unlock_connector__{count - 1}") == last
     registry.drop_unlisted("CP_1")
