@@ -313,7 +313,8 @@ class ChargePointKeys:
         self.count = 0  # keys held, listed or not: what the key limit counts
         self.sensors = b""  # its part of the listing's sensor section
         self.actuators = b""  # ... and of its actuator section
-        self.unlisted: dict[str, Any] | None = None  # actuator key -> example, routable, not announced yet
+        # actuator key -> (ref, example): routable, not announced yet
+        self.unlisted: dict[str, tuple[ActuatorRef, Any]] | None = None
         self.restored: set[str] | None = None  # sensor keys listed before a restart, no value since
 
 
@@ -381,7 +382,7 @@ class Registry:
         keys = self._keys(ref.cp)
         if keys.unlisted is not None and key in keys.unlisted:
             if listed:
-                self._list_actuator(keys, key, ref, keys.unlisted.pop(key))
+                self._list_actuator(keys, key, ref, keys.unlisted.pop(key)[1])
             return listed
         if key in self.actuator_refs:  # routable and not unlisted: listed
             return False
@@ -396,7 +397,7 @@ class Registry:
         else:
             if keys.unlisted is None:
                 keys.unlisted = {}
-            keys.unlisted[key] = example
+            keys.unlisted[key] = (ref, example)  # the ref kept: listing it needs no lookup
         return listed
 
     def _list_actuator(self, keys: ChargePointKeys, key: str, ref: ActuatorRef, example: Any) -> None:
@@ -407,8 +408,8 @@ class Registry:
         """List the charge point's routable actuators (it booted); True if any was new."""
         keys = self._keys(cp)
         unlisted, keys.unlisted = keys.unlisted or {}, None
-        for key, example in unlisted.items():
-            self._list_actuator(keys, key, self.actuator_refs[key], example)
+        for key, (ref, example) in unlisted.items():
+            self._list_actuator(keys, key, ref, example)
         return bool(unlisted)
 
     def drop_unlisted(self, cp: str) -> None:
