@@ -59,6 +59,7 @@ def main(arguments: list[str] | None = None) -> int:
     answered = answer_arguments(sys.argv[1:] if arguments is None else arguments)
     if answered is not None:
         return answered
+    limit_malloc_arenas()  # the process's own environment: glibc never sees what .env sets
     # A .env in the working directory fills in what the environment does not set.
     load_dotenv(Path.cwd() / ".env", override=False)
     try:
@@ -72,7 +73,6 @@ def main(arguments: list[str] | None = None) -> int:
     logger = logging.getLogger(__name__)
     logger.info("%s %s starting", PROGRAM, __version__)
     logger.debug("settings: %s", settings)
-    limit_malloc_arenas()
     # Not asyncio.run: at its end it cancels every task left and waits for each, and the
     # service has already waited, bounded, for what matters (service.BACKGROUND_STOP_S).
     loop = asyncio.new_event_loop()

@@ -46,14 +46,15 @@ MALLOC_ARENAS = 1
 def limit_malloc_arenas(environ: Mapping[str, str] = os.environ) -> bool:
     """glibc: every thread allocates from the one main arena (see above); True if set here.
 
-    Called at start, before the threads. An operator's own MALLOC_ARENA_MAX wins (glibc
-    has read it already); another C library (musl, macOS) has no such setting.
+    Called at start, before the threads and before .env is read. An operator's own
+    MALLOC_ARENA_MAX or glibc.malloc.arena_max tunable wins (glibc has read it already);
+    another C library (musl, macOS) has no such setting, nor has Windows.
     """
-    if "MALLOC_ARENA_MAX" in environ:
+    if "MALLOC_ARENA_MAX" in environ or "arena_max" in environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
         return False
     return bool(mallopt(M_ARENA_MAX, MALLOC_ARENAS))
 

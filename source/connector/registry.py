@@ -106,6 +106,8 @@ class ActuatorRefs(MutableMapping[str, ActuatorRef]):
                 f"actuator key {key[:200]!r} is not made of charge point {ref.cp[:200]!r} and its actuator"
             )
         kind = self._kind(suffix)
+        if kind is not None and (kind.name, kind.connector_id) != (ref.name, ref.connector_id):
+            raise ValueError(f"actuator key {key[:200]!r} is {kind.name} on connector {kind.connector_id}, not {ref}")
         if kind is None:
             kind = _Kind(ref.name, ref.connector_id, suffix)
             self._kinds[suffix] = weakref.ref(kind, self._forget_kind(suffix))

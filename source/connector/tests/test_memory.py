@@ -35,6 +35,12 @@ def test_an_operators_malloc_arena_max_is_left_alone(mocker: MockerFixture) -> N
     libc.assert_not_called()
 
 
+def test_an_operators_glibc_tunable_is_left_alone(mocker: MockerFixture) -> None:
+    libc = mocker.patch("ctypes.CDLL")
+    assert limit_malloc_arenas({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}) is False
+    libc.assert_not_called()
+
+
 def test_a_c_library_without_mallopt_is_left_alone(mocker: MockerFixture) -> None:
     del mocker.patch("ctypes.CDLL").return_value.mallopt  # musl, macOS: no such symbol
     assert limit_malloc_arenas({}) is False
