@@ -101,7 +101,12 @@ class ActuatorRefs(MutableMapping[str, ActuatorRef]):
 
     def __setitem__(self, key: str, ref: ActuatorRef) -> None:
         suffix = key[len(ref.cp) :]
-        if not key.startswith(ref.cp) or suffix not in (f"__{ref.name}", f"__{ref.name}__{ref.connector_id}"):
+        made = (
+            (f"__{ref.name}__{ref.connector_id}", f"__{ref.name}")
+            if ref.connector_id == 0
+            else (f"__{ref.name}__{ref.connector_id}",)
+        )
+        if not key.startswith(ref.cp) or suffix not in made:  # `__<name>` alone only for connector 0
             raise ValueError(
                 f"actuator key {key[:200]!r} is not made of charge point {ref.cp[:200]!r} and its actuator"
             )
@@ -429,7 +434,7 @@ class Registry:
         keys = self._by_cp.pop(cp, None)
         if keys is None:
             return
-        for key in [*listed_keys(keys.sensors), *listed_keys(keys.actuators), *(keys.unlisted or ())]:
+        for key in listed_keys(keys.sensors):
             self.sensors.pop(key, None)
         self.actuator_refs.forget(cp)
 

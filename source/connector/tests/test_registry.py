@@ -191,6 +191,8 @@ def test_an_actuator_key_not_made_of_its_charge_point_and_actuator_is_refused() 
     for wrong in ("CP_2__execute_reset", "CP_1__execute_unlock_connector", "CP_1__execute_reset__1"):
         with pytest.raises(ValueError, match="is not made of charge point"):
             registry.add_actuator(wrong, ActuatorRef("CP_1", "execute_reset", 0), "Soft")
+    with pytest.raises(ValueError, match="is not made of charge point"):  # no connector in the key: connector 0
+        registry.add_actuator("CP_1__execute_unlock_connector", ActuatorRef("CP_1", "execute_unlock_connector", 3), 1)
     registry.add_actuator("CP_9__execute_reset__1", ActuatorRef("CP_9", "execute_reset", 1), "Soft")
     with pytest.raises(ValueError, match="is execute_reset on connector 1"):  # the suffix's kind is taken
         registry.add_actuator("CP_1__execute_reset__1", ActuatorRef("CP_1", "execute_reset__1", 0), "Soft")
