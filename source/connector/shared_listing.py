@@ -31,11 +31,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable
+from typing import Protocol
 
 import redis
 
+from connector.batches import batched
 from connector.fleet import Member, Roster
 from connector.limits import Throttled
 from connector.registry import KeyRecord, Registry
@@ -43,8 +44,6 @@ from connector.shared import Shared
 from connector.shared_registry import Changes, SharedRegistryStore
 
 LOG = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 TICK_S = 1.0  # upkeep's tick with several instances: a key reaches the others' listing within about two
 APPLY_SLICE = 2000  # items applied per loop turn: a load of 300,000 keys must not stall the loop
@@ -118,11 +117,11 @@ class FleetMerge:
         for entry in changes.entries:
             for cp in entry.forgotten:
                 self._forgotten_elsewhere(cp)
-            for members in _slices(entry.members, APPLY_SLICE):
+            for members in batched(entry.members, APPLY_SLICE):
                 for cp, member in members:
                     self._member(cp, member, changes.held_elsewhere)
                 await asyncio.sleep(0)
-            for records in _slices(entry.records, APPLY_SLICE):
+            for records in batched(entry.records, APPLY_SLICE):
                 for record in records:
                     listed |= self._record(record)
                 await asyncio.sleep(0)
@@ -241,7 +240,3 @@ class ListingLease:
             await self._shared.call(lambda: self._release(keys=[self._key], args=[self._shared.instance]))
         except (redis.RedisError, OSError) as error:
             LOG.warning("listing lease: could not give it up (%s); it runs out in %g s", error, self._ttl_s)
-
-
-def _slices(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    return [items[start : start + size] for start in range(0, len(items), size)]

@@ -32,19 +32,18 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from redis.typing import EncodableT
 
+from connector.batches import batched
 from connector.fleet import Member
 from connector.registry import ActuatorRef, KeyRecord
 from connector.shared import prefix, sync_client
 
 LOG = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # Entries kept (about: MAXLEN ~). Instances read the stream every second; at ENTRY_ITEMS
 # each it holds the last 200,000 keys at most (some 30 MB), a fleet's boot in a burst.
@@ -119,11 +118,11 @@ class SharedRegistryStore:
         self, forgotten: list[str], members: dict[str, Member], records: list[KeyRecord]
     ) -> Iterator[dict[EncodableT, EncodableT]]:
         """The stream entries of one save, ENTRY_ITEMS items each at most."""
-        for names in _slices(forgotten, ENTRY_ITEMS):
+        for names in batched(forgotten, ENTRY_ITEMS):
             yield {"by": self.instance, "forgotten": json.dumps(names)}
-        for rows in _slices([[cp, m.booted, m.absent_since] for cp, m in members.items()], ENTRY_ITEMS):
+        for rows in batched([[cp, m.booted, m.absent_since] for cp, m in members.items()], ENTRY_ITEMS):
             yield {"by": self.instance, "members": json.dumps(rows)}
-        for keys in _slices([[r.key, r.cp, *_fields(r)] for r in records], ENTRY_ITEMS):
+        for keys in batched([[r.key, r.cp, *_fields(r)] for r in records], ENTRY_ITEMS):
             yield {"by": self.instance, "keys": json.dumps(keys, allow_nan=False)}
 
     # -- loading -------------------------------------------------------------------------
@@ -141,7 +140,7 @@ class SharedRegistryStore:
                 members[_text(cp)] = member
         charge_points = sorted(_text(cp) for cp in self._redis.smembers(self._key("keyed")))
         records: list[KeyRecord] = []
-        for batch in _slices(charge_points, LOAD_BATCH):
+        for batch in batched(charge_points, LOAD_BATCH):
             pipe = self._redis.pipeline(transaction=False)
             for cp in batch:
                 pipe.hgetall(self._key("keys", cp))
@@ -208,11 +207,6 @@ def _by_charge_point(records: Iterable[KeyRecord]) -> dict[str, list[KeyRecord]]
     for record in records:
         grouped.setdefault(record.cp, []).append(record)
     return grouped
-
-
-def _slices(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _fields(record: KeyRecord) -> list[Any]:
