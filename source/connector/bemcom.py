@@ -134,6 +134,7 @@ class BemcomMqtt:
             LoopDriver(self._client, settings.mqtt_brokers, KEEPALIVE_S, self._connect_failed),
             LoopDriver(self._listing_client, settings.mqtt_brokers, KEEPALIVE_S, lambda error, broker: None),
         ]
+        self.outbox.read_acks = self.drivers[0].read_if_due
         self.lanes = [self.outbox]
         self._lanes_waiting: set[Outbox] = set()  # connected before the main connection was
         self._raw_outbox: Outbox | None = None
@@ -170,7 +171,9 @@ class BemcomMqtt:
         outbox = Outbox(client, self._settings.mqtt_queue_limit, spool, self.room, QOS2_ONLY_WINDOW)
         client.on_connect = lambda *args: self._lane_connected(outbox, args[3])
         client.on_disconnect = lambda *args: self._call_soon(lambda: self._lane_lost(outbox))
-        self.drivers.append(LoopDriver(client, self._settings.mqtt_brokers, KEEPALIVE_S, lambda error, broker: None))
+        driver = LoopDriver(client, self._settings.mqtt_brokers, KEEPALIVE_S, lambda error, broker: None)
+        outbox.read_acks = driver.read_if_due
+        self.drivers.append(driver)
         return outbox
 
     def _spool(self, file_name: str, lane: str) -> SpoolLike:

@@ -83,6 +83,15 @@ _SUCCESS = {name: ReasonCode(kind) for name, kind in _ACK_TYPES.items()}
 _NO_PROPERTIES = {name: Properties(kind) for name, kind in _ACK_TYPES.items()}  # type: ignore[no-untyped-call]
 
 
+def outside_callbacks(client: mqtt.Client) -> bool:
+    """Whether this thread is outside paho's processing of what it read. Inside it paho holds
+    this lock and runs its callbacks; its own direct write has the same guard."""
+    if not client._in_callback_mutex.acquire(blocking=False):
+        return False
+    client._in_callback_mutex.release()
+    return True
+
+
 class Client(mqtt.Client):
     """paho's client with buffered reads, batched writes and lean MQTT 3.1.1 acknowledgements (see above)."""
 
@@ -128,8 +137,7 @@ class Client(mqtt.Client):
             and threading.get_ident() == self.writer_thread
             and time.monotonic() - self._wrote_at >= WRITE_DUE_S
         )
-        if due and self._in_callback_mutex.acquire(blocking=False):
-            self._in_callback_mutex.release()
+        if due and outside_callbacks(self):
             self.loop_write()
         return rc
 

@@ -8,6 +8,11 @@ callbacks): a publish only queues the packet and asks for the socket to be watch
 writing, so the packets of one loop iteration go out together, acknowledgements are read
 where they are used, and no thread hop sits between an actuator message and its command.
 
+A lane's acknowledgements are also read where it finds its window full, when the loop has
+not read them for READ_DUE_S (`read_if_due`): in an overloaded turn of the loop (seconds,
+with 10,000 2.0.1 chargers connecting at once) a full window otherwise kept the connection
+silent until the turn ended, and the broker dropped it after 1.5 x the keepalive.
+
 The one blocking step, opening the connection (name lookup, TCP, TLS handshake, bounded by
 paho's `connect_timeout`), runs in a worker thread; paho's socket callbacks from there are
 passed to the loop. paho's own reconnect loop belongs to `loop_forever`, so reconnecting
@@ -23,17 +28,21 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from connector.mqtt_client import RECONNECT_MAX_DELAY_S, RECONNECT_MIN_DELAY_S, Client
+from connector.mqtt_client import RECONNECT_MAX_DELAY_S, RECONNECT_MIN_DELAY_S, Client, outside_callbacks
 from connector.settings import Broker
 
 LOG = logging.getLogger(__name__)
 
 MISC_INTERVAL_S = 1.0  # keepalive pings and the ping timeout: paho's own loop checks once a second
+# A lane with a full window reads the broker's acknowledgements itself when the loop has not
+# for this long (see above): the loop reads them every turn when it keeps up.
+READ_DUE_S = 0.1
 
 
 class LoopDriver:
@@ -62,6 +71,7 @@ class LoopDriver:
         self._closed.set()
         self._stopping = False
         self._misc: asyncio.TimerHandle | None = None
+        self._read_at = 0.0  # time.monotonic() of the last read
         client.on_socket_open = self._socket_opened
         client.on_socket_close = self._socket_closing
         client.on_socket_register_write = self._want_write
@@ -182,7 +192,22 @@ class LoopDriver:
 
     # -- traffic ------------------------------------------------------------------------
 
+    def read_if_due(self) -> None:
+        """Read what the broker sent if the loop has not for READ_DUE_S: called by an outbox
+        whose window is full, in the middle of a long turn of the loop (see above).
+
+        Not from within paho's own processing (its callbacks run holding that lock, and paho
+        reads one packet at a time), nor before the socket is watched. paho's callbacks
+        here only count acknowledgements and pass the rest to the loop (call_soon), so the
+        caller's state is not changed under it but for the acknowledgements it waits for.
+        """
+        if self._sock is None or time.monotonic() - self._read_at < READ_DUE_S:
+            return
+        if threading.get_ident() == self._loop_thread and outside_callbacks(self._client):
+            self._read()
+
     def _read(self) -> None:
+        self._read_at = time.monotonic()
         self._client.loop_read()
         sock = self._sock
         # Bytes the selector cannot see: read by our client's buffer but not yet handled

@@ -127,6 +127,9 @@ class Outbox:
         self._peeked: deque[Row] = deque()
         self._closed = False
         client.on_publish = self._on_publish
+        # Reads the broker's acknowledgements now if the loop has not for a while:
+        # mqtt_loop.LoopDriver.read_if_due, set by bemcom.
+        self.read_acks: Callable[[], None] = lambda: None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -153,6 +156,7 @@ class Outbox:
             self._hand(message)
             return
         self._keep_in_memory(message)
+        self.read_acks()  # in a long turn of the loop, its acknowledgements wait unread
         self._drain()  # acknowledgements may have freed the window meanwhile
 
     def put_urgent(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
