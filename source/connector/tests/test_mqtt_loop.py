@@ -22,6 +22,17 @@ TURN_S = 4.0  # one turn of the loop, well beyond that
 PUT_EVERY_S = 0.002  # the work between two values in that turn
 
 
+def _one_long_turn(outbox: Outbox) -> int:
+    """One callback that blocks the loop for TURN_S, putting a value every PUT_EVERY_S; the number put."""
+    put = 0
+    end = time.monotonic() + TURN_S
+    while time.monotonic() < end:
+        outbox.put("o/seq", str(put).encode(), qos=1)
+        put += 1
+        time.sleep(PUT_EVERY_S)  # the turn's other work, with the loop blocked as an overloaded one is
+    return put
+
+
 async def test_a_long_turn_of_the_loop_reads_acknowledgements_and_keeps_the_connection(tmp_path: Path) -> None:
     """A turn of the loop that puts values for TURN_S (an overloaded connector: seconds per turn)
     fills the window within a fraction of it. The outbox reads the acknowledgements itself every
@@ -37,20 +48,23 @@ async def test_a_long_turn_of_the_loop_reads_acknowledgements_and_keeps_the_conn
     outbox = Outbox(client, 1_000_000, Spool(":memory:"))
     outbox.start(loop)
     online, lost = asyncio.Event(), asyncio.Event()
-    client.on_connect = lambda *args: loop.call_soon_threadsafe(lambda: (outbox.went_online(), online.set()))
-    client.on_disconnect = lambda *args: loop.call_soon_threadsafe(lost.set)
+
+    def connected(*args: object) -> None:
+        outbox.went_online()
+        online.set()
+
+    def disconnected(*args: object) -> None:
+        lost.set()
+
+    client.on_connect = connected  # paho runs them on the loop's thread: the driver reads there
+    client.on_disconnect = disconnected
     driver = LoopDriver(client, [Broker("127.0.0.1", broker.port)], KEEPALIVE_S, lambda error, at: None)
     outbox.read_acks = driver.read_if_due
     running = loop.create_task(driver.run())
     try:
         async with asyncio.timeout(10):
             await online.wait()
-        put, acked_within = 0, 0
-        end = time.monotonic() + TURN_S
-        while time.monotonic() < end:  # one callback: the loop turns no more until it returns
-            outbox.put("o/seq", str(put).encode(), qos=1)
-            put += 1
-            time.sleep(PUT_EVERY_S)  # the turn's other work
+        put = _one_long_turn(outbox)
         acked_within = outbox.delivered
         assert put > 2 * WINDOW, "the turn must put more than the window holds"
         assert acked_within > WINDOW, f"only {acked_within} acknowledged within the turn: the window stayed full"
@@ -64,4 +78,3 @@ async def test_a_long_turn_of_the_loop_reads_acknowledgements_and_keeps_the_conn
         running.cancel()
         probe.close()
         broker.stop()
-
