@@ -295,6 +295,7 @@ class Service:
                 await self.listing_lease.release()
             await self.mqtt.stop(MQTT_FLUSH_TIMEOUT_S, fleet_offline=await self._last_instance())
             self._store.close()
+            self.transactions.close()
             if self.shared is not None:
                 await self.shared.close()
         failed = [task.exception() for task in background if task.done() and not task.cancelled()]

@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, replace
@@ -49,6 +50,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from connector.datapoints import AnyTransaction, EvseTransaction, TransactionRecord
+from connector.seq_journal import SeqJournal
 
 LOG = logging.getLogger(__name__)
 
@@ -62,10 +64,9 @@ MAX_OPEN = 100  # per charge point: beyond, the oldest open ones are settled (a 
 MAX_ENDED = 20  # per charge point: ended 2.x transactions whose seqNos are still recognised (a re-sent Ended)
 ENDED_KEEP_S = SETTLED_KEEP_S  # ... and for how long: a charger re-sends within minutes, an offline queue within days
 MAX_SEQ_RUNS = 16  # per 2.x transaction: runs of consecutive seqNos kept (see SeqNos)
-# seqNos appended to a charge point's journal (see `_journal_seq_no`) before its state file
-# is written whole again and the journal emptied: bounds the journal's size and its replay.
+# seqNos journaled for a charge point (see `_journal_seq_no`) before its state file is
+# written whole again and its journal emptied: bounds the journal's size and its replay.
 MAX_JOURNAL_LINES = 256
-JOURNAL_SUFFIX = ".seq"
 
 EventOutcome = Literal["opened", "updated", "superseded"]  # what a 2.x Started/Updated event did (see `running`)
 
@@ -170,6 +171,8 @@ class TransactionStore:
         self._ended: dict[str, dict[str, float]] = {}
         # Lines in each charge point's seqNo journal since its state file was last written.
         self._journaled: dict[str, int] = {}
+        self._journal = SeqJournal(self._dir)
+        self._journal_failed = False  # logged once: the store writes state files whole meanwhile
         self._move_legacy_hashed_files()
 
     # -- the session's side: files need no preparing and are written before a call returns
@@ -429,8 +432,8 @@ class TransactionStore:
         """Record a seqNo handled, nothing else having changed, for a restart of the connector.
 
         Writing the whole state file (a temporary file and a rename) for each of a fleet's
-        periodic TransactionEvents cost ~350 us a message; one line appended to the charge
-        point's journal costs a tenth of that. Like the file without fsync it survives the
+        periodic TransactionEvents cost ~350 us a message; a row in the journal
+        (`seq_journal`) costs a tenth of that. Like the file without fsync it survives the
         connector's death, not the machine's; `_load` replays it, `_save` empties it.
         """
         if self._journaled.get(cp, 0) >= MAX_JOURNAL_LINES:
@@ -444,35 +447,47 @@ class TransactionStore:
     def _append_journal(self, cp: str, line: str) -> bool:
         """Append one line to the charge point's journal; False if it could not be."""
         try:
-            with self._journal_path(cp).open("a") as journal:
-                journal.write(line + "\n")
-        except OSError:
+            self._journal.append(cp, line)
+        except (sqlite3.Error, OSError) as error:
+            self._journal_failure("could not journal a seqNo (its state file is written whole instead)", error)
             return False
         return True
 
     def _replay_journal(self, cp: str) -> None:
-        """Add the seqNos of the charge point's journal file."""
+        """Add the seqNos of the charge point's journal."""
         try:
-            with self._journal_path(cp).open() as journal:
-                lines = list(itertools.islice(journal, MAX_JOURNAL_LINES + 1))
-        except FileNotFoundError:
-            return
-        except OSError as error:
+            lines = self._journal.lines(cp, MAX_JOURNAL_LINES + 1)
+        except (sqlite3.Error, OSError) as error:
             LOG.error("%s: seqNo journal unreadable (%s); its seqNos are not known", cp, error)
             return
-        self._replay(cp, lines)
+        if lines:
+            self._replay(cp, lines)
+
+    def _clear_journal(self, cp: str) -> None:
+        """Empty the charge point's journal: its state file holds the seqNos now (or is gone)."""
+        try:
+            self._journal.clear(cp)
+        except (sqlite3.Error, OSError) as error:
+            # Harmless but for the space: lines left are replayed with seqNos known already.
+            self._journal_failure("could not empty a charge point's seqNo journal", error)
+
+    def _journal_failure(self, what: str, error: Exception) -> None:
+        if not self._journal_failed:
+            self._journal_failed = True
+            LOG.error("%s in %s (%s); not logged again", what, self._journal.path, error)
+
+    def close(self) -> None:
+        """At shutdown: close the journal's database."""
+        self._journal.close()
 
     def _replay(self, cp: str, lines: list[str]) -> None:
-        """Add the seqNos of journal lines (a line cut short by a crash: skipped)."""
+        """Add the seqNos of journal lines (one that is not a line of ours: skipped)."""
         for line in lines:
             entry = _journal_entry(line)
             if entry is not None:
                 self._note_seq_no(cp, *entry)
         self._journaled[cp] = max(len(lines), 1)  # the next save empties it
         self._prune_seq_nos(cp)
-
-    def _journal_path(self, cp: str) -> Path:
-        return self._path(cp).with_suffix(JOURNAL_SUFFIX)
 
     def _prune_ended(self, cp: str) -> None:
         """Keep the newest MAX_ENDED ended transactions younger than ENDED_KEEP_S."""
@@ -509,7 +524,7 @@ class TransactionStore:
 
     def _drop_state(self, cp: str) -> None:
         if self._journaled.pop(cp, 0):
-            self._journal_path(cp).unlink(missing_ok=True)
+            self._clear_journal(cp)
         self._path(cp).unlink(missing_ok=True)
 
     def _floor(self) -> int:
@@ -656,7 +671,7 @@ class TransactionStore:
                     os.fsync(file.fileno())
             os.replace(temporary, path)
             if self._journaled.pop(cp, 0):
-                self._journal_path(cp).unlink(missing_ok=True)  # the file holds its seqNos now
+                self._clear_journal(cp)  # the file holds its seqNos now
         except OSError as error:
             LOG.error("%s: could not save transaction state to %s (%s); kept in memory only", cp, path, error)
 

@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.datapoints import EvseTransaction, TransactionRecord
+from connector.seq_journal import FILE_NAME, SeqJournal
 from connector.tests.test_transactions import Clock
 from connector.transactions import (
     ENDED_KEEP_S,
-    JOURNAL_SUFFIX,
     MAX_ENDED,
     MAX_JOURNAL_LINES,
     MAX_OPEN,
@@ -71,14 +71,23 @@ def test_a_2_x_transaction_is_persisted_with_its_seq_nos(tmp_path: Path) -> None
     assert store.running(CP, record, 0) == "opened"
     assert store.running(CP, record, 1) == "updated"
     assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 0]]}
-    assert journal(tmp_path).read_text() == '["tx-1", 1]\n'
+    assert journal_lines(tmp_path) == ['["tx-1", 1]']
     again = store_in(tmp_path)
     assert again.active(CP, 2) == record
     assert again.repeated(CP, "tx-1", 0) and again.repeated(CP, "tx-1", 1) and not again.repeated(CP, "tx-1", 2)
 
 
-def journal(directory: Path) -> Path:
-    return directory / "transactions" / f"{CP}{JOURNAL_SUFFIX}"
+def journal(directory: Path) -> SeqJournal:
+    return SeqJournal(directory / "transactions")
+
+
+def journal_lines(directory: Path) -> list[str]:
+    """The charge point's journal as another process would read it (a new connection)."""
+    reader = journal(directory)
+    try:
+        return reader.lines(CP, 10 * MAX_JOURNAL_LINES)
+    finally:
+        reader.close()
 
 
 def test_an_updated_event_appends_a_line_and_leaves_the_file_alone(tmp_path: Path) -> None:
@@ -90,7 +99,7 @@ def test_an_updated_event_appends_a_line_and_leaves_the_file_alone(tmp_path: Pat
     for seq_no in range(1, 6):
         store.running(CP, record, seq_no)
     assert (tmp_path / "transactions" / f"{CP}.json").stat().st_mtime_ns == before
-    assert journal(tmp_path).read_text().splitlines() == [json.dumps(["tx-1", n]) for n in range(1, 6)]
+    assert journal_lines(tmp_path) == [json.dumps(["tx-1", n]) for n in range(1, 6)]
 
 
 def test_a_change_of_the_transaction_writes_the_file_and_empties_the_journal(tmp_path: Path) -> None:
@@ -101,7 +110,7 @@ def test_a_change_of_the_transaction_writes_the_file_and_empties_the_journal(tmp
         store.running(CP, record, seq_no)
     store.running(CP, EvseTransaction("tx-1", 1, "OTHER", 0, "2026-11-21T10:00:00Z"), 3)
     assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 3]]}
-    assert not journal(tmp_path).exists()
+    assert journal_lines(tmp_path) == []
 
 
 def test_the_journal_is_bounded(tmp_path: Path) -> None:
@@ -112,7 +121,7 @@ def test_the_journal_is_bounded(tmp_path: Path) -> None:
     for seq_no in range(last + 1):
         store.running(CP, record, seq_no)
     assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, last - 1]]}
-    assert journal(tmp_path).read_text() == json.dumps(["tx-1", last]) + "\n"
+    assert journal_lines(tmp_path) == [json.dumps(["tx-1", last])]
     assert store_in(tmp_path).repeated(CP, "tx-1", last)
 
 
@@ -122,18 +131,20 @@ def test_the_journal_is_bounded(tmp_path: Path) -> None:
     ids=["cut short", "one element", "not a text id", "not an integer", "a boolean", "garbage"],
 )
 def test_a_journal_line_that_is_not_one_is_skipped(tmp_path: Path, tail: str) -> None:
-    """A line a crash cut short (or any that is not `[id, seqNo >= 0]`) is skipped; the lines before it count."""
+    """A line that is not `[id, seqNo]` (the database edited, or damaged) is skipped; the lines around it count."""
     store = store_in(tmp_path)
     record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
     store.running(CP, record, 0)
     store.running(CP, record, 1)
-    with journal(tmp_path).open("a") as file:
-        file.write(tail)
+    writer = journal(tmp_path)
+    writer.append(CP, tail)
+    writer.close()
+    store.running(CP, record, 2)
     again = store_in(tmp_path)
-    assert again.repeated(CP, "tx-1", 1)
+    assert again.repeated(CP, "tx-1", 1) and again.repeated(CP, "tx-1", 2)
     assert not again.repeated(CP, "tx-1", 9)
-    again.running(CP, EvseTransaction("tx-1", 1, "OTHER", 0, "2026-11-21T10:00:00Z"), 2)  # a whole save
-    assert not journal(tmp_path).exists()
+    again.running(CP, EvseTransaction("tx-1", 1, "OTHER", 0, "2026-11-21T10:00:00Z"), 3)  # a whole save
+    assert journal_lines(tmp_path) == []
 
 
 def test_a_negative_seq_no_is_journaled_and_replayed(tmp_path: Path) -> None:
@@ -158,13 +169,13 @@ def test_forgetting_a_charge_point_removes_its_journal(tmp_path: Path) -> None:
     store.running(CP, EvseTransaction("tx-3", 1, "TAG", 0, "2026-11-21T12:00:00Z"), 0)
     store.running(CP, EvseTransaction("tx-3", 1, "TAG", 0, "2026-11-21T12:00:00Z"), 1)
     store.ended(CP, "tx-3", 2)
-    assert not journal(tmp_path).exists()  # Ended writes the file whole
+    assert journal_lines(tmp_path) == []  # Ended writes the file whole
     store.running(CP, EvseTransaction("tx-4", 1, "TAG", 0, "2026-11-21T13:00:00Z"), 0)
     store.running(CP, EvseTransaction("tx-4", 1, "TAG", 0, "2026-11-21T13:00:00Z"), 1)
-    assert journal(tmp_path).exists()
+    assert journal_lines(tmp_path) == [json.dumps(["tx-4", 1])]
     store.settle_all(CP)
     store.forget(CP)
-    assert not journal(tmp_path).exists()
+    assert journal_lines(tmp_path) == []
 
 
 def test_a_1_6_file_stays_as_it_was(tmp_path: Path) -> None:
@@ -240,3 +251,20 @@ def test_a_malformed_seq_no_history_starts_afresh(
     store = store_in(tmp_path)
     assert not store.repeated(CP, "tx", 1)
     assert "unreadable" in caplog.text
+
+
+def test_a_journal_that_cannot_be_used_falls_back_to_the_whole_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The journal's database unusable (here a folder in its place): one ERROR naming it, each
+    seqNo then written with the state file whole, so a restart still recognises every one."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    store.running(CP, record, 0)
+    (tmp_path / "transactions" / FILE_NAME).mkdir()
+    for seq_no in range(1, 4):
+        store.running(CP, record, seq_no)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and FILE_NAME in errors[0].getMessage()
+    assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 3]]}
+    assert all(store_in(tmp_path).repeated(CP, "tx-1", n) for n in range(4))
