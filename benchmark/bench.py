@@ -69,7 +69,9 @@ Performance II shapes (the performance work "Performance II"), options that comb
 - `--repeat K`: K runs, floor and connector alternating (a fresh broker and server each),
   the table shows the run whose steady CPU ratio is the median and the verdict judges the
   median ratio; "nothing lost" must hold in every run. `--commands 0 --rounds 0` keep a
-  run short.
+  run short. Beside each run's ratio it prints a speed-adjusted one (each half's CPU per
+  message over its load generator's CPU share, which is the same work in both halves: the
+  machine's speed then) and their median, as a diagnostic of a drifting shared host only.
 - `--broker-nodelay`: the private broker runs with `set_tcp_nodelay true`, as
   docs/deployment.md recommends and the shipped broker configurations do (small packets,
   such as the steps of a QoS 2 command, are not held back for the delayed ACK of the one

@@ -250,6 +250,22 @@ def cpu_ratio(run: dict[str, Figures]) -> float | None:
     return ratio(run.get("floor"), run.get("connector"), "steady.cpu_us_per_message")
 
 
+def speed_adjusted_cpu_ratio(run: dict[str, Figures]) -> float | None:
+    """One run's CPU ratio with each server's CPU per message divided by its load generator's
+    CPU share: the generator does the same work in both halves of a run, so its CPU tells how
+    fast the machine was in each (a shared host's speed drifts by tens of percent within
+    minutes). A diagnostic beside the ratio, never the verdict."""
+    adjusted = []
+    for target in ("floor", "connector"):
+        figures = run.get(target)
+        cpu, generator = get(figures, "steady.cpu_us_per_message"), get(figures, "steady.generator_cpu_percent")
+        if not isinstance(cpu, int | float) or not isinstance(generator, int | float) or generator <= 0:
+            return None
+        adjusted.append(cpu / generator)
+    floor, connector = adjusted
+    return round(connector / floor, 2) if floor > 0 else None
+
+
 def ratio(floor_figures: Figures | None, connector_figures: Figures | None, path: str) -> float | None:
     floor, connector = get(floor_figures, path), get(connector_figures, path)
     if not isinstance(floor, int | float) or not isinstance(connector, int | float) or floor <= 0:
@@ -264,6 +280,9 @@ class Report:
         self.cpu_ratios = [cpu_ratio(run) for run in runs]
         measured = sorted((r, i) for i, r in enumerate(self.cpu_ratios) if r is not None)
         self.median_cpu_ratio = round(statistics.median(r for r, _ in measured), 2) if measured else None
+        self.speed_adjusted_ratios = [speed_adjusted_cpu_ratio(run) for run in runs]
+        adjusted = [r for r in self.speed_adjusted_ratios if r is not None]
+        self.median_speed_adjusted_ratio = round(statistics.median(adjusted), 2) if adjusted else None
         self.shown = measured[(len(measured) - 1) // 2][1] if measured else 0  # the median run (lower middle)
         self.floor = runs[self.shown].get("floor")
         self.connector = runs[self.shown].get("connector")
@@ -321,6 +340,8 @@ class Report:
             document["shown_run"] = self.shown
             document["cpu_per_message_ratios"] = self.cpu_ratios
             document["median_cpu_per_message_ratio"] = self.median_cpu_ratio
+            document["speed_adjusted_cpu_per_message_ratios"] = self.speed_adjusted_ratios
+            document["median_speed_adjusted_cpu_per_message_ratio"] = self.median_speed_adjusted_ratio
             document["runs"] = self.runs
         return document
 
@@ -355,10 +376,19 @@ class Report:
             return []
         shown = self.shown + 1
         lines = ["", f"runs (steady CPU per message us, floor / connector = ratio; the table shows run {shown}):"]
-        for i, (run, r) in enumerate(zip(self.runs, self.cpu_ratios, strict=True)):
+        runs = zip(self.runs, self.cpu_ratios, self.speed_adjusted_ratios, strict=True)
+        for i, (run, r, adjusted) in enumerate(runs):
             floor, connector = (get(run.get(t), "steady.cpu_us_per_message") for t in ("floor", "connector"))
-            lines.append(f"  run {i + 1}: {number(floor)} / {number(connector)} = {ratio_text(r)}")
+            generators = " / ".join(
+                number(get(run.get(t), "steady.generator_cpu_percent")) for t in ("floor", "connector")
+            )
+            lines.append(
+                f"  run {i + 1}: {number(floor)} / {number(connector)} = {ratio_text(r)}"
+                f"  (generator CPU % {generators}; speed-adjusted {ratio_text(adjusted)})"
+            )
         lines.append(f"  median ratio: {ratio_text(self.median_cpu_ratio)}")
+        adjusted_median = ratio_text(self.median_speed_adjusted_ratio)
+        lines.append(f"  median speed-adjusted ratio (a diagnostic, not the verdict): {adjusted_median}")
         return lines
 
     def disturbances(self) -> list[str]:

@@ -197,14 +197,17 @@ def test_phase_of_a_unique_id() -> None:
     assert [loadgen.phase_of(i) for i in ("s0", "s12", "b3", "c7", "boot")] == ["s", "s", "b", "c", "boot"]
 
 
-def run_figures(floor_us: float, connector_us: float, lost_values: int = 0) -> dict[str, Any]:
-    """One run's figures, as far as the report's CPU ratio and losses read them."""
+def run_figures(
+    floor_us: float, connector_us: float, lost_values: int = 0, generators: tuple[float, float] = (3.0, 3.0)
+) -> dict[str, Any]:
+    """One run's figures, as far as the report's CPU ratio and losses read them; `generators`:
+    the load generator's CPU % in the floor's and the connector's half."""
 
-    def server(us: float, lost: int) -> dict[str, Any]:
-        steady = {"cpu_us_per_message": us, "lost_answers": 0, "lost_values": lost}
+    def server(us: float, lost: int, generator: float) -> dict[str, Any]:
+        steady = {"cpu_us_per_message": us, "lost_answers": 0, "lost_values": lost, "generator_cpu_percent": generator}
         return {"connect": {"chargers": 2, "booted": 2}, "steady": steady}
 
-    return {"floor": server(floor_us, 0), "connector": server(connector_us, lost_values)}
+    return {"floor": server(floor_us, 0, generators[0]), "connector": server(connector_us, lost_values, generators[1])}
 
 
 def test_report_judges_the_median_ratio_and_shows_the_median_run() -> None:
@@ -226,3 +229,15 @@ def test_judge_relations(value: float | None, relation: str, expected: bool | No
     """A figure is judged by its relation to the limit, and not at all when it was not measured."""
     limit = 0.98 if relation == ">=" else 25.0
     assert report.judge(value, limit, relation)[2] is expected
+
+
+def test_the_speed_adjusted_ratio_is_shown_beside_the_verdict_and_never_judged() -> None:
+    """Each server's CPU per message over its generator's CPU share: a run whose connector half
+    found the machine 1.5x slower (the generator used 1.5x the CPU) shows 1.2x for 1.8x; the
+    verdict stays the plain median."""
+    runs = [run_figures(100, 180, generators=(3.0, 4.5)), run_figures(100, 130), run_figures(100, 200)]
+    table = report.Report(runs)
+    assert table.speed_adjusted_ratios == [1.2, 1.3, 2.0]
+    assert table.median_speed_adjusted_ratio == 1.3
+    assert table.verdicts()["cpu_per_message_ratio"]["value"] == 1.8
+    assert "median speed-adjusted ratio (a diagnostic, not the verdict): 1.3" in table.table()
