@@ -47,15 +47,19 @@ class SeqJournal:
             db.execute("INSERT INTO lines (cp, line) VALUES (?, ?)", (cp, line))
 
     def lines(self, cp: str, limit: int) -> list[str]:
-        """The charge point's first `limit` lines; [] while nothing was journaled (no database yet)."""
+        """The charge point's newest `limit` lines, oldest first; [] while nothing was journaled (no database yet).
+
+        The newest: lines a failed `clear` left behind are older than the state file written
+        since, so they are the ones a bounded read may leave out.
+        """
         if self._db is None and not self._path.exists():
             return []
         rows = (
             self._connection()
-            .execute("SELECT line FROM lines WHERE cp = ? ORDER BY rowid LIMIT ?", (cp, limit))
+            .execute("SELECT line FROM lines WHERE cp = ? ORDER BY rowid DESC LIMIT ?", (cp, limit))
             .fetchall()
         )
-        return [line for (line,) in rows]
+        return [line for (line,) in reversed(rows)]
 
     def clear(self, cp: str) -> None:
         """Drop the charge point's lines (its state file holds their seqNos now)."""

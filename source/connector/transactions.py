@@ -172,7 +172,7 @@ class TransactionStore:
         # Lines in each charge point's seqNo journal since its state file was last written.
         self._journaled: dict[str, int] = {}
         self._journal = SeqJournal(self._dir)
-        self._journal_failed = False  # logged once: the store writes state files whole meanwhile
+        self._journal_failed = False  # logged once until a write works again (state files are written whole meanwhile)
         self._move_legacy_hashed_files()
 
     # -- the session's side: files need no preparing and are written before a call returns
@@ -451,30 +451,46 @@ class TransactionStore:
         except (sqlite3.Error, OSError) as error:
             self._journal_failure("could not journal a seqNo (its state file is written whole instead)", error)
             return False
+        self._journal_failed = False
         return True
 
     def _replay_journal(self, cp: str) -> None:
         """Add the seqNos of the charge point's journal."""
         try:
+            # Never more than MAX_JOURNAL_LINES are newer than the state file (see `_empty_journal`).
             lines = self._journal.lines(cp, MAX_JOURNAL_LINES + 1)
         except (sqlite3.Error, OSError) as error:
-            LOG.error("%s: seqNo journal unreadable (%s); its seqNos are not known", cp, error)
+            # Once, not per charge point: a lasting fault would log for each of a fleet's loads.
+            self._journal_failure("could not read the seqNo journal (those seqNos are not known)", error)
             return
         if lines:
             self._replay(cp, lines)
 
-    def _clear_journal(self, cp: str) -> None:
-        """Empty the charge point's journal: its state file holds the seqNos now (or is gone)."""
+    def _empty_journal(self, cp: str) -> None:
+        """Empty the charge point's journal: its state file holds the seqNos now.
+
+        If that fails, the count stays: the charge point journals no more than MAX_JOURNAL_LINES
+        rows past it (each later event writes the state file whole, and tries again), so the
+        journal stays bounded and a replay of its newest rows reads every one newer than the file.
+        """
+        if self._journaled.get(cp) and self._clear_journal(cp):
+            del self._journaled[cp]
+
+    def _clear_journal(self, cp: str) -> bool:
+        """Drop the charge point's journal rows; False if that could not be done."""
         try:
             self._journal.clear(cp)
         except (sqlite3.Error, OSError) as error:
-            # Harmless but for the space: lines left are replayed with seqNos known already.
+            # Harmless but for the space: rows left hold seqNos the state file knows already.
             self._journal_failure("could not empty a charge point's seqNo journal", error)
+            return False
+        self._journal_failed = False
+        return True
 
     def _journal_failure(self, what: str, error: Exception) -> None:
         if not self._journal_failed:
             self._journal_failed = True
-            LOG.error("%s in %s (%s); not logged again", what, self._journal.path, error)
+            LOG.error("%s in %s (%s); not logged again until it works again", what, self._journal.path, error)
 
     def close(self) -> None:
         """At shutdown: close the journal's database."""
@@ -519,7 +535,9 @@ class TransactionStore:
         keep = self._open[cp] or self._reservations[cp] or self._last_id[cp] >= self._floor()
         for memory in (self._last_id, self._open, self._settled, self._reservations, self._seq_nos, self._ended):
             memory.pop(cp, None)
-        if not keep:
+        if keep:
+            self._journaled.pop(cp, None)  # its rows stay, to be replayed (and counted) when it is loaded again
+        else:
             self._drop_state(cp)
 
     def _drop_state(self, cp: str) -> None:
@@ -670,8 +688,7 @@ class TransactionStore:
                     file.flush()
                     os.fsync(file.fileno())
             os.replace(temporary, path)
-            if self._journaled.pop(cp, 0):
-                self._clear_journal(cp)  # the file holds its seqNos now
+            self._empty_journal(cp)  # the file holds its seqNos now
         except OSError as error:
             LOG.error("%s: could not save transaction state to %s (%s); kept in memory only", cp, path, error)
 

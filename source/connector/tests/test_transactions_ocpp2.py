@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pytest_mock import MockerFixture
 
 from connector.datapoints import EvseTransaction, TransactionRecord
 from connector.seq_journal import FILE_NAME, SeqJournal
@@ -268,3 +270,63 @@ def test_a_journal_that_cannot_be_used_falls_back_to_the_whole_file(
     assert len(errors) == 1 and FILE_NAME in errors[0].getMessage()
     assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 3]]}
     assert all(store_in(tmp_path).repeated(CP, "tx-1", n) for n in range(4))
+
+
+def test_rows_a_failed_clear_left_stay_counted_and_the_newest_are_replayed(
+    tmp_path: Path, mocker: MockerFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the journal's rows cannot be deleted, the charge point journals at most MAX_JOURNAL_LINES
+    more and then writes its file whole for each event: the journal stays bounded, one ERROR says
+    so, and a restart recognises every seqNo (the newest rows are read, not the oldest)."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    for seq_no in range(3):
+        store.running(CP, record, seq_no)
+    mocker.patch.object(SeqJournal, "clear", side_effect=sqlite3.OperationalError("disk I/O error"))
+    last = 3 * MAX_JOURNAL_LINES
+    for seq_no in range(3, last + 1):
+        store.running(CP, record, seq_no)
+    assert len(journal_lines(tmp_path)) == MAX_JOURNAL_LINES
+    assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, last]]}
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "could not empty" in errors[0]
+    mocker.stopall()
+    again = store_in(tmp_path)
+    assert all(again.repeated(CP, "tx-1", n) for n in range(last + 1))
+    again.running(CP, EvseTransaction("tx-1", 1, "OTHER", 0, "2026-11-21T10:00:00Z"), last + 1)  # a whole save
+    assert journal_lines(tmp_path) == []  # the clear works again: every row goes
+
+
+def test_a_journal_that_cannot_be_read_is_logged_once_for_many_charge_points(
+    tmp_path: Path, mocker: MockerFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart loading a fleet against an unreadable journal logs one ERROR, not one per charge point."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    names = [f"CP_{n}" for n in range(20)]
+    for name in names:
+        store.running(name, record, 0)
+        store.running(name, record, 1)
+    store.close()
+    mocker.patch.object(SeqJournal, "lines", side_effect=sqlite3.DatabaseError("file is not a database"))
+    again = store_in(tmp_path)
+    assert all(again.repeated(name, "tx-1", 0) for name in names)  # the state files are still read
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "could not read the seqNo journal" in errors[0] and FILE_NAME in errors[0]
+
+
+def test_a_journal_that_works_again_and_fails_again_is_logged_again(
+    tmp_path: Path, mocker: MockerFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One ERROR per spell of failure: a write that works in between makes the next failure news."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    store.running(CP, record, 0)
+    failing = sqlite3.OperationalError("database is locked")
+    append = mocker.patch.object(SeqJournal, "append", side_effect=[failing, failing, None, failing])
+    for seq_no in range(1, 5):
+        store.running(CP, record, seq_no)
+    assert append.call_count == 4
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and all("could not journal a seqNo" in e for e in errors)
+    assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 4]]}  # the failed ones: the whole file
