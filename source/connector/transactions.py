@@ -172,7 +172,9 @@ class TransactionStore:
         # Lines in each charge point's seqNo journal since its state file was last written.
         self._journaled: dict[str, int] = {}
         self._journal = SeqJournal(self._dir)
-        self._journal_failed = False  # logged once until a write works again (state files are written whole meanwhile)
+        # The journal's operations ("read", "append", "clear") failing now: each logged once,
+        # again only after it has worked in between (state files are written whole meanwhile).
+        self._journal_failing: set[str] = set()
         self._move_legacy_hashed_files()
 
     # -- the session's side: files need no preparing and are written before a call returns
@@ -449,9 +451,9 @@ class TransactionStore:
         try:
             self._journal.append(cp, line)
         except (sqlite3.Error, OSError) as error:
-            self._journal_failure("could not journal a seqNo (its state file is written whole instead)", error)
+            self._journal_failure("append", "could not journal a seqNo (the state file is written instead)", error)
             return False
-        self._journal_failed = False
+        self._journal_failing.discard("append")
         return True
 
     def _replay_journal(self, cp: str) -> None:
@@ -461,8 +463,11 @@ class TransactionStore:
             lines = self._journal.lines(cp, MAX_JOURNAL_LINES + 1)
         except (sqlite3.Error, OSError) as error:
             # Once, not per charge point: a lasting fault would log for each of a fleet's loads.
-            self._journal_failure("could not read the seqNo journal (those seqNos are not known)", error)
+            self._journal_failure("read", "could not read the seqNo journal (those seqNos are not known)", error)
+            # Rows it could not read are not counted: journal no more past them, write the file whole.
+            self._journaled[cp] = MAX_JOURNAL_LINES
             return
+        self._journal_failing.discard("read")
         if lines:
             self._replay(cp, lines)
 
@@ -482,14 +487,14 @@ class TransactionStore:
             self._journal.clear(cp)
         except (sqlite3.Error, OSError) as error:
             # Harmless but for the space: rows left hold seqNos the state file knows already.
-            self._journal_failure("could not empty a charge point's seqNo journal", error)
+            self._journal_failure("clear", "could not empty a charge point's seqNo journal", error)
             return False
-        self._journal_failed = False
+        self._journal_failing.discard("clear")
         return True
 
-    def _journal_failure(self, what: str, error: Exception) -> None:
-        if not self._journal_failed:
-            self._journal_failed = True
+    def _journal_failure(self, operation: str, what: str, error: Exception) -> None:
+        if operation not in self._journal_failing:
+            self._journal_failing.add(operation)
             LOG.error("%s in %s (%s); not logged again until it works again", what, self._journal.path, error)
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from connector.transactions import (
 )
 
 CP = "CP_1"
+CP_READ_FAILED = "CP_7"
 
 
 def store_in(directory: Path, clock: Clock | None = None) -> TransactionStore:
@@ -282,19 +283,38 @@ def test_rows_a_failed_clear_left_stay_counted_and_the_newest_are_replayed(
     record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
     for seq_no in range(3):
         store.running(CP, record, seq_no)
-    mocker.patch.object(SeqJournal, "clear", side_effect=sqlite3.OperationalError("disk I/O error"))
+    clear = mocker.patch.object(SeqJournal, "clear", side_effect=sqlite3.OperationalError("disk I/O error"))
+    record = EvseTransaction("tx-1", 1, "OTHER", 0, "2026-11-21T10:00:00Z")
+    store.running(CP, record, 3)  # a change of the record: a whole save
+    for seq_no in range(4, 7):
+        store.running(CP, record, seq_no)
+    assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 3]]}  # 4..6 are in the journal only
+    assert all(store_in(tmp_path).repeated(CP, "tx-1", n) for n in range(7))
     last = 3 * MAX_JOURNAL_LINES
-    for seq_no in range(3, last + 1):
+    for seq_no in range(7, last + 1):
         store.running(CP, record, seq_no)
     assert len(journal_lines(tmp_path)) == MAX_JOURNAL_LINES
     assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, last]]}
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1 and "could not empty" in errors[0]
+    assert clear.call_count > 1 and len(errors) == 1 and "could not empty" in errors[0]
     mocker.stopall()
     again = store_in(tmp_path)
     assert all(again.repeated(CP, "tx-1", n) for n in range(last + 1))
-    again.running(CP, EvseTransaction("tx-1", 1, "OTHER", 0, "2026-11-21T10:00:00Z"), last + 1)  # a whole save
+    again.running(CP, EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z"), last + 1)  # a whole save
     assert journal_lines(tmp_path) == []  # the clear works again: every row goes
+
+
+def test_a_load_reads_the_newest_rows(tmp_path: Path) -> None:
+    """Of more rows than a charge point can have past its file (rows of an older fault), the newest are replayed."""
+    store_in(tmp_path).running(CP, EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z"), 0)
+    writer = journal(tmp_path)
+    for seq_no in range(1, 2 * MAX_JOURNAL_LINES + 1):
+        writer.append(CP, json.dumps(["tx-1", seq_no]))
+    writer.close()
+    store = store_in(tmp_path)
+    assert store.repeated(CP, "tx-1", 2 * MAX_JOURNAL_LINES)
+    assert store.repeated(CP, "tx-1", MAX_JOURNAL_LINES)
+    assert not store.repeated(CP, "tx-1", 1)
 
 
 def test_a_journal_that_cannot_be_read_is_logged_once_for_many_charge_points(
@@ -304,6 +324,7 @@ def test_a_journal_that_cannot_be_read_is_logged_once_for_many_charge_points(
     store = store_in(tmp_path)
     record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
     names = [f"CP_{n}" for n in range(20)]
+    assert CP_READ_FAILED in names
     for name in names:
         store.running(name, record, 0)
         store.running(name, record, 1)
@@ -313,6 +334,11 @@ def test_a_journal_that_cannot_be_read_is_logged_once_for_many_charge_points(
     assert all(again.repeated(name, "tx-1", 0) for name in names)  # the state files are still read
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "could not read the seqNo journal" in errors[0] and FILE_NAME in errors[0]
+    append = mocker.patch.object(SeqJournal, "append")
+    again.running(CP_READ_FAILED, record, 2)  # rows it could not read: no more journaled past them
+    assert append.call_count == 0
+    state = json.loads((tmp_path / "transactions" / f"{CP_READ_FAILED}.json").read_text())
+    assert state["seq_nos"] == {"tx-1": [[0, 0], [2, 2]]}  # seqNo 1 was in the rows it could not read
 
 
 def test_a_journal_that_works_again_and_fails_again_is_logged_again(
