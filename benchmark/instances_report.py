@@ -56,11 +56,17 @@ def summary(runs: list[Point]) -> list[Row]:
         row["cpu_later_us_per_message_runs"] = [cpu_later(p) for p in by_label[label]]
         for name, other in against.items():
             if other is not None:
-                row[f"cpu_ratio_to_{name}"] = round(cpu(point) / cpu(other), 2)
-                row[f"cpu_with_redis_ratio_to_{name}"] = round(cpu(point, True) / cpu(other, True), 2)
-                row[f"cpu_later_ratio_to_{name}"] = round(cpu_later(point) / cpu_later(other), 2)
+                row[f"cpu_ratio_to_{name}"] = quotient(cpu(point), cpu(other))
+                row[f"cpu_with_redis_ratio_to_{name}"] = quotient(cpu(point, True), cpu(other, True))
+                row[f"cpu_later_ratio_to_{name}"] = quotient(cpu_later(point), cpu_later(other))
         rows.append(row)
     return rows
+
+
+def quotient(figure: float, against: float) -> float | None:
+    """figure / against, or None (shown `-`) where `against` is 0: in a short run, less CPU
+    than the clock's 10 ms tick is read as none."""
+    return round(figure / against, 2) if against > 0 else None
 
 
 def figure(*paths: str) -> Callable[[Row], str]:

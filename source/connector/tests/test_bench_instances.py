@@ -116,3 +116,13 @@ def test_summary_shows_the_median_run_and_ratios_to_one_instance_and_the_baselin
     assert (two["cpu_ratio_to_n1"], two["cpu_with_redis_ratio_to_n1"]) == (1.3, 1.3)
     assert (two["cpu_ratio_to_baseline"], rows["baseline"]["cpu_ratio_to_baseline"]) == (1.62, 1.0)
     assert two["cpu_later_ratio_to_n1"] == 1.3
+
+
+def test_a_point_that_read_no_cpu_gives_no_ratio() -> None:
+    """A short run may read 0 CPU after its first period (under the clock's 10 ms tick): no ratio, no division by 0."""
+    runs = [point("baseline", 1, False, 400, 400), point("1 instance", 1, True, 500, 520)]
+    runs[1]["steady"]["after_first_period"] = {"cpu_us_per_message": 0.0, "redis_cpu_us_per_message": 0.0}
+    rows = {row["label"]: row for row in instances_report.summary(runs)}
+    assert rows["baseline"]["cpu_later_ratio_to_n1"] is None
+    assert rows["1 instance"]["cpu_later_ratio_to_baseline"] == 0.0
+    assert rows["baseline"]["cpu_ratio_to_n1"] == 0.8
