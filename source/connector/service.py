@@ -294,8 +294,10 @@ class Service:
             if self.listing_lease is not None:
                 await self.listing_lease.release()
             await self.mqtt.stop(MQTT_FLUSH_TIMEOUT_S, fleet_offline=await self._last_instance())
-            self._store.close()
-            self.transactions.close()
+            try:
+                self._store.close()
+            finally:
+                self.transactions.close()  # commits the seqNo journal's waiting rows
             if self.shared is not None:
                 await self.shared.close()
         failed = [task.exception() for task in background if task.done() and not task.cancelled()]

@@ -50,6 +50,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from connector.datapoints import AnyTransaction, EvseTransaction, TransactionRecord
+from connector.limits import Throttled
 from connector.seq_journal import SeqJournal
 
 LOG = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ MAX_SEQ_RUNS = 16  # per 2.x transaction: runs of consecutive seqNos kept (see S
 # seqNos journaled for a charge point (see `_journal_seq_no`) before its state file is
 # written whole again and its journal emptied: bounds the journal's size and its replay.
 MAX_JOURNAL_LINES = 256
+JOURNAL_LOST_REPORT_S = 60.0  # at most one ERROR a minute for journal rows whose commit failed
 
 EventOutcome = Literal["opened", "updated", "superseded"]  # what a 2.x Started/Updated event did (see `running`)
 
@@ -171,7 +173,8 @@ class TransactionStore:
         self._ended: dict[str, dict[str, float]] = {}
         # Lines in each charge point's seqNo journal since its state file was last written.
         self._journaled: dict[str, int] = {}
-        self._journal = SeqJournal(self._dir)
+        self._journal = SeqJournal(self._dir, on_lost=self._journal_lost)
+        self._lost_reports = Throttled(JOURNAL_LOST_REPORT_S)
         # The journal's operations ("read", "append", "clear") failing now: each logged once,
         # again only after it has worked in between (state files are written whole meanwhile).
         self._journal_failing: set[str] = set()
@@ -435,8 +438,9 @@ class TransactionStore:
 
         Writing the whole state file (a temporary file and a rename) for each of a fleet's
         periodic TransactionEvents cost ~350 us a message; a row in the journal
-        (`seq_journal`) costs a tenth of that. Like the file without fsync it survives the
-        connector's death, not the machine's; `_load` replays it, `_save` empties it.
+        (`seq_journal`) costs a fraction of that. Committed within `seq_journal.COMMIT_AFTER_S`
+        on the loop, it then survives the connector's death, like the file without fsync, not
+        the machine's; `_load` replays it, `_save` empties it.
         """
         if self._journaled.get(cp, 0) >= MAX_JOURNAL_LINES:
             self._save(cp, durable=False)
@@ -491,6 +495,19 @@ class TransactionStore:
             return False
         self._journal_failing.discard("clear")
         return True
+
+    def _journal_lost(self, cps: set[str], error: Exception) -> None:
+        """Rows that waited for their commit are gone: their charge points' state files take the seqNos."""
+        if self._lost_reports.ready():  # a commit is tried every COMMIT_AFTER_S: not an ERROR each
+            LOG.error(
+                "could not commit seqNo journal rows in %s (%s); %d charge points' state files written instead",
+                self._journal.path,
+                error,
+                len(cps),
+            )
+        for cp in cps:
+            if cp in self._last_id:  # still in memory (one forgotten meanwhile was saved then, or needs none)
+                self._save(cp, durable=False)
 
     def _journal_failure(self, operation: str, what: str, error: Exception) -> None:
         if operation not in self._journal_failing:

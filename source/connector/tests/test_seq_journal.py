@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
+from typing import Any
 
-from connector.seq_journal import FILE_NAME, SeqJournal
+from connector.seq_journal import COMMIT_AFTER_S, FILE_NAME, SeqJournal
 
 
 def test_lines_come_back_per_charge_point_in_order_across_a_reopening(tmp_path: Path) -> None:
@@ -49,4 +52,99 @@ def test_identities_are_kept_as_they_are(tmp_path: Path) -> None:
         journal.append(name, f"of {name}")
     assert [journal.lines(name, 10) for name in names] == [[f"of {name}"] for name in names]
     assert (tmp_path / FILE_NAME).exists()
+    journal.close()
+
+
+def committed_lines(directory: Path, cp: str) -> list[str]:
+    """The lines another connection sees (what a restart would read): committed ones only."""
+    reader = SeqJournal(directory)
+    try:
+        return reader.lines(cp, 100)
+    finally:
+        reader.close()
+
+
+def tell_when_committed(journal: SeqJournal) -> asyncio.Future[None]:
+    """A future done when the journal's timer has run its commit."""
+    fired: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    commit = journal.commit
+
+    def commit_and_tell() -> None:
+        commit()
+        if not fired.done():
+            fired.set_result(None)
+
+    journal.commit = commit_and_tell  # type: ignore[method-assign]
+    return fired
+
+
+async def test_rows_added_on_the_loop_are_committed_together_within_the_delay(tmp_path: Path) -> None:
+    """On the event loop a row waits for one commit of all rows, COMMIT_AFTER_S after the first;
+    the journal's own reads see it meanwhile, another connection only after."""
+    journal = SeqJournal(tmp_path)
+    fired = tell_when_committed(journal)
+    started = asyncio.get_running_loop().time()
+    journal.append("CP_1", "a")
+    journal.append("CP_2", "b")
+    journal.append("CP_1", "c")
+    assert journal.uncommitted == {"CP_1", "CP_2"}
+    assert journal.lines("CP_1", 10) == ["a", "c"]
+    assert committed_lines(tmp_path, "CP_1") == []
+    await asyncio.wait_for(fired, 5)
+    assert asyncio.get_running_loop().time() - started >= COMMIT_AFTER_S - 0.01  # the loop's timer granularity
+    assert journal.uncommitted == set()
+    assert committed_lines(tmp_path, "CP_1") == ["a", "c"] and committed_lines(tmp_path, "CP_2") == ["b"]
+    journal.close()
+
+
+async def test_clearing_and_closing_commit_what_waits(tmp_path: Path) -> None:
+    """A clear commits at once, with the other charge points' rows; a close commits the rest."""
+    journal = SeqJournal(tmp_path)
+    journal.append("CP_1", "a")
+    journal.append("CP_2", "b")
+    journal.clear("CP_1")
+    assert journal.uncommitted == set()
+    assert committed_lines(tmp_path, "CP_1") == [] and committed_lines(tmp_path, "CP_2") == ["b"]
+    journal.append("CP_2", "c")
+    journal.close()
+    assert committed_lines(tmp_path, "CP_2") == ["b", "c"]
+
+
+class FailingCommits:
+    """A connection whose commits fail (a disk that fails between the rows and their commit)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def commit(self) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def __enter__(self) -> FailingCommits:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.commit()
+        self._db.rollback()
+
+
+async def test_a_failed_commit_hands_the_lost_charge_points_to_on_lost(tmp_path: Path) -> None:
+    """Rows whose commit failed are rolled back, and on_lost hears whose they were."""
+    told: list[tuple[set[str], str]] = []
+    journal = SeqJournal(tmp_path, on_lost=lambda cps, error: told.append((cps, str(error))))
+    journal.append("CP_1", "a")
+    journal.commit()
+    journal.append("CP_1", "b")
+    journal.append("CP_2", "c")
+    db = journal._db
+    assert db is not None
+    journal._db = FailingCommits(db)  # type: ignore[assignment]
+    journal.commit()
+    assert told == [({"CP_1", "CP_2"}, "disk I/O error")]
+    assert journal.uncommitted == set()
+    assert journal.lines("CP_1", 10) == ["a"] and journal.lines("CP_2", 10) == []
+    journal._db = db
     journal.close()

@@ -13,6 +13,7 @@ from pytest_mock import MockerFixture
 
 from connector.datapoints import EvseTransaction, TransactionRecord
 from connector.seq_journal import FILE_NAME, SeqJournal
+from connector.tests.test_seq_journal import FailingCommits
 from connector.tests.test_transactions import Clock
 from connector.transactions import (
     ENDED_KEEP_S,
@@ -356,3 +357,39 @@ def test_a_journal_that_works_again_and_fails_again_is_logged_again(
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 2 and all("could not journal a seqNo" in e for e in errors)
     assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 4]]}  # the failed ones: the whole file
+
+
+async def test_on_the_loop_seq_nos_wait_for_a_commit_and_a_close_commits_them(tmp_path: Path) -> None:
+    """On the event loop the journal's rows are committed together; closing the store commits what waits."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    for seq_no in range(4):
+        store.running(CP, record, seq_no)
+    assert journal_lines(tmp_path) == []  # 1..3 wait for their commit
+    store.close()
+    assert journal_lines(tmp_path) == [json.dumps(["tx-1", n]) for n in range(1, 4)]
+    assert all(store_in(tmp_path).repeated(CP, "tx-1", n) for n in range(4))
+
+
+async def test_seq_nos_whose_commit_failed_are_written_to_the_state_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows lost with a failed commit: their charge points' state files are written whole at once,
+    so a restart still recognises every seqNo; one ERROR says so."""
+    store = store_in(tmp_path)
+    record = EvseTransaction("tx-1", 1, "TAG", 0, "2026-11-21T10:00:00Z")
+    for seq_no in range(4):
+        store.running(CP, record, seq_no)
+        store.running("CP_2", record, seq_no)
+    assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 0]]}
+    db = store._journal._db
+    assert db is not None
+    store._journal._db = FailingCommits(db)  # type: ignore[assignment]
+    store._journal.commit()
+    store._journal._db = db
+    assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 3]]}
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("could not commit seqNo journal rows" in e and "2 charge points" in e for e in errors)
+    store.close()
+    again = store_in(tmp_path)
+    assert all(again.repeated(cp, "tx-1", n) for cp in (CP, "CP_2") for n in range(4))
