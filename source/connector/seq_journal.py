@@ -89,13 +89,19 @@ class SeqJournal:
         if self._db is None or not self._uncommitted:
             self._stop_timer()
             return
+        if not self._db.in_transaction:  # SQLite rolled them back itself, a statement having failed
+            self._lose(sqlite3.OperationalError("the transaction was rolled back"))
+            return
         try:
             self._db.commit()
         except sqlite3.Error as error:
-            self._db.rollback()
-            self._lose(error)
+            try:
+                self._db.rollback()
+            finally:
+                self._lose(error)
             if self._on_lost is None:
                 raise
+            return
         self._committed()
 
     def lines(self, cp: str, limit: int) -> list[str]:
@@ -107,11 +113,13 @@ class SeqJournal:
         """
         if self._db is None and not self._path.exists():
             return []
-        rows = (
-            self._connection()
-            .execute("SELECT line FROM lines WHERE cp = ? ORDER BY rowid DESC LIMIT ?", (cp, limit))
-            .fetchall()
-        )
+        db = self._connection()
+        try:
+            rows = db.execute("SELECT line FROM lines WHERE cp = ? ORDER BY rowid DESC LIMIT ?", (cp, limit)).fetchall()
+        except sqlite3.Error as error:
+            if self._uncommitted and not db.in_transaction:  # the rows that waited went with it
+                self._lose(error)
+            raise
         return [line for (line,) in reversed(rows)]
 
     def clear(self, cp: str) -> None:

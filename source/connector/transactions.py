@@ -506,7 +506,7 @@ class TransactionStore:
                 len(cps),
             )
         for cp in cps:
-            if cp in self._last_id:  # still in memory (one forgotten meanwhile was saved then, or needs none)
+            if cp in self._last_id:  # still in memory (`forget` commits before it lets one go)
                 self._save(cp, durable=False)
 
     def _journal_failure(self, operation: str, what: str, error: Exception) -> None:
@@ -555,6 +555,8 @@ class TransactionStore:
         """
         self._load(cp)
         keep = self._open[cp] or self._reservations[cp] or self._last_id[cp] >= self._floor()
+        if keep:
+            self._journal.commit()  # its waiting rows, while a failure can still save them in its file
         for memory in (self._last_id, self._open, self._settled, self._reservations, self._seq_nos, self._ended):
             memory.pop(cp, None)
         if keep:

@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connector.seq_journal import COMMIT_AFTER_S, FILE_NAME, SeqJournal
 
 
@@ -147,4 +149,58 @@ async def test_a_failed_commit_hands_the_lost_charge_points_to_on_lost(tmp_path:
     assert journal.uncommitted == set()
     assert journal.lines("CP_1", 10) == ["a"] and journal.lines("CP_2", 10) == []
     journal._db = db
+    journal.close()
+
+
+async def test_rows_sqlite_rolled_back_itself_are_reported_at_the_commit(tmp_path: Path) -> None:
+    """A statement that failed may make SQLite roll the whole transaction back: the commit then tells on_lost."""
+    told: list[set[str]] = []
+    journal = SeqJournal(tmp_path, on_lost=lambda cps, error: told.append(cps))
+    journal.append("CP_1", "a")
+    db = journal._db
+    assert db is not None
+    db.rollback()  # stands in for SQLite's own rollback after an I/O error or a full disk
+    journal.commit()
+    assert told == [{"CP_1"}] and journal.uncommitted == set()
+    journal.close()
+
+
+class FailingRollbacks(FailingCommits):
+    def rollback(self) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_a_commit_whose_rollback_fails_too_reports_and_keeps_committing_later(tmp_path: Path) -> None:
+    """Commit and rollback both failing: on_lost hears, and a later row arms the timer again."""
+    told: list[set[str]] = []
+    journal = SeqJournal(tmp_path, on_lost=lambda cps, error: told.append(cps))
+    journal.append("CP_1", "a")
+    db = journal._db
+    assert db is not None
+    journal._db = FailingRollbacks(db)  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError):
+        journal.commit()
+    journal._db = db
+    db.rollback()
+    assert told == [{"CP_1"}]
+    fired = tell_when_committed(journal)
+    journal.append("CP_1", "b")
+    await asyncio.wait_for(fired, 5)
+    assert committed_lines(tmp_path, "CP_1") == ["b"]
+    journal.close()
+
+
+async def test_a_failed_clear_reports_the_other_charge_points_rows_it_took_along(tmp_path: Path) -> None:
+    """A clear's commit failing rolls back the others' waiting rows too: on_lost hears whose, the clear raises."""
+    told: list[set[str]] = []
+    journal = SeqJournal(tmp_path, on_lost=lambda cps, error: told.append(cps))
+    journal.append("CP_1", "a")
+    journal.append("CP_2", "b")
+    db = journal._db
+    assert db is not None
+    journal._db = FailingCommits(db)  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError):
+        journal.clear("CP_1")
+    journal._db = db
+    assert told == [{"CP_2"}] and journal.uncommitted == set()
     journal.close()
