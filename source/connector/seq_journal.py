@@ -43,17 +43,10 @@ CREATE INDEX IF NOT EXISTS lines_by_cp ON lines (cp);
 class SeqJournal:
     """Journal lines per charge point, in the order appended; the database opened at first use."""
 
-    def __init__(
-        self,
-        directory: Path,
-        on_lost: Callable[[set[str], Exception], None] | None = None,
-        *,
-        commit_after_s: float = COMMIT_AFTER_S,
-    ) -> None:
+    def __init__(self, directory: Path, on_lost: Callable[[set[str], Exception], None] | None = None) -> None:
         self._path = directory / FILE_NAME
         self._db: sqlite3.Connection | None = None
         self._on_lost = on_lost
-        self._commit_after_s = commit_after_s
         self._uncommitted: set[str] = set()  # charge points with rows not committed yet
         self._commit_timer: asyncio.TimerHandle | None = None
 
@@ -83,7 +76,7 @@ class SeqJournal:
             raise
         self._uncommitted.add(cp)
         if self._commit_timer is None:
-            self._commit_timer = loop.call_later(self._commit_after_s, self.commit)
+            self._commit_timer = loop.call_later(COMMIT_AFTER_S, self.commit)
 
     def commit(self) -> None:
         """Commit the rows added since the last commit; a failure goes to `on_lost` (raised without one)."""
@@ -103,7 +96,7 @@ class SeqJournal:
             if self._on_lost is None:
                 raise
             return
-        self._committed()
+        self._nothing_waits()
 
     def lines(self, cp: str, limit: int) -> list[str]:
         """The charge point's newest `limit` lines, oldest first, those not committed yet too;
@@ -134,16 +127,16 @@ class SeqJournal:
         except sqlite3.Error as error:
             self._lose(error)
             raise
-        self._committed()
+        self._nothing_waits()
 
     def _lose(self, error: sqlite3.Error) -> None:
         """The rows that waited are gone (rolled back): tell whose."""
         lost = self._uncommitted
-        self._committed()
+        self._nothing_waits()
         if lost and self._on_lost is not None:
             self._on_lost(lost, error)
 
-    def _committed(self) -> None:
+    def _nothing_waits(self) -> None:
         self._uncommitted = set()
         self._stop_timer()
 

@@ -515,7 +515,7 @@ class TransactionStore:
             LOG.error("%s in %s (%s); not logged again until it works again", what, self._journal.path, error)
 
     def close(self) -> None:
-        """At shutdown: close the journal's database."""
+        """At shutdown: commit the journal's waiting rows and close its database."""
         self._journal.close()
 
     def _replay(self, cp: str, lines: list[str]) -> None:
