@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from report import get, number, ratio_text
+from report import get, number, quotient, ratio_text
 
 Point = dict[str, Any]  # one run's figures, as instances.run_point gives them
 Row = dict[str, Any]  # one point of the summary: label, runs, spread, ratios, the run shown
@@ -61,12 +61,6 @@ def summary(runs: list[Point]) -> list[Row]:
                 row[f"cpu_later_ratio_to_{name}"] = quotient(cpu_later(point), cpu_later(other))
         rows.append(row)
     return rows
-
-
-def quotient(figure: float, against: float) -> float | None:
-    """figure / against, or None (shown `-`) where `against` is 0: in a short run, less CPU
-    than the clock's 10 ms tick is read as none."""
-    return round(figure / against, 2) if against > 0 else None
 
 
 def figure(*paths: str) -> Callable[[Row], str]:

@@ -263,14 +263,20 @@ def speed_adjusted_cpu_ratio(run: dict[str, Figures]) -> float | None:
             return None
         adjusted.append(cpu / generator)
     floor, connector = adjusted
-    return round(connector / floor, 2) if floor > 0 else None
+    return quotient(connector, floor)
 
 
 def ratio(floor_figures: Figures | None, connector_figures: Figures | None, path: str) -> float | None:
     floor, connector = get(floor_figures, path), get(connector_figures, path)
-    if not isinstance(floor, int | float) or not isinstance(connector, int | float) or floor <= 0:
+    if not isinstance(floor, int | float) or not isinstance(connector, int | float):
         return None
-    return round(connector / floor, 2)
+    return quotient(connector, floor)
+
+
+def quotient(figure: float, against: float) -> float | None:
+    """figure / against to 2 places, or None (shown `-`) where `against` is 0: in a short run,
+    less CPU than the clock's 10 ms tick is read as none."""
+    return round(figure / against, 2) if against > 0 else None
 
 
 class Report:

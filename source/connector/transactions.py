@@ -557,11 +557,10 @@ class TransactionStore:
         keep = self._open[cp] or self._reservations[cp] or self._last_id[cp] >= self._floor()
         if keep:
             self._journal.commit()  # its waiting rows, while a failure can still save them in its file
+            self._journaled.pop(cp, None)  # its rows stay, to be replayed (and counted) when it is loaded again
         for memory in (self._last_id, self._open, self._settled, self._reservations, self._seq_nos, self._ended):
             memory.pop(cp, None)
-        if keep:
-            self._journaled.pop(cp, None)  # its rows stay, to be replayed (and counted) when it is loaded again
-        else:
+        if not keep:
             self._drop_state(cp)
 
     def _drop_state(self, cp: str) -> None:

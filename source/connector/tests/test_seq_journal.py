@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,56 +135,64 @@ class FailingCommits:
         self._db.rollback()
 
 
-async def test_a_failed_commit_hands_the_lost_charge_points_to_on_lost(tmp_path: Path) -> None:
-    """Rows whose commit failed are rolled back, and on_lost hears whose they were."""
-    told: list[tuple[set[str], str]] = []
-    journal = SeqJournal(tmp_path, on_lost=lambda cps, error: told.append((cps, str(error))))
-    journal.append("CP_1", "a")
-    journal.commit()
-    journal.append("CP_1", "b")
-    journal.append("CP_2", "c")
-    db = journal._db
-    assert db is not None
-    journal._db = FailingCommits(db)  # type: ignore[assignment]
-    journal.commit()
-    assert told == [({"CP_1", "CP_2"}, "disk I/O error")]
-    assert journal.uncommitted == set()
-    assert journal.lines("CP_1", 10) == ["a"] and journal.lines("CP_2", 10) == []
-    journal._db = db
-    journal.close()
-
-
-async def test_rows_sqlite_rolled_back_itself_are_reported_at_the_commit(tmp_path: Path) -> None:
-    """A statement that failed may make SQLite roll the whole transaction back: the commit then tells on_lost."""
-    told: list[set[str]] = []
-    journal = SeqJournal(tmp_path, on_lost=lambda cps, error: told.append(cps))
-    journal.append("CP_1", "a")
-    db = journal._db
-    assert db is not None
-    db.rollback()  # stands in for SQLite's own rollback after an I/O error or a full disk
-    journal.commit()
-    assert told == [{"CP_1"}] and journal.uncommitted == set()
-    journal.close()
-
-
 class FailingRollbacks(FailingCommits):
     def rollback(self) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
 
-async def test_a_commit_whose_rollback_fails_too_reports_and_keeps_committing_later(tmp_path: Path) -> None:
-    """Commit and rollback both failing: on_lost hears, and a later row arms the timer again."""
-    told: list[set[str]] = []
-    journal = SeqJournal(tmp_path, on_lost=lambda cps, error: told.append(cps))
+@contextmanager
+def failing(journal: SeqJournal, kind: type[FailingCommits] = FailingCommits) -> Iterator[sqlite3.Connection]:
+    """While inside: the journal's connection (opened already) fails as `kind` does; yields the real one."""
+    db = journal._db
+    assert db is not None
+    journal._db = kind(db)  # type: ignore[assignment]
+    try:
+        yield db
+    finally:
+        journal._db = db
+
+
+def listened(directory: Path) -> tuple[SeqJournal, list[tuple[set[str], str]]]:
+    """A journal whose on_lost calls are kept: (charge points, error) each."""
+    told: list[tuple[set[str], str]] = []
+    return SeqJournal(directory, on_lost=lambda cps, error: told.append((cps, str(error)))), told
+
+
+async def test_a_failed_commit_hands_the_lost_charge_points_to_on_lost(tmp_path: Path) -> None:
+    """Rows whose commit failed are rolled back, and on_lost hears whose they were."""
+    journal, told = listened(tmp_path)
+    journal.append("CP_1", "a")
+    journal.commit()
+    journal.append("CP_1", "b")
+    journal.append("CP_2", "c")
+    with failing(journal):
+        journal.commit()
+    assert told == [({"CP_1", "CP_2"}, "disk I/O error")]
+    assert journal.uncommitted == set()
+    assert journal.lines("CP_1", 10) == ["a"] and journal.lines("CP_2", 10) == []
+    journal.close()
+
+
+async def test_rows_sqlite_rolled_back_itself_are_reported_at_the_commit(tmp_path: Path) -> None:
+    """A statement that failed may make SQLite roll the whole transaction back: the commit then tells on_lost."""
+    journal, told = listened(tmp_path)
     journal.append("CP_1", "a")
     db = journal._db
     assert db is not None
-    journal._db = FailingRollbacks(db)  # type: ignore[assignment]
-    with pytest.raises(sqlite3.OperationalError):
+    db.rollback()  # stands in for SQLite's own rollback after an I/O error or a full disk
+    journal.commit()
+    assert [cps for cps, _ in told] == [{"CP_1"}] and journal.uncommitted == set()
+    journal.close()
+
+
+async def test_a_commit_whose_rollback_fails_too_reports_and_keeps_committing_later(tmp_path: Path) -> None:
+    """Commit and rollback both failing: on_lost hears, and a later row arms the timer again."""
+    journal, told = listened(tmp_path)
+    journal.append("CP_1", "a")
+    with failing(journal, FailingRollbacks) as db, pytest.raises(sqlite3.OperationalError):
         journal.commit()
-    journal._db = db
     db.rollback()
-    assert told == [{"CP_1"}]
+    assert [cps for cps, _ in told] == [{"CP_1"}]
     fired = tell_when_committed(journal)
     journal.append("CP_1", "b")
     await asyncio.wait_for(fired, 5)
@@ -192,15 +202,10 @@ async def test_a_commit_whose_rollback_fails_too_reports_and_keeps_committing_la
 
 async def test_a_failed_clear_reports_the_other_charge_points_rows_it_took_along(tmp_path: Path) -> None:
     """A clear's commit failing rolls back the others' waiting rows too: on_lost hears whose, the clear raises."""
-    told: list[set[str]] = []
-    journal = SeqJournal(tmp_path, on_lost=lambda cps, error: told.append(cps))
+    journal, told = listened(tmp_path)
     journal.append("CP_1", "a")
     journal.append("CP_2", "b")
-    db = journal._db
-    assert db is not None
-    journal._db = FailingCommits(db)  # type: ignore[assignment]
-    with pytest.raises(sqlite3.OperationalError):
+    with failing(journal), pytest.raises(sqlite3.OperationalError):
         journal.clear("CP_1")
-    journal._db = db
-    assert told == [{"CP_2"}] and journal.uncommitted == set()
+    assert [cps for cps, _ in told] == [{"CP_2"}] and journal.uncommitted == set()
     journal.close()

@@ -13,7 +13,7 @@ from pytest_mock import MockerFixture
 
 from connector.datapoints import EvseTransaction, TransactionRecord
 from connector.seq_journal import FILE_NAME, SeqJournal
-from connector.tests.test_seq_journal import FailingCommits
+from connector.tests.test_seq_journal import failing
 from connector.tests.test_transactions import Clock
 from connector.transactions import (
     ENDED_KEEP_S,
@@ -382,11 +382,8 @@ async def test_seq_nos_whose_commit_failed_are_written_to_the_state_file(
         store.running(CP, record, seq_no)
         store.running("CP_2", record, seq_no)
     assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 0]]}
-    db = store._journal._db
-    assert db is not None
-    store._journal._db = FailingCommits(db)  # type: ignore[assignment]
-    store._journal.commit()
-    store._journal._db = db
+    with failing(store._journal):
+        store._journal.commit()
     assert saved(tmp_path)["seq_nos"] == {"tx-1": [[0, 3]]}
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any("could not commit seqNo journal rows" in e and "2 charge points" in e for e in errors)
