@@ -310,10 +310,57 @@ def _compiled(message_type: int, action: str, version: str) -> Callable[[Any], A
     # a composite schedule), not worth a third way of checking.
     if _decimal(message_type, action, version):
         return None
-    schema = get_validator(message_type, action, version).schema
+    return _compile(get_validator(message_type, action, version).schema)
+
+
+def _compile(schema: dict[str, Any]) -> Callable[[Any], Any]:
+    """fastjsonschema's check of `schema` as Draft 4, its definitions written in where they are used.
+
+    fastjsonschema makes a function of each definition and calls it per use, with the
+    item's name built for an error it may never raise: ~1 us a use, and a 2.x sampled value
+    uses four. Written in, a MeterValues.req of 8 samples is checked in ~13 us, not ~22.
+    """
     # No `format` and no `default`: jsonschema asserts no format unless given a format checker
     # (a charger's odd timestamp is not refused), and defaults would be written into the payload.
-    return fastjsonschema.compile({**schema, "$schema": _DRAFT_4}, use_default=False, use_formats=False)
+    return fastjsonschema.compile(
+        {**inline_definitions(schema), "$schema": _DRAFT_4}, use_default=False, use_formats=False
+    )
+
+
+def inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with each `{"$ref": "#/definitions/<name>"}` replaced by that definition, and no `definitions`.
+
+    The same schema: under Draft 4 a `$ref` stands for its target, whatever is beside it.
+    The library's OCPP schemas refer only to their own definitions, none to itself; a
+    schema that does otherwise is returned as it is.
+    """
+    definitions = schema.get("definitions", {})
+
+    def written_in(node: Any, within: frozenset[str]) -> Any:
+        if isinstance(node, list):
+            return [written_in(item, within) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if ref is not None:
+            name = ref.removeprefix(_LOCAL_DEFINITION) if isinstance(ref, str) else None
+            if name is None or name == ref or name not in definitions or name in within:
+                raise _NotInlinableError
+            return written_in(definitions[name], within | {name})
+        return {key: written_in(value, within) for key, value in node.items() if key != "definitions"}
+
+    try:
+        inlined: dict[str, Any] = written_in(schema, frozenset())
+    except _NotInlinableError:
+        return schema
+    return inlined
+
+
+_LOCAL_DEFINITION = "#/definitions/"
+
+
+class _NotInlinableError(Exception):
+    """A `$ref` to anything but one of the schema's own definitions, or to one it is inside of."""
 
 
 def strictly_valid(action: str, payload: dict[str, Any], message_type: int, version: str = OCPP_VERSION) -> bool:
@@ -354,8 +401,7 @@ def _compiled_core(message_type: int, action: str, version: str) -> Callable[[An
     """Like `_compiled`, of the schema without the tolerated keywords: it accepts iff nothing is refused."""
     if _decimal(message_type, action, version):
         return None
-    core = without_tolerated(get_validator(message_type, action, version).schema)
-    return fastjsonschema.compile({**core, "$schema": _DRAFT_4}, use_default=False, use_formats=False)
+    return _compile(without_tolerated(get_validator(message_type, action, version).schema))
 
 
 @functools.cache

@@ -74,9 +74,22 @@ def sampled_readings(
 
 
 def sample_point(prefix: str, sample: dict[str, Any], at: int, notes: list[str]) -> Datapoint | None:
-    """A 2.x SampledValue as a datapoint (`prefix`: `<cp>__MeterValues__<evse>`): value x 10^multiplier."""
-    value = sample_value(sample, notes)
-    return None if value is None else Datapoint(prefix + sample_suffix(sample), value, at)
+    """A 2.x SampledValue as a datapoint (`prefix`: `<cp>__MeterValues__<evse>`): value x 10^multiplier.
+
+    Runs for every sampled value a fleet sends, mapped or not: `unitOfMeasure` is read once
+    for the unit and the multiplier both.
+    """
+    unit = _unit_of_measure(sample)
+    value = _scaled_value(sample["value"], unit.get("multiplier", 0), notes)
+    if value is None:
+        return None
+    suffix = meter_suffix(
+        sample.get("measurand", DEFAULT_MEASURAND),
+        sample.get("phase"),
+        sample.get("location", DEFAULT_LOCATION),
+        unit.get("unit", DEFAULT_UNIT),
+    )
+    return Datapoint(prefix + suffix, value, at)
 
 
 def sample_key(cp: str, evse_id: int, sample: dict[str, Any]) -> str:
@@ -93,21 +106,30 @@ def sample_suffix(sample: dict[str, Any]) -> str:
     )
 
 
+_NO_UNIT: dict[str, Any] = {}  # read only
+
+
 def _unit_of_measure(sample: dict[str, Any]) -> dict[str, Any]:
     unit = sample.get("unitOfMeasure")
-    return unit if isinstance(unit, dict) else {}
+    return unit if isinstance(unit, dict) else _NO_UNIT
 
 
 def sample_value(sample: dict[str, Any], notes: list[str]) -> int | float | None:
     """value x 10^multiplier as a JSON number; None (skipped, noted) where there is none to make."""
-    value = _number(sample["value"], notes)
-    multiplier = _unit_of_measure(sample).get("multiplier", 0)
+    return _scaled_value(sample["value"], _unit_of_measure(sample).get("multiplier", 0), notes)
+
+
+def _scaled_value(raw: Any, multiplier: Any, notes: list[str]) -> int | float | None:
+    value = _number(raw, notes)
     if value is None:
         return None
-    if not isinstance(multiplier, int) or isinstance(multiplier, bool) or abs(multiplier) > MAX_MULTIPLIER:
+    if multiplier == 0 and type(multiplier) is int:  # the common case: nothing to scale
+        result = value
+    elif not isinstance(multiplier, int) or isinstance(multiplier, bool) or abs(multiplier) > MAX_MULTIPLIER:
         notes.append(f"multiplier {str(multiplier)[:20]!r} beyond +-{MAX_MULTIPLIER}; skipped the value")
         return None
-    result = scaled(value, multiplier)
+    else:
+        result = scaled(value, multiplier)
     if isinstance(result, float) and not math.isfinite(result):
         notes.append(f"value {value!r} x 10^{multiplier} is out of range; skipped it")
         return None

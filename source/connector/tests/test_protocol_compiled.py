@@ -57,6 +57,7 @@ from connector.protocol import (
     _compiled_accepts,
     _compiled_core,
     check_payload,
+    inline_definitions,
     quoted,
     refusal_for_keyword,
 )
@@ -422,6 +423,59 @@ def test_every_schema_is_covered(version: str) -> None:
     uncompiled = {kind for kind in schemas if _compiled(*kind, version) is None}
     assert uncompiled == {kind for kind in schemas if _compiled_core(*kind, version) is None}
     assert uncompiled == (_DECIMAL_SCHEMAS if version == "1.6" else set())
+
+
+def refs_in(node: Any) -> list[Any]:
+    if isinstance(node, list):
+        return [ref for item in node for ref in refs_in(item)]
+    if not isinstance(node, dict):
+        return []
+    return ([node["$ref"]] if "$ref" in node else []) + [ref for value in node.values() for ref in refs_in(value)]
+
+
+@pytest.mark.parametrize(("version", "message_type", "action"), COMPILED_16 + COMPILED_2X)
+def test_every_schema_is_compiled_with_its_definitions_written_in(version: str, message_type: int, action: str) -> None:
+    """No compiled schema falls back to fastjsonschema's function per definition (what the speed-up is about)."""
+    inlined = inline_definitions(schema_of(version, message_type, action))
+    assert refs_in(inlined) == []
+    assert "definitions" not in json.dumps(inlined)
+
+
+def test_a_definition_is_written_in_wherever_it_is_used() -> None:
+    unit = {"type": "object", "properties": {"unit": {"type": "string"}}}
+    schema = {
+        "definitions": {
+            "Unit": unit,
+            "Sample": {"type": "object", "properties": {"unit": {"$ref": "#/definitions/Unit"}}},
+        },
+        "type": "object",
+        "properties": {
+            "sample": {"$ref": "#/definitions/Sample", "description": "ignored beside a $ref, as in Draft 4"},
+            "unit": {"$ref": "#/definitions/Unit"},
+        },
+    }
+    assert inline_definitions(schema) == {
+        "type": "object",
+        "properties": {"sample": {"type": "object", "properties": {"unit": unit}}, "unit": unit},
+    }
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "#/definitions/Node",  # a definition that refers to itself: it cannot be written out
+        "#/definitions/Missing",
+        "#/properties/child",  # a pointer into the schema, not to a definition
+        "other.json#/definitions/Node",
+        7,
+    ],
+)
+def test_a_schema_whose_refs_cannot_be_written_in_is_kept_as_it_is(ref: Any) -> None:
+    schema = {
+        "definitions": {"Node": {"type": "object", "properties": {"child": {"$ref": ref}}}},
+        "$ref": "#/definitions/Node",
+    }
+    assert inline_definitions(schema) is schema
 
 
 def differential(version: str, message_type: int, action: str, data: st.DataObject) -> None:
