@@ -43,8 +43,16 @@ def answers(action: Action) -> Callable[[F], F]:
 WAIT_S = 10.0  # upper bound for any awaited event; tests fail, never hang
 
 
+# Every port free_port has handed out in this process. A port is free when picked but only
+# taken when its server starts, so two picked before either starts could be the same one:
+# HAProxy binds with SO_REUSEPORT, and a frontend sharing its stats socket's port hands
+# some connections to the CLI, which answers a WebSocket handshake with a bare-LF line
+# (seen once in a clean-clone run: "line without CRLF").
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A free port below the kernel's ephemeral range.
+    """A free port below the kernel's ephemeral range, never the same one twice in a test run.
 
     Not bind(0): that hands out an ephemeral port, and while a test's broker is stopped,
     clients retrying 127.0.0.1:port get ephemeral local ports too; Linux can then
@@ -52,12 +60,15 @@ def free_port() -> int:
     """
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for port in random.sample(range(10000, min(low, 32768)), 200):
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     raise RuntimeError("no free port below the ephemeral range")
 
 
