@@ -331,8 +331,10 @@ def inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
     """`schema` with each `{"$ref": "#/definitions/<name>"}` replaced by that definition, and no `definitions`.
 
     The same schema: under Draft 4 a `$ref` stands for its target, whatever is beside it.
-    The library's OCPP schemas refer only to their own definitions, none to itself; a
-    schema that does otherwise is returned as it is.
+    Field names (under `properties` and the like) are names, not keywords, and `enum` and
+    `default` hold data: both are kept as they are. The library's OCPP schemas refer only
+    to their own definitions, none to itself; a schema that does otherwise is returned as
+    it is.
     """
     definitions = schema.get("definitions", {})
 
@@ -347,7 +349,15 @@ def inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
             if name is None or name == ref or name not in definitions or name in within:
                 raise _NotInlinableError
             return written_in(definitions[name], within | {name})
-        return {key: written_in(value, within) for key, value in node.items() if key != "definitions"}
+        kept: dict[str, Any] = {}
+        for keyword, value in node.items():
+            if keyword in _DATA_KEYWORDS:
+                kept[keyword] = value
+            elif keyword in _NAMED_SCHEMAS and isinstance(value, dict):
+                kept[keyword] = {name: written_in(schema, within) for name, schema in value.items()}
+            elif keyword != "definitions":  # only reachable through a $ref, each written in
+                kept[keyword] = written_in(value, within)
+        return kept
 
     try:
         inlined: dict[str, Any] = written_in(schema, frozenset())
@@ -357,6 +367,8 @@ def inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _LOCAL_DEFINITION = "#/definitions/"
+_DATA_KEYWORDS = frozenset({"enum", "default"})  # JSON values, not schemas
+_NAMED_SCHEMAS = frozenset({"properties", "patternProperties", "dependencies"})  # name -> schema (or names)
 
 
 class _NotInlinableError(Exception):

@@ -41,7 +41,7 @@ import ocpp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jsonschema import ValidationError
+from jsonschema import Draft4Validator, ValidationError
 from ocpp.exceptions import PropertyConstraintViolationError
 from ocpp.messages import MessageType, get_validator
 from ocpp.v16.enums import Action
@@ -465,6 +465,35 @@ def test_a_definition_is_written_in_wherever_it_is_used() -> None:
         "type": "object",
         "properties": {"sample": {"type": "object", "properties": {"unit": unit}}, "unit": unit},
     }
+
+
+def test_field_names_and_data_are_not_taken_for_keywords() -> None:
+    """A field named `definitions` or `$ref` stays a field, and an enum's values stay as they are."""
+    data = {"enum": [{"$ref": "#/definitions/Text"}, {"definitions": 1}], "default": {"$ref": "x"}}
+    schema: dict[str, Any] = {
+        "definitions": {"Text": {"type": "string"}},
+        "type": "object",
+        "properties": {"definitions": {"type": "integer"}, "$ref": {"$ref": "#/definitions/Text"}, "shape": data},
+        "additionalProperties": False,
+    }
+    assert inline_definitions(schema)["properties"] == {
+        "definitions": {"type": "integer"},
+        "$ref": {"type": "string"},
+        "shape": data,
+    }
+    # Compiled, they are checked as jsonschema checks them (fastjsonschema itself cannot
+    # compile a $ref inside data, so the enum here has none).
+    schema["properties"]["shape"] = {"enum": [{"definitions": 1}]}
+    check = fastjsonschema.compile({**inline_definitions(schema), "$schema": "http://json-schema.org/draft-04/schema#"})
+    payloads = [{"definitions": 1}, {"definitions": "x"}, {"$ref": "text"}, {"$ref": 1}, {"shape": {"definitions": 1}}]
+    payloads.append({"shape": {"definitions": 2}})
+    for payload in payloads:
+        try:
+            check(payload)
+            accepted = True
+        except fastjsonschema.JsonSchemaValueException:
+            accepted = False
+        assert accepted == Draft4Validator(schema).is_valid(payload), payload
 
 
 @pytest.mark.parametrize(
