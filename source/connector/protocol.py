@@ -343,8 +343,8 @@ def inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
             return [written_in(item, within) for item in node]
         if not isinstance(node, dict):
             return node
-        ref = node.get("$ref")
-        if ref is not None:
+        if "$ref" in node:
+            ref = node["$ref"]
             name = ref.removeprefix(_LOCAL_DEFINITION) if isinstance(ref, str) else None
             if name is None or name == ref or name not in definitions or name in within:
                 raise _NotInlinableError
@@ -354,7 +354,7 @@ def inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
             if keyword in _DATA_KEYWORDS:
                 kept[keyword] = value
             elif keyword in _NAMED_SCHEMAS and isinstance(value, dict):
-                kept[keyword] = {name: written_in(schema, within) for name, schema in value.items()}
+                kept[keyword] = {name: written_in(named, within) for name, named in value.items()}
             elif keyword != "definitions":  # only reachable through a $ref, each written in
                 kept[keyword] = written_in(value, within)
         return kept
