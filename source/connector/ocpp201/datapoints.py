@@ -80,16 +80,8 @@ def sample_point(prefix: str, sample: dict[str, Any], at: int, notes: list[str])
     for the unit and the multiplier both.
     """
     unit = _unit_of_measure(sample)
-    value = _scaled_value(sample["value"], unit.get("multiplier", 0), notes)
-    if value is None:
-        return None
-    suffix = meter_suffix(
-        sample.get("measurand", DEFAULT_MEASURAND),
-        sample.get("phase"),
-        sample.get("location", DEFAULT_LOCATION),
-        unit.get("unit", DEFAULT_UNIT),
-    )
-    return Datapoint(prefix + suffix, value, at)
+    value = _value_in(sample, unit, notes)
+    return None if value is None else Datapoint(prefix + _suffix_in(sample, unit), value, at)
 
 
 def sample_key(cp: str, evse_id: int, sample: dict[str, Any]) -> str:
@@ -98,12 +90,12 @@ def sample_key(cp: str, evse_id: int, sample: dict[str, Any]) -> str:
 
 
 def sample_suffix(sample: dict[str, Any]) -> str:
-    return meter_suffix(
-        sample.get("measurand", DEFAULT_MEASURAND),
-        sample.get("phase"),
-        sample.get("location", DEFAULT_LOCATION),
-        _unit_of_measure(sample).get("unit", DEFAULT_UNIT),
-    )
+    return _suffix_in(sample, _unit_of_measure(sample))
+
+
+def sample_value(sample: dict[str, Any], notes: list[str]) -> int | float | None:
+    """value x 10^multiplier as a JSON number; None (skipped, noted) where there is none to make."""
+    return _value_in(sample, _unit_of_measure(sample), notes)
 
 
 _NO_UNIT: dict[str, Any] = {}  # read only
@@ -114,15 +106,22 @@ def _unit_of_measure(sample: dict[str, Any]) -> dict[str, Any]:
     return unit if isinstance(unit, dict) else _NO_UNIT
 
 
-def sample_value(sample: dict[str, Any], notes: list[str]) -> int | float | None:
-    """value x 10^multiplier as a JSON number; None (skipped, noted) where there is none to make."""
-    return _scaled_value(sample["value"], _unit_of_measure(sample).get("multiplier", 0), notes)
+def _suffix_in(sample: dict[str, Any], unit: dict[str, Any]) -> str:
+    """The sample's key suffix, `unit` its `unitOfMeasure` as read."""
+    return meter_suffix(
+        sample.get("measurand", DEFAULT_MEASURAND),
+        sample.get("phase"),
+        sample.get("location", DEFAULT_LOCATION),
+        unit.get("unit", DEFAULT_UNIT),
+    )
 
 
-def _scaled_value(raw: Any, multiplier: Any, notes: list[str]) -> int | float | None:
-    value = _number(raw, notes)
+def _value_in(sample: dict[str, Any], unit: dict[str, Any], notes: list[str]) -> int | float | None:
+    """The sample's value x 10^multiplier, `unit` its `unitOfMeasure` as read."""
+    value = _number(sample["value"], notes)
     if value is None:
         return None
+    multiplier = unit.get("multiplier", 0)
     if multiplier == 0 and type(multiplier) is int:  # the common case: nothing to scale
         result = value
     elif not isinstance(multiplier, int) or isinstance(multiplier, bool) or abs(multiplier) > MAX_MULTIPLIER:
