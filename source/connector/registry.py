@@ -274,9 +274,23 @@ def add_entry(entries: bytes, key: str, example: Any) -> bytes:
     return entries + b", " + entry if entries else entry
 
 
+def listed_entries(entries: bytes, start: int = 0) -> dict[str, Any]:
+    """The `key: example` entries of one charge point's part of a listing section, from
+    `start` (a length the part had: where a later entry, with its `, `, begins)."""
+    rest = entries[start:].removeprefix(b", ")
+    return json.loads(b"{" + rest + b"}") if rest else {}
+
+
 def listed_keys(entries: bytes) -> list[str]:
     """The keys in one charge point's part of a listing section (to forget them: rare)."""
-    return list(json.loads(b"{" + entries + b"}")) if entries else []
+    return list(listed_entries(entries))
+
+
+def actuator_of(cp: str, key: str) -> ActuatorRef:
+    """The actuator a listed key of `cp` stands for, read from the key: ActuatorRefs lets in
+    only `<cp>__<name>` (connector 0) and `<cp>__<name>__<connector id>`, and a name has no `__`."""
+    name, _, connector_id = key[len(cp) + 2 :].partition("__")
+    return ActuatorRef(cp, name, int(connector_id) if connector_id else 0)
 
 
 MAX_EXAMPLE_CHARS = 200
@@ -305,6 +319,43 @@ class KeyRecord:
     cp: str
     example: Any
     actuator: ActuatorRef | None = None  # None: a sensor
+
+
+class Unsaved:
+    """Keys listed since the store last took them, read back from the listing when saved.
+
+    A fleet booting at once lists hundreds of thousands of keys while the store, a worker
+    thread beside a saturated loop, saves them slowly. Held as a KeyRecord each (with the
+    key's string and an ActuatorRef), 220,000 of them waited at 10,000 2.0.1 chargers, some
+    60 MB, and Python's allocator kept most of that memory once they were saved
+    (docs/benchmark.md). Here a charge point's new keys cost one entry: where they begin in
+    its listing parts. The parts are immutable bytes shared with the listing, so the
+    records are made as the store iterates, in its worker thread, a batch at a time.
+    `records` holds the few given as records (a failed save's, another instance's).
+    """
+
+    __slots__ = ("parts", "records")
+
+    def __init__(
+        self, records: list[KeyRecord] | None = None, parts: list[tuple[str, bytes, int, bytes, int]] | None = None
+    ) -> None:
+        self.records = records or []
+        self.parts = parts or []  # (cp, its sensors' part, where the new ones begin, its actuators' part, ...)
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.parts)
+
+    def __iter__(self) -> Iterator[KeyRecord]:
+        yield from self.records
+        for cp, sensors, sensors_from, actuators, actuators_from in self.parts:
+            for key, example in listed_entries(sensors, sensors_from).items():
+                yield KeyRecord(key, cp, example)
+            for key, example in listed_entries(actuators, actuators_from).items():
+                yield KeyRecord(key, cp, example, actuator_of(cp, key))
+
+    def without(self, gone: set[str]) -> Unsaved:
+        """These but the keys of the charge points in `gone`."""
+        return Unsaved([r for r in self.records if r.cp not in gone], [p for p in self.parts if p[0] not in gone])
 
 
 class ChargePointKeys:
@@ -356,7 +407,8 @@ class Registry:
         self.map = DatapointMap({}, {})
         self.max_keys_per_cp = max_keys_per_cp
         self._by_cp: dict[str | None, ChargePointKeys] = {}
-        self.unsaved: list[KeyRecord] = []  # listed since the store last took them
+        self.unsaved: list[KeyRecord] = []  # given as records since the store last took them (rare)
+        self._unsaved_from: dict[str, tuple[int, int]] = {}  # cp -> its parts' lengths before its first new key
 
     def add_sensor(self, point: Datapoint, cp: str | None = None) -> bool:
         """Record a sensor's latest value; True if the key is new to the listing (announce it).
@@ -374,9 +426,9 @@ class Registry:
             return False
         self._count_new_key(cp, keys, point.key)
         self.sensors[point.key] = kept or point._replace(value=NOT_KEPT)
+        if cp is not None:  # keys of no charge point are not kept across restarts
+            self._mark_unsaved(cp, keys)
         keys.sensors = add_entry(keys.sensors, point.key, point.value)  # its first value is its example
-        if cp is not None:
-            self.unsaved.append(KeyRecord(point.key, cp, shortened(point.value)))
         return True
 
     def latest(self, key: str) -> Datapoint | None:
@@ -408,8 +460,13 @@ class Registry:
         return listed
 
     def _list_actuator(self, keys: ChargePointKeys, key: str, ref: ActuatorRef, example: Any) -> None:
+        self._mark_unsaved(ref.cp, keys)
         keys.actuators = add_entry(keys.actuators, key, example)
-        self.unsaved.append(KeyRecord(key, ref.cp, shortened(example), ref))
+
+    def _mark_unsaved(self, cp: str, keys: ChargePointKeys) -> None:
+        """Before a new entry of `cp`'s parts: the store takes what follows (see Unsaved)."""
+        if cp not in self._unsaved_from:
+            self._unsaved_from[cp] = (len(keys.sensors), len(keys.actuators))
 
     def list_actuators(self, cp: str) -> bool:
         """List the charge point's routable actuators (it booted); True if any was new."""
@@ -432,6 +489,7 @@ class Registry:
     def forget(self, cp: str) -> None:
         """Drop every key of a charge point (gone for long); the listing shrinks with it."""
         keys = self._by_cp.pop(cp, None)
+        self._unsaved_from.pop(cp, None)
         if keys is None:
             return
         for key in listed_keys(keys.sensors):
@@ -477,10 +535,8 @@ class Registry:
         keys = self._by_cp.get(cp)
         if keys is None:
             return []
-        sensors = json.loads(b"{" + keys.sensors + b"}") if keys.sensors else {}
-        actuators = json.loads(b"{" + keys.actuators + b"}") if keys.actuators else {}
-        found = [KeyRecord(key, cp, example) for key, example in sensors.items()]
-        found += [KeyRecord(key, cp, example, self.actuator_refs[key]) for key, example in actuators.items()]
+        found = [KeyRecord(key, cp, example) for key, example in listed_entries(keys.sensors).items()]
+        found += [KeyRecord(key, cp, e, actuator_of(cp, key)) for key, e in listed_entries(keys.actuators).items()]
         return found
 
     def key_count(self, cp: str) -> int:
@@ -488,9 +544,20 @@ class Registry:
         keys = self._by_cp.get(cp)
         return 0 if keys is None else keys.count
 
-    def take_unsaved(self) -> list[KeyRecord]:
-        taken, self.unsaved = self.unsaved, []
+    def take_unsaved(self) -> Unsaved:
+        """What was listed since the last take, for the store; a failed save gives it back (`give_back`)."""
+        parts = [
+            (cp, keys.sensors, sensors_from, keys.actuators, actuators_from)
+            for cp, (sensors_from, actuators_from) in self._unsaved_from.items()
+            if (keys := self._by_cp.get(cp)) is not None
+        ]
+        taken = Unsaved(self.unsaved, parts)
+        self.unsaved, self._unsaved_from = [], {}
         return taken
+
+    def give_back(self, taken: Unsaved) -> None:
+        """What a failed save took, ahead of what was listed since (as records: a rare path)."""
+        self.unsaved[:0] = list(taken)
 
     def _keys(self, cp: str | None) -> ChargePointKeys:
         keys = self._by_cp.get(cp)

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from connector.fleet import Member, Roster
 from connector.limits import Throttled
-from connector.registry import KeyRecord, Registry
+from connector.registry import KeyRecord, Registry, Unsaved
 
 LOG = logging.getLogger(__name__)
 
@@ -118,15 +118,14 @@ class Upkeep:
             self._forgotten_unreported = 0
         return len(due)
 
-    def _take(self) -> tuple[list[KeyRecord], dict[str, Member], list[str]]:
+    def _take(self) -> tuple[Unsaved, dict[str, Member], list[str]]:
         records = self._registry.take_unsaved()
         changed, forgotten = self._roster.take_changes()
         if forgotten:  # a key listed just before its charge point was forgotten stays forgotten
-            gone = set(forgotten)
-            records = [r for r in records if r.cp not in gone]
+            records = records.without(set(forgotten))
         return records, changed, forgotten
 
-    def _save(self, records: list[KeyRecord], changed: dict[str, Member], forgotten: list[str]) -> bool:
+    def _save(self, records: Unsaved, changed: dict[str, Member], forgotten: list[str]) -> bool:
         try:
             self._store.save(records, changed, forgotten)
         except Exception:  # a full disk must not stop the service; it says so and goes on
@@ -134,8 +133,8 @@ class Upkeep:
             return False
         return True
 
-    def _give_back(self, records: list[KeyRecord], changed: dict[str, Member], forgotten: list[str]) -> None:
+    def _give_back(self, records: Unsaved, changed: dict[str, Member], forgotten: list[str]) -> None:
         """What a failed save took goes back, ahead of (and under) what changed meanwhile."""
-        self._registry.unsaved[:0] = records
+        self._registry.give_back(records)
         self._roster.changed = {**changed, **self._roster.changed}
         self._roster.forgotten[:0] = forgotten

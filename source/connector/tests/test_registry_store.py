@@ -54,7 +54,7 @@ def test_restored_keys_are_listed_and_routable_without_a_value(tmp_path: Path) -
     )
     assert registry.actuator_refs == {ACTUATOR.key: ACTUATOR.actuator}
     assert registry.sensors == {}
-    assert registry.take_unsaved() == []
+    assert list(registry.take_unsaved()) == []
 
 
 def test_a_save_of_many_statements_keeps_every_row_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -192,7 +192,7 @@ async def test_keys_added_on_one_instance_are_listed_and_routable_on_the_other(p
     assert b.roster.is_booted("CP_1")
     assert b.roster.members["CP_1"].absent_since is None  # connected, at A
     assert b.listing.changes == 1
-    assert b.registry.take_unsaved() == [] and b.roster.take_changes() == ({}, [])
+    assert list(b.registry.take_unsaved()) == [] and b.roster.take_changes() == ({}, [])
     await a.tick()  # A reads its own save back
     assert a.listing_of() == own_listing
     assert a.registry.key_count("CP_1") == 3
