@@ -72,6 +72,10 @@ AVAILABLE_DATAPOINTS_COALESCE_S = 1.0  # the interface allows coalescing within 
 # some 2-3 ms per MB: at 8 MB/s each command's first `__status` key (a new key) made the
 # command p99 at 10,000 2.0.1 chargers 55 ms, its p50 2.6 ms.
 AVAILABLE_DATAPOINTS_BYTES_PER_S = 2_000_000
+# And it is written a write budget (256 KiB) at a time with this pause between, so the
+# broker serves its other clients while it reads the listing (mqtt_loop). A 20 MB listing
+# goes out in 0.25 s or more; held up by it, commands waited 50-120 ms before, one 13-52 ms after.
+LISTING_WRITE_PAUSE_S = 0.003
 
 # `N/state` (retained), as zigbee2mqtt's bridge/state: online while connected; offline
 # on a clean shutdown and, as the last will, when the connection dies.
@@ -132,7 +136,13 @@ class BemcomMqtt:
         # Only the main connection's failures are reported: the others fail alike.
         self.drivers = [
             LoopDriver(self._client, settings.mqtt_brokers, KEEPALIVE_S, self._connect_failed),
-            LoopDriver(self._listing_client, settings.mqtt_brokers, KEEPALIVE_S, lambda error, broker: None),
+            LoopDriver(
+                self._listing_client,
+                settings.mqtt_brokers,
+                KEEPALIVE_S,
+                lambda error, broker: None,
+                write_pause_s=LISTING_WRITE_PAUSE_S,
+            ),
         ]
         self.outbox.read_acks = self.drivers[0].read_if_due
         self.lanes = [self.outbox]

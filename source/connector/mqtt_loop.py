@@ -13,6 +13,13 @@ not read them for READ_DUE_S (`read_if_due`): in an overloaded turn of the loop 
 with 10,000 2.0.1 chargers connecting at once) a full window otherwise kept the connection
 silent until the turn ended, and the broker dropped it after 1.5 x the keepalive.
 
+A connection may pause between its writes (`write_pause_s`): the listing's does. mosquitto
+reads a client's packet for as long as that socket has data, so a 20 MB available_datapoints
+written as fast as the loop turns held every other client up until all of it was in: at
+10,000 2.0.1 chargers, commands that came meanwhile reached us 50-120 ms late. With a pause
+after each write budget (mqtt_client.WRITE_BUDGET_BYTES) the broker finds the socket empty
+and serves the others between the parts.
+
 The one blocking step, opening the connection (name lookup, TCP, TLS handshake, bounded by
 paho's `connect_timeout`), runs in a worker thread; paho's socket callbacks from there are
 passed to the loop. paho's own reconnect loop belongs to `loop_forever`, so reconnecting
@@ -54,8 +61,11 @@ class LoopDriver:
         brokers: Sequence[Broker],
         keepalive: int,
         on_connect_fail: Callable[[Exception, Broker], None],
+        write_pause_s: float = 0.0,
     ) -> None:
         self.client = self._client = client
+        self._write_pause_s = write_pause_s  # after a write that left more to send (see above)
+        self._resume: asyncio.TimerHandle | None = None  # the end of such a pause
         self._brokers = brokers
         self._keepalive = keepalive
         self.broker = brokers[0]  # the one connected to, or tried next
@@ -165,7 +175,7 @@ class LoopDriver:
         self._sock = sock
         self._loop.add_reader(sock, self._read)
         if self._write_wanted is sock:
-            self._loop.add_writer(sock, self._client.loop_write)
+            self._loop.add_writer(sock, self._write)
 
     def _unwatch(self, sock: Any) -> None:
         assert self._loop is not None
@@ -173,6 +183,9 @@ class LoopDriver:
             self._loop.remove_reader(sock)
             self._loop.remove_writer(sock)
             self._sock = None
+            if self._resume is not None:
+                self._resume.cancel()
+                self._resume = None
         if self._write_wanted is sock:
             self._write_wanted = None
         self._closed.set()
@@ -180,8 +193,12 @@ class LoopDriver:
     def _watch_writes(self, sock: Any) -> None:
         assert self._loop is not None
         self._write_wanted = sock
-        if self._sock is sock:  # else `_watch` adds the writer once the socket is watched
-            self._loop.add_writer(sock, self._client.loop_write)
+        if self._sock is not sock or self._resume is not None:
+            return  # `_watch` adds the writer once the socket is watched, or the pause's end does
+        if self._write_pause_s:  # a packet queued may have been written in part at once (WRITE_DUE_S)
+            self._resume = self._loop.call_later(self._write_pause_s, self._resume_writes)
+        else:
+            self._loop.add_writer(sock, self._write)
 
     def _unwatch_writes(self, sock: Any) -> None:
         assert self._loop is not None
@@ -191,6 +208,20 @@ class LoopDriver:
             self._loop.remove_writer(sock)
 
     # -- traffic ------------------------------------------------------------------------
+
+    def _write(self) -> None:
+        self._client.loop_write()
+        sock = self._sock
+        if self._write_pause_s and sock is not None and self._write_wanted is sock:  # more to send
+            assert self._loop is not None
+            self._loop.remove_writer(sock)
+            self._resume = self._loop.call_later(self._write_pause_s, self._resume_writes)
+
+    def _resume_writes(self) -> None:
+        assert self._loop is not None
+        self._resume = None
+        if self._sock is not None and self._write_wanted is self._sock:
+            self._loop.add_writer(self._sock, self._write)
 
     def read_if_due(self) -> None:
         """Read what the broker sent if the loop has not for READ_DUE_S: called by an outbox

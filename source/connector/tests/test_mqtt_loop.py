@@ -1,16 +1,20 @@
 """paho driven by the asyncio loop, against a real mosquitto: acknowledgements read within a long
-turn of the loop, so a full window does not leave the connection silent until the broker drops it."""
+turn of the loop, so a full window does not leave the connection silent until the broker drops it;
+a large packet written with pauses, so the broker serves the others meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import time
 from pathlib import Path
+from typing import Any
 
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from connector.bemcom import MAX_INFLIGHT
-from connector.mqtt_client import Client
+from connector.mqtt_client import WRITE_BUDGET_BYTES, Client
 from connector.mqtt_loop import LoopDriver
 from connector.outbox import WINDOW, Outbox
 from connector.settings import Broker
@@ -73,6 +77,66 @@ async def test_a_long_turn_of_the_loop_reads_acknowledgements_and_keeps_the_conn
         assert [p for t, p, _ in probe.messages if t == "o/seq"] == list(range(put))
         assert not lost.is_set(), "the broker dropped the connection"
         assert driver.socket_open
+    finally:
+        await driver.disconnect(within=2)
+        running.cancel()
+        probe.close()
+        broker.stop()
+
+
+# Below mqtt_client.WRITE_DUE_S, as the listing's: a packet queued meanwhile (a keepalive
+# ping) waits for the pause's end instead of being written at once.
+PAUSE_S = 0.015
+LARGE = 40 * WRITE_BUDGET_BYTES  # 0.59 s of pauses or more on the way
+
+
+class _Writes(Client):
+    """Notes when it writes to the socket."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.writes: list[float] = []
+        self.wrote = asyncio.Event()
+
+    def loop_write(self) -> MQTTErrorCode:
+        self.writes.append(time.monotonic())
+        rc = super().loop_write()
+        self.wrote.set()
+        return rc
+
+
+async def test_a_large_packet_goes_out_with_pauses_and_the_broker_serves_others_meanwhile(tmp_path: Path) -> None:
+    """The listing's connection pauses after each write budget, so the broker, which reads a
+    packet for as long as the socket has data, finds it empty between the parts: the writes
+    come a pause apart at least; a message another client sends while the large one is on
+    its way reaches its subscriber first; the large one arrives whole."""
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    probe = MqttProbe(broker.port)
+    await probe.subscribe("big", qos=1)
+    await probe.subscribe("ping", qos=0)
+    loop = asyncio.get_running_loop()
+    client = _Writes(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    online = asyncio.Event()
+    client.on_connect = lambda *args: online.set()
+    driver = LoopDriver(client, [Broker("127.0.0.1", broker.port)], KEEPALIVE_S, lambda e, at: None, PAUSE_S)
+    running = loop.create_task(driver.run())
+    try:
+        async with asyncio.timeout(10):
+            await online.wait()
+        client.wrote.clear()
+        large = "x" * LARGE
+        client.publish("big", json.dumps(large), qos=1, retain=True)
+        await client.wrote.wait()
+        started = len(client.writes) - 1
+        probe.publish("ping", 1, qos=0)
+        await probe.wait_for("ping", within=5)
+        assert "big" not in [t for t, _, _ in probe.messages], "the broker read the large packet before the ping"
+        assert await probe.wait_for("big", within=10) == large
+        writes = client.writes[started:]
+        assert len(writes) >= LARGE // WRITE_BUDGET_BYTES, "more than a budget in one write"
+        gaps = [later - earlier for earlier, later in itertools.pairwise(writes)]
+        assert min(gaps) >= PAUSE_S * 0.99, f"written {min(gaps) * 1e3:.1f} ms after the write before"
     finally:
         await driver.disconnect(within=2)
         running.cancel()
