@@ -66,15 +66,16 @@ DISCONNECT_WHEN_BEHIND_S = 0.2
 # fleet booting at once would otherwise republish a large retained message per key.
 AVAILABLE_DATAPOINTS_COALESCE_S = 1.0  # the interface allows coalescing within a second
 # A large listing waits longer: at most this many bytes of listings per second on average,
-# so what keys cost to announce does not grow with the fleet (a 27 MB listing of 10,000
-# chargers goes out at most every 13.5 s while keys keep appearing, not every second).
-# mosquitto takes a large retained message in one go, holding up every other client for
-# some 2-3 ms per MB: at 8 MB/s each command's first `__status` key (a new key) made the
-# command p99 at 10,000 2.0.1 chargers 55 ms, its p50 2.6 ms.
-AVAILABLE_DATAPOINTS_BYTES_PER_S = 2_000_000
+# so what keys cost to announce does not grow with the fleet (the 20 MB listing of 10,000
+# 2.0.1 chargers goes out at most every 20 s while keys keep appearing, not every second).
+# mosquitto takes a large retained message in, and stores it, holding up every other client
+# for some 2-4 ms per MB: each command's first `__status` is a new key, and at 2 MB/s a
+# 15 s run of commands to 10,000 2.0.1 chargers met two listings, the commands arriving
+# meanwhile 40-120 ms late (p99 over 25 ms in 3 runs of 8; 8 MB/s: 55 ms in every run).
+AVAILABLE_DATAPOINTS_BYTES_PER_S = 1_000_000
 # And it is written a write budget (256 KiB) at a time with this pause between, so the
-# broker serves its other clients while it reads the listing (mqtt_loop). A 20 MB listing
-# goes out in 0.25 s or more; held up by it, commands waited 50-120 ms before, one 13-52 ms after.
+# broker serves its other clients while it reads the listing (mqtt_loop): what still
+# waits is what arrives while the broker stores it. A 20 MB listing goes out in 0.25 s or more.
 LISTING_WRITE_PAUSE_S = 0.003
 
 # `N/state` (retained), as zigbee2mqtt's bridge/state: online while connected; offline
