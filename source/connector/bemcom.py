@@ -69,9 +69,9 @@ AVAILABLE_DATAPOINTS_COALESCE_S = 1.0  # the interface allows coalescing within 
 # so what keys cost to announce does not grow with the fleet (the 20 MB listing of 10,000
 # 2.0.1 chargers goes out at most every 20 s while keys keep appearing, not every second).
 # mosquitto takes a large retained message in, and stores it, holding up every other client
-# for some 2-4 ms per MB: each command's first `__status` is a new key, and at 2 MB/s a
-# 15 s run of commands to 10,000 2.0.1 chargers met two listings, the commands arriving
-# meanwhile 40-120 ms late (p99 over 25 ms in 3 runs of 8; 8 MB/s: 55 ms in every run).
+# meanwhile (40-120 ms for 20 MB on the benchmark's 2 cores): each command's first
+# `__status` is a new key, and at 2 MB/s a 15 s run of commands to 10,000 2.0.1 chargers
+# met two listings (p99 over 25 ms in 3 runs of 8; at 8 MB/s 55 ms in every run).
 AVAILABLE_DATAPOINTS_BYTES_PER_S = 1_000_000
 # And it is written a write budget (256 KiB) at a time with this pause between, so the
 # broker serves its other clients while it reads the listing (mqtt_loop): what still

@@ -8,12 +8,15 @@ contain `__`.
 from __future__ import annotations
 
 import json
+import logging
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from connector.datapoints import Datapoint
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,10 +351,15 @@ class Unsaved:
     def __iter__(self) -> Iterator[KeyRecord]:
         yield from self.records
         for cp, sensors, sensors_from, actuators, actuators_from in self.parts:
-            for key, example in listed_entries(sensors, sensors_from).items():
-                yield KeyRecord(key, cp, example)
-            for key, example in listed_entries(actuators, actuators_from).items():
-                yield KeyRecord(key, cp, example, actuator_of(cp, key))
+            try:  # never fails for parts add_entry wrote; if it did, the other charge points are still saved
+                new_sensors = listed_entries(sensors, sensors_from)
+                records = [KeyRecord(key, cp, example) for key, example in new_sensors.items()]
+                new_actuators = listed_entries(actuators, actuators_from)
+                records += [KeyRecord(key, cp, example, actuator_of(cp, key)) for key, example in new_actuators.items()]
+            except ValueError as error:
+                LOG.error("registry: new keys of %.200r not saved, its listing part unreadable: %s", cp, error)
+                continue
+            yield from records
 
     def without(self, gone: set[str]) -> Unsaved:
         """These but the keys of the charge points in `gone`."""
@@ -536,7 +544,7 @@ class Registry:
         if keys is None:
             return []
         found = [KeyRecord(key, cp, example) for key, example in listed_entries(keys.sensors).items()]
-        found += [KeyRecord(key, cp, e, actuator_of(cp, key)) for key, e in listed_entries(keys.actuators).items()]
+        found += [KeyRecord(key, cp, e, self.actuator_refs[key]) for key, e in listed_entries(keys.actuators).items()]
         return found
 
     def key_count(self, cp: str) -> int:

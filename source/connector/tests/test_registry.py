@@ -18,6 +18,7 @@ from connector.registry import (
     KeyRecord,
     MapError,
     Registry,
+    Unsaved,
     shortened,
 )
 
@@ -434,6 +435,22 @@ def test_new_keys_wait_for_the_store_without_a_record_each() -> None:
     registry.give_back(taken)
     keys = [r.key for r in registry.take_unsaved()]
     assert len(keys) == 201 and keys[-1] == "CP_0__Heartbeat"
+
+
+def test_a_part_that_does_not_read_back_costs_its_own_keys_only(caplog: pytest.LogCaptureFixture) -> None:
+    """A listing part the store cannot read back (never written so; an actuator restored from a
+    damaged store with `__` in its name reads back so) loses that charge point's new keys, with an
+    ERROR naming it; the others are saved."""
+    taken = Unsaved(
+        parts=[
+            ("CP_1", b'"CP_1__connected": true', 0, b'"CP_1__execute_x__y": 1', 0),
+            ("CP_2", b'"CP_2__connected": true, "CP_2__Heartbeat": 5', 23, b"", 0),
+            ("CP_3", b'"CP_3__connected": tru', 0, b"", 0),
+        ]
+    )
+    assert list(taken) == [KeyRecord("CP_2__Heartbeat", "CP_2", 5)]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and "'CP_1'" in errors[0] and "'CP_3'" in errors[1]
 
 
 def test_restoring_a_key_already_known_changes_nothing() -> None:
