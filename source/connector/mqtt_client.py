@@ -103,7 +103,7 @@ class Client(mqtt.Client):
         # Packets paho has written, not yet taken by the socket: views, never copies (the
         # listing is 27 MB at 10,000 chargers; each copy held the loop up for ~10 ms).
         self._output: deque[memoryview | bytes | bytearray] = deque()
-        self._wrote_at = 0.0  # time.monotonic() of the last loop_write
+        self.wrote_at = 0.0  # time.monotonic() of the last loop_write (mqtt_loop paces by it too)
         # The thread that drives this client's socket (mqtt_loop.LoopDriver: the loop's), the
         # only one that may write when a packet is due (WRITE_DUE_S); None: never.
         self.writer_thread: int | None = None
@@ -135,7 +135,7 @@ class Client(mqtt.Client):
         due = (
             self._sock is not None
             and threading.get_ident() == self.writer_thread
-            and time.monotonic() - self._wrote_at >= WRITE_DUE_S
+            and time.monotonic() - self.wrote_at >= WRITE_DUE_S
         )
         if due and outside_callbacks(self):
             self.loop_write()
@@ -189,7 +189,7 @@ class Client(mqtt.Client):
         return super().want_write() or bool(self._output)
 
     def loop_write(self) -> MQTTErrorCode:
-        self._wrote_at = time.monotonic()
+        self.wrote_at = time.monotonic()
         rc = super().loop_write()  # paho's packets into `_output`
         if not self._fast or self._sock is None:
             return rc

@@ -13,12 +13,15 @@ not read them for READ_DUE_S (`read_if_due`): in an overloaded turn of the loop 
 with 10,000 2.0.1 chargers connecting at once) a full window otherwise kept the connection
 silent until the turn ended, and the broker dropped it after 1.5 x the keepalive.
 
-A connection may pause between its writes (`write_pause_s`): the listing's does. mosquitto
-reads a client's packet for as long as that socket has data, so a 20 MB available_datapoints
-written as fast as the loop turns held every other client up until all of it was in: at
-10,000 2.0.1 chargers, commands that came meanwhile reached us 50-120 ms late. With a pause
-after each write budget (mqtt_client.WRITE_BUDGET_BYTES) the broker finds the socket empty
-and serves the others between the parts.
+A connection may leave a pause between its writes (`write_pause_s`): the listing's does.
+mosquitto reads a client's packet for as long as that socket has data, so a 20 MB
+available_datapoints written as fast as the loop turns held every other client up until all
+of it was in: at 10,000 2.0.1 chargers, commands that came meanwhile reached us 50-120 ms
+late. With a pause between write budgets (mqtt_client.WRITE_BUDGET_BYTES) the broker finds
+the socket empty and serves the others between the parts. Only the time the loop's own
+turns do not leave is waited for: on a loop slowed by a connect wave, turns of tens of ms
+are the pauses, and a listing paced on top of them outlasted paho's keepalive (its ping
+queued behind the listing), so the connection was dropped and the listing sent again.
 
 The one blocking step, opening the connection (name lookup, TCP, TLS handshake, bounded by
 paho's `connect_timeout`), runs in a worker thread; paho's socket callbacks from there are
@@ -64,8 +67,9 @@ class LoopDriver:
         write_pause_s: float = 0.0,
     ) -> None:
         self.client = self._client = client
-        self._write_pause_s = write_pause_s  # after a write that left more to send (see above)
-        self._resume: asyncio.TimerHandle | None = None  # the end of such a pause
+        self._write_pause_s = write_pause_s  # at least between two writes (see above)
+        self._wrote_at = 0.0  # time.monotonic() of the last write event (Client.wrote_at counts its own too)
+        self._resume: asyncio.TimerHandle | None = None  # the end of a pause being waited for
         self._brokers = brokers
         self._keepalive = keepalive
         self.broker = brokers[0]  # the one connected to, or tried next
@@ -133,6 +137,7 @@ class LoopDriver:
     async def disconnect(self, within: float) -> bool:
         """Send DISCONNECT and wait (bounded) until paho closed the socket; True if it did."""
         self._stopping = True
+        self._write_pause_s = 0.0  # what is left of a listing goes out as fast as it can, DISCONNECT after it
         self._client.disconnect()
         try:
             async with asyncio.timeout(within):
@@ -193,11 +198,8 @@ class LoopDriver:
     def _watch_writes(self, sock: Any) -> None:
         assert self._loop is not None
         self._write_wanted = sock
-        if self._sock is not sock or self._resume is not None:
-            return  # `_watch` adds the writer once the socket is watched, or the pause's end does
-        if self._write_pause_s:  # a packet queued may have been written in part at once (WRITE_DUE_S)
-            self._resume = self._loop.call_later(self._write_pause_s, self._resume_writes)
-        else:
+        # Else `_watch` adds the writer once the socket is watched, or the pause's end does.
+        if self._sock is sock and self._resume is None:
             self._loop.add_writer(sock, self._write)
 
     def _unwatch_writes(self, sock: Any) -> None:
@@ -210,12 +212,17 @@ class LoopDriver:
     # -- traffic ------------------------------------------------------------------------
 
     def _write(self) -> None:
+        if self._write_pause_s and self._sock is not None:
+            # A Client also writes a packet due at once itself (mqtt_client.WRITE_DUE_S).
+            wrote_at = self._client.wrote_at if isinstance(self._client, Client) else self._wrote_at
+            wait = wrote_at + self._write_pause_s - time.monotonic()
+            if wait > 0:  # the broker has not had its pause yet (see above)
+                assert self._loop is not None
+                self._loop.remove_writer(self._sock)
+                self._resume = self._loop.call_later(wait, self._resume_writes)
+                return
+        self._wrote_at = time.monotonic()
         self._client.loop_write()
-        sock = self._sock
-        if self._write_pause_s and sock is not None and self._write_wanted is sock:  # more to send
-            assert self._loop is not None
-            self._loop.remove_writer(sock)
-            self._resume = self._loop.call_later(self._write_pause_s, self._resume_writes)
 
     def _resume_writes(self) -> None:
         assert self._loop is not None

@@ -417,6 +417,7 @@ class Registry:
         self._by_cp: dict[str | None, ChargePointKeys] = {}
         self.unsaved: list[KeyRecord] = []  # given as records since the store last took them (rare)
         self._unsaved_from: dict[str, tuple[int, int]] = {}  # cp -> its parts' lengths before its first new key
+        self._given_back: list[tuple[str, bytes, int, bytes, int]] = []  # a failed save's parts (Unsaved.parts)
 
     def add_sensor(self, point: Datapoint, cp: str | None = None) -> bool:
         """Record a sensor's latest value; True if the key is new to the listing (announce it).
@@ -471,6 +472,13 @@ class Registry:
         self._mark_unsaved(ref.cp, keys)
         keys.actuators = add_entry(keys.actuators, key, example)
 
+    def _settle_unsaved(self, cp: str, keys: ChargePointKeys) -> None:
+        """Before a restored entry enters `cp`'s parts: its new keys so far become records, so that
+        what follows a mark stays new (a restored key is the store's, or another instance's, already)."""
+        start = self._unsaved_from.pop(cp, None)
+        if start is not None:  # rare: a charger's keys from another instance while it lists its own here
+            self.unsaved += Unsaved(parts=[(cp, keys.sensors, start[0], keys.actuators, start[1])])
+
     def _mark_unsaved(self, cp: str, keys: ChargePointKeys) -> None:
         """Before a new entry of `cp`'s parts: the store takes what follows (see Unsaved)."""
         if cp not in self._unsaved_from:
@@ -519,6 +527,7 @@ class Registry:
         keys = self._keys(record.cp)
         if keys.count >= self.max_keys_per_cp or self._known(record.key, keys):
             return False
+        self._settle_unsaved(record.cp, keys)
         if record.actuator is None:
             if keys.restored is None:
                 keys.restored = set()
@@ -554,18 +563,20 @@ class Registry:
 
     def take_unsaved(self) -> Unsaved:
         """What was listed since the last take, for the store; a failed save gives it back (`give_back`)."""
-        parts = [
+        parts = self._given_back + [
             (cp, keys.sensors, sensors_from, keys.actuators, actuators_from)
             for cp, (sensors_from, actuators_from) in self._unsaved_from.items()
             if (keys := self._by_cp.get(cp)) is not None
         ]
         taken = Unsaved(self.unsaved, parts)
-        self.unsaved, self._unsaved_from = [], {}
+        self.unsaved, self._unsaved_from, self._given_back = [], {}, []
         return taken
 
     def give_back(self, taken: Unsaved) -> None:
-        """What a failed save took, ahead of what was listed since (as records: a rare path)."""
-        self.unsaved[:0] = list(taken)
+        """What a failed save took, ahead of what was listed since. Its parts stay parts: read
+        back on the loop, a connect wave's were some 0.3 s of it, again at every failed save."""
+        self.unsaved[:0] = taken.records
+        self._given_back[:0] = taken.parts
 
     def _keys(self, cp: str | None) -> ChargePointKeys:
         keys = self._by_cp.get(cp)

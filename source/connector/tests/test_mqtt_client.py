@@ -418,10 +418,10 @@ def test_a_packet_queued_long_after_the_last_write_goes_out_at_once(wired: tuple
     client.loop_write()  # just written: the next packet waits for the loop's write event
     client._packet_queue(mqtt.PINGREQ, bytearray(b"\xc0\x00"), 0, 0)
     assert drain(broker) == b""
-    client._wrote_at -= WRITE_DUE_S  # ... until the last write is WRITE_DUE_S old
+    client.wrote_at -= WRITE_DUE_S  # ... until the last write is WRITE_DUE_S old
     client._packet_queue(mqtt.PINGREQ, bytearray(b"\xc0\x00"), 0, 0)
     assert drain(broker) == b"\xc0\x00\xc0\x00"
-    client._wrote_at -= WRITE_DUE_S
+    client.wrote_at -= WRITE_DUE_S
     client.writer_thread = None  # another thread's packet (the connecting one's CONNECT) waits for the loop
     client._packet_queue(mqtt.PINGREQ, bytearray(b"\xc0\x00"), 0, 0)
     assert drain(broker) == b""

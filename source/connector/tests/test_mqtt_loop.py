@@ -5,9 +5,11 @@ a large packet written with pauses, so the broker serves the others meanwhile.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -91,18 +93,46 @@ LARGE = 40 * WRITE_BUDGET_BYTES  # 0.59 s of pauses or more on the way
 
 
 class _Writes(Client):
-    """Notes when it writes to the socket."""
+    """Notes when it writes to the socket, and in which turn of the loop (`turn`, kept by the test)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.writes: list[float] = []
+        self.turns: list[int] = []
+        self.turn = 0
         self.wrote = asyncio.Event()
 
     def loop_write(self) -> MQTTErrorCode:
         self.writes.append(time.monotonic())
+        self.turns.append(self.turn)
         rc = super().loop_write()
         self.wrote.set()
         return rc
+
+
+@contextlib.asynccontextmanager
+async def _paced_client(tmp_path: Path) -> AsyncIterator[tuple[_Writes, MqttProbe]]:
+    """A client driven with PAUSE_S between writes, connected to a broker of its own, and a
+    probe subscribed there to `big` and `ping`."""
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    probe = MqttProbe(broker.port)
+    await probe.subscribe("big", qos=1)
+    await probe.subscribe("ping", qos=0)
+    client = _Writes(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    online = asyncio.Event()
+    client.on_connect = lambda *args: online.set()
+    driver = LoopDriver(client, [Broker("127.0.0.1", broker.port)], KEEPALIVE_S, lambda e, at: None, PAUSE_S)
+    running = asyncio.get_running_loop().create_task(driver.run())
+    try:
+        async with asyncio.timeout(10):
+            await online.wait()
+        yield client, probe
+    finally:
+        await driver.disconnect(within=2)
+        running.cancel()
+        probe.close()
+        broker.stop()
 
 
 async def test_a_large_packet_goes_out_with_pauses_and_the_broker_serves_others_meanwhile(tmp_path: Path) -> None:
@@ -110,20 +140,7 @@ async def test_a_large_packet_goes_out_with_pauses_and_the_broker_serves_others_
     packet for as long as the socket has data, finds it empty between the parts: the writes
     come a pause apart at least; a message another client sends while the large one is on
     its way reaches its subscriber first; the large one arrives whole."""
-    broker = Mosquitto(tmp_path)
-    broker.start()
-    probe = MqttProbe(broker.port)
-    await probe.subscribe("big", qos=1)
-    await probe.subscribe("ping", qos=0)
-    loop = asyncio.get_running_loop()
-    client = _Writes(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-    online = asyncio.Event()
-    client.on_connect = lambda *args: online.set()
-    driver = LoopDriver(client, [Broker("127.0.0.1", broker.port)], KEEPALIVE_S, lambda e, at: None, PAUSE_S)
-    running = loop.create_task(driver.run())
-    try:
-        async with asyncio.timeout(10):
-            await online.wait()
+    async with _paced_client(tmp_path) as (client, probe):
         client.wrote.clear()
         large = "x" * LARGE
         client.publish("big", json.dumps(large), qos=1, retain=True)
@@ -137,8 +154,32 @@ async def test_a_large_packet_goes_out_with_pauses_and_the_broker_serves_others_
         assert len(writes) >= LARGE // WRITE_BUDGET_BYTES, "more than a budget in one write"
         gaps = [later - earlier for earlier, later in itertools.pairwise(writes)]
         assert min(gaps) >= PAUSE_S * 0.99, f"written {min(gaps) * 1e3:.1f} ms after the write before"
-    finally:
-        await driver.disconnect(within=2)
-        running.cancel()
-        probe.close()
-        broker.stop()
+
+
+SLOW_TURN_S = 0.03  # a loop busy with a connect wave: every turn takes this long, far over the pause
+
+
+async def test_a_slow_loop_s_turns_are_the_pauses(tmp_path: Path) -> None:
+    """When each turn of the loop takes longer than the pause, the turn is the pause: a large
+    packet goes out a write budget per turn, no turn added, so it is not stretched beyond
+    paho's keepalive (a listing paced on top of slow turns lost its connection, again and again)."""
+    loop = asyncio.get_running_loop()
+    busy = True
+    async with _paced_client(tmp_path) as (client, probe):
+
+        def one_slow_turn() -> None:  # runs once in every turn of the loop while busy
+            client.turn += 1
+            time.sleep(SLOW_TURN_S)  # the turn's other work, the loop blocked as a busy one is
+            if busy:
+                loop.call_soon(one_slow_turn)
+
+        try:
+            large = "x" * (16 * WRITE_BUDGET_BYTES)
+            loop.call_soon(one_slow_turn)
+            client.publish("big", json.dumps(large), qos=1)
+            assert await probe.wait_for("big", within=20) == large
+        finally:
+            busy = False
+        turns = client.turns[-(len(large) // WRITE_BUDGET_BYTES) :]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(turns)]
+        assert gaps.count(1) >= len(gaps) * 3 // 4, f"turns between writes: {gaps}"
