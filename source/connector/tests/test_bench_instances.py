@@ -25,9 +25,11 @@ def test_runs_baseline_and_one_and_two_instances_end_to_end(tmp_path: Path) -> N
     """A tiny run of the baseline, 1 and 2 instances serves every charger and writes every figure the issue asks for."""
     out = tmp_path / "instances.json"
     command = [sys.executable, str(BENCHMARK / "instances.py"), "--chargers", str(CHARGERS), "--instances", "1,2"]
-    # Idle as long as an instance may go without a sign of life to Redis (a shorter window
-    # could fall between two and count no command: seen with 0.5 s).
-    command += ["--baseline", "--connect-rate", "100", "--period", "1", "--duration", "2", "--idle", str(ALIVE_TTL_S)]
+    # Idle, and load after the first period, as long as an instance may go without a sign of
+    # life to Redis: a shorter window could fall between two and count no command (seen
+    # with 0.5 s idle, and with the 1 s left after the first period of a 2 s load).
+    command += ["--baseline", "--connect-rate", "100", "--period", "1", "--duration", str(1 + ALIVE_TTL_S)]
+    command += ["--idle", str(ALIVE_TTL_S)]
     done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=130, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "no HAProxy" in done.stdout
