@@ -67,8 +67,7 @@ class LoopDriver:
         write_pause_s: float = 0.0,
     ) -> None:
         self.client = self._client = client
-        self._write_pause_s = write_pause_s  # at least between two writes (see above)
-        self._wrote_at = 0.0  # time.monotonic() of the last write event (Client.wrote_at counts its own too)
+        self._write_pause_s = write_pause_s  # at least between two writes of a Client (see above)
         self._resume: asyncio.TimerHandle | None = None  # the end of a pause being waited for
         self._brokers = brokers
         self._keepalive = keepalive
@@ -212,16 +211,14 @@ class LoopDriver:
     # -- traffic ------------------------------------------------------------------------
 
     def _write(self) -> None:
-        if self._write_pause_s and self._sock is not None:
-            # A Client also writes a packet due at once itself (mqtt_client.WRITE_DUE_S).
-            wrote_at = self._client.wrote_at if isinstance(self._client, Client) else self._wrote_at
-            wait = wrote_at + self._write_pause_s - time.monotonic()
+        if self._write_pause_s and self._sock is not None and isinstance(self._client, Client):
+            # From any write: a Client also writes a packet due at once itself (WRITE_DUE_S).
+            wait = self._client.wrote_at + self._write_pause_s - time.monotonic()
             if wait > 0:  # the broker has not had its pause yet (see above)
                 assert self._loop is not None
                 self._loop.remove_writer(self._sock)
                 self._resume = self._loop.call_later(wait, self._resume_writes)
                 return
-        self._wrote_at = time.monotonic()
         self._client.loop_write()
 
     def _resume_writes(self) -> None:

@@ -116,6 +116,9 @@ class ActuatorRefs(MutableMapping[str, ActuatorRef]):
         kind = self._kind(suffix)
         if kind is not None and (kind.name, kind.connector_id) != (ref.name, ref.connector_id):
             raise ValueError(f"actuator key {key[:200]!r} is {kind.name} on connector {kind.connector_id}, not {ref}")
+        # A name with `__` (only a damaged store holds one) would read back as another actuator (actuator_of).
+        if "__" in ref.name:
+            raise ValueError(f"actuator name {ref.name[:200]!r} has `__` in it")
         if kind is None:
             kind = _Kind(ref.name, ref.connector_id, suffix)
             self._kinds[suffix] = weakref.ref(kind, self._forget_kind(suffix))
@@ -324,6 +327,16 @@ class KeyRecord:
     actuator: ActuatorRef | None = None  # None: a sensor
 
 
+class UnsavedPart(NamedTuple):
+    """A charge point's listing parts and where its entries not saved yet begin in each."""
+
+    cp: str
+    sensors: bytes
+    sensors_from: int
+    actuators: bytes
+    actuators_from: int
+
+
 class Unsaved:
     """Keys listed since the store last took them, read back from the listing when saved.
 
@@ -339,11 +352,9 @@ class Unsaved:
 
     __slots__ = ("parts", "records")
 
-    def __init__(
-        self, records: list[KeyRecord] | None = None, parts: list[tuple[str, bytes, int, bytes, int]] | None = None
-    ) -> None:
+    def __init__(self, records: list[KeyRecord] | None = None, parts: list[UnsavedPart] | None = None) -> None:
         self.records = records or []
-        self.parts = parts or []  # (cp, its sensors' part, where the new ones begin, its actuators' part, ...)
+        self.parts = parts or []
 
     def __bool__(self) -> bool:
         return bool(self.records or self.parts)
@@ -363,7 +374,7 @@ class Unsaved:
 
     def without(self, gone: set[str]) -> Unsaved:
         """These but the keys of the charge points in `gone`."""
-        return Unsaved([r for r in self.records if r.cp not in gone], [p for p in self.parts if p[0] not in gone])
+        return Unsaved([r for r in self.records if r.cp not in gone], [p for p in self.parts if p.cp not in gone])
 
 
 class ChargePointKeys:
@@ -417,7 +428,7 @@ class Registry:
         self._by_cp: dict[str | None, ChargePointKeys] = {}
         self.unsaved: list[KeyRecord] = []  # given as records since the store last took them (rare)
         self._unsaved_from: dict[str, tuple[int, int]] = {}  # cp -> its parts' lengths before its first new key
-        self._given_back: list[tuple[str, bytes, int, bytes, int]] = []  # a failed save's parts (Unsaved.parts)
+        self._given_back: list[UnsavedPart] = []  # a failed save's parts
 
     def add_sensor(self, point: Datapoint, cp: str | None = None) -> bool:
         """Record a sensor's latest value; True if the key is new to the listing (announce it).
@@ -477,7 +488,7 @@ class Registry:
         what follows a mark stays new (a restored key is the store's, or another instance's, already)."""
         start = self._unsaved_from.pop(cp, None)
         if start is not None:  # rare: a charger's keys from another instance while it lists its own here
-            self.unsaved += Unsaved(parts=[(cp, keys.sensors, start[0], keys.actuators, start[1])])
+            self.unsaved += Unsaved(parts=[UnsavedPart(cp, keys.sensors, start[0], keys.actuators, start[1])])
 
     def _mark_unsaved(self, cp: str, keys: ChargePointKeys) -> None:
         """Before a new entry of `cp`'s parts: the store takes what follows (see Unsaved)."""
@@ -552,9 +563,7 @@ class Registry:
         keys = self._by_cp.get(cp)
         if keys is None:
             return []
-        found = [KeyRecord(key, cp, example) for key, example in listed_entries(keys.sensors).items()]
-        found += [KeyRecord(key, cp, e, self.actuator_refs[key]) for key, e in listed_entries(keys.actuators).items()]
-        return found
+        return list(Unsaved(parts=[UnsavedPart(cp, keys.sensors, 0, keys.actuators, 0)]))
 
     def key_count(self, cp: str) -> int:
         """Keys the charge point holds (listed, or routable while it is connected)."""
@@ -564,7 +573,7 @@ class Registry:
     def take_unsaved(self) -> Unsaved:
         """What was listed since the last take, for the store; a failed save gives it back (`give_back`)."""
         parts = self._given_back + [
-            (cp, keys.sensors, sensors_from, keys.actuators, actuators_from)
+            UnsavedPart(cp, keys.sensors, sensors_from, keys.actuators, actuators_from)
             for cp, (sensors_from, actuators_from) in self._unsaved_from.items()
             if (keys := self._by_cp.get(cp)) is not None
         ]

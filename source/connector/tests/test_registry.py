@@ -19,6 +19,7 @@ from connector.registry import (
     MapError,
     Registry,
     Unsaved,
+    UnsavedPart,
     shortened,
 )
 
@@ -453,15 +454,25 @@ def test_a_key_restored_between_new_ones_is_not_saved_again() -> None:
     assert set(json.loads(registry.available_datapoints())["sensor"]) == {"CP_1__connected", "CP_1__Heartbeat"}
 
 
+def test_an_actuator_name_with_double_underscores_is_not_restored() -> None:
+    """Only a damaged store could hold one: its key would read back (`actuator_of`) as another
+    actuator, so the registry refuses it as it refuses a key not made of its actuator."""
+    registry = Registry()
+    damaged = KeyRecord("CP_1__vendor__3", "CP_1", 1, ActuatorRef("CP_1", "vendor__3", 0))
+    assert not registry.restore(damaged)
+    assert "CP_1__vendor__3" not in registry.actuator_refs
+    assert registry.key_count("CP_1") == 0
+
+
 def test_a_part_that_does_not_read_back_costs_its_own_keys_only(caplog: pytest.LogCaptureFixture) -> None:
     """A listing part the store cannot read back (never written so; an actuator restored from a
     damaged store with `__` in its name reads back so) loses that charge point's new keys, with an
     ERROR naming it; the others are saved."""
     taken = Unsaved(
         parts=[
-            ("CP_1", b'"CP_1__connected": true', 0, b'"CP_1__execute_x__y": 1', 0),
-            ("CP_2", b'"CP_2__connected": true, "CP_2__Heartbeat": 5', 23, b"", 0),
-            ("CP_3", b'"CP_3__connected": tru', 0, b"", 0),
+            UnsavedPart("CP_1", b'"CP_1__connected": true', 0, b'"CP_1__execute_x__y": 1', 0),
+            UnsavedPart("CP_2", b'"CP_2__connected": true, "CP_2__Heartbeat": 5', 23, b"", 0),
+            UnsavedPart("CP_3", b'"CP_3__connected": tru', 0, b"", 0),
         ]
     )
     assert list(taken) == [KeyRecord("CP_2__Heartbeat", "CP_2", 5)]
